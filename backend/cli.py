@@ -1,0 +1,293 @@
+"""The operators' CLI (click): thin commands over the fleet service, human tables or one JSON document.
+
+Exit codes: 0 ok, 1 a domain error (unknown worker, refused action), 2 bad usage, 69 Redis or the database
+unreachable, 78 bad configuration. Logs go to stderr; with `--json`, stdout carries exactly one document.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from config import EXIT_CONFIG, CliSettings, ConfigError, load_cli_settings, load_env_file, mask_url
+
+EXIT_UNAVAILABLE = 69
+EXIT_SOFTWARE = 70
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 60:
+        return f"{seconds:.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f} h ago"
+    return f"{seconds // 86400:.0f} d ago"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def emit_json(document: object) -> None:
+    click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+
+
+class Context:
+    """Lazily loaded settings and connections for one CLI invocation."""
+
+    def __init__(self) -> None:
+        self._settings: CliSettings | None = None
+        self._services: dict[str, Any] = {}
+
+    @property
+    def settings(self) -> CliSettings:
+        if self._settings is None:
+            self._settings = load_cli_settings()
+        return self._settings
+
+    def service(self, name: str, factory: Callable[[], Any]) -> Any:
+        if name not in self._services:
+            self._services[name] = factory()
+        return self._services[name]
+
+    def redis(self) -> Any:
+        from backend.connections import connect_redis
+
+        return self.service("redis", lambda: connect_redis(self.settings.redis_url))
+
+    def sessions(self) -> Any:
+        from backend.connections import connect_database
+
+        return self.service("db", lambda: connect_database(self.settings.database_url))[1]
+
+    def fleet(self) -> Any:
+        from backend.fleet import FleetService
+
+        return self.service(
+            "fleet", lambda: FleetService(self.redis(), self.sessions(), self.settings.timing.offline_after)
+        )
+
+
+class FleetGroup(click.Group):
+    """Turns the errors every command can meet into one line and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from backend.connections import ServiceUnavailable
+        from backend.fleet import InvalidInput
+        from database.operations import WorkerExists, WorkerNotFound, WorkerStillOnline
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as error:
+            click.echo(f"config error: {error}", err=True)
+            ctx.exit(EXIT_CONFIG)
+        except ServiceUnavailable as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(EXIT_UNAVAILABLE)
+        except RedisError as error:
+            settings = ctx.find_object(Context)
+            where = mask_url(settings.settings.redis_url) if settings else "?"
+            click.echo(f"error: Redis unreachable at {where}: {error}", err=True)
+            ctx.exit(EXIT_UNAVAILABLE)
+        except SQLAlchemyError as error:
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            click.echo(f"error: database error: {reason}", err=True)
+            ctx.exit(EXIT_UNAVAILABLE)
+        except (WorkerNotFound, WorkerExists, WorkerStillOnline, InvalidInput) as error:
+            raise click.ClickException(str(error)) from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as error:
+            logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+            click.echo(
+                f"internal error: {error.__class__.__name__}: {error} (set LOG_LEVEL=DEBUG for details)", err=True
+            )
+            ctx.exit(EXIT_SOFTWARE)
+
+
+def json_option(function: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")(function)
+
+
+def pass_context(function: F) -> F:
+    @click.pass_obj
+    @functools.wraps(function)
+    def wrapper(context: Context, *args: Any, **kwargs: Any) -> Any:
+        return function(context, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(cls=FleetGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Manage the fleet's workers and accounts."""
+    load_env_file()
+    ctx.obj = Context()
+
+
+def _status_cell(status: str, is_active: bool) -> str:
+    icon = "🟢" if status == "online" else "🔴"
+    return f"{icon} {status}" + ("" if is_active else " (deactivated)")
+
+
+@cli.command("list")
+@click.option("--active-only", is_flag=True, help="Only workers the admin switch has on.")
+@json_option
+@pass_context
+def list_workers(context: Context, active_only: bool, as_json: bool) -> None:
+    """List workers with live status."""
+    views = context.fleet().list_workers(active_only=active_only)
+    if as_json:
+        emit_json([view.to_json() for view in views])
+        return
+    if not views:
+        click.echo("no workers yet: start one with `python run_worker.py` or pre-register one with `add`")
+        return
+    rows = [
+        [
+            _status_cell(v.status.value, v.is_active),
+            v.name,
+            v.address or "-",
+            f"{v.accounts_running}/{v.accounts}",
+            v.version or "-",
+            f"last seen {ago(v.seconds_since_heartbeat)}",
+        ]
+        for v in views
+    ]
+    click.echo(table(["STATUS", "NAME", "ADDRESS", "ACCOUNTS", "VERSION", "HEARTBEAT"], rows))
+    online = sum(1 for v in views if v.status.value == "online")
+    click.echo(f"\n{online} online, {len(views) - online} offline")
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@cli.command("show")
+@click.argument("name")
+@json_option
+@pass_context
+def show_worker(context: Context, name: str, as_json: bool) -> None:
+    """Show one worker and its recent events."""
+    detail = context.fleet().get_worker(name)
+    if as_json:
+        emit_json(detail.to_json())
+        return
+    w = detail.worker
+    lines = [
+        ("Worker", w.name),
+        ("Status", _status_cell(w.status.value, w.is_active)),
+        ("Address", w.address or "-"),
+        ("Last heartbeat", f"{_when(w.last_heartbeat)} ({ago(w.seconds_since_heartbeat)})"),
+        ("Uptime", duration(w.uptime_seconds)),
+        ("Host / pid", f"{w.host or '-'} / {w.pid or '-'}"),
+        ("Version", w.version or "-"),
+        ("Accounts", f"{w.accounts_running} running of {w.accounts}"),
+    ]
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        click.echo(f"{label.ljust(width)}  {value}")
+    click.echo("\nRecent events:" if detail.events else "\nNo events recorded yet.")
+    for event in detail.events:
+        extra = f" — {event.detail}" if event.detail else ""
+        click.echo(f"  {_when(event.at)}  {event.kind}{extra}  [{event.actor}]")
+
+
+@cli.command("activate")
+@click.argument("name")
+@pass_context
+def activate(context: Context, name: str) -> None:
+    """Turn a worker's admin switch on."""
+    changed = context.fleet().set_active(name, True, actor())
+    click.echo(f"worker '{name}' activated" if changed else f"worker '{name}' was already active")
+
+
+@cli.command("deactivate")
+@click.argument("name")
+@pass_context
+def deactivate(context: Context, name: str) -> None:
+    """Turn a worker's admin switch off (no new accounts are started there)."""
+    changed = context.fleet().set_active(name, False, actor())
+    click.echo(f"worker '{name}' deactivated" if changed else f"worker '{name}' was already deactivated")
+
+
+@cli.command("add")
+@click.argument("name")
+@click.option("--address", required=True, help="The server's address, shown to admins.")
+@pass_context
+def add(context: Context, name: str, address: str) -> None:
+    """Pre-register a server; it shows 🔴 until a worker of that name heartbeats."""
+    view = context.fleet().add_worker(name, address, actor())
+    click.echo(
+        f"worker '{view.name}' added ({view.address}); it shows 🔴 until `run_worker.py` "
+        f"starts there with WORKER_NAME={view.name}"
+    )
+
+
+@cli.command("remove")
+@click.argument("name")
+@pass_context
+def remove(context: Context, name: str) -> None:
+    """Forget an offline worker."""
+    context.fleet().remove_worker(name, actor())
+    click.echo(f"worker '{name}' removed")
+
+
+@cli.command("doctor")
+@pass_context
+def doctor(context: Context) -> None:
+    """Check configuration, the database and Redis; print each problem."""
+    from backend.doctor import run_checks
+
+    problems = 0
+    for check in run_checks():
+        mark = "ok  " if check.ok else "FAIL"
+        click.echo(f"{mark}  {check.name:<10} {check.message}")
+        problems += 0 if check.ok else 1
+    if problems:
+        click.echo(f"\n{problems} problem{'s' if problems != 1 else ''} found", err=True)
+        sys.exit(1)
+
+
+def main() -> None:
+    cli(prog_name="run_cli.py")

@@ -1,0 +1,65 @@
+"""`run_cli.py doctor`: checks configuration, the database and Redis, and says what is wrong with each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config import ConfigError, load_cli_settings, load_secret_key, mask_url
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    message: str
+
+
+def run_checks() -> list[Check]:
+    checks: list[Check] = []
+    try:
+        settings = load_cli_settings()
+    except ConfigError as error:
+        return [Check("config", False, str(error))]
+    checks.append(Check("config", True, f"offline after {settings.timing.offline_after:g} s"))
+    try:
+        load_secret_key()
+        checks.append(Check("secret", True, "SECRET_KEY set"))
+    except ConfigError as error:
+        checks.append(Check("secret", False, f"{error} (needed by workers and account commands)"))
+
+    from backend.connections import ServiceUnavailable, connect_database, connect_redis
+
+    try:
+        engine, _sessions = connect_database(settings.database_url)
+        from database.engine import current_revision
+
+        checks.append(Check("database", True, f"{mask_url(settings.database_url)} (schema {current_revision(engine)})"))
+    except ServiceUnavailable as error:
+        checks.append(Check("database", False, str(error)))
+
+    try:
+        redis = connect_redis(settings.redis_url)
+        version = redis.info("server").get("redis_version", "?")
+        checks.append(Check("redis", True, f"{mask_url(settings.redis_url)} (server {version})"))
+    except ServiceUnavailable as error:
+        checks.append(Check("redis", False, str(error)))
+        return checks
+
+    from celery_app import keys, presence
+
+    leader = redis.get(keys.BACKEND_LEADER)
+    checks.append(
+        Check(
+            "backend",
+            bool(leader),
+            "a backend is reconciling" if leader else "no backend running: start `python run_backend.py`",
+        )
+    )
+    snapshot = presence.read_all_heartbeats(redis)
+    online = sum(
+        1
+        for beat in snapshot.beats.values()
+        if presence.liveness(beat, snapshot.now, settings.timing.offline_after) is presence.Liveness.ONLINE
+    )
+    checks.append(Check("workers", True, f"{online} online"))
+    return checks

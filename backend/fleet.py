@@ -1,0 +1,241 @@
+"""The fleet service: list, inspect, add, remove, activate and deactivate workers.
+
+Plain functions over a Redis client and a session factory, used by the CLI and the bot alike. Online status
+is read live from Redis heartbeats (one round trip for the whole fleet), never through a Celery round trip;
+everything else comes from the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis import Redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from celery_app import presence
+from celery_app.presence import Liveness, liveness
+from config import WORKER_NAME_PATTERN
+from database import operations as ops
+from database.models import FleetEvent, Worker
+from database.operations import WorkerNotFound, epoch_to_datetime
+
+MAX_ADDRESS_LENGTH = 255
+
+# Filled in by the accounts layer: worker id -> (running, total) accounts.
+AccountCounter = Callable[[Session], dict[int, tuple[int, int]]]
+
+
+class InvalidInput(ValueError):
+    """A name or address that cannot be accepted; the message says why."""
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    name: str
+    address: str
+    status: Liveness
+    is_active: bool
+    last_heartbeat: datetime | None
+    seconds_since_heartbeat: float | None
+    accounts: int
+    accounts_running: int
+    host: str | None
+    pid: int | None
+    version: str | None
+    started_at: datetime | None
+    uptime_seconds: float | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "status": self.status.value,
+            "is_active": self.is_active,
+            "last_heartbeat": iso_utc(self.last_heartbeat),
+            "seconds_since_heartbeat": None
+            if self.seconds_since_heartbeat is None
+            else round(self.seconds_since_heartbeat, 1),
+            "accounts": self.accounts,
+            "accounts_running": self.accounts_running,
+            "host": self.host,
+            "pid": self.pid,
+            "version": self.version,
+            "started_at": iso_utc(self.started_at),
+            "uptime_seconds": None if self.uptime_seconds is None else round(self.uptime_seconds),
+        }
+
+
+@dataclass(frozen=True)
+class EventView:
+    at: datetime
+    kind: str
+    subject: str
+    detail: str
+    actor: str
+
+    @classmethod
+    def of(cls, event: FleetEvent) -> EventView:
+        return cls(event.created_at, event.kind, event.subject, event.detail, event.actor)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "at": iso_utc(self.at),
+            "kind": self.kind,
+            "subject": self.subject,
+            "detail": self.detail,
+            "actor": self.actor,
+        }
+
+
+@dataclass(frozen=True)
+class WorkerDetail:
+    worker: WorkerView
+    events: list[EventView]
+
+    def to_json(self) -> dict[str, object]:
+        return {**self.worker.to_json(), "events": [event.to_json() for event in self.events]}
+
+
+def validate_worker_name(name: str) -> str:
+    if not WORKER_NAME_PATTERN.match(name):
+        raise InvalidInput(
+            f"invalid worker name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def validate_address(address: str) -> str:
+    address = address.strip()
+    if not address or len(address) > MAX_ADDRESS_LENGTH or any(ch.isspace() for ch in address):
+        raise InvalidInput(
+            f"invalid server address {address!r}: give a host name or IP, e.g. 10.0.0.5 or srv1.example.com"
+        )
+    return address
+
+
+def _no_accounts(_session: Session) -> dict[int, tuple[int, int]]:
+    return {}
+
+
+class FleetService:
+    def __init__(
+        self,
+        redis: Redis,
+        sessions: sessionmaker[Session],
+        offline_after: float,
+        account_counter: AccountCounter = _no_accounts,
+    ) -> None:
+        self.redis = redis
+        self.sessions = sessions
+        self.offline_after = offline_after
+        self.account_counter = account_counter
+
+    def _view(
+        self, worker: Worker, snapshot: presence.HeartbeatSnapshot, counts: dict[int, tuple[int, int]]
+    ) -> WorkerView:
+        beat = snapshot.beats.get(worker.name)
+        status = liveness(beat, snapshot.now, self.offline_after)
+        last = epoch_to_datetime(beat) if beat is not None else worker.last_heartbeat
+        running, total = counts.get(worker.id, (0, 0))
+        started = worker.started_at
+        return WorkerView(
+            name=worker.name,
+            address=worker.address,
+            status=status,
+            is_active=worker.is_active,
+            last_heartbeat=last,
+            seconds_since_heartbeat=None if last is None else max(0.0, snapshot.now - last.timestamp()),
+            accounts=total,
+            accounts_running=running,
+            host=worker.host,
+            pid=worker.pid,
+            version=worker.version,
+            started_at=started,
+            uptime_seconds=max(0.0, snapshot.now - started.timestamp())
+            if started and status is Liveness.ONLINE
+            else None,
+        )
+
+    def list_workers(self, active_only: bool = False) -> list[WorkerView]:
+        snapshot = presence.read_all_heartbeats(self.redis)
+        with self.sessions() as session:
+            workers = list(ops.list_workers(session, active_only=active_only))
+            counts = self.account_counter(session)
+            known = set(ops.worker_rows(session)) if active_only else {w.name for w in workers}
+        views = [self._view(worker, snapshot, counts) for worker in workers]
+        views += self._live_but_unrecorded(snapshot, known)
+        return sorted(views, key=lambda view: view.name)
+
+    def _live_but_unrecorded(self, snapshot: presence.HeartbeatSnapshot, known: set[str]) -> list[WorkerView]:
+        """Workers heartbeating that the backend has not recorded yet (it discovers them within a scan)."""
+        fresh = [
+            name
+            for name, beat in snapshot.beats.items()
+            if name not in known and liveness(beat, snapshot.now, self.offline_after) is Liveness.ONLINE
+        ]
+        infos = presence.read_infos(self.redis, fresh)
+        views = []
+        for name in fresh:
+            info = infos.get(name)
+            beat = snapshot.beats[name]
+            started = epoch_to_datetime(info.started_at) if info else None
+            views.append(
+                WorkerView(
+                    name=name,
+                    address=info.address if info else "",
+                    status=Liveness.ONLINE,
+                    is_active=True,
+                    last_heartbeat=epoch_to_datetime(beat),
+                    seconds_since_heartbeat=max(0.0, snapshot.now - beat),
+                    accounts=0,
+                    accounts_running=0,
+                    host=info.host if info else None,
+                    pid=info.pid if info else None,
+                    version=info.version if info else None,
+                    started_at=started,
+                    uptime_seconds=max(0.0, snapshot.now - info.started_at) if info else None,
+                )
+            )
+        return views
+
+    def get_worker(self, name: str, event_limit: int = 10) -> WorkerDetail:
+        snapshot = presence.read_heartbeats(self.redis, [name])
+        with self.sessions() as session:
+            worker = ops.find_worker(session, name)
+            if worker is None:
+                live = self._live_but_unrecorded(snapshot, set())
+                if not live:
+                    raise WorkerNotFound(name)
+                return WorkerDetail(live[0], [])
+            view = self._view(worker, snapshot, self.account_counter(session))
+            events = [EventView.of(event) for event in ops.recent_events(session, subject=name, limit=event_limit)]
+        return WorkerDetail(view, events)
+
+    def is_online(self, name: str) -> bool:
+        snapshot = presence.read_heartbeats(self.redis, [name])
+        return liveness(snapshot.beats.get(name), snapshot.now, self.offline_after) is Liveness.ONLINE
+
+    def add_worker(self, name: str, address: str, actor: str) -> WorkerView:
+        """Pre-register a server; it reads offline until a worker of that name heartbeats."""
+        validate_worker_name(name)
+        address = validate_address(address)
+        with self.sessions.begin() as session:
+            ops.add_worker(session, name, address, actor)
+        return self.get_worker(name).worker
+
+    def remove_worker(self, name: str, actor: str) -> None:
+        """Forget an offline worker (refused while it is online)."""
+        online = self.is_online(name)
+        with self.sessions.begin() as session:
+            ops.remove_worker(session, name, actor, is_online=online)
+        presence.forget(self.redis, name)
+
+    def set_active(self, name: str, active: bool, actor: str) -> bool:
+        with self.sessions.begin() as session:
+            return ops.set_worker_active(session, name, active, actor)

@@ -1,0 +1,301 @@
+"""The backend's reconciler: brings the database in line with live state in Redis.
+
+Every scan reads all heartbeats in one Redis round trip and all workers in one SELECT, then writes the
+differences with a few batched statements: newly discovered workers, heartbeat times, online/offline
+transitions, and the fleet events that the bot notifies about. Between scans it applies wire events from
+the Redis Stream at once (in order, through a consumer group, so events emitted while no backend ran are
+applied when one starts). Only the backend holding the leader lock acts; others stand by.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from celery_app import events, keys, presence
+from celery_app.events import WireEvent, WireEventKind
+from celery_app.presence import Liveness, WorkerInfo, liveness
+from database import operations as ops
+from database.models import FleetEventKind, Worker, WorkerStatus
+from database.operations import NewEvent, epoch_to_datetime
+
+log = logging.getLogger(__name__)
+
+LEADER_TTL_SECONDS = 10.0
+MAX_EVENT_WAIT_SECONDS = 1.0
+
+# Extension point: issue-specific reconcilers (accounts) hook in here, called after each scan/event batch.
+AfterScanHook = Callable[[Session, presence.HeartbeatSnapshot], None]
+
+
+@dataclass
+class ScanReport:
+    workers: int = 0
+    discovered: list[str] = field(default_factory=list)
+    went_online: list[str] = field(default_factory=list)
+    went_offline: list[str] = field(default_factory=list)
+
+
+def _worker_columns(info: WorkerInfo | None) -> dict[str, object]:
+    if info is None:
+        return {}
+    return {
+        "host": info.host,
+        "pid": info.pid,
+        "version": info.version,
+        "started_at": epoch_to_datetime(info.started_at) if info.started_at else None,
+    }
+
+
+def _offline_detail(beat: float | None, now: float) -> str:
+    return "no heartbeat yet" if beat is None else f"no heartbeat for {now - beat:.0f} s"
+
+
+class Reconciler:
+    """One scan or one batch of events at a time; holds no state between calls but its collaborators."""
+
+    def __init__(self, redis: Redis, sessions: sessionmaker[Session], offline_after: float) -> None:
+        self.redis = redis
+        self.sessions = sessions
+        self.offline_after = offline_after
+        self.hooks: list[AfterScanHook] = []
+
+    def scan(self) -> ScanReport:
+        snapshot = presence.read_all_heartbeats(self.redis)
+        report = ScanReport(workers=len(snapshot.beats))
+        with self.sessions.begin() as session:
+            rows = ops.worker_rows(session)
+            self._insert_discovered(session, snapshot, [name for name in snapshot.beats if name not in rows], report)
+            self._sync_existing(session, snapshot, rows, report)
+            for hook in self.hooks:
+                hook(session, snapshot)
+        if report.discovered or report.went_online or report.went_offline:
+            log.info(
+                "scan: %d workers, discovered %s, online %s, offline %s",
+                report.workers,
+                report.discovered or "-",
+                report.went_online or "-",
+                report.went_offline or "-",
+            )
+        return report
+
+    def _insert_discovered(
+        self, session: Session, snapshot: presence.HeartbeatSnapshot, names: list[str], report: ScanReport
+    ) -> None:
+        if not names:
+            return
+        infos = presence.read_infos(self.redis, names)
+        rows: list[dict[str, object]] = []
+        new_events: list[NewEvent] = []
+        for name in names:
+            beat = snapshot.beats[name]
+            status = liveness(beat, snapshot.now, self.offline_after)
+            info = infos.get(name)
+            seen = epoch_to_datetime(beat)
+            rows.append(
+                {
+                    "name": name,
+                    "address": info.address if info else "",
+                    "is_active": True,
+                    "status": status.value,
+                    "last_heartbeat": seen,
+                    "first_seen": seen,
+                    **_worker_columns(info),
+                }
+            )
+            new_events.append(
+                NewEvent(FleetEventKind.WORKER_DISCOVERED, name, f"host {info.host}" if info else "", at=seen)
+            )
+            report.discovered.append(name)
+            if status is Liveness.ONLINE:
+                new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, name, "", at=seen))
+                report.went_online.append(name)
+        ops.insert_discovered_workers(session, rows)
+        ops.record_events(session, new_events)
+
+    def _sync_existing(
+        self,
+        session: Session,
+        snapshot: presence.HeartbeatSnapshot,
+        rows: dict[str, ops.WorkerRow],
+        report: ScanReport,
+    ) -> None:
+        changes: list[tuple[int, str, datetime | None]] = []
+        new_events: list[NewEvent] = []
+        now = epoch_to_datetime(snapshot.now)
+        for name, row in rows.items():
+            beat = snapshot.beats.get(name)
+            status = liveness(beat, snapshot.now, self.offline_after)
+            last_heartbeat = epoch_to_datetime(beat) if beat is not None else row.last_heartbeat
+            if status.value == row.status and last_heartbeat == row.last_heartbeat:
+                continue
+            changes.append((row.id, status.value, last_heartbeat))
+            if status.value != row.status:
+                if status is Liveness.ONLINE:
+                    new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, name, "", at=now))
+                    report.went_online.append(name)
+                else:
+                    new_events.append(
+                        NewEvent(FleetEventKind.WORKER_OFFLINE, name, _offline_detail(beat, snapshot.now), at=now)
+                    )
+                    report.went_offline.append(name)
+        ops.update_heartbeats(session, changes)
+        ops.record_events(session, new_events)
+
+    def apply_events(self, batch: list[WireEvent]) -> None:
+        """Apply worker events in order, then settle each named worker on its live state."""
+        worker_events = [e for e in batch if e.kind in (WireEventKind.WORKER_ONLINE, WireEventKind.WORKER_OFFLINE)]
+        names = sorted({e.subject for e in worker_events})
+        if not names:
+            return
+        with self.sessions.begin() as session:
+            workers = {w.name: w for w in session.scalars(select(Worker).where(Worker.name.in_(names)))}
+            new_events: list[NewEvent] = []
+            for event in worker_events:
+                at = epoch_to_datetime(event.at) if event.at else None
+                worker = workers.get(event.subject)
+                if event.kind == WireEventKind.WORKER_ONLINE:
+                    worker = self._apply_online(session, workers, event, at, new_events)
+                elif worker is not None and worker.status == WorkerStatus.ONLINE:
+                    worker.status = WorkerStatus.OFFLINE.value
+                    reason = str(event.data.get("reason", "stopped"))
+                    new_events.append(NewEvent(FleetEventKind.WORKER_OFFLINE, worker.name, reason, at=at))
+            snapshot = presence.read_heartbeats(self.redis, names)
+            now = epoch_to_datetime(snapshot.now)
+            for name, worker in workers.items():
+                beat = snapshot.beats.get(name)
+                live = liveness(beat, snapshot.now, self.offline_after)
+                if beat is not None:
+                    worker.last_heartbeat = epoch_to_datetime(beat)
+                if live.value != worker.status:
+                    worker.status = live.value
+                    kind = FleetEventKind.WORKER_ONLINE if live is Liveness.ONLINE else FleetEventKind.WORKER_OFFLINE
+                    detail = "" if live is Liveness.ONLINE else _offline_detail(beat, snapshot.now)
+                    new_events.append(NewEvent(kind, name, detail, at=now))
+            ops.record_events(session, new_events)
+            for hook in self.hooks:
+                hook(session, snapshot)
+
+    def _apply_online(
+        self,
+        session: Session,
+        workers: dict[str, Worker],
+        event: WireEvent,
+        at: datetime | None,
+        new_events: list[NewEvent],
+    ) -> Worker:
+        info = WorkerInfo.from_redis({k: str(v) for k, v in event.data.items()})
+        worker = workers.get(event.subject)
+        if worker is None:
+            worker = Worker(
+                name=event.subject,
+                address=info.address if info else "",
+                is_active=True,
+                status=WorkerStatus.OFFLINE.value,
+                first_seen=at,
+            )
+            session.add(worker)
+            workers[event.subject] = worker
+            new_events.append(
+                NewEvent(FleetEventKind.WORKER_DISCOVERED, event.subject, f"host {info.host}" if info else "", at=at)
+            )
+        for column, value in _worker_columns(info).items():
+            setattr(worker, column, value)
+        if info is not None and not worker.address:
+            worker.address = info.address
+        if worker.first_seen is None:
+            worker.first_seen = at
+        if worker.status != WorkerStatus.ONLINE:
+            worker.status = WorkerStatus.ONLINE.value
+            worker.last_heartbeat = at
+            new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, event.subject, "", at=at))
+        return worker
+
+
+_HOLD = """
+local current = redis.call('GET', KEYS[1])
+if (not current) or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LeaderLock:
+    """A Redis lock with expiry that the acting backend renews; a standby takes over when it lapses."""
+
+    def __init__(self, redis: Redis, ttl: float = LEADER_TTL_SECONDS, key: str = keys.BACKEND_LEADER) -> None:
+        self.redis = redis
+        self.ttl = ttl
+        self.key = key
+        self.identity = uuid.uuid4().hex
+
+    def hold(self) -> bool:
+        return bool(self.redis.eval(_HOLD, 1, self.key, self.identity, int(self.ttl * 1000)))
+
+    def release(self) -> None:
+        self.redis.eval(_RELEASE, 1, self.key, self.identity)
+
+
+def run_listener(reconciler: Reconciler, leader: LeaderLock, scan_interval: float, stop: threading.Event) -> None:
+    """Scan every `scan_interval` seconds and apply events in between, while leader, until `stop` is set."""
+    redis = reconciler.redis
+    leading = False
+    next_scan = 0.0
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            if not leader.hold():
+                if leading:
+                    log.warning("another backend holds the leader lock; standing by")
+                leading = False
+                stop.wait(min(1.0, leader.ttl / 3))
+                continue
+            if not leading:
+                log.info("acting as the leader backend (scan every %gs)", scan_interval)
+                events.ensure_group(redis)
+                pending = events.read_group(redis, None, pending=True)
+                if pending:
+                    reconciler.apply_events(pending)
+                    events.acknowledge(redis, pending)
+                leading = True
+                next_scan = 0.0
+            if time.monotonic() >= next_scan:
+                reconciler.scan()
+                next_scan = time.monotonic() + scan_interval
+            wait = max(0.01, min(MAX_EVENT_WAIT_SECONDS, next_scan - time.monotonic(), leader.ttl / 3))
+            batch = events.read_group(redis, int(wait * 1000))
+            if batch:
+                reconciler.apply_events(batch)
+                events.acknowledge(redis, batch)
+            backoff = 0.5
+        except RedisError as error:
+            log.warning("Redis unavailable (%s); retrying in %.1fs", error, backoff)
+            leading = False
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+        except SQLAlchemyError as error:
+            log.warning("database unavailable (%s); retrying in %.1fs", error.__class__.__name__, backoff)
+            leading = False  # re-read unacknowledged events once the database is back
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+    try:
+        leader.release()
+    except RedisError:
+        pass

@@ -1,0 +1,95 @@
+"""Wire events on a Redis Stream: workers append, the backend's consumer group applies them in order.
+
+An event is `kind`, `subject` (a worker name or an account id) and a small JSON `data` object; its time is
+the stream entry id (Redis server time, ms). Events never carry secrets.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+from celery_app import keys
+
+
+class WireEventKind(enum.StrEnum):
+    WORKER_ONLINE = "worker.online"
+    WORKER_OFFLINE = "worker.offline"
+    ACCOUNT_STATUS = "account.status"
+
+
+@dataclass(frozen=True)
+class WireEvent:
+    kind: str
+    subject: str
+    data: dict[str, Any] = field(default_factory=dict)
+    stream_id: str = ""
+
+    @property
+    def at(self) -> float:
+        """Redis server time of the event, from its stream id."""
+        millis = self.stream_id.split("-", 1)[0]
+        return int(millis) / 1000 if millis.isdigit() else 0.0
+
+    def fields(self) -> dict[str, str]:
+        return {"kind": self.kind, "subject": self.subject, "data": json.dumps(self.data, separators=(",", ":"))}
+
+    @classmethod
+    def from_fields(cls, stream_id: str, raw: dict[Any, Any]) -> WireEvent | None:
+        decoded = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
+        try:
+            data = json.loads(decoded.get("data") or "{}")
+        except ValueError:
+            return None
+        kind, subject = decoded.get("kind"), decoded.get("subject")
+        if not kind or not subject or not isinstance(data, dict):
+            return None
+        return cls(kind, subject, data, stream_id)
+
+
+def emit(target: Redis | Pipeline, kind: WireEventKind, subject: str, data: dict[str, Any] | None = None) -> None:
+    """Append an event (on a client, or queued on a pipeline for the caller to execute)."""
+    event = WireEvent(kind.value, subject, data or {})
+    target.xadd(keys.EVENTS_STREAM, event.fields(), maxlen=keys.EVENTS_MAXLEN, approximate=True)
+
+
+def ensure_group(redis: Redis) -> None:
+    """Create the backend's consumer group from the stream's start (so nothing emitted earlier is missed)."""
+    from redis.exceptions import ResponseError
+
+    try:
+        redis.xgroup_create(keys.EVENTS_STREAM, keys.EVENTS_GROUP, id="0", mkstream=True)
+    except ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def read_group(redis: Redis, block_ms: int | None, count: int = 500, pending: bool = False) -> list[WireEvent]:
+    """Events for the backend's consumer: new ones (`pending=False`) or those read but not yet acknowledged."""
+    response = redis.xreadgroup(
+        keys.EVENTS_GROUP,
+        keys.EVENTS_CONSUMER,
+        {keys.EVENTS_STREAM: "0" if pending else ">"},
+        count=count,
+        block=None if pending else block_ms,
+    )
+    events: list[WireEvent] = []
+    for _stream, entries in response or []:
+        for stream_id, raw in entries:
+            sid = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+            event = WireEvent.from_fields(sid, raw or {})
+            events.append(event if event is not None else WireEvent("invalid", "-", {}, sid))
+    return events
+
+
+def acknowledge(redis: Redis, events: list[WireEvent]) -> None:
+    if events:
+        redis.xack(keys.EVENTS_STREAM, keys.EVENTS_GROUP, *[event.stream_id for event in events])

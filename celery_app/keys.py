@@ -1,0 +1,40 @@
+"""The Redis key layout shared by workers, the backend, the CLI and the bot."""
+
+from __future__ import annotations
+
+PREFIX = "fleet"
+
+# Sorted set: worker name -> Redis server time (epoch seconds) of its last heartbeat.
+HEARTBEATS = f"{PREFIX}:heartbeats"
+# Stream of wire events (worker online/offline, account status); read by the backend's consumer group.
+EVENTS_STREAM = f"{PREFIX}:events"
+EVENTS_GROUP = "backend"
+EVENTS_CONSUMER = "reconciler"
+EVENTS_MAXLEN = 100_000
+# Held (with expiry) by the one backend that acts; others stand by.
+BACKEND_LEADER = f"{PREFIX}:backend:leader"
+
+
+def worker_info(name: str) -> str:
+    """Hash: what a worker reported when it registered (address, host, pid, version, started_at, instance)."""
+    return f"{PREFIX}:worker:{name}"
+
+
+def worker_owner(name: str) -> str:
+    """String with expiry: the instance id of the process that owns this worker name while it is online."""
+    return f"{PREFIX}:worker:{name}:owner"
+
+
+def account_status(account_id: int) -> str:
+    """Hash: the live status a worker reported for an account."""
+    return f"{PREFIX}:account:{account_id}:status"
+
+
+def account_lease(account_id: int) -> str:
+    """String with expiry: the worker instance allowed to run this account."""
+    return f"{PREFIX}:account:{account_id}:lease"
+
+
+def worker_accounts(name: str) -> str:
+    """Set: the account ids a worker currently hosts."""
+    return f"{PREFIX}:worker:{name}:accounts"

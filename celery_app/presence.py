@@ -1,0 +1,202 @@
+"""Worker presence in Redis: registration, heartbeats and how liveness is read.
+
+A worker owns its name through `keys.worker_owner(name)`, a key holding its instance id that expires after
+WORKER_OFFLINE_AFTER unless heartbeats renew it; a second process cannot register a name that is owned.
+Heartbeat times are Redis server time (Lua `TIME`), so a server whose clock is off is not judged by it.
+Readers batch: one round trip returns every worker's last heartbeat.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, fields
+
+from redis import Redis
+
+from celery_app import keys
+
+
+class Liveness(enum.StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+def liveness(last_heartbeat: float | None, now: float, offline_after: float) -> Liveness:
+    """Online when the last heartbeat is no older than `offline_after` seconds."""
+    if last_heartbeat is None or now - last_heartbeat > offline_after:
+        return Liveness.OFFLINE
+    return Liveness.ONLINE
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What a worker says about itself when it registers (and answers to `ping`)."""
+
+    name: str
+    address: str
+    host: str
+    pid: int
+    version: str
+    started_at: float
+    instance: str
+
+    def to_redis(self) -> dict[str, str]:
+        return {key: str(value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_redis(cls, raw: dict[str, str]) -> WorkerInfo | None:
+        try:
+            return cls(
+                name=raw["name"],
+                address=raw.get("address", ""),
+                host=raw.get("host", ""),
+                pid=int(raw.get("pid", "0")),
+                version=raw.get("version", ""),
+                started_at=float(raw.get("started_at", "0")),
+                instance=raw.get("instance", ""),
+            )
+        except (KeyError, ValueError):
+            return None
+
+    def to_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_REGISTER = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] and current ~= ARGV[4] then
+  return {0, current}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[3], t[1] .. '.' .. string.format('%06d', tonumber(t[2])), ARGV[3])
+return {1, ''}
+"""
+
+_BEAT = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then
+  return -1
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], t[1] .. '.' .. string.format('%06d', tonumber(t[2])), ARGV[3])
+if current then return 1 end
+return 0
+"""
+
+_UNREGISTER = """
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+class BeatResult(enum.IntEnum):
+    TAKEN = -1  # another process owns the name now: this one must stop
+    REREGISTER = 0  # the ownership key was gone (Redis restarted or lost data): register again
+    OK = 1
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    registered: bool
+    holder_instance: str | None = None
+
+
+def register(redis: Redis, info: WorkerInfo, offline_after: float, take_over_from: str = "") -> RegisterResult:
+    """Claim the name for `info.instance` and publish its info and a first heartbeat, atomically."""
+    flat: list[str] = []
+    for key, value in info.to_redis().items():
+        flat += [key, value]
+    owner, holder = redis.eval(
+        _REGISTER,
+        3,
+        keys.worker_owner(info.name),
+        keys.worker_info(info.name),
+        keys.HEARTBEATS,
+        info.instance,
+        int(offline_after * 1000),
+        info.name,
+        take_over_from,
+        *flat,
+    )
+    if owner:
+        return RegisterResult(True)
+    return RegisterResult(False, holder.decode() if isinstance(holder, bytes) else str(holder))
+
+
+def beat(redis: Redis, name: str, instance: str, offline_after: float) -> BeatResult:
+    """Renew ownership and record a heartbeat at Redis server time."""
+    result = redis.eval(_BEAT, 2, keys.worker_owner(name), keys.HEARTBEATS, instance, int(offline_after * 1000), name)
+    return BeatResult(int(result))
+
+
+def unregister(redis: Redis, name: str, instance: str) -> bool:
+    """Give up the name at a clean stop: the worker reads as offline at once."""
+    return bool(redis.eval(_UNREGISTER, 2, keys.worker_owner(name), keys.HEARTBEATS, instance, name))
+
+
+def forget(redis: Redis, name: str) -> None:
+    """Remove every trace of a worker name (used when an admin removes an offline worker)."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.zrem(keys.HEARTBEATS, name)
+    pipe.delete(keys.worker_info(name), keys.worker_owner(name))
+    pipe.execute()
+
+
+def server_time(redis: Redis) -> float:
+    seconds, micros = redis.time()
+    return seconds + micros / 1_000_000
+
+
+@dataclass(frozen=True)
+class HeartbeatSnapshot:
+    """Redis server time and every worker's last heartbeat, read in one round trip."""
+
+    now: float
+    beats: dict[str, float]
+
+
+def read_all_heartbeats(redis: Redis) -> HeartbeatSnapshot:
+    pipe = redis.pipeline(transaction=False)
+    pipe.time()
+    pipe.zrange(keys.HEARTBEATS, 0, -1, withscores=True)
+    (seconds, micros), pairs = pipe.execute()
+    beats = {(name.decode() if isinstance(name, bytes) else name): score for name, score in pairs}
+    return HeartbeatSnapshot(seconds + micros / 1_000_000, beats)
+
+
+def read_heartbeats(redis: Redis, names: list[str]) -> HeartbeatSnapshot:
+    if not names:
+        return HeartbeatSnapshot(server_time(redis), {})
+    pipe = redis.pipeline(transaction=False)
+    pipe.time()
+    pipe.zmscore(keys.HEARTBEATS, names)
+    (seconds, micros), scores = pipe.execute()
+    beats = {name: score for name, score in zip(names, scores, strict=True) if score is not None}
+    return HeartbeatSnapshot(seconds + micros / 1_000_000, beats)
+
+
+def read_infos(redis: Redis, names: list[str]) -> dict[str, WorkerInfo]:
+    if not names:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(keys.worker_info(name))
+    infos: dict[str, WorkerInfo] = {}
+    for name, raw in zip(names, pipe.execute(), strict=True):
+        decoded = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
+        info = WorkerInfo.from_redis(decoded) if decoded else None
+        if info is not None:
+            infos[name] = info
+    return infos

@@ -1,0 +1,317 @@
+"""Settings from the environment and `.env`: typed, validated, loaded per process.
+
+Each entry point asks only for what it needs: `load_worker_settings()` never reads TG_BOT_TOKEN, the CLI
+never needs SECRET_KEY until it handles a secret. A missing or malformed value raises `ConfigError`, whose
+message is one line naming the variable and what is expected; entry points print it and exit with
+`EXIT_CONFIG`. Nothing is read at import time, so importing any module never needs a `.env`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
+WORKER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DEFAULT_DATABASE_URL = "sqlite:///tg_bot.db"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_BOT_API_SERVER = "https://api.telegram.org"
+MIN_SECRET_KEY_LENGTH = 32
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def load_env_file(path: str | os.PathLike[str] | None = None) -> None:
+    """Load `.env` (from the working directory unless `path` is given) without overriding the environment."""
+    from dotenv import load_dotenv
+
+    env_path = Path(path) if path else Path.cwd() / ".env"
+    if env_path.is_file():
+        load_dotenv(env_path, override=False)
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _text(name: str, default: str | None = None) -> str:
+    value = _raw(name)
+    if value is None:
+        if default is None:
+            raise ConfigError(f"{name} is not set")
+        return default
+    return value
+
+
+def _positive_number(name: str, default: float) -> float:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}") from None
+    if not number > 0 or number != number or number == float("inf"):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return number
+
+
+def _positive_int(name: str, default: int, maximum: int) -> int:
+    value = _raw(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise ConfigError(f"{name} must be a whole number from 1 to {maximum}, got {value!r}")
+    return int(value)
+
+
+def _url(name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = _text(name, default)
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ConfigError(
+            f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {mask_url(value)!r}"
+        )
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Use the installed psycopg 3 driver for bare `postgresql://` / `postgres://` URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by `***`, safe to print or log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+def _database_url() -> str:
+    value = _text("DATABASE_URL", DEFAULT_DATABASE_URL)
+    scheme = urlsplit(value).scheme
+    if not (scheme.startswith("sqlite") or scheme.startswith("postgres")):
+        raise ConfigError(f"DATABASE_URL must be a sqlite:/// or postgresql:// URL, got {mask_url(value)!r}")
+    return normalize_database_url(value)
+
+
+def _redis_url() -> str:
+    return _url("REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
+
+
+def _log_level() -> str:
+    value = _text("LOG_LEVEL", "INFO").upper()
+    if value not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return value
+
+
+def _secret_key() -> str:
+    value = _raw("SECRET_KEY")
+    if value is None:
+        raise ConfigError(
+            "SECRET_KEY is not set (it encrypts sessions and API hashes; make one with "
+            '`python -c "import secrets; print(secrets.token_urlsafe(32))"`)'
+        )
+    if len(value) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters long, got {len(value)}")
+    return value
+
+
+def _worker_name() -> str:
+    value = _text("WORKER_NAME", socket.gethostname())
+    if not WORKER_NAME_PATTERN.match(value):
+        raise ConfigError(
+            "WORKER_NAME must be 1-64 characters of letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit, got {value!r}"
+        )
+    return value
+
+
+def _admin_ids() -> frozenset[int]:
+    value = _text("ADMIN_IDS")
+    ids: set[int] = set()
+    for part in value.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit():
+            raise ConfigError(f"ADMIN_IDS must be comma-separated numeric Telegram user ids, got {part!r}")
+        ids.add(int(part))
+    if not ids:
+        raise ConfigError("ADMIN_IDS must list at least one numeric Telegram user id")
+    return frozenset(ids)
+
+
+def _bot_token() -> str:
+    value = _text("TG_BOT_TOKEN")
+    if not re.fullmatch(r"\d+:[A-Za-z0-9_-]{20,}", value):
+        raise ConfigError("TG_BOT_TOKEN must look like 123456:ABC-DEF... (the token from @BotFather)")
+    return value
+
+
+@dataclass(frozen=True)
+class FleetTiming:
+    """How often workers heartbeat and how long silence makes one offline."""
+
+    heartbeat_interval: float
+    offline_after: float
+
+
+def _fleet_timing() -> FleetTiming:
+    heartbeat = _positive_number("HEARTBEAT_INTERVAL", 15.0)
+    offline_after = _positive_number("WORKER_OFFLINE_AFTER", 60.0)
+    if offline_after <= heartbeat:
+        raise ConfigError(
+            f"WORKER_OFFLINE_AFTER ({offline_after:g}) must be longer than HEARTBEAT_INTERVAL ({heartbeat:g})"
+        )
+    return FleetTiming(heartbeat, offline_after)
+
+
+@dataclass(frozen=True)
+class MTProtoEndpoint:
+    """A custom MTProto data centre (Telegram test servers or a self-hosted server)."""
+
+    dc_id: int
+    host: str
+    port: int
+    public_key_file: str | None
+
+
+def _mtproto_endpoint() -> MTProtoEndpoint | None:
+    value = _raw("TG_MTPROTO_DC")
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d{1,3})@([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", value)
+    if not match or not 1 <= int(match.group(3)) <= 65535:
+        raise ConfigError(f"TG_MTPROTO_DC must look like 2@127.0.0.1:4430 (dc id @ host : port), got {value!r}")
+    key_file = _raw("TG_MTPROTO_PUBKEY")
+    if key_file is not None and not Path(key_file).is_file():
+        raise ConfigError(f"TG_MTPROTO_PUBKEY must name a readable PEM file, got {key_file!r}")
+    return MTProtoEndpoint(int(match.group(1)), match.group(2).strip("[]"), int(match.group(3)), key_file)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What `run_worker.py` needs: Redis, its identity, timing, threads and the secret key."""
+
+    redis_url: str
+    worker_name: str
+    worker_address: str
+    timing: FleetTiming
+    worker_threads: int
+    secret_key: str
+    log_level: str
+    mtproto: MTProtoEndpoint | None
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """What `run_backend.py` needs: the database, Redis and fleet timing."""
+
+    database_url: str
+    redis_url: str
+    timing: FleetTiming
+    log_level: str
+
+
+@dataclass(frozen=True)
+class CliSettings:
+    """What `run_cli.py` needs; the secret key is asked for only by commands that handle secrets."""
+
+    database_url: str
+    redis_url: str
+    timing: FleetTiming
+    log_level: str
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """What `run.py` needs: the bot token, admins, Bot API server, database, Redis and the secret key."""
+
+    bot_token: str
+    admin_ids: frozenset[int]
+    api_server: str
+    webhook_url: str | None
+    database_url: str
+    redis_url: str
+    timing: FleetTiming
+    secret_key: str
+    log_level: str
+
+
+def load_worker_settings() -> WorkerSettings:
+    name = _worker_name()
+    return WorkerSettings(
+        redis_url=_redis_url(),
+        worker_name=name,
+        worker_address=_text("WORKER_ADDRESS", socket.gethostname()),
+        timing=_fleet_timing(),
+        worker_threads=_positive_int("WORKER_THREADS", 4, 64),
+        secret_key=_secret_key(),
+        log_level=_log_level(),
+        mtproto=_mtproto_endpoint(),
+    )
+
+
+def load_backend_settings() -> BackendSettings:
+    return BackendSettings(
+        database_url=_database_url(), redis_url=_redis_url(), timing=_fleet_timing(), log_level=_log_level()
+    )
+
+
+def load_cli_settings() -> CliSettings:
+    return CliSettings(
+        database_url=_database_url(), redis_url=_redis_url(), timing=_fleet_timing(), log_level=_log_level()
+    )
+
+
+def load_secret_key() -> str:
+    return _secret_key()
+
+
+def load_bot_settings() -> BotSettings:
+    webhook = _raw("WEBHOOK_URL")
+    if webhook is not None and urlsplit(webhook).scheme != "https":
+        raise ConfigError(f"WEBHOOK_URL must be an https:// URL, got {webhook!r}")
+    return BotSettings(
+        bot_token=_bot_token(),
+        admin_ids=_admin_ids(),
+        api_server=_url("TG_API_SERVER", DEFAULT_BOT_API_SERVER, ("http", "https")).rstrip("/"),
+        webhook_url=webhook,
+        database_url=_database_url(),
+        redis_url=_redis_url(),
+        timing=_fleet_timing(),
+        secret_key=_secret_key(),
+        log_level=_log_level(),
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr with timestamps; secrets are never passed to loggers in the first place."""
+    import logging
+
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        for noisy in ("alembic", "aiogram.event", "telethon"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*superuser privileges.*")

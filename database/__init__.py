@@ -1,0 +1,1 @@
+"""The durable record: SQLAlchemy models, the engine/schema bootstrap, and the operations that write."""

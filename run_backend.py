@@ -1,0 +1,61 @@
+"""Entry point: `python run_backend.py [SECONDS]` — the reconciler (scan every SECONDS, default 10)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from config import EXIT_CONFIG, ConfigError, configure_logging, load_backend_settings, load_env_file
+
+DEFAULT_SCAN_SECONDS = 10.0
+USAGE = "usage: run_backend.py [SECONDS]  (scan interval, a positive number; default 10)"
+
+
+def parse_interval(argv: list[str]) -> float | None:
+    if not argv:
+        return DEFAULT_SCAN_SECONDS
+    if len(argv) > 1:
+        return None
+    try:
+        seconds = float(argv[0])
+    except ValueError:
+        return None
+    return seconds if 0 < seconds < 86400 else None
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    interval = parse_interval(argv)
+    if interval is None:
+        print(USAGE, file=sys.stderr)
+        return 2
+    load_env_file()
+    try:
+        settings = load_backend_settings()
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level)
+
+    from backend.connections import ServiceUnavailable, connect_database, connect_redis
+    from backend.listener import LeaderLock, Reconciler, run_listener
+
+    try:
+        _engine, sessions = connect_database(settings.database_url)
+    except ServiceUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 69
+    redis = connect_redis(settings.redis_url, check=False)
+    reconciler = Reconciler(redis, sessions, settings.timing.offline_after)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_listener(reconciler, LeaderLock(redis), interval, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,132 @@
+"""`make run`: the whole stack on this machine — Redis (yours or an embedded one), backend, a worker, the bot.
+
+Uses REDIS_URL when it answers, else starts an embedded Redis on a free local port. Without a SECRET_KEY it
+makes one and keeps it in `.local/secret_key`, so sessions stored by one run can be read by the next. The
+bot starts only when TG_BOT_TOKEN is set. Output of each process is prefixed with its name; Ctrl-C stops
+everything this script started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from config import DEFAULT_REDIS_URL, load_env_file, mask_url
+from scripts.embedded_redis import EmbeddedRedis, RedisUnavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+
+
+def redis_answers(url: str) -> bool:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+        return True
+    except (RedisError, ValueError):
+        return False
+
+
+def secret_key() -> str:
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = LOCAL / "secret_key"
+    if not path.exists():
+        LOCAL.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+        print(f"[stack] generated a SECRET_KEY in {path.relative_to(ROOT)} (set SECRET_KEY in .env for production)")
+    return path.read_text().strip()
+
+
+def pump(name: str, process: subprocess.Popen[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        sys.stdout.write(f"[{name}] {line}")
+        sys.stdout.flush()
+
+
+def main() -> int:
+    load_env_file(ROOT / ".env")
+    env = dict(os.environ)
+    embedded: EmbeddedRedis | None = None
+    redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
+    if redis_answers(redis_url):
+        print(f"[stack] using Redis at {mask_url(redis_url)}")
+    else:
+        LOCAL.mkdir(exist_ok=True)
+        try:
+            embedded = EmbeddedRedis(workdir=str(LOCAL)).start()
+        except RedisUnavailable as error:
+            print(f"[stack] Redis at {mask_url(redis_url)} does not answer and no embedded one could start: {error}")
+            return 69
+        redis_url = embedded.url
+        print(
+            f"[stack] Redis at {mask_url(env.get('REDIS_URL') or DEFAULT_REDIS_URL)} does not answer; "
+            f"started an embedded one at {redis_url}"
+        )
+    env["REDIS_URL"] = redis_url
+    env["SECRET_KEY"] = secret_key()
+    env.setdefault("WORKER_NAME", socket.gethostname())
+    env.setdefault("WORKER_ADDRESS", "127.0.0.1")
+    env["PYTHONUNBUFFERED"] = "1"
+
+    commands = {"backend": ["run_backend.py"], "worker": ["run_worker.py"]}
+    if env.get("TG_BOT_TOKEN"):
+        commands["bot"] = ["run.py"]
+    processes: dict[str, subprocess.Popen[str]] = {}
+    for name, command in commands.items():
+        process = subprocess.Popen(
+            [sys.executable, *command], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        processes[name] = process
+        threading.Thread(target=pump, args=(name, process), daemon=True).start()
+
+    print(
+        "[stack] running: " + ", ".join(f"{name} (pid {p.pid})" for name, p in processes.items()) + "\n"
+        f"[stack] look:    REDIS_URL={redis_url} .venv/bin/python run_cli.py list\n"
+        f"[stack]          REDIS_URL={redis_url} .venv/bin/python run_cli.py show {env['WORKER_NAME']}\n"
+        + ("" if "bot" in processes else "[stack] the bot is not started: set TG_BOT_TOKEN and ADMIN_IDS in .env\n")
+        + "[stack] Ctrl-C stops everything started here"
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    exit_code = 0
+    try:
+        while not stopping.is_set():
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    print(f"[stack] {name} exited with code {process.returncode}; stopping the rest")
+                    exit_code = 1
+                    stopping.set()
+                    break
+            stopping.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    print("\n[stack] stopping…")
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in processes.values():
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+    if embedded is not None:
+        embedded.stop()
+    print("[stack] stopped")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Shared fixtures: the network guard, a real Redis, SQLite and PostgreSQL databases, and the process stack."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from scripts.embedded_redis import EmbeddedRedis
+from tests.netguard.sitecustomize import install as install_netguard
+from tests.support.stack import TEST_SECRET_KEY, Stack
+
+install_netguard()
+
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+CONFIG_VARIABLES = (
+    "TG_BOT_TOKEN",
+    "ADMIN_IDS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "TG_API_SERVER",
+    "WORKER_NAME",
+    "WORKER_ADDRESS",
+    "HEARTBEAT_INTERVAL",
+    "WORKER_OFFLINE_AFTER",
+    "WORKER_THREADS",
+    "SECRET_KEY",
+    "LOG_LEVEL",
+    "WEBHOOK_URL",
+    "TG_MTPROTO_DC",
+    "TG_MTPROTO_PUBKEY",
+)
+
+
+@pytest.fixture(scope="session")
+def netguard_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("netguard") / "violations.log"
+    path.touch()
+    os.environ["FLEET_NETGUARD_LOG"] = str(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_traffic(netguard_log: Path) -> Iterator[None]:
+    """Fail any test during which this process or a subprocess tried to reach a non-loopback address."""
+    before = netguard_log.read_text()
+    yield
+    attempts = netguard_log.read_text()[len(before) :]
+    assert not attempts, f"non-loopback network access attempted:\n{attempts}"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests see only the configuration they set, and no developer's `.env`."""
+    for name in CONFIG_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(workdir=str(tmp_path_factory.mktemp("redis"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    client = Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def _postgres_available() -> bool:
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> bool:
+    return _postgres_available()
+
+
+def _create_postgres_database() -> tuple[str, str]:
+    from sqlalchemy import create_engine, text
+
+    name = f"fleet_test_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return name, POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_postgres_database(name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_available: bool) -> Iterator[str]:
+    """Each database test runs against a SQLite file and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fleet.db'}"
+        return
+    if not postgres_available:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL} in CI")
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    name, url = _create_postgres_database()
+    yield url
+    _drop_postgres_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'fleet.db'}"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, redis_url: str, sqlite_url: str, netguard_log: Path) -> Iterator[Stack]:
+    workdir = tmp_path / "stack"
+    workdir.mkdir()
+    running = Stack(workdir, redis_url, sqlite_url, netguard_log)
+    yield running
+    running.shutdown()
+
+
+@pytest.fixture
+def secret_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
+    return TEST_SECRET_KEY

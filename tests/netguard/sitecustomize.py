@@ -1,0 +1,86 @@
+"""Network guard: refuses any connection to a non-loopback address (tests must never reach Telegram).
+
+The test session imports `install()` directly; subprocesses started by the tests get this directory on
+PYTHONPATH with FLEET_NETGUARD=1, so Python imports it at start-up as `sitecustomize`. Every refused attempt
+is also appended to the file named by FLEET_NETGUARD_LOG, which the test session checks after each test.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+_ALLOWED_HOSTNAMES = {"localhost", "localhost.localdomain", "ip6-localhost", ""}
+
+
+class NetworkGuardError(ConnectionRefusedError):
+    pass
+
+
+def _is_loopback(host: object) -> bool:
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode()
+    text = str(host).strip("[]").split("%", 1)[0]
+    if text.lower() in _ALLOWED_HOSTNAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _refuse(what: str) -> None:
+    log_path = os.environ.get("FLEET_NETGUARD_LOG")
+    if log_path:
+        with open(log_path, "a") as handle:
+            handle.write(f"pid {os.getpid()}: {what}\n")
+    raise NetworkGuardError(f"network guard: {what} refused (tests may reach only loopback addresses)")
+
+
+def _check_address(family: int, address: object) -> None:
+    if family == getattr(socket, "AF_UNIX", None):
+        return
+    if isinstance(address, tuple) and address and not _is_loopback(address[0]):
+        _refuse(f"connection to {address[0]}:{address[1] if len(address) > 1 else '?'}")
+
+
+def install() -> None:
+    if getattr(socket, "_fleet_netguard", False):
+        return
+    original_connect = socket.socket.connect
+    original_connect_ex = socket.socket.connect_ex
+    original_sendto = socket.socket.sendto
+    original_getaddrinfo = socket.getaddrinfo
+
+    def connect(self: socket.socket, address: object) -> None:
+        _check_address(self.family, address)
+        return original_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: object) -> int:
+        _check_address(self.family, address)
+        return original_connect_ex(self, address)
+
+    def sendto(self: socket.socket, data: bytes, *args: object) -> int:
+        _check_address(self.family, args[-1])
+        return original_sendto(self, data, *args)  # type: ignore[arg-type]
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg]
+        if not _is_loopback(host):
+            _refuse(f"name lookup of {host!r}")
+        return original_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.socket.sendto = sendto  # type: ignore[method-assign,assignment]
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    socket._fleet_netguard = True  # type: ignore[attr-defined]
+
+
+if os.environ.get("FLEET_NETGUARD") == "1":
+    install()

@@ -1,0 +1,1 @@
+"""Helpers for the tests: real processes of the stack, databases, waiting."""

@@ -1,0 +1,101 @@
+"""The database on SQLite and PostgreSQL: automatic schema, migrations, and the operations module."""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from database import operations as ops
+from database.engine import (
+    MIGRATIONS_DIR,
+    SCHEMA_HEAD,
+    create_db_engine,
+    current_revision,
+    ensure_schema,
+    open_database,
+)
+from database.models import Worker
+
+
+def test_schema_head_matches_the_newest_migration() -> None:
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        source = path.read_text()
+        revisions.add(re.search(r'^revision = "([^"]+)"', source, re.M).group(1))  # type: ignore[union-attr]
+        down = re.search(r"^down_revision = (None|\"([^\"]+)\")", source, re.M)
+        if down and down.group(2):
+            parents.add(down.group(2))
+    assert revisions - parents == {SCHEMA_HEAD}
+
+
+def test_schema_is_created_on_first_open_and_upgrade_is_idempotent(database_url: str) -> None:
+    engine, _sessions = open_database(database_url)
+    assert current_revision(engine) == SCHEMA_HEAD
+    assert {"workers", "fleet_events"} <= set(inspect(engine).get_table_names())
+    ensure_schema(engine)  # a second start changes nothing
+    assert current_revision(engine) == SCHEMA_HEAD
+
+
+def test_concurrent_first_starts_do_not_race(database_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            ensure_schema(create_db_engine(database_url))
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert current_revision(create_db_engine(database_url)) == SCHEMA_HEAD
+
+
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_worker_operations_and_their_events(database_url: str) -> None:
+    _engine, sessions = open_database(database_url)
+    with sessions.begin() as session:
+        ops.add_worker(session, "srv1", "10.0.0.1", "cli:test")
+    with sessions.begin() as session, pytest.raises(ops.WorkerExists):
+        ops.add_worker(session, "srv1", "10.0.0.2", "cli:test")
+    with sessions.begin() as session:
+        assert ops.set_worker_active(session, "srv1", False, "cli:test") is True
+        assert ops.set_worker_active(session, "srv1", False, "cli:test") is False
+    with sessions() as session:
+        assert [w.name for w in ops.list_workers(session, active_only=True)] == []
+        kinds = [e.kind for e in ops.recent_events(session, "srv1")]
+        assert kinds == ["worker.deactivated", "worker.added"]
+    with sessions.begin() as session, pytest.raises(ops.WorkerStillOnline):
+        ops.remove_worker(session, "srv1", "cli:test", is_online=True)
+    with sessions.begin() as session:
+        ops.remove_worker(session, "srv1", "cli:test", is_online=False)
+    with sessions() as session:
+        assert ops.find_worker(session, "srv1") is None
+        assert ops.recent_events(session, "srv1")[0].kind == "worker.removed"
+    with sessions() as session, pytest.raises(ops.WorkerNotFound, match="worker 'ghost' not found"):
+        ops.get_worker(session, "ghost")
+
+
+def test_times_round_trip_as_aware_utc(database_url: str) -> None:
+    _engine, sessions = open_database(database_url)
+    moment = datetime(2026, 11, 21, 5, 0, 0, 123456, tzinfo=UTC)
+    with sessions.begin() as session:
+        session.add(Worker(name="t", address="a", last_heartbeat=moment))
+    with sessions() as session:
+        stored = ops.get_worker(session, "t").last_heartbeat
+    assert stored == moment and stored.tzinfo is not None

@@ -1,0 +1,92 @@
+"""Presence in a real Redis: liveness, registration, heartbeats, takeover and loss of data."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from redis import Redis
+
+from celery_app import events, keys, presence
+from celery_app.presence import BeatResult, Liveness, WorkerInfo, liveness
+from worker.presence import NameInUse, PresenceKeeper
+
+
+def _info(name: str = "w1", pid: int | None = None, instance: str = "i1") -> WorkerInfo:
+    return WorkerInfo(name, "10.0.0.1", os.uname().nodename, pid or os.getpid(), "0.1.0", time.time(), instance)
+
+
+def test_liveness_is_derived_from_the_last_heartbeat() -> None:
+    assert liveness(None, 100.0, 60) is Liveness.OFFLINE
+    assert liveness(40.0, 100.0, 60) is Liveness.ONLINE
+    assert liveness(39.9, 100.0, 60) is Liveness.OFFLINE
+
+
+def test_register_beat_unregister(redis_client: Redis) -> None:
+    info = _info()
+    assert presence.register(redis_client, info, 5).registered
+    snapshot = presence.read_all_heartbeats(redis_client)
+    assert abs(snapshot.beats["w1"] - snapshot.now) < 1
+    assert presence.read_infos(redis_client, ["w1"])["w1"] == info
+    assert presence.beat(redis_client, "w1", "i1", 5) is BeatResult.OK
+    assert 4000 < redis_client.pttl(keys.worker_owner("w1")) <= 5000
+    assert presence.unregister(redis_client, "w1", "i1")
+    assert "w1" not in presence.read_all_heartbeats(redis_client).beats
+
+
+def test_a_second_instance_cannot_register_an_owned_name(redis_client: Redis) -> None:
+    assert presence.register(redis_client, _info(instance="first"), 5).registered
+    result = presence.register(redis_client, _info(instance="second"), 5)
+    assert not result.registered and result.holder_instance == "first"
+    assert presence.beat(redis_client, "w1", "second", 5) is BeatResult.TAKEN
+    assert not presence.unregister(redis_client, "w1", "second")
+
+
+def test_heartbeat_after_data_loss_asks_to_register_again(redis_client: Redis) -> None:
+    presence.register(redis_client, _info(), 5)
+    redis_client.flushall()
+    assert presence.beat(redis_client, "w1", "i1", 5) is BeatResult.REREGISTER
+
+
+def test_keeper_refuses_a_live_name_and_takes_over_a_dead_one(redis_client: Redis) -> None:
+    alive = PresenceKeeper(redis_client, _info(instance="alive"), 0.2, 5)
+    alive.register()
+    intruder = PresenceKeeper(redis_client, _info(instance="intruder", pid=os.getpid()), 0.2, 5)
+    try:
+        intruder.register()
+        raise AssertionError("expected NameInUse")
+    except NameInUse as error:
+        assert "already in use" in str(error)
+    # A holder whose process is dead on this host is taken over at once.
+    redis_client.hset(keys.worker_info("w1"), "pid", "999999")
+    intruder.register()
+    assert redis_client.get(keys.worker_owner("w1")) == "intruder"
+
+
+def test_keeper_reregisters_after_redis_loses_everything(redis_client: Redis) -> None:
+    keeper = PresenceKeeper(redis_client, _info(), 0.05, 5)
+    keeper.register()
+    keeper.start()
+    try:
+        redis_client.flushall()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not redis_client.exists(keys.worker_info("w1")):
+            time.sleep(0.02)
+        assert redis_client.get(keys.worker_owner("w1")) == "i1"
+        kinds = [e.kind for e in _stream(redis_client)]
+        assert kinds == ["worker.online"]
+    finally:
+        keeper.go_offline()
+    assert [e.kind for e in _stream(redis_client)][-1] == "worker.offline"
+
+
+def _stream(redis: Redis) -> list[events.WireEvent]:
+    return [events.WireEvent.from_fields(i, f) for i, f in redis.xrange(keys.EVENTS_STREAM)]  # type: ignore[misc]
+
+
+def test_malformed_stream_entries_are_recognised(redis_client: Redis) -> None:
+    redis_client.xadd(keys.EVENTS_STREAM, {"kind": "worker.online"})
+    redis_client.xadd(keys.EVENTS_STREAM, {"kind": "x", "subject": "y", "data": "not json"})
+    events.ensure_group(redis_client)
+    batch = events.read_group(redis_client, 100)
+    assert [e.kind for e in batch] == ["invalid", "invalid"]

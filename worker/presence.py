@@ -1,0 +1,131 @@
+"""Keeps this worker registered and heartbeating in Redis, and says goodbye at a clean stop.
+
+If Redis restarts or drops, heartbeats fail quietly (one warning), then the first heartbeat that finds the
+registration gone registers again and announces the worker online, with no restart. If another process has
+taken the name meanwhile, this worker is told to stop (`on_name_taken`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from celery_app import events, presence
+from celery_app.presence import BeatResult, WorkerInfo
+
+log = logging.getLogger(__name__)
+
+
+class NameInUse(RuntimeError):
+    """Another live worker already owns this name."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class PresenceKeeper:
+    def __init__(
+        self,
+        redis: Redis,
+        info: WorkerInfo,
+        heartbeat_interval: float,
+        offline_after: float,
+        on_name_taken: Callable[[], None] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.info = info
+        self.heartbeat_interval = heartbeat_interval
+        self.offline_after = offline_after
+        self.on_name_taken = on_name_taken
+        self.last_contact = time.monotonic()  # last time Redis confirmed our heartbeat
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._offline_lock = threading.Lock()
+        self._gone_offline = False
+
+    # --- registration ------------------------------------------------------------------------------------
+
+    def register(self) -> None:
+        """Claim the name, or take it over from a dead process on this host; raise NameInUse otherwise."""
+        result = presence.register(self.redis, self.info, self.offline_after)
+        if not result.registered:
+            holder = presence.read_infos(self.redis, [self.info.name]).get(self.info.name)
+            if holder is not None and holder.host == self.info.host and not pid_alive(holder.pid):
+                log.info("taking over name %r from dead process %d on this host", self.info.name, holder.pid)
+                result = presence.register(
+                    self.redis, self.info, self.offline_after, take_over_from=result.holder_instance or ""
+                )
+            if not result.registered:
+                where = f" (host {holder.host}, pid {holder.pid})" if holder else ""
+                raise NameInUse(
+                    f"worker name {self.info.name!r} is already in use by a running worker{where}; "
+                    "choose another WORKER_NAME or stop that worker first"
+                )
+        self.last_contact = time.monotonic()
+        events.emit(self.redis, events.WireEventKind.WORKER_ONLINE, self.info.name, self.info.to_dict())
+        log.info("registered as worker %r (instance %s)", self.info.name, self.info.instance)
+
+    # --- heartbeats --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        redis_down = False
+        while not self._stop.wait(self.heartbeat_interval):
+            try:
+                result = presence.beat(self.redis, self.info.name, self.info.instance, self.offline_after)
+            except RedisError as error:
+                if not redis_down:
+                    log.warning(
+                        "heartbeat failed, Redis unreachable (%s); retrying every %gs", error, self.heartbeat_interval
+                    )
+                    redis_down = True
+                continue
+            self.last_contact = time.monotonic()
+            if redis_down:
+                log.info("Redis reachable again")
+                redis_down = False
+            if result is BeatResult.REREGISTER:
+                log.warning("registration was lost (Redis restarted?); registering again")
+                try:
+                    self.register()
+                except (RedisError, NameInUse) as error:
+                    log.error("could not register again: %s", error)
+            elif result is BeatResult.TAKEN:
+                log.critical("another process now owns worker name %r; stopping", self.info.name)
+                if self.on_name_taken is not None:
+                    self.on_name_taken()
+                return
+
+    def go_offline(self) -> None:
+        """Stop heartbeating, release the name and announce offline (idempotent, safe from a signal handler)."""
+        with self._offline_lock:
+            if self._gone_offline:
+                return
+            self._gone_offline = True
+        self._stop.set()
+        try:
+            if presence.unregister(self.redis, self.info.name, self.info.instance):
+                events.emit(self.redis, events.WireEventKind.WORKER_OFFLINE, self.info.name, {"reason": "stopped"})
+            log.info("worker %r is offline", self.info.name)
+        except RedisError as error:
+            log.warning("could not announce offline (Redis unreachable: %s); it will time out", error)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
