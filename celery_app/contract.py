@@ -1,12 +1,24 @@
-"""Task names, the per-worker queue, and the payload/result schemas every task is validated against."""
+"""Task names, the per-worker queue, and the payload/result schemas every task is validated against.
+
+Every task takes one JSON object (a `Payload`) and returns one; secrets inside payloads are Fernet tokens
+(`*_enc` fields, see `celery_app.crypto`), never clear text. Unknown fields are refused, so a forged or
+stale payload fails validation with a clear message instead of doing something unexpected.
+"""
 
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from celery_app.validation import InvalidValue, normalize_login_code, normalize_phone
 
 QUEUE_PREFIX = "worker."
+# Commands expire if a worker does not pick them up in time (it was offline): nothing runs stale.
+COMMAND_EXPIRES_SECONDS = 60
 
 
 def queue_for(worker_name: str) -> str:
@@ -16,12 +28,42 @@ def queue_for(worker_name: str) -> str:
 
 class TaskName(enum.StrEnum):
     PING = "fleet.ping"
+    START_ACCOUNT = "fleet.account.start"
+    STOP_ACCOUNT = "fleet.account.stop"
+    RESTART_ACCOUNT = "fleet.account.restart"
+    ACCOUNT_STATUS = "fleet.account.status"
+    LIST_ACCOUNTS = "fleet.account.list"
+    SEND_LOGIN_CODE = "fleet.login.send_code"
+    SUBMIT_LOGIN_CODE = "fleet.login.submit_code"
+    SUBMIT_LOGIN_PASSWORD = "fleet.login.submit_password"  # noqa: S105 - a task name
+    CANCEL_LOGIN = "fleet.login.cancel"
+    CHECK_SESSION = "fleet.session.check"
 
 
 class Payload(BaseModel):
-    """Base for task payloads: unknown fields are refused, so a forged payload fails validation."""
+    """Base for payloads and results: unknown fields are refused, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+AccountId = Annotated[int, Field(gt=0, lt=2**63)]
+ApiId = Annotated[int, Field(gt=0, lt=2**31)]
+Token = Annotated[str, Field(min_length=20, max_length=10_000)]
+LoginId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
+def _as_value_error(check: Callable[[str], str]) -> Callable[[str], str]:
+    def run(value: str) -> str:
+        try:
+            return check(value)
+        except InvalidValue as error:
+            raise ValueError(str(error)) from None
+
+    return run
+
+
+PhoneNumber = Annotated[str, AfterValidator(_as_value_error(normalize_phone))]
+LoginCode = Annotated[str, AfterValidator(_as_value_error(normalize_login_code))]
 
 
 class PingResult(Payload):
@@ -34,3 +76,120 @@ class PingResult(Payload):
     instance: str
     threads: int
     accounts_running: int
+
+
+class AccountSpec(Payload):
+    """Everything a worker needs to run an account; secrets encrypted."""
+
+    account_id: AccountId
+    phone: PhoneNumber
+    api_id: ApiId
+    api_hash_enc: Token
+    session_enc: Token
+    proxy_enc: Token | None = None
+
+
+class StartAccount(Payload):
+    spec: AccountSpec
+    # Seconds to wait for the lease to come free (a move waits for the old worker to let go).
+    wait_for_lease: float = Field(default=0.0, ge=0, le=300)
+
+
+class AccountRef(Payload):
+    account_id: AccountId
+
+
+class CommandResult(Payload):
+    ok: bool
+    account_id: int
+    status: str
+    detail: str = ""
+
+
+class AccountStateView(Payload):
+    account_id: int
+    status: str
+    detail: str = ""
+    until: float | None = None
+    user_id: int | None = None
+    username: str | None = None
+    name: str | None = None
+
+
+class AccountList(Payload):
+    accounts: list[AccountStateView]
+
+
+class SendLoginCode(Payload):
+    login_id: LoginId
+    phone: PhoneNumber
+    api_id: ApiId
+    api_hash_enc: Token
+    proxy_enc: Token | None = None
+
+
+class SubmitLoginCode(Payload):
+    login_id: LoginId
+    code: LoginCode
+
+
+class SubmitLoginPassword(Payload):
+    login_id: LoginId
+    password_enc: Token
+
+
+class LoginRef(Payload):
+    login_id: LoginId
+
+
+class LoginState(enum.StrEnum):
+    CODE_SENT = "code_sent"
+    PASSWORD_NEEDED = "password_needed"  # noqa: S105 - a state name
+    AUTHORIZED = "authorized"
+    FAILED = "failed"
+
+
+class LoginResult(Payload):
+    state: LoginState
+    error: str | None = None
+    message: str = ""
+    retry: bool = False
+    session_enc: str | None = None
+    user_id: int | None = None
+    username: str | None = None
+    name: str | None = None
+    wait_seconds: int | None = None
+
+
+class CheckSession(Payload):
+    session_enc: Token
+
+
+class CheckSessionResult(Payload):
+    ok: bool
+    message: str = ""
+    dc_id: int | None = None
+
+
+class InvalidPayload(Payload):
+    ok: bool = False
+    error: str = "invalid_payload"
+    message: str
+
+
+def validation_message(error: ValidationError) -> str:
+    """One readable line from a pydantic error, without echoing input values (they may be secrets)."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in item.get("loc", ())) or "payload"
+        parts.append(f"{where}: {re.sub(r'^Value error, ', '', item.get('msg', 'invalid'))}")
+    return "; ".join(parts)
+
+
+def parse_payload(model: type[Payload], raw: Any) -> Payload | InvalidPayload:
+    if not isinstance(raw, dict):
+        return InvalidPayload(message="payload must be a JSON object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        return InvalidPayload(message=validation_message(error))
