@@ -220,6 +220,7 @@ class WorkerSettings:
     secret_key: str
     log_level: str
     mtproto: MTProtoEndpoint | None
+    client_factory: str | None = None  # tests and benchmarks: `module:callable` instead of Telethon
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,7 @@ def load_worker_settings() -> WorkerSettings:
         secret_key=_secret_key(),
         log_level=_log_level(),
         mtproto=_mtproto_endpoint(),
+        client_factory=_raw("FLEET_CLIENT_FACTORY"),
     )
 
 
@@ -310,7 +312,8 @@ def configure_logging(level: str) -> None:
 
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":
-        for noisy in ("alembic", "aiogram.event", "telethon"):
+        # celery.app.trace logs every task's return value: results may carry (encrypted) sessions.
+        for noisy in ("alembic", "aiogram.event", "telethon", "celery.app.trace"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     import warnings
 

@@ -1,7 +1,9 @@
 """Runs one worker: wait for Redis, claim the name, heartbeat, and consume `worker.<name>` with Celery.
 
-Celery runs in this process with a thread pool, so task bodies reach the account manager directly. SIGTERM
-or SIGINT start Celery's warm shutdown; the worker announces itself offline as that begins.
+Celery runs in this process with a thread pool, so task bodies reach the account manager directly. Each
+heartbeat also renews the leases of the accounts running here; if Redis stays silent for half a lease, the
+fence stops every client before any lease can expire. SIGTERM or SIGINT start Celery's warm shutdown: the
+worker announces itself offline as that begins, then stops its clients.
 """
 
 from __future__ import annotations
@@ -10,20 +12,25 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 import uuid
 
 from redis import Redis
 from redis.exceptions import RedisError
 
+from celery_app import leases
 from celery_app.app import create_celery_app
 from celery_app.contract import queue_for
+from celery_app.crypto import SecretBox
 from celery_app.presence import WorkerInfo
 from config import WorkerSettings, mask_url
 from version import __version__
 from worker.presence import NameInUse, PresenceKeeper
 from worker.runtime import WorkerRuntime
 from worker.tasks import register_tasks
+from worker.telegram import load_factory
+from worker.telethon_manager import AccountManager
 
 log = logging.getLogger(__name__)
 TASK_THREADS = 8
@@ -60,20 +67,31 @@ def run_worker(settings: WorkerSettings) -> int:
         started_at=time.time(),
         instance=uuid.uuid4().hex,
     )
+    lease_ttl = settings.timing.offline_after
+    manager = AccountManager(
+        load_factory(settings.client_factory, settings.mtproto),
+        redis,
+        settings.worker_name,
+        info.instance,
+        settings.worker_threads,
+        lease_ttl=lease_ttl,
+    )
+
+    def renew_leases() -> None:
+        lost = leases.renew(redis, manager.held_accounts(), manager.holder, lease_ttl)
+        if lost:
+            manager.lease_lost(lost)
+
     keeper = PresenceKeeper(
         redis,
         info,
         settings.timing.heartbeat_interval,
         settings.timing.offline_after,
         on_name_taken=lambda: os.kill(os.getpid(), signal.SIGTERM),
+        on_beat=renew_leases,
+        fence_after=lease_ttl / 2,
+        on_fence=manager.fence,
     )
-    try:
-        keeper.register()
-    except NameInUse as error:
-        log.error("%s", error)
-        return EXIT_NAME_IN_USE
-    keeper.start()
-
     from celery import signals
 
     def _announce_offline(**_kwargs: object) -> None:
@@ -81,7 +99,9 @@ def run_worker(settings: WorkerSettings) -> int:
 
     signals.worker_shutting_down.connect(_announce_offline, weak=False)
     app = create_celery_app(settings.redis_url)
-    runtime = WorkerRuntime(info=info, threads=settings.worker_threads)
+    runtime = WorkerRuntime(
+        info=info, threads=settings.worker_threads, manager=manager, box=SecretBox(settings.secret_key)
+    )
     register_tasks(app, runtime)
     celery_worker = app.Worker(
         hostname=f"{settings.worker_name}@{info.host}",
@@ -94,6 +114,22 @@ def run_worker(settings: WorkerSettings) -> int:
         loglevel=settings.log_level,
         quiet=True,
     )
+
+    # Until Celery installs its own handlers, a stop signal still announces the worker offline.
+    def _stop_before_celery(signum: int, _frame: object) -> None:
+        keeper.go_offline()
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_before_celery)
+    try:
+        keeper.register()
+    except NameInUse as error:
+        print(f"error: {error}", file=sys.stderr)
+        manager.shutdown()
+        return EXIT_NAME_IN_USE
+    manager.open()
+    keeper.start()
     log.info(
         "worker %r consuming %s (Redis %s)",
         settings.worker_name,
@@ -104,4 +140,5 @@ def run_worker(settings: WorkerSettings) -> int:
         celery_worker.start()
     finally:
         keeper.go_offline()
+        manager.shutdown()
     return int(celery_worker.exitcode or 0)

@@ -44,12 +44,19 @@ class PresenceKeeper:
         heartbeat_interval: float,
         offline_after: float,
         on_name_taken: Callable[[], None] | None = None,
+        on_beat: Callable[[], None] | None = None,
+        fence_after: float | None = None,
+        on_fence: Callable[[str], None] | None = None,
     ) -> None:
         self.redis = redis
         self.info = info
         self.heartbeat_interval = heartbeat_interval
         self.offline_after = offline_after
         self.on_name_taken = on_name_taken
+        self.on_beat = on_beat
+        self.fence_after = fence_after
+        self.on_fence = on_fence
+        self._fenced = False
         self.last_contact = time.monotonic()  # last time Redis confirmed our heartbeat
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,6 +90,19 @@ class PresenceKeeper:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self._thread.start()
+        if self.fence_after is not None and self.on_fence is not None:
+            threading.Thread(target=self._watch_fence, name="fence", daemon=True).start()
+
+    def _watch_fence(self) -> None:
+        """Independent of the heartbeat (which may hang on a dead link): fence once Redis is silent too long."""
+        assert self.fence_after is not None and self.on_fence is not None
+        while not self._stop.wait(min(self.heartbeat_interval, self.fence_after) / 4):
+            silent = time.monotonic() - self.last_contact
+            if silent > self.fence_after and not self._fenced:
+                self._fenced = True
+                self.on_fence(f"no contact with Redis for {silent:.1f} s")
+            elif silent <= self.fence_after:
+                self._fenced = False
 
     def _run(self) -> None:
         redis_down = False
@@ -97,6 +117,11 @@ class PresenceKeeper:
                     redis_down = True
                 continue
             self.last_contact = time.monotonic()
+            if self.on_beat is not None:
+                try:
+                    self.on_beat()
+                except RedisError as error:
+                    log.warning("lease renewal failed (%s)", error)
             if redis_down:
                 log.info("Redis reachable again")
                 redis_down = False

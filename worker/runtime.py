@@ -1,16 +1,180 @@
-"""What the worker's tasks act on: its identity and (from the account manager) the clients it hosts."""
+"""The worker-side service behind the Celery tasks: validate the payload, decrypt, call the manager, answer.
+
+Each method takes the raw JSON payload and returns a JSON-ready dict (a schema from `celery_app.contract`);
+a forged or malformed payload gets an `invalid_payload` answer and changes nothing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from celery_app.contract import (
+    AccountList,
+    AccountRef,
+    AccountSpec,
+    AccountStateView,
+    CheckSession,
+    CheckSessionResult,
+    CommandResult,
+    InvalidPayload,
+    LoginRef,
+    LoginResult,
+    LoginState,
+    PingResult,
+    SendLoginCode,
+    StartAccount,
+    SubmitLoginCode,
+    SubmitLoginPassword,
+    parse_payload,
+)
+from celery_app.crypto import SecretBox, SecretError
 from celery_app.presence import WorkerInfo
+from celery_app.sessions import parse_string_session
+from celery_app.validation import InvalidValue, parse_proxy
+from worker.telethon_manager import AccountManager, ClientSpec, LoginOutcome
+
+Answer = dict[str, Any]
 
 
 @dataclass
 class WorkerRuntime:
     info: WorkerInfo
     threads: int
+    manager: AccountManager
+    box: SecretBox
 
-    def accounts_running(self) -> int:
-        return 0
+    def ping(self) -> Answer:
+        return PingResult(
+            **self.info.to_dict(), threads=self.threads, accounts_running=len(self.manager.held_accounts())
+        ).model_dump()
+
+    # --- accounts
+
+    def _client_spec(self, spec: AccountSpec) -> ClientSpec:
+        proxy = parse_proxy(self.box.decrypt(spec.proxy_enc)) if spec.proxy_enc else None
+        session = self.box.decrypt(spec.session_enc)
+        parse_string_session(session)
+        return ClientSpec(spec.account_id, spec.phone, spec.api_id, self.box.decrypt(spec.api_hash_enc), session, proxy)
+
+    def start(self, raw: Any, restart: bool = False) -> Answer:
+        payload = parse_payload(StartAccount, raw)
+        if isinstance(payload, InvalidPayload):
+            return payload.model_dump()
+        assert isinstance(payload, StartAccount)
+        account_id = payload.spec.account_id
+        try:
+            spec = self._client_spec(payload.spec)
+        except (SecretError, InvalidValue) as error:
+            return CommandResult(ok=False, account_id=account_id, status="error", detail=str(error)).model_dump()
+        outcome = self.manager.restart(spec) if restart else self.manager.start(spec, payload.wait_for_lease)
+        return CommandResult(
+            ok=outcome.ok, account_id=account_id, status=outcome.status, detail=outcome.detail
+        ).model_dump()
+
+    def stop(self, raw: Any) -> Answer:
+        payload = parse_payload(AccountRef, raw)
+        if isinstance(payload, InvalidPayload):
+            return payload.model_dump()
+        assert isinstance(payload, AccountRef)
+        outcome = self.manager.stop(payload.account_id)
+        return CommandResult(
+            ok=outcome.ok, account_id=payload.account_id, status=outcome.status, detail=outcome.detail
+        ).model_dump()
+
+    def status(self, raw: Any) -> Answer:
+        payload = parse_payload(AccountRef, raw)
+        if isinstance(payload, InvalidPayload):
+            return payload.model_dump()
+        assert isinstance(payload, AccountRef)
+        state = self.manager.status_of(payload.account_id)
+        if state is None:
+            return CommandResult(
+                ok=True, account_id=payload.account_id, status="stopped", detail="not running on this worker"
+            ).model_dump()
+        return CommandResult(
+            ok=True, account_id=payload.account_id, status=state.status, detail=state.detail
+        ).model_dump()
+
+    def list_accounts(self) -> Answer:
+        views = [
+            AccountStateView(
+                account_id=s.account_id,
+                status=s.status,
+                detail=s.detail,
+                until=s.until,
+                user_id=s.user_id,
+                username=s.username,
+                name=s.name,
+            )
+            for s in sorted(self.manager.running_states(), key=lambda s: s.account_id)
+        ]
+        return AccountList(accounts=views).model_dump()
+
+    # --- logins
+
+    def _login_answer(self, outcome: LoginOutcome) -> Answer:
+        identity = outcome.identity
+        return LoginResult(
+            state=LoginState(outcome.state),
+            error=outcome.error,
+            message=outcome.message,
+            retry=outcome.retry,
+            session_enc=self.box.encrypt(outcome.session) if outcome.session else None,
+            user_id=identity.user_id if identity else None,
+            username=identity.username if identity else None,
+            name=identity.name if identity else None,
+            wait_seconds=outcome.wait_seconds,
+        ).model_dump()
+
+    def send_code(self, raw: Any) -> Answer:
+        payload = parse_payload(SendLoginCode, raw)
+        if isinstance(payload, InvalidPayload):
+            return payload.model_dump()
+        assert isinstance(payload, SendLoginCode)
+        try:
+            proxy = parse_proxy(self.box.decrypt(payload.proxy_enc)) if payload.proxy_enc else None
+            spec = ClientSpec(0, payload.phone, payload.api_id, self.box.decrypt(payload.api_hash_enc), "", proxy)
+        except (SecretError, InvalidValue) as error:
+            return LoginResult(state=LoginState.FAILED, error="error", message=str(error)).model_dump()
+        return self._login_answer(self.manager.send_code(payload.login_id, spec))
+
+    def submit_code(self, raw: Any) -> Answer:
+        payload = parse_payload(SubmitLoginCode, raw)
+        if isinstance(payload, InvalidPayload):
+            return LoginResult(
+                state=LoginState.FAILED, error="invalid_code", message=payload.message, retry=True
+            ).model_dump()
+        assert isinstance(payload, SubmitLoginCode)
+        return self._login_answer(self.manager.submit_code(payload.login_id, payload.code))
+
+    def submit_password(self, raw: Any) -> Answer:
+        payload = parse_payload(SubmitLoginPassword, raw)
+        if isinstance(payload, InvalidPayload):
+            return payload.model_dump()
+        assert isinstance(payload, SubmitLoginPassword)
+        try:
+            password = self.box.decrypt(payload.password_enc)
+        except SecretError as error:
+            return LoginResult(state=LoginState.FAILED, error="error", message=str(error)).model_dump()
+        return self._login_answer(self.manager.submit_password(payload.login_id, password))
+
+    def cancel_login(self, raw: Any) -> Answer:
+        payload = parse_payload(LoginRef, raw)
+        if isinstance(payload, InvalidPayload):
+            return payload.model_dump()
+        assert isinstance(payload, LoginRef)
+        cancelled = self.manager.cancel_login(payload.login_id)
+        return CommandResult(ok=cancelled, account_id=0, status="cancelled" if cancelled else "unknown").model_dump()
+
+    def check_session(self, raw: Any) -> Answer:
+        """Can this worker decrypt and read the session? (Same SECRET_KEY, well-formed.) Nothing is sent anywhere."""
+        payload = parse_payload(CheckSession, raw)
+        if isinstance(payload, InvalidPayload):
+            return payload.model_dump()
+        assert isinstance(payload, CheckSession)
+        try:
+            data = parse_string_session(self.box.decrypt(payload.session_enc))
+        except (SecretError, InvalidValue) as error:
+            return CheckSessionResult(ok=False, message=str(error)).model_dump()
+        return CheckSessionResult(ok=True, message="session readable", dc_id=data.dc_id).model_dump()

@@ -1,0 +1,130 @@
+"""Reports account statuses to Redis and the event stream, batched, from one thread.
+
+Loop threads enqueue states without blocking; this thread writes them in one script call per batch. The
+script writes a status only while this worker holds the account's lease or nobody does, so a worker that was
+cut off cannot overwrite the status of the worker that took over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from celery_app import keys
+from celery_app.account_state import AccountState
+
+log = logging.getLogger(__name__)
+
+_WRITE = """
+local holder = ARGV[1]
+local stream = ARGV[2]
+local maxlen = tonumber(ARGV[3])
+local updates = cjson.decode(ARGV[4])
+local written = 0
+for _, update in ipairs(updates) do
+  local lease = redis.call('GET', update['lease'])
+  if (not lease) or lease == holder then
+    local flat = {}
+    for k, v in pairs(update['fields']) do
+      table.insert(flat, k)
+      table.insert(flat, v)
+    end
+    redis.call('HSET', update['key'], unpack(flat))
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
+      'kind', 'account.status', 'subject', update['fields']['account_id'], 'data', cjson.encode(update['fields']))
+    written = written + 1
+  end
+end
+return written
+"""
+
+BATCH = 500
+
+
+class StatusReporter:
+    def __init__(self, redis: Redis, holder: str) -> None:
+        self.redis = redis
+        self.holder = holder
+        self._queue: queue.Queue[AccountState | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def report(self, state: AccountState) -> None:
+        self._idle.clear()
+        self._queue.put(state)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything reported so far is written (or timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.empty() and self._idle.is_set():
+                return True
+            time.sleep(0.005)
+        return False
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.flush(timeout)
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        pending: dict[int, AccountState] = {}
+        order: list[int] = []
+        backoff = 0.2
+        while True:
+            if not pending:
+                self._idle.set()
+                item = self._queue.get()
+                if item is None:
+                    return
+                self._idle.clear()
+                self._add(pending, order, item)
+            while len(pending) < BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._write(pending, order)
+                    return
+                self._add(pending, order, item)
+            if self._write(pending, order):
+                pending.clear()
+                order.clear()
+                backoff = 0.2
+            else:
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    @staticmethod
+    def _add(pending: dict[int, AccountState], order: list[int], state: AccountState) -> None:
+        if state.account_id in pending:
+            order.remove(state.account_id)  # only the newest state of an account matters
+        pending[state.account_id] = state
+        order.append(state.account_id)
+
+    def _write(self, pending: dict[int, AccountState], order: list[int]) -> bool:
+        updates = [
+            {
+                "key": keys.account_status(account_id),
+                "lease": keys.account_lease(account_id),
+                "fields": pending[account_id].to_fields(),
+            }
+            for account_id in order
+        ]
+        try:
+            self.redis.eval(_WRITE, 0, self.holder, keys.EVENTS_STREAM, keys.EVENTS_MAXLEN, json.dumps(updates))
+            return True
+        except RedisError as error:
+            log.warning("could not report %d account statuses (%s); retrying", len(updates), error)
+            return False

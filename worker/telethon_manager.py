@@ -1,0 +1,689 @@
+"""The account manager: many Telethon clients on a few event-loop threads, started and stopped safely.
+
+`WORKER_THREADS` threads each run one asyncio loop; each account gets an `AccountRunner` on the least-loaded
+loop. A runner connects (always under a timeout), checks authorization, reports `running`, then watches for
+a stop request or a dropped connection; failures are classified (`classify`) into statuses: network trouble
+is retried with backoff, flood waits are reported with their end time and waited out, revoked or banned
+accounts stop. One client's failure never touches another's. Telethon is reached only through the client
+factory, so tests run the manager against fakes.
+
+Ownership: before a runner starts, the worker must hold the account's lease (`celery_app.leases`); the
+presence heartbeat renews all leases at once, and a lease that is lost stops its client at once.
+
+Logins: `send_code` keeps the client that requested the code alive (the code must be signed in with the
+same session) until the login completes, is cancelled, or expires after `LOGIN_TTL` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from redis import Redis
+
+from celery_app import leases
+from celery_app.account_state import AccountState, AccountStatus
+from celery_app.validation import ProxySpec
+from worker.status import StatusReporter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 15.0
+CALL_TIMEOUT = 30.0
+DISCONNECT_TIMEOUT = 5.0
+STOP_TIMEOUT = 20.0
+LOGIN_TTL = 300.0
+MAX_BACKOFF = 300.0
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """What a client factory needs; secrets are in clear here and only here (worker memory)."""
+
+    account_id: int
+    phone: str
+    api_id: int
+    api_hash: str
+    session: str  # a StringSession, or "" for a new login
+    proxy: ProxySpec | None = None
+
+    def __repr__(self) -> str:
+        return f"ClientSpec(account_id={self.account_id}, api_id={self.api_id}, secrets=***)"
+
+
+class TelegramClientLike(Protocol):
+    """The part of Telethon's `TelegramClient` the manager uses (tests check fakes against the real one)."""
+
+    async def connect(self) -> None: ...
+    async def is_user_authorized(self) -> bool: ...
+    async def get_me(self, input_peer: bool = False) -> Any: ...
+    def disconnect(self) -> Awaitable[Any]: ...  # Telethon: a plain method returning a coroutine
+    def is_connected(self) -> bool: ...
+    @property
+    def disconnected(self) -> asyncio.Future[Any]: ...
+    async def send_code_request(self, phone: str, *, force_sms: bool = False) -> Any: ...
+    async def sign_in(
+        self,
+        phone: str | None = None,
+        code: str | int | None = None,
+        *,
+        password: str | None = None,
+        phone_code_hash: str | None = None,
+    ) -> Any: ...
+
+
+ClientFactory = Callable[[ClientSpec], TelegramClientLike]
+
+
+# --- error classification ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: AccountStatus
+    detail: str
+    terminal: bool  # stop the runner (an admin must act)
+    wait_seconds: float | None = None  # flood wait
+
+
+_UNAUTHORIZED = {
+    "AuthKeyUnregisteredError": "the session was revoked or logged out (AUTH_KEY_UNREGISTERED)",
+    "SessionRevokedError": "the session was revoked (SESSION_REVOKED)",
+    "SessionExpiredError": "the session expired (SESSION_EXPIRED)",
+    "AuthKeyInvalidError": "the authorization key is invalid (AUTH_KEY_INVALID)",
+    "UnauthorizedError": "not authorized",
+}
+_BANNED = {
+    "UserDeactivatedBanError": "the account is banned by Telegram (USER_DEACTIVATED_BAN)",
+    "UserDeactivatedError": "the account was deleted or deactivated (USER_DEACTIVATED)",
+    "PhoneNumberBannedError": "the phone number is banned (PHONE_NUMBER_BANNED)",
+}
+_NETWORK = ("ConnectionError", "OSError", "TimeoutError", "InvalidBufferError", "IncompleteReadError", "ServerError")
+
+
+def _names(error: BaseException) -> list[str]:
+    return [cls.__name__ for cls in type(error).__mro__]
+
+
+def classify(error: BaseException) -> Outcome:
+    """Map an exception (Telethon's, the network's, anything) to the status an admin should see."""
+    names = _names(error)
+    # Most specific first: Telethon's ban errors are also UnauthorizedErrors (HTTP 401).
+    for name, detail in _BANNED.items():
+        if name in names:
+            return Outcome(AccountStatus.BANNED, detail, terminal=True)
+    if "AuthKeyDuplicatedError" in names:
+        return Outcome(
+            AccountStatus.ERROR,
+            "AUTH_KEY_DUPLICATED: the session was used from two places at once; Telegram revoked it, log in again",
+            terminal=True,
+        )
+    for name, detail in _UNAUTHORIZED.items():
+        if name in names:
+            return Outcome(AccountStatus.UNAUTHORIZED, detail, terminal=True)
+    if "FloodWaitError" in names or "FloodPremiumWaitError" in names:
+        seconds = float(getattr(error, "seconds", 0) or 0)
+        return Outcome(
+            AccountStatus.FLOOD_WAIT, f"Telegram asks to wait {seconds:.0f} s", terminal=False, wait_seconds=seconds
+        )
+    if any(name in names for name in _NETWORK):
+        return Outcome(AccountStatus.ERROR, f"network: {_describe(error)}", terminal=False)
+    return Outcome(AccountStatus.ERROR, _describe(error), terminal=False)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return f"{type(error).__name__}: {text}" if type(error).__name__ not in text else text
+
+
+def backoff_delay(attempt: int) -> float:
+    return float(min(MAX_BACKOFF, 2 ** min(attempt, 9)))
+
+
+# --- loops ------------------------------------------------------------------------------------------------
+
+
+class LoopThread:
+    """A thread running one asyncio event loop that hosts many clients."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.loop = asyncio.new_event_loop()
+        self.clients = 0
+        self._thread = threading.Thread(target=self._run, name=f"telethon-loop-{index}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        return self.submit(coroutine).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+# --- running accounts -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Identity:
+    user_id: int | None = None
+    username: str | None = None
+    name: str | None = None
+    phone: str | None = None
+
+
+def identity_of(user: Any) -> Identity:
+    name = " ".join(part for part in (getattr(user, "first_name", None), getattr(user, "last_name", None)) if part)
+    return Identity(
+        getattr(user, "id", None), getattr(user, "username", None), name or None, getattr(user, "phone", None)
+    )
+
+
+class AccountRunner:
+    """One account's life on one loop: connect, watch, reconnect with backoff, report every change."""
+
+    def __init__(self, manager: AccountManager, spec: ClientSpec, loop_thread: LoopThread) -> None:
+        self.manager = manager
+        self.spec = spec
+        self.loop_thread = loop_thread
+        self.identity = Identity()
+        self.state: AccountState = manager.state(spec.account_id, AccountStatus.STARTING, "queued", active=True)
+        self.stop_reason: str | None = None
+        self.report_final = True
+        self.holds_lease = False
+        self._stop = asyncio.Event()
+        self.done: concurrent.futures.Future[None] | None = None
+
+    def report(self, status: AccountStatus, detail: str = "", until: float | None = None, active: bool = True) -> None:
+        self.state = self.manager.state(self.spec.account_id, status, detail, until, active, self.identity)
+        self.manager.reporter.report(self.state)
+
+    def request_stop(self, reason: str, report_final: bool = True) -> None:
+        self.stop_reason = reason
+        self.report_final = report_final
+        self.loop_thread.loop.call_soon_threadsafe(self._stop.set)
+
+    async def _sleep_or_stop(self, seconds: float) -> bool:
+        """Sleep; True if a stop was requested meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        return self._stop.is_set()
+
+    async def _wait_for_lease(self, deadline: float) -> bool:
+        """Poll for the lease (another worker is letting go of the account) until it is ours or time is up."""
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            acquired, _holder = await loop.run_in_executor(
+                None,
+                leases.acquire,
+                self.manager.redis,
+                self.spec.account_id,
+                self.manager.holder,
+                self.manager.lease_ttl,
+            )
+            if acquired:
+                self.holds_lease = True
+                return True
+            if time.monotonic() >= deadline or await self._sleep_or_stop(0.2):
+                return False
+        return False
+
+    async def run(self, lease_deadline: float = 0.0) -> None:
+        client: TelegramClientLike | None = None
+        attempt = 0
+        final: tuple[AccountStatus, str] = (AccountStatus.STOPPED, "stopped")
+        if not self.holds_lease and not await self._wait_for_lease(lease_deadline):
+            log.warning("account %d: its lease stayed with another worker; not started here", self.spec.account_id)
+            self.report_final = False
+            self.manager.runner_finished(self, AccountStatus.STOPPED, "lease held elsewhere")
+            return
+        try:
+            client = self.manager.factory(self.spec)
+            while not self._stop.is_set():
+                try:
+                    self.report(
+                        AccountStatus.STARTING,
+                        "connecting" if attempt == 0 else f"reconnecting (attempt {attempt + 1})",
+                    )
+                    await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT)
+                    if not await asyncio.wait_for(client.is_user_authorized(), CALL_TIMEOUT):
+                        final = (AccountStatus.UNAUTHORIZED, "the session is not authorized (revoked or logged out)")
+                        break
+                    self.identity = identity_of(await asyncio.wait_for(client.get_me(), CALL_TIMEOUT))
+                    self.report(AccountStatus.RUNNING, "")
+                    attempt = 0
+                    stop_waiter = asyncio.ensure_future(self._stop.wait())
+                    await asyncio.wait({stop_waiter, client.disconnected}, return_when=asyncio.FIRST_COMPLETED)
+                    stop_waiter.cancel()
+                    if self._stop.is_set():
+                        break
+                    raise ConnectionError("disconnected from Telegram")
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - every failure is classified and reported
+                    outcome = classify(error)
+                    if outcome.terminal:
+                        final = (outcome.status, outcome.detail)
+                        log.warning("account %d: %s", self.spec.account_id, outcome.detail)
+                        break
+                    await self._disconnect(client)
+                    if outcome.wait_seconds is not None:
+                        until = time.time() + outcome.wait_seconds
+                        self.report(AccountStatus.FLOOD_WAIT, outcome.detail, until=until)
+                        if await self._sleep_or_stop(outcome.wait_seconds):
+                            break
+                        continue
+                    attempt += 1
+                    delay = backoff_delay(attempt)
+                    self.report(AccountStatus.ERROR, f"{outcome.detail}; retry {attempt} in {delay:.0f} s")
+                    if await self._sleep_or_stop(delay):
+                        break
+            if self._stop.is_set():
+                final = (AccountStatus.STOPPED, self.stop_reason or "stopped")
+        except Exception as error:  # noqa: BLE001 - e.g. the factory refused the spec
+            final = (AccountStatus.ERROR, f"could not start: {_describe(error)}")
+        finally:
+            if client is not None:
+                await self._disconnect(client)
+            self.manager.runner_finished(self, *final)
+
+    async def _disconnect(self, client: TelegramClientLike) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT)
+
+
+# --- logins -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PendingLogin:
+    login_id: str
+    spec: ClientSpec
+    loop_thread: LoopThread
+    client: TelegramClientLike
+    phone_code_hash: str = ""
+    needs_password: bool = False
+    expires_at: float = field(default_factory=lambda: time.monotonic() + LOGIN_TTL)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    state: str  # code_sent | password_needed | authorized | failed
+    error: str | None = None
+    message: str = ""
+    retry: bool = False
+    session: str | None = None
+    identity: Identity | None = None
+    wait_seconds: int | None = None
+
+
+_LOGIN_ERRORS: dict[str, tuple[str, str, bool]] = {
+    # exception name: (error code, message, can retry within the same login)
+    "PhoneNumberInvalidError": ("invalid_phone", "Telegram does not accept this phone number", False),
+    "PhoneNumberUnoccupiedError": ("invalid_phone", "no Telegram account uses this phone number", False),
+    "PhoneNumberBannedError": ("banned", "this phone number is banned by Telegram", False),
+    "PhoneCodeInvalidError": ("invalid_code", "the code is wrong; type it again, with spaces like 1 2 3 4 5", True),
+    "PhoneCodeEmptyError": ("invalid_code", "the code is empty; type it with spaces like 1 2 3 4 5", True),
+    "PhoneCodeExpiredError": (
+        "code_expired",
+        "the code has expired (or was sent through Telegram as is); request a new one",
+        False,
+    ),
+    "PasswordHashInvalidError": ("wrong_password", "the 2FA password is wrong; try again", True),
+    "ApiIdInvalidError": ("api_id_invalid", "Telegram rejects this API ID / API hash pair", False),
+    "ApiIdPublishedFloodError": (
+        "api_id_invalid",
+        "this API ID is published and blocked by Telegram; use your own",
+        False,
+    ),
+}
+
+
+def login_failure(error: BaseException) -> LoginOutcome:
+    names = _names(error)
+    for name, (code, message, retry) in _LOGIN_ERRORS.items():
+        if name in names:
+            return LoginOutcome("failed", code, message, retry)
+    outcome = classify(error)
+    if outcome.status is AccountStatus.FLOOD_WAIT:
+        seconds = int(outcome.wait_seconds or 0)
+        return LoginOutcome(
+            "failed",
+            "flood_wait",
+            f"Telegram asks to wait {seconds} s before trying again",
+            False,
+            wait_seconds=seconds,
+        )
+    if outcome.status is AccountStatus.BANNED:
+        return LoginOutcome("failed", "banned", outcome.detail, False)
+    if outcome.detail.startswith("network"):
+        return LoginOutcome("failed", "network", f"cannot reach Telegram: {outcome.detail}", False)
+    return LoginOutcome("failed", "error", outcome.detail, False)
+
+
+# --- the manager ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    ok: bool
+    status: AccountStatus
+    detail: str = ""
+
+
+class AccountManager:
+    def __init__(
+        self,
+        factory: ClientFactory,
+        redis: Redis,
+        worker_name: str,
+        instance: str,
+        threads: int,
+        lease_ttl: float,
+        reporter: StatusReporter | None = None,
+    ) -> None:
+        self.factory = factory
+        self.redis = redis
+        self.worker_name = worker_name
+        self.holder = leases.holder_id(worker_name, instance)
+        self.lease_ttl = lease_ttl
+        self.reporter = reporter or StatusReporter(redis, self.holder)
+        self.loops = [LoopThread(index) for index in range(threads)]
+        self.runners: dict[int, AccountRunner] = {}
+        self.logins: dict[str, PendingLogin] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def open(self) -> None:
+        self.reporter.start()
+
+    # --- states
+
+    def state(
+        self,
+        account_id: int,
+        status: AccountStatus,
+        detail: str = "",
+        until: float | None = None,
+        active: bool = False,
+        identity: Identity | None = None,
+    ) -> AccountState:
+        who = identity or Identity()
+        return AccountState(
+            account_id,
+            status,
+            self.worker_name,
+            detail,
+            until,
+            active,
+            who.user_id,
+            who.username,
+            who.name,
+            time.time(),
+        )
+
+    def _least_loaded_loop(self) -> LoopThread:
+        return min(self.loops, key=lambda loop_thread: loop_thread.clients)
+
+    # --- commands (called from Celery task threads)
+
+    def start(self, spec: ClientSpec, wait_for_lease: float = 0.0) -> CommandOutcome:
+        with self._lock:
+            if self._closed:
+                return CommandOutcome(False, AccountStatus.STOPPED, "the worker is shutting down")
+            existing = self.runners.get(spec.account_id)
+            if existing is not None:
+                if existing.holds_lease:
+                    self.reporter.report(existing.state)  # re-assert it: the control plane may think it lost
+                return CommandOutcome(True, existing.state.status, "already running on this worker")
+        acquired, holder = leases.acquire(self.redis, spec.account_id, self.holder, self.lease_ttl)
+        other = leases.worker_of_holder(holder)
+        if not acquired and wait_for_lease <= 0:
+            return CommandOutcome(False, AccountStatus.STOPPED, f"refused: the account is running on worker '{other}'")
+        with self._lock:
+            if spec.account_id in self.runners:  # a concurrent start won the race on this worker
+                return CommandOutcome(
+                    True, self.runners[spec.account_id].state.status, "already running on this worker"
+                )
+            loop_thread = self._least_loaded_loop()
+            runner = AccountRunner(self, spec, loop_thread)
+            runner.holds_lease = acquired
+            self.runners[spec.account_id] = runner
+            loop_thread.clients += 1
+        if acquired:
+            runner.report(AccountStatus.STARTING, "queued")
+        runner.done = loop_thread.submit(runner.run(lease_deadline=time.monotonic() + wait_for_lease))
+        if acquired:
+            return CommandOutcome(True, AccountStatus.STARTING, "starting")
+        return CommandOutcome(True, AccountStatus.STARTING, f"waiting for worker '{other}' to let go of the account")
+
+    def runner_finished(self, runner: AccountRunner, status: AccountStatus, detail: str) -> None:
+        """Called on the runner's loop when it ends: release the lease, report the final status."""
+        account_id = runner.spec.account_id
+        with self._lock:
+            if self.runners.get(account_id) is runner:
+                del self.runners[account_id]
+                runner.loop_thread.clients -= 1
+        if runner.report_final:
+            runner.report(status, detail, active=False)
+        if runner.holds_lease and runner.stop_reason != "lease lost":
+            self._release_lease(account_id)
+
+    def _release_lease(self, account_id: int) -> None:
+        def release() -> None:
+            self.reporter.flush(2.0)  # the final status is written while the lease is still ours
+            with contextlib.suppress(Exception):
+                leases.release(self.redis, account_id, self.holder)
+
+        threading.Thread(target=release, name=f"release-{account_id}", daemon=True).start()
+
+    def stop(self, account_id: int, reason: str = "stopped", timeout: float = STOP_TIMEOUT) -> CommandOutcome:
+        with self._lock:
+            runner = self.runners.get(account_id)
+        if runner is None:
+            return CommandOutcome(True, AccountStatus.STOPPED, "not running on this worker")
+        runner.request_stop(reason)
+        if runner.done is not None:
+            with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
+                runner.done.result(timeout)
+        self.reporter.flush(2.0)
+        deadline = time.monotonic() + 2.0
+        while leases.holder_of(self.redis, account_id) == self.holder and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return CommandOutcome(True, AccountStatus.STOPPED, reason)
+
+    def restart(self, spec: ClientSpec) -> CommandOutcome:
+        self.stop(spec.account_id, "restarting")
+        return self.start(spec, wait_for_lease=2.0)
+
+    def status_of(self, account_id: int) -> AccountState | None:
+        with self._lock:
+            runner = self.runners.get(account_id)
+        return runner.state if runner else None
+
+    def running_states(self) -> list[AccountState]:
+        with self._lock:
+            return [runner.state for runner in self.runners.values()]
+
+    def held_accounts(self) -> list[int]:
+        with self._lock:
+            return [account_id for account_id, runner in self.runners.items() if runner.holds_lease]
+
+    def lease_lost(self, account_ids: list[int]) -> None:
+        """Another worker holds (or nobody holds) these leases now: stop the clients at once."""
+        for account_id in account_ids:
+            with self._lock:
+                runner = self.runners.get(account_id)
+            if runner is not None:
+                log.error("account %d: lease lost; stopping its client", account_id)
+                runner.request_stop("lease lost", report_final=False)
+
+    def fence(self, reason: str) -> None:
+        """Cut off from Redis for too long: stop every client before the leases can expire elsewhere."""
+        with self._lock:
+            runners = list(self.runners.values())
+        if runners:
+            log.error("%s: stopping all %d clients", reason, len(runners))
+        for runner in runners:
+            runner.stop_reason = "lease lost"
+            runner.request_stop("lease lost", report_final=False)
+            self.reporter.report(self.state(runner.spec.account_id, AccountStatus.LOST, reason, active=False))
+
+    def shutdown(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop every client (the worker is going away: its accounts will read as lost), then the loops."""
+        with self._lock:
+            self._closed = True
+            runners = list(self.runners.values())
+        for runner in runners:
+            runner.request_stop("worker stopped", report_final=False)
+        deadline = time.monotonic() + timeout
+        for runner in runners:
+            if runner.done is not None:
+                with contextlib.suppress(Exception):
+                    runner.done.result(max(0.1, deadline - time.monotonic()))
+        for runner in runners:
+            self.reporter.report(self.state(runner.spec.account_id, AccountStatus.LOST, "worker stopped", active=False))
+        for login_id in list(self.logins):
+            self.cancel_login(login_id)
+        self.reporter.close()
+        for runner in runners:
+            with contextlib.suppress(Exception):
+                leases.release(self.redis, runner.spec.account_id, self.holder)
+        for loop_thread in self.loops:
+            loop_thread.close()
+
+    # --- logins
+
+    def _login(self, login_id: str) -> PendingLogin | None:
+        with self._lock:
+            login = self.logins.get(login_id)
+            if login is not None and time.monotonic() > login.expires_at:
+                self.logins.pop(login_id, None)
+                login.loop_thread.submit(self._close_client(login.client))
+                return None
+            return login
+
+    async def _close_client(self, client: TelegramClientLike) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT)
+
+    def expire_logins(self) -> None:
+        with self._lock:
+            expired = [login_id for login_id, login in self.logins.items() if time.monotonic() > login.expires_at]
+        for login_id in expired:
+            self._login(login_id)
+
+    def send_code(self, login_id: str, spec: ClientSpec) -> LoginOutcome:
+        self.expire_logins()
+        loop_thread = self._least_loaded_loop()
+
+        async def begin() -> LoginOutcome:
+            client = self.factory(spec)
+            try:
+                await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT)
+                sent = await asyncio.wait_for(client.send_code_request(spec.phone), CALL_TIMEOUT)
+            except Exception as error:  # noqa: BLE001 - classified for the admin
+                await self._close_client(client)
+                return login_failure(error)
+            with self._lock:
+                self.logins[login_id] = PendingLogin(
+                    login_id, spec, loop_thread, client, str(getattr(sent, "phone_code_hash", "") or "")
+                )
+            return LoginOutcome("code_sent", message="code sent")
+
+        return loop_thread.call(begin(), CONNECT_TIMEOUT + CALL_TIMEOUT + 5)
+
+    def _finish(self, login: PendingLogin, attempt: Callable[[], Awaitable[Any]]) -> LoginOutcome:
+        async def run() -> LoginOutcome:
+            try:
+                await asyncio.wait_for(attempt(), CALL_TIMEOUT)
+            except Exception as error:  # noqa: BLE001 - classified for the admin
+                if "SessionPasswordNeededError" in _names(error):
+                    login.needs_password = True
+                    return LoginOutcome(
+                        "password_needed", message="this account has two-step verification: send the password"
+                    )
+                outcome = login_failure(error)
+                if not outcome.retry:
+                    self._drop_login(login)
+                    await self._close_client(login.client)
+                return outcome
+            try:
+                me = identity_of(await asyncio.wait_for(login.client.get_me(), CALL_TIMEOUT))
+                session = str(login.client.session.save())  # type: ignore[attr-defined]
+            except Exception as error:  # noqa: BLE001
+                self._drop_login(login)
+                await self._close_client(login.client)
+                return login_failure(error)
+            self._drop_login(login)
+            await self._close_client(login.client)
+            return LoginOutcome("authorized", message="logged in", session=session, identity=me)
+
+        return login.loop_thread.call(run(), CALL_TIMEOUT * 2 + 5)
+
+    def _drop_login(self, login: PendingLogin) -> None:
+        with self._lock:
+            if self.logins.get(login.login_id) is login:
+                del self.logins[login.login_id]
+
+    def submit_code(self, login_id: str, code: str) -> LoginOutcome:
+        login = self._login(login_id)
+        if login is None:
+            return LoginOutcome("failed", "unknown_login", "this login has expired or was cancelled; start again")
+        with login.lock:
+            if login.needs_password:
+                return LoginOutcome("password_needed", message="send the two-step verification password")
+            return self._finish(
+                login,
+                lambda: login.client.sign_in(phone=login.spec.phone, code=code, phone_code_hash=login.phone_code_hash),
+            )
+
+    def submit_password(self, login_id: str, password: str) -> LoginOutcome:
+        login = self._login(login_id)
+        if login is None:
+            return LoginOutcome("failed", "unknown_login", "this login has expired or was cancelled; start again")
+        with login.lock:
+            if not login.needs_password:
+                return LoginOutcome(
+                    "failed", "unexpected_password", "no password was asked for: send the code first", True
+                )
+            return self._finish(login, lambda: login.client.sign_in(password=password))
+
+    def cancel_login(self, login_id: str) -> bool:
+        with self._lock:
+            login = self.logins.pop(login_id, None)
+        if login is None:
+            return False
+        with contextlib.suppress(Exception):
+            login.loop_thread.call(self._close_client(login.client), DISCONNECT_TIMEOUT + 1)
+        return True
+
+    @staticmethod
+    def new_login_id() -> str:
+        return uuid.uuid4().hex
