@@ -40,7 +40,9 @@ def main(argv: list[str]) -> int:
         return EXIT_CONFIG
     configure_logging(settings.log_level)
 
+    from backend.account_sync import AccountSync
     from backend.connections import ServiceUnavailable, connect_database, connect_redis
+    from backend.dispatch import Dispatcher
     from backend.listener import LeaderLock, Reconciler, run_listener
 
     try:
@@ -49,7 +51,9 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 69
     redis = connect_redis(settings.redis_url, check=False)
-    reconciler = Reconciler(redis, sessions, settings.timing.offline_after)
+    dispatcher = Dispatcher(settings.redis_url)
+    accounts = AccountSync(dispatcher, lease_wait=settings.timing.offline_after + 5, cooldown=max(3 * interval, 15.0))
+    reconciler = Reconciler(redis, sessions, settings.timing.offline_after, accounts)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -101,9 +101,11 @@ class Context:
 
     def fleet(self) -> Any:
         from backend.fleet import FleetService
+        from database.operations import account_counts
 
         return self.service(
-            "fleet", lambda: FleetService(self.redis(), self.sessions(), self.settings.timing.offline_after)
+            "fleet",
+            lambda: FleetService(self.redis(), self.sessions(), self.settings.timing.offline_after, account_counts),
         )
 
 
@@ -111,9 +113,30 @@ class FleetGroup(click.Group):
     """Turns the errors every command can meet into one line and the documented exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from backend.accounts_service import AccountError
         from backend.connections import ServiceUnavailable
+        from backend.dispatch import WorkerDidNotAnswer
         from backend.fleet import InvalidInput
-        from database.operations import WorkerExists, WorkerNotFound, WorkerStillOnline
+        from database.operations import (
+            AccountExists,
+            AccountNotFound,
+            WorkerExists,
+            WorkerHasAccounts,
+            WorkerNotFound,
+            WorkerStillOnline,
+        )
+
+        domain_errors = (
+            WorkerNotFound,
+            WorkerExists,
+            WorkerStillOnline,
+            WorkerHasAccounts,
+            InvalidInput,
+            AccountNotFound,
+            AccountExists,
+            AccountError,
+            WorkerDidNotAnswer,
+        )
 
         try:
             return super().invoke(ctx)
@@ -132,7 +155,7 @@ class FleetGroup(click.Group):
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             click.echo(f"error: database error: {reason}", err=True)
             ctx.exit(EXIT_UNAVAILABLE)
-        except (WorkerNotFound, WorkerExists, WorkerStillOnline, InvalidInput) as error:
+        except domain_errors as error:
             raise click.ClickException(str(error)) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
@@ -291,3 +314,8 @@ def doctor(context: Context) -> None:
 
 def main() -> None:
     cli(prog_name="run_cli.py")
+
+
+from backend.cli_accounts import accounts  # noqa: E402 - it builds on the helpers above
+
+cli.add_command(accounts)

@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.account_sync import AccountSync
 from celery_app import events, keys, presence
 from celery_app.events import WireEvent, WireEventKind
 from celery_app.presence import Liveness, WorkerInfo, liveness
@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 
 LEADER_TTL_SECONDS = 10.0
 MAX_EVENT_WAIT_SECONDS = 1.0
-
-# Extension point: issue-specific reconcilers (accounts) hook in here, called after each scan/event batch.
-AfterScanHook = Callable[[Session, presence.HeartbeatSnapshot], None]
 
 
 @dataclass
@@ -65,11 +62,17 @@ def _offline_detail(beat: float | None, now: float) -> str:
 class Reconciler:
     """One scan or one batch of events at a time; holds no state between calls but its collaborators."""
 
-    def __init__(self, redis: Redis, sessions: sessionmaker[Session], offline_after: float) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        sessions: sessionmaker[Session],
+        offline_after: float,
+        accounts: AccountSync | None = None,
+    ) -> None:
         self.redis = redis
         self.sessions = sessions
         self.offline_after = offline_after
-        self.hooks: list[AfterScanHook] = []
+        self.accounts = accounts
 
     def scan(self) -> ScanReport:
         snapshot = presence.read_all_heartbeats(self.redis)
@@ -78,8 +81,15 @@ class Reconciler:
             rows = ops.worker_rows(session)
             self._insert_discovered(session, snapshot, [name for name in snapshot.beats if name not in rows], report)
             self._sync_existing(session, snapshot, rows, report)
-            for hook in self.hooks:
-                hook(session, snapshot)
+            if self.accounts is not None:
+                self.accounts.workers_went_offline(session, [rows[n].id for n in report.went_offline if n in rows])
+                online = {
+                    row.id: name
+                    for name, row in rows.items()
+                    if row.is_active
+                    and liveness(snapshot.beats.get(name), snapshot.now, self.offline_after) is Liveness.ONLINE
+                }
+                self.accounts.resume(session, online)
         if report.discovered or report.went_online or report.went_offline:
             log.info(
                 "scan: %d workers, discovered %s, online %s, offline %s",
@@ -154,7 +164,11 @@ class Reconciler:
         ops.record_events(session, new_events)
 
     def apply_events(self, batch: list[WireEvent]) -> None:
-        """Apply worker events in order, then settle each named worker on its live state."""
+        """Apply account statuses, then worker events in order, settling each named worker on its live state."""
+        account_events = [e for e in batch if e.kind == WireEventKind.ACCOUNT_STATUS]
+        if account_events and self.accounts is not None:
+            with self.sessions.begin() as session:
+                self.accounts.apply_states(session, account_events)
         worker_events = [e for e in batch if e.kind in (WireEventKind.WORKER_ONLINE, WireEventKind.WORKER_OFFLINE)]
         names = sorted({e.subject for e in worker_events})
         if not names:
@@ -162,11 +176,12 @@ class Reconciler:
         with self.sessions.begin() as session:
             workers = {w.name: w for w in session.scalars(select(Worker).where(Worker.name.in_(names)))}
             new_events: list[NewEvent] = []
+            restarted: list[int] = []  # workers whose process was replaced: their accounts died with it
             for event in worker_events:
                 at = epoch_to_datetime(event.at) if event.at else None
                 worker = workers.get(event.subject)
                 if event.kind == WireEventKind.WORKER_ONLINE:
-                    worker = self._apply_online(session, workers, event, at, new_events)
+                    worker = self._apply_online(session, workers, event, at, new_events, restarted)
                 elif worker is not None and worker.status == WorkerStatus.ONLINE:
                     worker.status = WorkerStatus.OFFLINE.value
                     reason = str(event.data.get("reason", "stopped"))
@@ -184,8 +199,14 @@ class Reconciler:
                     detail = "" if live is Liveness.ONLINE else _offline_detail(beat, snapshot.now)
                     new_events.append(NewEvent(kind, name, detail, at=now))
             ops.record_events(session, new_events)
-            for hook in self.hooks:
-                hook(session, snapshot)
+            if self.accounts is not None:
+                session.flush()
+                offline = [w.id for w in workers.values() if w.status == WorkerStatus.OFFLINE and w.id is not None]
+                self.accounts.workers_went_offline(session, offline)
+                self.accounts.workers_went_offline(session, restarted, "its worker restarted")
+                self.accounts.resume(
+                    session, {w.id: w.name for w in workers.values() if w.status == WorkerStatus.ONLINE and w.is_active}
+                )
 
     def _apply_online(
         self,
@@ -194,6 +215,7 @@ class Reconciler:
         event: WireEvent,
         at: datetime | None,
         new_events: list[NewEvent],
+        restarted: list[int],
     ) -> Worker:
         info = WorkerInfo.from_redis({k: str(v) for k, v in event.data.items()})
         worker = workers.get(event.subject)
@@ -210,7 +232,17 @@ class Reconciler:
             new_events.append(
                 NewEvent(FleetEventKind.WORKER_DISCOVERED, event.subject, f"host {info.host}" if info else "", at=at)
             )
-        for column, value in _worker_columns(info).items():
+        columns = _worker_columns(info)
+        if (
+            worker.id is not None
+            and worker.started_at is not None
+            and columns.get("started_at") not in (None, worker.started_at)
+        ):
+            restarted.append(worker.id)
+            if worker.status == WorkerStatus.ONLINE:  # replaced so fast it never read as offline
+                detail = f"restarted (pid {info.pid})" if info else "restarted"
+                new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, event.subject, detail, at=at))
+        for column, value in columns.items():
             setattr(worker, column, value)
         if info is not None and not worker.address:
             worker.address = info.address

@@ -1,11 +1,11 @@
-"""SQLAlchemy 2 typed models: workers and the fleet event log (accounts arrive in their own migration)."""
+"""SQLAlchemy 2 typed models: workers, accounts, and the fleet event log."""
 
 from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -75,6 +75,14 @@ class FleetEventKind(enum.StrEnum):
     WORKER_DEACTIVATED = "worker.deactivated"
     WORKER_ADDED = "worker.added"
     WORKER_REMOVED = "worker.removed"
+    ACCOUNT_ADDED = "account.added"
+    ACCOUNT_IMPORTED = "account.imported"
+    ACCOUNT_LOGGED_IN = "account.logged_in"
+    ACCOUNT_START_REQUESTED = "account.start_requested"
+    ACCOUNT_STOP_REQUESTED = "account.stop_requested"
+    ACCOUNT_STATUS = "account.status"
+    ACCOUNT_MOVED = "account.moved"
+    ACCOUNT_REMOVED = "account.removed"
 
 
 class FleetEvent(Base):
@@ -89,3 +97,33 @@ class FleetEvent(Base):
     subject: Mapped[str] = mapped_column(String(128))
     detail: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str] = mapped_column(String(64), default="system")
+
+
+class DesiredState(enum.StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Account(Base):
+    """A Telegram user account; its secrets are Fernet tokens (see `celery_app.crypto`), never clear text."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (Index("ix_accounts_worker_id_status", "worker_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    api_id: Mapped[int] = mapped_column(Integer)
+    api_hash_enc: Mapped[str] = mapped_column(Text)
+    session_enc: Mapped[str | None] = mapped_column(Text)
+    proxy_enc: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="RESTRICT"))
+    desired_state: Mapped[str] = mapped_column(String(16), default=DesiredState.STOPPED.value)
+    status: Mapped[str] = mapped_column(String(20), default="stopped")
+    status_detail: Mapped[str] = mapped_column(Text, default="")
+    flood_wait_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    tg_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    tg_username: Mapped[str | None] = mapped_column(String(64))
+    tg_name: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from database.models import FleetEvent, FleetEventKind, Worker, WorkerStatus, utcnow
+from database.models import Account, DesiredState, FleetEvent, FleetEventKind, Worker, WorkerStatus, utcnow
 
 
 class WorkerNotFound(LookupError):
@@ -35,6 +35,24 @@ class WorkerStillOnline(ValueError):
         self.name = name
 
 
+class WorkerHasAccounts(ValueError):
+    def __init__(self, name: str, count: int) -> None:
+        super().__init__(f"worker {name!r} still has {count} account(s); move or remove them first")
+        self.name = name
+
+
+class AccountNotFound(LookupError):
+    def __init__(self, account_id: int | str) -> None:
+        super().__init__(f"account {account_id} not found")
+        self.account_id = account_id
+
+
+class AccountExists(ValueError):
+    def __init__(self, masked_phone: str, account_id: int) -> None:
+        super().__init__(f"an account with phone {masked_phone} already exists (id {account_id})")
+        self.account_id = account_id
+
+
 @dataclass(frozen=True)
 class WorkerRow:
     """The columns a scan compares against live state."""
@@ -44,6 +62,7 @@ class WorkerRow:
     status: str
     last_heartbeat: datetime | None
     address: str
+    is_active: bool
 
 
 @dataclass(frozen=True)
@@ -63,8 +82,13 @@ def epoch_to_datetime(seconds: float) -> datetime:
 
 
 def worker_rows(session: Session) -> dict[str, WorkerRow]:
-    result = session.execute(select(Worker.id, Worker.name, Worker.status, Worker.last_heartbeat, Worker.address))
-    return {row.name: WorkerRow(row.id, row.name, row.status, row.last_heartbeat, row.address) for row in result}
+    result = session.execute(
+        select(Worker.id, Worker.name, Worker.status, Worker.last_heartbeat, Worker.address, Worker.is_active)
+    )
+    return {
+        row.name: WorkerRow(row.id, row.name, row.status, row.last_heartbeat, row.address, row.is_active)
+        for row in result
+    }
 
 
 def list_workers(session: Session, active_only: bool = False) -> Sequence[Worker]:
@@ -161,6 +185,9 @@ def remove_worker(session: Session, name: str, actor: str, is_online: bool) -> N
     worker = get_worker(session, name)
     if is_online:
         raise WorkerStillOnline(name)
+    assigned = session.scalar(select(func.count(Account.id)).where(Account.worker_id == worker.id)) or 0
+    if assigned:
+        raise WorkerHasAccounts(name, assigned)
     session.execute(delete(Worker).where(Worker.id == worker.id))
     record_events(session, [NewEvent(FleetEventKind.WORKER_REMOVED, name, "", actor)])
 
@@ -174,3 +201,172 @@ def set_worker_active(session: Session, name: str, active: bool, actor: str) -> 
     kind = FleetEventKind.WORKER_ACTIVATED if active else FleetEventKind.WORKER_DEACTIVATED
     record_events(session, [NewEvent(kind, name, "", actor)])
     return True
+
+
+# --- accounts ----------------------------------------------------------------------------------------------
+
+ACTIVE_STATUSES = ("running", "starting", "stopping", "flood_wait", "error")
+
+
+def account_subject(account_id: int) -> str:
+    return f"account:{account_id}"
+
+
+def account_counts(session: Session) -> dict[int, tuple[int, int]]:
+    """worker id -> (running, total) accounts, in one statement."""
+    running = func.sum(case((Account.status == "running", 1), else_=0))
+    rows = session.execute(
+        select(Account.worker_id, running, func.count(Account.id))
+        .where(Account.worker_id.is_not(None))
+        .group_by(Account.worker_id)
+    )
+    return {worker_id: (int(run or 0), int(total)) for worker_id, run, total in rows}
+
+
+def get_account(session: Session, account_id: int) -> Account:
+    account = session.get(Account, account_id)
+    if account is None:
+        raise AccountNotFound(account_id)
+    return account
+
+
+def find_account_by_phone(session: Session, phone: str) -> Account | None:
+    return session.scalar(select(Account).where(Account.phone == phone))
+
+
+def list_accounts(
+    session: Session, worker_id: int | None = None, status: str | None = None, offset: int = 0, limit: int | None = None
+) -> Sequence[Account]:
+    query = select(Account).order_by(Account.id)
+    if worker_id is not None:
+        query = query.where(Account.worker_id == worker_id)
+    if status is not None:
+        query = query.where(Account.status == status)
+    if offset:
+        query = query.offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return session.scalars(query).all()
+
+
+def count_accounts(session: Session, worker_id: int | None = None, status: str | None = None) -> int:
+    query = select(func.count(Account.id))
+    if worker_id is not None:
+        query = query.where(Account.worker_id == worker_id)
+    if status is not None:
+        query = query.where(Account.status == status)
+    return int(session.scalar(query) or 0)
+
+
+def create_account(session: Session, account: Account, kind: FleetEventKind, detail: str, actor: str) -> Account:
+    session.add(account)
+    session.flush()
+    record_events(session, [NewEvent(kind, account_subject(account.id), detail, actor)])
+    return account
+
+
+def set_desired_state(session: Session, account: Account, desired: DesiredState, actor: str) -> None:
+    account.desired_state = desired.value
+    kind = (
+        FleetEventKind.ACCOUNT_START_REQUESTED
+        if desired is DesiredState.RUNNING
+        else FleetEventKind.ACCOUNT_STOP_REQUESTED
+    )
+    record_events(session, [NewEvent(kind, account_subject(account.id), "", actor)])
+
+
+def assign_worker(session: Session, account: Account, worker: Worker, actor: str, previous: str | None) -> None:
+    account.worker_id = worker.id
+    detail = f"{previous or '-'} -> {worker.name}"
+    record_events(session, [NewEvent(FleetEventKind.ACCOUNT_MOVED, account_subject(account.id), detail, actor)])
+
+
+def delete_account(session: Session, account: Account, actor: str) -> None:
+    subject = account_subject(account.id)
+    session.delete(account)
+    record_events(session, [NewEvent(FleetEventKind.ACCOUNT_REMOVED, subject, "secrets wiped", actor)])
+
+
+@dataclass(frozen=True)
+class ReportedState:
+    """An account status as a worker reported it, ready to be recorded."""
+
+    account_id: int
+    status: str
+    detail: str
+    until: datetime | None
+    user_id: int | None
+    username: str | None
+    name: str | None
+    at: datetime
+
+
+def apply_account_states(session: Session, states: list[ReportedState]) -> list[tuple[int, str, str]]:
+    """Record reported states (newest per account); returns (account id, old status, new status) changes."""
+    if not states:
+        return []
+    newest: dict[int, ReportedState] = {}
+    for state in states:
+        newest[state.account_id] = state
+    accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(list(newest))))}
+    changes: list[tuple[int, str, str]] = []
+    new_events: list[NewEvent] = []
+    for account_id, state in newest.items():
+        account = accounts.get(account_id)
+        if account is None:
+            continue
+        if state.user_id is not None:
+            account.tg_user_id, account.tg_username, account.tg_name = state.user_id, state.username, state.name
+        if account.status != state.status or account.status_detail != state.detail:
+            if account.status != state.status:
+                changes.append((account_id, account.status, state.status))
+                detail = state.status + (f": {state.detail}" if state.detail else "")
+                new_events.append(
+                    NewEvent(FleetEventKind.ACCOUNT_STATUS, account_subject(account_id), detail, "worker", state.at)
+                )
+                account.status_changed_at = state.at
+            account.status = state.status
+            account.status_detail = state.detail
+        account.flood_wait_until = state.until
+    record_events(session, new_events)
+    return changes
+
+
+def mark_accounts_lost(session: Session, worker_ids: list[int], reason: str) -> list[int]:
+    """Accounts that were live on workers that went offline become `lost`; returns their ids."""
+    if not worker_ids:
+        return []
+    ids = list(
+        session.scalars(
+            select(Account.id).where(Account.worker_id.in_(worker_ids), Account.status.in_(ACTIVE_STATUSES))
+        )
+    )
+    if ids:
+        now = utcnow()
+        session.execute(
+            update(Account)
+            .where(Account.id.in_(ids))
+            .values(status="lost", status_detail=reason, status_changed_at=now)
+        )
+        record_events(
+            session,
+            [
+                NewEvent(FleetEventKind.ACCOUNT_STATUS, account_subject(i), f"lost: {reason}", "backend", now)
+                for i in ids
+            ],
+        )
+    return ids
+
+
+def accounts_wanting_start(session: Session, worker_ids: list[int], restartable: Iterable[str]) -> Sequence[Account]:
+    """Accounts that should run on these workers but are not running there."""
+    if not worker_ids:
+        return []
+    return session.scalars(
+        select(Account).where(
+            Account.worker_id.in_(worker_ids),
+            Account.desired_state == DesiredState.RUNNING.value,
+            Account.session_enc.is_not(None),
+            Account.status.in_(list(restartable)),
+        )
+    ).all()

@@ -1,0 +1,595 @@
+"""The accounts service: add (log in or import), start, stop, restart, move, remove, bulk actions.
+
+Plain methods over the database, Redis and the task dispatcher, used by the CLI and the bot. Every command
+checks the target worker is online and active before dispatching; when it is not, the caller gets a clear
+refusal, or (`when_back=True`) the desired state is recorded and the backend starts the account when the
+worker is back. Secrets are encrypted before they leave this module and are never returned in views.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from redis import Redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.dispatch import Dispatcher, WorkerDidNotAnswer
+from backend.fleet import EventView, iso_utc
+from celery_app import keys, presence
+from celery_app.account_state import AccountState, AccountStatus
+from celery_app.contract import (
+    AccountRef,
+    AccountSpec,
+    CheckSession,
+    LoginRef,
+    SendLoginCode,
+    StartAccount,
+    SubmitLoginCode,
+    SubmitLoginPassword,
+    TaskName,
+)
+from celery_app.crypto import SecretBox
+from celery_app.presence import Liveness, liveness
+from celery_app.sessions import parse_string_session, session_file_to_string
+from celery_app.validation import (
+    InvalidValue,
+    mask_phone,
+    normalize_phone,
+    parse_proxy,
+    validate_api_hash,
+    validate_api_id,
+)
+from database import operations as ops
+from database.models import Account, DesiredState, FleetEventKind, Worker
+
+LOGIN_TTL_SECONDS = 300
+STOP_TIMEOUT = 30.0
+START_ANSWER_TIMEOUT = 15.0
+LOGIN_CALL_TIMEOUT = 60.0
+
+
+class AccountError(Exception):
+    """A refused or failed account action; the message is meant for the admin as is."""
+
+
+class WorkerUnavailable(AccountError):
+    pass
+
+
+class LoginError(AccountError):
+    def __init__(self, message: str, code: str = "error", retry: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry = retry
+
+
+@dataclass(frozen=True)
+class AccountView:
+    id: int
+    phone_masked: str
+    api_id: int
+    worker: str | None
+    desired_state: str
+    status: str
+    detail: str
+    flood_wait_until: datetime | None
+    user_id: int | None
+    username: str | None
+    name: str | None
+    has_session: bool
+    proxy: str | None
+    created_at: datetime
+    status_changed_at: datetime | None
+    events: list[EventView] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        document: dict[str, object] = {
+            "id": self.id,
+            "phone": self.phone_masked,
+            "api_id": self.api_id,
+            "worker": self.worker,
+            "desired_state": self.desired_state,
+            "status": self.status,
+            "detail": self.detail,
+            "flood_wait_until": iso_utc(self.flood_wait_until),
+            "user_id": self.user_id,
+            "username": self.username,
+            "name": self.name,
+            "has_session": self.has_session,
+            "proxy": self.proxy,
+            "created_at": iso_utc(self.created_at),
+            "status_changed_at": iso_utc(self.status_changed_at),
+        }
+        if self.events:
+            document["events"] = [event.to_json() for event in self.events]
+        return document
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    account_id: int
+    message: str
+    dispatched: bool
+
+
+@dataclass(frozen=True)
+class LoginStep:
+    """Where a login stands: `code_sent`, `password_needed` or `authorized` (then `account` is set)."""
+
+    login_id: str
+    state: str
+    message: str
+    account: AccountView | None = None
+
+
+def account_spec(account: Account) -> AccountSpec:
+    """What a worker needs to run the account; the secrets go as stored (already encrypted)."""
+    if account.session_enc is None:
+        raise AccountError(f"account {account.id} has no session: log in first")
+    return AccountSpec(
+        account_id=account.id,
+        phone=account.phone,
+        api_id=account.api_id,
+        api_hash_enc=account.api_hash_enc,
+        session_enc=account.session_enc,
+        proxy_enc=account.proxy_enc,
+    )
+
+
+def _login_key(login_id: str) -> str:
+    return f"{keys.PREFIX}:login:{login_id}"
+
+
+def read_live_states(redis: Redis, account_ids: list[int]) -> dict[int, AccountState]:
+    """The status hashes workers wrote for these accounts, in one round trip."""
+    if not account_ids:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for account_id in account_ids:
+        pipe.hgetall(keys.account_status(account_id))
+    states: dict[int, AccountState] = {}
+    for account_id, raw in zip(account_ids, pipe.execute(), strict=True):
+        state = AccountState.from_fields(raw) if raw else None
+        if state is not None:
+            states[account_id] = state
+    return states
+
+
+class AccountService:
+    def __init__(
+        self,
+        redis: Redis,
+        sessions: sessionmaker[Session],
+        dispatcher: Dispatcher,
+        offline_after: float,
+        secret_box: Callable[[], SecretBox],
+    ) -> None:
+        self.redis = redis
+        self.sessions = sessions
+        self.dispatcher = dispatcher
+        self.offline_after = offline_after
+        self._secret_box = secret_box
+        self.lease_wait = offline_after + 5
+
+    @property
+    def box(self) -> SecretBox:
+        return self._secret_box()
+
+    # --- views ------------------------------------------------------------------------------------------
+
+    def _worker_online(self, name: str) -> bool:
+        snapshot = presence.read_heartbeats(self.redis, [name])
+        return liveness(snapshot.beats.get(name), snapshot.now, self.offline_after) is Liveness.ONLINE
+
+    def _views(self, accounts: list[Account], workers: dict[int, Worker]) -> list[AccountView]:
+        live = read_live_states(self.redis, [a.id for a in accounts])
+        names = sorted({w.name for w in workers.values()})
+        snapshot = presence.read_heartbeats(self.redis, names)
+        online = {
+            n for n in names if liveness(snapshot.beats.get(n), snapshot.now, self.offline_after) is Liveness.ONLINE
+        }
+        views = []
+        for account in accounts:
+            worker = workers.get(account.worker_id) if account.worker_id is not None else None
+            status, detail, until = account.status, account.status_detail, account.flood_wait_until
+            state = live.get(account.id)
+            if state is not None and worker is not None and state.worker == worker.name and worker.name in online:
+                status, detail = state.status.value, state.detail
+                until = ops.epoch_to_datetime(state.until) if state.until else None
+            elif worker is not None and worker.name not in online and status in ops.ACTIVE_STATUSES:
+                status, detail = AccountStatus.LOST.value, f"worker {worker.name} is offline"
+            views.append(
+                AccountView(
+                    id=account.id,
+                    phone_masked=mask_phone(account.phone),
+                    api_id=account.api_id,
+                    worker=worker.name if worker else None,
+                    desired_state=account.desired_state,
+                    status=status,
+                    detail=detail,
+                    flood_wait_until=until,
+                    user_id=account.tg_user_id,
+                    username=account.tg_username,
+                    name=account.tg_name,
+                    has_session=account.session_enc is not None,
+                    proxy=self._masked_proxy(account.proxy_enc),
+                    created_at=account.created_at,
+                    status_changed_at=account.status_changed_at,
+                )
+            )
+        return views
+
+    def _masked_proxy(self, proxy_enc: str | None) -> str | None:
+        if proxy_enc is None:
+            return None
+        try:
+            return parse_proxy(self.box.decrypt(proxy_enc)).masked()
+        except Exception:  # noqa: BLE001 - a view must not fail because a key is missing
+            return "set"
+
+    def list_accounts(
+        self, worker: str | None = None, status: str | None = None, offset: int = 0, limit: int | None = None
+    ) -> list[AccountView]:
+        with self.sessions() as session:
+            worker_id = ops.get_worker(session, worker).id if worker else None
+            workers = {w.id: w for w in ops.list_workers(session)}
+            accounts = list(
+                ops.list_accounts(session, worker_id=worker_id, offset=offset, limit=limit if status is None else None)
+            )
+        views = self._views(accounts, workers)
+        if status is not None:
+            views = [v for v in views if v.status == status]
+            views = views[:limit] if limit is not None else views
+        return views
+
+    def get_account(self, account_id: int, event_limit: int = 10) -> AccountView:
+        with self.sessions() as session:
+            account = ops.get_account(session, account_id)
+            workers = {w.id: w for w in ops.list_workers(session)}
+            events = [EventView.of(e) for e in ops.recent_events(session, ops.account_subject(account_id), event_limit)]
+        view = self._views([account], workers)[0]
+        return AccountView(**{**view.__dict__, "events": events})
+
+    def live_state(self, account_id: int) -> AccountState | None:
+        return read_live_states(self.redis, [account_id]).get(account_id)
+
+    def wait_for_status(
+        self, account_id: int, done: Callable[[AccountState], bool], timeout: float
+    ) -> AccountState | None:
+        """Poll the live status until `done(state)` or timeout; returns the last state seen."""
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = self.live_state(account_id)
+            if state is not None and done(state):
+                return state
+            time.sleep(0.05)
+        return state
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    def _usable_worker(self, session: Session, name: str) -> Worker:
+        worker = ops.get_worker(session, name)
+        if not worker.is_active:
+            raise WorkerUnavailable(f"worker {name!r} is deactivated; activate it first or choose another worker")
+        if not self._worker_online(name):
+            raise WorkerUnavailable(f"worker {name!r} is offline; start it or choose another worker")
+        return worker
+
+    def _validated_proxy(self, proxy: str | None) -> str | None:
+        if proxy is None or not proxy.strip():
+            return None
+        try:
+            return self.box.encrypt(parse_proxy(proxy).url())
+        except InvalidValue as error:
+            raise AccountError(str(error)) from None
+
+    @staticmethod
+    def _credentials(phone: str | None, api_id: object, api_hash: str) -> tuple[str | None, int, str]:
+        try:
+            return (normalize_phone(phone) if phone else None, validate_api_id(api_id), validate_api_hash(api_hash))
+        except InvalidValue as error:
+            raise AccountError(str(error)) from None
+
+    # --- import -----------------------------------------------------------------------------------------
+
+    def import_session(
+        self,
+        worker: str,
+        api_id: object,
+        api_hash: str,
+        *,
+        session_string: str | None = None,
+        session_file: bytes | None = None,
+        phone: str | None = None,
+        proxy: str | None = None,
+        actor: str,
+    ) -> AccountView:
+        """Store an existing session on a worker (nothing is sent to Telegram). The phone is required."""
+        normalized_phone, checked_api_id, checked_hash = self._credentials(phone, api_id, api_hash)
+        if normalized_phone is None:
+            raise AccountError("the phone number of the imported account is required (--phone)")
+        try:
+            if session_file is not None:
+                string = session_file_to_string(session_file)
+            elif session_string is not None:
+                string = session_string.strip()
+                parse_string_session(string)
+            else:
+                raise AccountError("give a session string or a .session file")
+        except InvalidValue as error:
+            raise AccountError(str(error)) from None
+        proxy_enc = self._validated_proxy(proxy)
+        box = self.box
+        with self.sessions.begin() as session:
+            target = ops.get_worker(session, worker)
+            existing = ops.find_account_by_phone(session, normalized_phone)
+            if existing is not None:
+                raise AccountError(str(ops.AccountExists(mask_phone(normalized_phone), existing.id)))
+            account = Account(
+                phone=normalized_phone,
+                api_id=checked_api_id,
+                api_hash_enc=box.encrypt(checked_hash),
+                session_enc=box.encrypt(string),
+                proxy_enc=proxy_enc,
+                worker_id=target.id,
+                desired_state=DesiredState.STOPPED.value,
+                status=AccountStatus.STOPPED.value,
+                status_detail="imported",
+            )
+            ops.create_account(session, account, FleetEventKind.ACCOUNT_IMPORTED, f"on {target.name}", actor)
+            account_id = account.id
+        return self.get_account(account_id)
+
+    def check_session_on_worker(self, account_id: int, timeout: float = 15.0) -> str:
+        """Ask the account's worker whether it can read the stored session (same SECRET_KEY)."""
+        with self.sessions() as session:
+            account = ops.get_account(session, account_id)
+            worker = self._usable_worker(session, self._worker_name(session, account))
+            assert account.session_enc is not None
+            payload = CheckSession(session_enc=account.session_enc)
+        answer = self.dispatcher.call(worker.name, TaskName.CHECK_SESSION, payload, timeout)
+        if not answer.get("ok"):
+            raise AccountError(f"worker {worker.name!r} cannot use this session: {answer.get('message')}")
+        return str(answer.get("message", "ok"))
+
+    @staticmethod
+    def _worker_name(session: Session, account: Account) -> str:
+        if account.worker_id is None:
+            raise AccountError(f"account {account.id} is not assigned to a worker; move it to one first")
+        worker = session.get(Worker, account.worker_id)
+        assert worker is not None
+        return worker.name
+
+    # --- login ------------------------------------------------------------------------------------------
+
+    def begin_login(
+        self, worker: str, phone: str, api_id: object, api_hash: str, *, proxy: str | None = None, actor: str
+    ) -> LoginStep:
+        normalized_phone, checked_api_id, checked_hash = self._credentials(phone, api_id, api_hash)
+        assert normalized_phone is not None
+        proxy_enc = self._validated_proxy(proxy)
+        with self.sessions() as session:
+            target = self._usable_worker(session, worker)
+            existing = ops.find_account_by_phone(session, normalized_phone)
+            if (
+                existing is not None
+                and existing.session_enc is not None
+                and existing.status not in (AccountStatus.UNAUTHORIZED, AccountStatus.ERROR, AccountStatus.STOPPED)
+            ):
+                raise AccountError(
+                    f"account {existing.id} with phone {mask_phone(normalized_phone)} exists and is {existing.status}"
+                )
+        login_id = uuid.uuid4().hex
+        api_hash_enc = self.box.encrypt(checked_hash)
+        payload = SendLoginCode(
+            login_id=login_id,
+            phone=normalized_phone,
+            api_id=checked_api_id,
+            api_hash_enc=api_hash_enc,
+            proxy_enc=proxy_enc,
+        )
+        answer = self._login_call(target.name, TaskName.SEND_LOGIN_CODE, payload)
+        if answer.get("state") != "code_sent":
+            raise LoginError(str(answer.get("message") or "could not send the code"), str(answer.get("error")), False)
+        record = {
+            "worker": target.name,
+            "phone": normalized_phone,
+            "api_id": str(checked_api_id),
+            "api_hash_enc": api_hash_enc,
+            "proxy_enc": proxy_enc or "",
+            "actor": actor,
+        }
+        self.redis.set(_login_key(login_id), json.dumps(record), ex=LOGIN_TTL_SECONDS)
+        return LoginStep(
+            login_id, "code_sent", "code sent: type it with spaces, like 1 2 3 4 5 (Telegram voids codes sent as is)"
+        )
+
+    def _login_record(self, login_id: str) -> dict[str, str]:
+        raw = self.redis.get(_login_key(login_id)) if login_id.isalnum() else None
+        if not raw:
+            raise LoginError("this login has expired or was cancelled; start again", "unknown_login")
+        return dict(json.loads(raw))
+
+    def _login_call(self, worker: str, task: TaskName, payload: Any) -> dict[str, Any]:
+        try:
+            answer = self.dispatcher.call(worker, task, payload, LOGIN_CALL_TIMEOUT)
+        except WorkerDidNotAnswer as error:
+            raise LoginError(str(error), "timeout") from None
+        if answer.get("error") == "invalid_payload":
+            raise LoginError(str(answer.get("message")), "invalid_input", retry=True)
+        return answer
+
+    def submit_code(self, login_id: str, code: str) -> LoginStep:
+        record = self._login_record(login_id)
+        try:
+            payload = SubmitLoginCode(login_id=login_id, code=code)
+        except ValueError:
+            raise LoginError(
+                "the login code is 5 or 6 digits; type it with spaces, like 1 2 3 4 5", "invalid_code", True
+            ) from None
+        return self._login_answer(
+            login_id, record, self._login_call(record["worker"], TaskName.SUBMIT_LOGIN_CODE, payload)
+        )
+
+    def submit_password(self, login_id: str, password: str) -> LoginStep:
+        record = self._login_record(login_id)
+        if not password:
+            raise LoginError("the password is empty; send it again", "wrong_password", True)
+        payload = SubmitLoginPassword(login_id=login_id, password_enc=self.box.encrypt(password))
+        return self._login_answer(
+            login_id, record, self._login_call(record["worker"], TaskName.SUBMIT_LOGIN_PASSWORD, payload)
+        )
+
+    def cancel_login(self, login_id: str) -> None:
+        raw = self.redis.getdel(_login_key(login_id)) if login_id.isalnum() else None
+        if raw:
+            record = json.loads(raw)
+            self.dispatcher.send(record["worker"], TaskName.CANCEL_LOGIN, LoginRef(login_id=login_id))
+
+    def _login_answer(self, login_id: str, record: dict[str, str], answer: dict[str, Any]) -> LoginStep:
+        state = answer.get("state")
+        if state == "password_needed":
+            return LoginStep(login_id, "password_needed", str(answer.get("message") or "send the 2FA password"))
+        if state != "authorized":
+            if not answer.get("retry"):
+                self.redis.delete(_login_key(login_id))
+            raise LoginError(
+                str(answer.get("message") or "login failed"), str(answer.get("error")), bool(answer.get("retry"))
+            )
+        self.redis.delete(_login_key(login_id))
+        with self.sessions.begin() as session:
+            worker = ops.get_worker(session, record["worker"])
+            account = ops.find_account_by_phone(session, record["phone"])
+            if account is None:
+                account = Account(phone=record["phone"], desired_state=DesiredState.STOPPED.value)
+                session.add(account)
+            account.api_id = int(record["api_id"])
+            account.api_hash_enc = record["api_hash_enc"]
+            account.session_enc = answer["session_enc"]
+            account.proxy_enc = record["proxy_enc"] or None
+            account.worker_id = worker.id
+            account.status = AccountStatus.STOPPED.value
+            account.status_detail = "logged in"
+            account.tg_user_id = answer.get("user_id")
+            account.tg_username = answer.get("username")
+            account.tg_name = answer.get("name")
+            ops.create_account(session, account, FleetEventKind.ACCOUNT_LOGGED_IN, f"on {worker.name}", record["actor"])
+            account_id = account.id
+        return LoginStep(login_id, "authorized", "logged in", self.get_account(account_id))
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+
+    def start(self, account_id: int, actor: str, when_back: bool = False) -> ActionResult:
+        with self.sessions.begin() as session:
+            account = ops.get_account(session, account_id)
+            if account.session_enc is None:
+                raise AccountError(f"account {account_id} has no session: log in first")
+            name = self._worker_name(session, account)
+            try:
+                self._usable_worker(session, name)
+            except WorkerUnavailable as error:
+                if not when_back:
+                    raise WorkerUnavailable(f"{error}; or ask to start it when the worker is back") from None
+                ops.set_desired_state(session, account, DesiredState.RUNNING, actor)
+                return ActionResult(account_id, f"account {account_id} will start when worker {name!r} is back", False)
+            ops.set_desired_state(session, account, DesiredState.RUNNING, actor)
+            spec = account_spec(account)
+        try:
+            answer = self.dispatcher.call(name, TaskName.START_ACCOUNT, StartAccount(spec=spec), START_ANSWER_TIMEOUT)
+        except WorkerDidNotAnswer as error:
+            raise AccountError(f"{error}; the account stays marked to run and the backend will retry") from None
+        if not answer.get("ok"):
+            raise AccountError(
+                f"worker {name!r} did not start account {account_id}: {answer.get('detail') or answer.get('message')}"
+            )
+        return ActionResult(account_id, f"account {account_id} on {name}: {answer.get('detail', 'starting')}", True)
+
+    def stop(self, account_id: int, actor: str) -> ActionResult:
+        with self.sessions.begin() as session:
+            account = ops.get_account(session, account_id)
+            ops.set_desired_state(session, account, DesiredState.STOPPED, actor)
+            name = self._worker_name(session, account) if account.worker_id is not None else None
+        if name is None or not self._worker_online(name):
+            return ActionResult(account_id, f"account {account_id} is not running (its worker is offline)", False)
+        try:
+            answer = self.dispatcher.call(name, TaskName.STOP_ACCOUNT, AccountRef(account_id=account_id), STOP_TIMEOUT)
+        except WorkerDidNotAnswer as error:
+            raise AccountError(f"{error}; the account stays marked to stop") from None
+        return ActionResult(account_id, f"account {account_id} stopped ({answer.get('detail', 'stopped')})", True)
+
+    def restart(self, account_id: int, actor: str) -> ActionResult:
+        with self.sessions.begin() as session:
+            account = ops.get_account(session, account_id)
+            if account.session_enc is None:
+                raise AccountError(f"account {account_id} has no session: log in first")
+            name = self._worker_name(session, account)
+            self._usable_worker(session, name)
+            ops.set_desired_state(session, account, DesiredState.RUNNING, actor)
+            spec = account_spec(account)
+        self.dispatcher.send(name, TaskName.RESTART_ACCOUNT, StartAccount(spec=spec, wait_for_lease=2.0))
+        return ActionResult(account_id, f"restarting account {account_id} on {name}", True)
+
+    def move(self, account_id: int, to_worker: str, actor: str) -> ActionResult:
+        """Stop on the old worker (its lease is released), then start on the new one if it should run."""
+        with self.sessions() as session:
+            account = ops.get_account(session, account_id)
+            target = self._usable_worker(session, to_worker)
+            old = self._worker_name(session, account) if account.worker_id is not None else None
+            if old == target.name:
+                raise AccountError(f"account {account_id} is already on worker {to_worker!r}")
+            should_run = account.desired_state == DesiredState.RUNNING.value and account.session_enc is not None
+        if old is not None and self._worker_online(old):
+            try:
+                self.dispatcher.call(old, TaskName.STOP_ACCOUNT, AccountRef(account_id=account_id), STOP_TIMEOUT)
+            except WorkerDidNotAnswer:
+                pass  # the new worker waits for the old lease to lapse; the old worker fences itself
+        with self.sessions.begin() as session:
+            account = ops.get_account(session, account_id)
+            ops.assign_worker(session, account, ops.get_worker(session, target.name), actor, old)
+            spec = account_spec(account) if should_run else None
+        if spec is not None:
+            self.dispatcher.send(
+                target.name, TaskName.START_ACCOUNT, StartAccount(spec=spec, wait_for_lease=self.lease_wait)
+            )
+            return ActionResult(
+                account_id, f"account {account_id} moved from {old} to {target.name} and is starting there", True
+            )
+        return ActionResult(account_id, f"account {account_id} moved from {old} to {target.name}", False)
+
+    def remove(self, account_id: int, actor: str) -> ActionResult:
+        """Stop the account (if its worker is online), then delete it and wipe its secrets."""
+        with self.sessions() as session:
+            account = ops.get_account(session, account_id)
+            name = self._worker_name(session, account) if account.worker_id is not None else None
+        if name is not None and self._worker_online(name):
+            try:
+                self.dispatcher.call(name, TaskName.STOP_ACCOUNT, AccountRef(account_id=account_id), STOP_TIMEOUT)
+            except WorkerDidNotAnswer as error:
+                raise AccountError(f"{error}: not removed, because it may still be running") from None
+        with self.sessions.begin() as session:
+            ops.delete_account(session, ops.get_account(session, account_id), actor)
+        self.redis.delete(keys.account_status(account_id))
+        return ActionResult(account_id, f"account {account_id} removed and its secrets wiped", name is not None)
+
+    def bulk(self, worker: str, desired: DesiredState, actor: str, when_back: bool = False) -> list[ActionResult]:
+        """Start or stop every account of a worker."""
+        with self.sessions() as session:
+            target = ops.get_worker(session, worker)
+            ids = [a.id for a in ops.list_accounts(session, worker_id=target.id)]
+        results = []
+        for account_id in ids:
+            try:
+                if desired is DesiredState.RUNNING:
+                    results.append(self.start(account_id, actor, when_back=when_back))
+                else:
+                    results.append(self.stop(account_id, actor))
+            except AccountError as error:
+                results.append(ActionResult(account_id, str(error), False))
+        return results

@@ -1,0 +1,47 @@
+"""Sends tasks to one worker's queue by name (the control plane never imports `worker/` or Telethon)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery_app.contract import COMMAND_EXPIRES_SECONDS, Payload, TaskName, queue_for
+
+
+class WorkerDidNotAnswer(RuntimeError):
+    def __init__(self, worker: str, timeout: float) -> None:
+        super().__init__(f"worker {worker!r} did not answer within {timeout:g} s")
+        self.worker = worker
+
+
+class Dispatcher:
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self._app: Any = None
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            from celery_app.app import create_celery_app
+
+            self._app = create_celery_app(self.redis_url)
+        return self._app
+
+    def send(
+        self, worker: str, task: TaskName, payload: Payload | None = None, expires: float = COMMAND_EXPIRES_SECONDS
+    ) -> Any:
+        args = [payload.model_dump(mode="json")] if payload is not None else []
+        return self.app.send_task(task.value, args=args, queue=queue_for(worker), expires=expires)
+
+    def call(
+        self, worker: str, task: TaskName, payload: Payload | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Send and wait for the answer; raises WorkerDidNotAnswer after `timeout` seconds."""
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        result = self.send(worker, task, payload, expires=timeout)
+        try:
+            answer = result.get(timeout=timeout, propagate=True)
+        except CeleryTimeout:
+            result.forget()
+            raise WorkerDidNotAnswer(worker, timeout) from None
+        return dict(answer or {})
