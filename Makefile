@@ -24,6 +24,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/reconcile.py
+	$(PY) bench/dispatch.py
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache

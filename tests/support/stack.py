@@ -80,7 +80,7 @@ class Stack:
         return self.logs[process.pid].read_text(errors="replace")
 
     def cli(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60, input_text: str = ""
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, str(ROOT / "run_cli.py"), *args],
@@ -89,6 +89,7 @@ class Stack:
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=input_text,
         )
 
     def cli_json(self, *args: str) -> Any:

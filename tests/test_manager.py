@@ -1,0 +1,281 @@
+"""The account manager in-process: fake Telegram clients, a real Redis, real threads and event loops."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from backend.accounts_service import read_live_states
+from celery_app import keys, leases
+from celery_app.account_state import AccountState, AccountStatus
+from celery_app.crypto import SecretBox
+from celery_app.presence import WorkerInfo
+from tests.support import fake_telegram
+from tests.support.fake_telegram import VIOLATIONS, session_for
+from tests.support.stack import wait_until
+from worker import telethon_manager
+from worker.runtime import WorkerRuntime
+from worker.telethon_manager import AccountManager, ClientSpec
+
+API_HASH = "0123456789abcdef0123456789abcdef"
+
+
+class Script:
+    """The fake Telegram's per-phone behaviour, as a file the fake re-reads at each connect."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {}
+        self.path.write_text("{}")
+
+    def set(self, phone: str, **behaviour: Any) -> None:
+        self.data[phone] = behaviour
+        self.path.write_text(json.dumps(self.data))
+
+
+@pytest.fixture
+def script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Script:
+    monkeypatch.setenv("FAKE_TELEGRAM_SCRIPT", str(tmp_path / "telegram.json"))
+    monkeypatch.setenv("FAKE_TELEGRAM_REDIS", redis_url)
+    monkeypatch.setattr(fake_telegram, "_redis_client", None)
+    return Script(tmp_path / "telegram.json")
+
+
+@pytest.fixture
+def make_manager(redis_client: Redis, script: Script) -> Iterator[Callable[..., AccountManager]]:
+    managers: list[AccountManager] = []
+
+    def make(name: str = "w1", threads: int = 2, lease_ttl: float = 5.0) -> AccountManager:
+        manager = AccountManager(fake_telegram.factory, redis_client, name, f"inst-{name}", threads, lease_ttl)
+        manager.open()
+        managers.append(manager)
+        return manager
+
+    yield make
+    for manager in managers:
+        manager.shutdown(timeout=5)
+
+
+def spec(account_id: int, phone: str | None = None, session: str | None = None) -> ClientSpec:
+    phone = phone or f"+1555000{account_id:04d}"
+    return ClientSpec(account_id, phone, 12345, API_HASH, session if session is not None else session_for(phone))
+
+
+def live(redis: Redis, account_id: int) -> AccountState | None:
+    return read_live_states(redis, [account_id]).get(account_id)
+
+
+def wait_status(redis: Redis, account_id: int, *statuses: AccountStatus, timeout: float = 5) -> AccountState:
+    return wait_until(
+        lambda: (s := live(redis, account_id)) and s.status in statuses and s,
+        timeout,
+        message=f"account {account_id} in {statuses}",
+    )
+
+
+def test_start_reports_running_with_identity_and_stop_releases_the_lease(
+    make_manager: Callable[..., AccountManager], redis_client: Redis
+) -> None:
+    manager = make_manager()
+    assert manager.start(spec(1)).ok
+    state = wait_status(redis_client, 1, AccountStatus.RUNNING)
+    assert state.username == "user0001" and state.worker == "w1" and state.active
+    assert leases.holder_of(redis_client, 1) == "w1/inst-w1"
+    outcome = manager.stop(1)
+    assert outcome.ok
+    state = wait_status(redis_client, 1, AccountStatus.STOPPED)
+    assert not state.active
+    assert leases.holder_of(redis_client, 1) is None
+    kinds = [fields["kind"] for _id, fields in redis_client.xrange(keys.EVENTS_STREAM)]
+    assert kinds.count("account.status") >= 3  # starting, running, stopped
+
+
+def test_accounts_spread_evenly_over_the_loop_threads(
+    make_manager: Callable[..., AccountManager], redis_client: Redis
+) -> None:
+    manager = make_manager(threads=3)
+    for account_id in range(1, 11):
+        manager.start(spec(account_id))
+    loads = sorted(loop.clients for loop in manager.loops)
+    assert loads == [3, 3, 4]
+    for account_id in range(1, 11):
+        wait_status(redis_client, account_id, AccountStatus.RUNNING)
+
+
+def test_each_failure_is_classified_and_never_disturbs_the_others(
+    make_manager: Callable[..., AccountManager], redis_client: Redis, script: Script
+) -> None:
+    script.set("+15550000001", connect="unauthorized")
+    script.set("+15550000002", connect="banned")
+    script.set("+15550000003", connect="flood:120")
+    script.set("+15550000004", connect="duplicated")
+    manager = make_manager()
+    for account_id in range(1, 6):
+        manager.start(spec(account_id))
+    assert wait_status(redis_client, 1, AccountStatus.UNAUTHORIZED).detail.startswith("the session is not authorized")
+    assert "USER_DEACTIVATED_BAN" in wait_status(redis_client, 2, AccountStatus.BANNED).detail
+    flood = wait_status(redis_client, 3, AccountStatus.FLOOD_WAIT)
+    assert flood.until is not None and 110 < flood.until - time.time() <= 120 and flood.active
+    duplicated = wait_status(redis_client, 4, AccountStatus.ERROR)
+    assert "AUTH_KEY_DUPLICATED" in duplicated.detail and not duplicated.active
+    assert wait_status(redis_client, 5, AccountStatus.RUNNING).active
+    # The terminal ones let go of their leases; the flood-waiting one keeps waiting, not silently.
+    assert manager.held_accounts() == [3, 5] or sorted(manager.held_accounts()) == [3, 5]
+
+
+def test_network_trouble_is_retried_with_backoff_until_it_clears(
+    make_manager: Callable[..., AccountManager], redis_client: Redis, script: Script
+) -> None:
+    script.set("+15550000001", connect="network")
+    manager = make_manager()
+    manager.start(spec(1))
+    state = wait_status(redis_client, 1, AccountStatus.ERROR)
+    assert state.detail.startswith("network:") and "retry 1 in 2 s" in state.detail and state.active
+    script.set("+15550000001", connect="ok")
+    wait_status(redis_client, 1, AccountStatus.RUNNING, timeout=6)
+
+
+def test_connect_is_always_bounded_by_a_timeout(
+    make_manager: Callable[..., AccountManager], redis_client: Redis, script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telethon_manager, "CONNECT_TIMEOUT", 0.3)
+    script.set("+15550000001", delay=60)
+    manager = make_manager()
+    manager.start(spec(1))
+    manager.start(spec(2))
+    state = wait_status(redis_client, 1, AccountStatus.ERROR, timeout=3)
+    assert "TimeoutError" in state.detail
+    wait_status(redis_client, 2, AccountStatus.RUNNING)  # on the same loops, unaffected
+
+
+def test_a_dropped_connection_reconnects(
+    make_manager: Callable[..., AccountManager], redis_client: Redis, script: Script
+) -> None:
+    script.set("+15550000001", connect="drop:0.3")
+    manager = make_manager()
+    manager.start(spec(1))
+    wait_status(redis_client, 1, AccountStatus.RUNNING)
+    wait_status(redis_client, 1, AccountStatus.ERROR, AccountStatus.STARTING, timeout=3)
+    script.set("+15550000001", connect="ok")
+    wait_status(redis_client, 1, AccountStatus.RUNNING, timeout=6)
+
+
+def test_a_second_worker_cannot_start_an_account_whose_lease_is_held(
+    make_manager: Callable[..., AccountManager], redis_client: Redis
+) -> None:
+    first, second = make_manager("w1"), make_manager("w2")
+    assert first.start(spec(1)).ok
+    wait_status(redis_client, 1, AccountStatus.RUNNING)
+    refused = second.start(spec(1))
+    assert not refused.ok and refused.detail == "refused: the account is running on worker 'w1'"
+    # A move: the new worker waits for the old one to let go, then runs it; never both at once.
+    waiting = second.start(spec(1), wait_for_lease=5)
+    assert waiting.ok and "waiting for worker 'w1'" in waiting.detail
+    time.sleep(0.3)
+    assert live(redis_client, 1).worker == "w1"  # the waiting worker wrote nothing meanwhile
+    first.stop(1)
+    state = wait_status(redis_client, 1, AccountStatus.RUNNING)
+    assert state.worker == "w2"
+    assert redis_client.lrange(VIOLATIONS, 0, -1) == []
+
+
+def test_a_lost_lease_stops_the_client_at_once(
+    make_manager: Callable[..., AccountManager], redis_client: Redis
+) -> None:
+    manager = make_manager()
+    manager.start(spec(1))
+    manager.start(spec(2))
+    wait_status(redis_client, 1, AccountStatus.RUNNING)
+    wait_status(redis_client, 2, AccountStatus.RUNNING)
+    redis_client.set(keys.account_lease(1), "intruder/x")
+    lost = leases.renew(redis_client, manager.held_accounts(), manager.holder, 5)
+    assert lost == [1]
+    manager.lease_lost(lost)
+    wait_until(lambda: 1 not in manager.held_accounts(), 3, message="client 1 stopped")
+    assert not redis_client.exists("fake:connected:+15550000001")
+    assert redis_client.exists("fake:connected:+15550000002")
+    assert redis_client.get(keys.account_lease(1)) == "intruder/x"  # not ours: left alone
+
+
+def test_the_fence_stops_every_client(make_manager: Callable[..., AccountManager], redis_client: Redis) -> None:
+    manager = make_manager()
+    for account_id in (1, 2, 3):
+        manager.start(spec(account_id))
+        wait_status(redis_client, account_id, AccountStatus.RUNNING)
+    manager.fence("no contact with Redis for 3.0 s")
+    wait_until(lambda: not manager.runners, 3, message="all clients stopped")
+    assert not redis_client.keys("fake:connected:*")
+    assert wait_status(redis_client, 2, AccountStatus.LOST).detail == "no contact with Redis for 3.0 s"
+
+
+def test_login_with_code_then_2fa(make_manager: Callable[..., AccountManager], script: Script) -> None:
+    script.set("+15550000009", login={"code": "54321", "password": "hunter2"})
+    manager = make_manager()
+    login_id = manager.new_login_id()
+    assert manager.send_code(login_id, spec(0, "+15550000009", session="")).state == "code_sent"
+    wrong = manager.submit_code(login_id, "11111")
+    assert (wrong.state, wrong.error, wrong.retry) == ("failed", "invalid_code", True)
+    assert manager.submit_code(login_id, "54321").state == "password_needed"
+    bad = manager.submit_password(login_id, "nope")
+    assert (bad.error, bad.retry) == ("wrong_password", True)
+    done = manager.submit_password(login_id, "hunter2")
+    assert done.state == "authorized" and done.session == session_for("+15550000009")
+    assert done.identity is not None and done.identity.username == "user0009"
+    assert manager.submit_code(login_id, "54321").error == "unknown_login"  # finished logins are gone
+
+
+def test_logins_expire_and_can_be_cancelled(
+    make_manager: Callable[..., AccountManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = make_manager()
+    first, second = manager.new_login_id(), manager.new_login_id()
+    manager.send_code(first, spec(0, "+15550000010", session=""))
+    assert manager.cancel_login(first)
+    assert manager.submit_code(first, "12345").error == "unknown_login"
+    monkeypatch.setattr(telethon_manager, "LOGIN_TTL", 0.2)
+    manager.send_code(second, spec(0, "+15550000011", session=""))
+    time.sleep(0.3)
+    assert manager.submit_code(second, "12345").error == "unknown_login"
+
+
+def test_forged_and_foreign_payloads_change_nothing(
+    make_manager: Callable[..., AccountManager], redis_client: Redis
+) -> None:
+    manager = make_manager()
+    box = SecretBox("k" * 40)
+    runtime = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "i"), 2, manager, box)
+    forged = runtime.start({"spec": {"account_id": 1, "phone": "+15550000001"}, "run_as_root": True})
+    assert forged["error"] == "invalid_payload" and "run_as_root" in forged["message"]
+    assert runtime.start("not even an object")["error"] == "invalid_payload"
+    foreign = SecretBox("z" * 40)
+    answer = runtime.start(
+        {
+            "spec": {
+                "account_id": 1,
+                "phone": "+15550000001",
+                "api_id": 12345,
+                "api_hash_enc": foreign.encrypt(API_HASH),
+                "session_enc": foreign.encrypt(session_for("+15550000001")),
+            }
+        }
+    )
+    assert not answer["ok"] and "another SECRET_KEY" in answer["detail"]
+    garbage_session = runtime.start(
+        {
+            "spec": {
+                "account_id": 1,
+                "phone": "+15550000001",
+                "api_id": 1,
+                "api_hash_enc": box.encrypt(API_HASH),
+                "session_enc": box.encrypt("1notasession"),
+            }
+        }
+    )
+    assert not garbage_session["ok"] and "session string" in garbage_session["detail"]
+    assert manager.runners == {} and live(redis_client, 1) is None and leases.holder_of(redis_client, 1) is None
