@@ -112,6 +112,14 @@ class AccountView:
 
 
 @dataclass(frozen=True)
+class AccountsPage:
+    accounts: list[AccountView]
+    page: int
+    pages: int
+    total: int
+
+
+@dataclass(frozen=True)
 class ActionResult:
     account_id: int
     message: str
@@ -198,10 +206,13 @@ class AccountService:
         for account in accounts:
             worker = workers.get(account.worker_id) if account.worker_id is not None else None
             status, detail, until = account.status, account.status_detail, account.flood_wait_until
+            user_id, username, name = account.tg_user_id, account.tg_username, account.tg_name
             state = live.get(account.id)
             if state is not None and worker is not None and state.worker == worker.name and worker.name in online:
                 status, detail = state.status.value, state.detail
                 until = ops.epoch_to_datetime(state.until) if state.until else None
+                if state.user_id is not None:
+                    user_id, username, name = state.user_id, state.username, state.name
             elif worker is not None and worker.name not in online and status in ops.ACTIVE_STATUSES:
                 status, detail = AccountStatus.LOST.value, f"worker {worker.name} is offline"
             views.append(
@@ -214,9 +225,9 @@ class AccountService:
                     status=status,
                     detail=detail,
                     flood_wait_until=until,
-                    user_id=account.tg_user_id,
-                    username=account.tg_username,
-                    name=account.tg_name,
+                    user_id=user_id,
+                    username=username,
+                    name=name,
                     has_session=account.session_enc is not None,
                     proxy=self._masked_proxy(account.proxy_enc),
                     created_at=account.created_at,
@@ -247,6 +258,16 @@ class AccountService:
             views = [v for v in views if v.status == status]
             views = views[:limit] if limit is not None else views
         return views
+
+    def accounts_page(self, page: int, per_page: int = 10, worker_id: int | None = None) -> AccountsPage:
+        with self.sessions() as session:
+            total = ops.count_accounts(session, worker_id=worker_id)
+            pages = max(1, -(-total // per_page))
+            page = min(max(0, page), pages - 1)
+            accounts = list(ops.list_accounts(session, worker_id=worker_id, offset=page * per_page, limit=per_page))
+            ids = {a.worker_id for a in accounts if a.worker_id is not None}
+            workers = {w.id: w for w in ops.workers_by_ids(session, list(ids))}
+        return AccountsPage(self._views(accounts, workers), page, pages, total)
 
     def get_account(self, account_id: int, event_limit: int = 10) -> AccountView:
         with self.sessions() as session:

@@ -113,30 +113,8 @@ class FleetGroup(click.Group):
     """Turns the errors every command can meet into one line and the documented exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from backend.accounts_service import AccountError
         from backend.connections import ServiceUnavailable
-        from backend.dispatch import WorkerDidNotAnswer
-        from backend.fleet import InvalidInput
-        from database.operations import (
-            AccountExists,
-            AccountNotFound,
-            WorkerExists,
-            WorkerHasAccounts,
-            WorkerNotFound,
-            WorkerStillOnline,
-        )
-
-        domain_errors = (
-            WorkerNotFound,
-            WorkerExists,
-            WorkerStillOnline,
-            WorkerHasAccounts,
-            InvalidInput,
-            AccountNotFound,
-            AccountExists,
-            AccountError,
-            WorkerDidNotAnswer,
-        )
+        from backend.errors import DOMAIN_ERRORS
 
         try:
             return super().invoke(ctx)
@@ -155,7 +133,7 @@ class FleetGroup(click.Group):
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             click.echo(f"error: database error: {reason}", err=True)
             ctx.exit(EXIT_UNAVAILABLE)
-        except domain_errors as error:
+        except DOMAIN_ERRORS as error:
             raise click.ClickException(str(error)) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise

@@ -23,8 +23,8 @@ from database.operations import WorkerNotFound, epoch_to_datetime
 
 MAX_ADDRESS_LENGTH = 255
 
-# Filled in by the accounts layer: worker id -> (running, total) accounts.
-AccountCounter = Callable[[Session], dict[int, tuple[int, int]]]
+# Filled in by the accounts layer: worker id -> (running, total) accounts (for the given worker ids, or all).
+AccountCounter = Callable[..., dict[int, tuple[int, int]]]
 
 
 class InvalidInput(ValueError):
@@ -37,6 +37,7 @@ def iso_utc(moment: datetime | None) -> str | None:
 
 @dataclass(frozen=True)
 class WorkerView:
+    id: int | None  # None: heartbeating but not recorded by a backend yet
     name: str
     address: str
     status: Liveness
@@ -119,8 +120,24 @@ def validate_address(address: str) -> str:
     return address
 
 
-def _no_accounts(_session: Session) -> dict[int, tuple[int, int]]:
+def _no_accounts(_session: Session, _worker_ids: list[int] | None = None) -> dict[int, tuple[int, int]]:
     return {}
+
+
+@dataclass(frozen=True)
+class WorkersPage:
+    workers: list[WorkerView]
+    page: int
+    pages: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FleetSummary:
+    workers_online: int
+    workers_offline: int
+    workers_deactivated: int
+    accounts_by_status: dict[str, int]
 
 
 class FleetService:
@@ -137,14 +154,22 @@ class FleetService:
         self.account_counter = account_counter
 
     def _view(
-        self, worker: Worker, snapshot: presence.HeartbeatSnapshot, counts: dict[int, tuple[int, int]]
+        self,
+        worker: Worker,
+        snapshot: presence.HeartbeatSnapshot,
+        counts: dict[int, tuple[int, int]],
+        info: presence.WorkerInfo | None = None,
     ) -> WorkerView:
         beat = snapshot.beats.get(worker.name)
         status = liveness(beat, snapshot.now, self.offline_after)
         last = epoch_to_datetime(beat) if beat is not None else worker.last_heartbeat
         running, total = counts.get(worker.id, (0, 0))
         started = worker.started_at
+        host, pid, version = worker.host, worker.pid, worker.version
+        if info is not None and status is Liveness.ONLINE:  # what the running process says beats the record
+            started, host, pid, version = epoch_to_datetime(info.started_at), info.host, info.pid, info.version
         return WorkerView(
+            id=worker.id,
             name=worker.name,
             address=worker.address,
             status=status,
@@ -153,9 +178,9 @@ class FleetService:
             seconds_since_heartbeat=None if last is None else max(0.0, snapshot.now - last.timestamp()),
             accounts=total,
             accounts_running=running,
-            host=worker.host,
-            pid=worker.pid,
-            version=worker.version,
+            host=host,
+            pid=pid,
+            version=version,
             started_at=started,
             uptime_seconds=max(0.0, snapshot.now - started.timestamp())
             if started and status is Liveness.ONLINE
@@ -187,6 +212,7 @@ class FleetService:
             started = epoch_to_datetime(info.started_at) if info else None
             views.append(
                 WorkerView(
+                    id=None,
                     name=name,
                     address=info.address if info else "",
                     status=Liveness.ONLINE,
@@ -204,6 +230,54 @@ class FleetService:
             )
         return views
 
+    def workers_page(self, page: int, per_page: int = 10, active_only: bool = False) -> WorkersPage:
+        """One page of workers with live status: one query for the page, one for its counts, one Redis trip."""
+        with self.sessions() as session:
+            total = ops.workers_page(session, 0, 0, active_only)[1]
+            pages = max(1, -(-total // per_page))
+            page = min(max(0, page), pages - 1)
+            workers, _ = ops.workers_page(session, page * per_page, per_page, active_only)
+            counts = self.account_counter(session, [w.id for w in workers])
+        snapshot = presence.read_heartbeats(self.redis, [w.name for w in workers])
+        return WorkersPage([self._view(w, snapshot, counts) for w in workers], page, pages, total)
+
+    def last_event_id(self) -> int:
+        with self.sessions() as session:
+            return ops.last_event_id(session)
+
+    def events_since(self, last_id: int, limit: int = 500) -> list[FleetEvent]:
+        with self.sessions() as session:
+            return list(ops.events_after(session, last_id, limit))
+
+    def name_of(self, worker_id: int) -> str:
+        with self.sessions() as session:
+            return ops.worker_by_id(session, worker_id).name
+
+    def id_of(self, name: str) -> int:
+        with self.sessions() as session:
+            return ops.get_worker(session, name).id
+
+    def usable_workers(self, exclude: str | None = None) -> list[WorkerView]:
+        """Online and active workers (for pickers)."""
+        return [
+            view
+            for view in self.list_workers(active_only=True)
+            if view.status is Liveness.ONLINE and view.name != exclude
+        ]
+
+    def summary(self) -> FleetSummary:
+        snapshot = presence.read_all_heartbeats(self.redis)
+        with self.sessions() as session:
+            rows = ops.worker_rows(session)
+            by_status = ops.accounts_by_status(session)
+        online = sum(
+            1
+            for name in rows
+            if liveness(snapshot.beats.get(name), snapshot.now, self.offline_after) is Liveness.ONLINE
+        )
+        deactivated = sum(1 for row in rows.values() if not row.is_active)
+        return FleetSummary(online, len(rows) - online, deactivated, by_status)
+
     def get_worker(self, name: str, event_limit: int = 10) -> WorkerDetail:
         snapshot = presence.read_heartbeats(self.redis, [name])
         with self.sessions() as session:
@@ -213,7 +287,8 @@ class FleetService:
                 if not live:
                     raise WorkerNotFound(name)
                 return WorkerDetail(live[0], [])
-            view = self._view(worker, snapshot, self.account_counter(session))
+            info = presence.read_infos(self.redis, [name]).get(name)
+            view = self._view(worker, snapshot, self.account_counter(session, [worker.id]), info)
             events = [EventView.of(event) for event in ops.recent_events(session, subject=name, limit=event_limit)]
         return WorkerDetail(view, events)
 

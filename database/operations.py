@@ -98,6 +98,29 @@ def list_workers(session: Session, active_only: bool = False) -> Sequence[Worker
     return session.scalars(query).all()
 
 
+def workers_page(session: Session, offset: int, limit: int, active_only: bool = False) -> tuple[Sequence[Worker], int]:
+    """One page of workers by name, and how many there are."""
+    query = select(Worker).order_by(Worker.name).offset(offset).limit(limit)
+    count = select(func.count(Worker.id))
+    if active_only:
+        query = query.where(Worker.is_active.is_(True))
+        count = count.where(Worker.is_active.is_(True))
+    return session.scalars(query).all(), int(session.scalar(count) or 0)
+
+
+def workers_by_ids(session: Session, worker_ids: list[int]) -> Sequence[Worker]:
+    if not worker_ids:
+        return []
+    return session.scalars(select(Worker).where(Worker.id.in_(worker_ids))).all()
+
+
+def worker_by_id(session: Session, worker_id: int) -> Worker:
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        raise WorkerNotFound(f"#{worker_id}")
+    return worker
+
+
 def get_worker(session: Session, name: str) -> Worker:
     worker = session.scalar(select(Worker).where(Worker.name == name))
     if worker is None:
@@ -212,14 +235,13 @@ def account_subject(account_id: int) -> str:
     return f"account:{account_id}"
 
 
-def account_counts(session: Session) -> dict[int, tuple[int, int]]:
-    """worker id -> (running, total) accounts, in one statement."""
+def account_counts(session: Session, worker_ids: list[int] | None = None) -> dict[int, tuple[int, int]]:
+    """worker id -> (running, total) accounts, in one statement (for some workers, or all)."""
     running = func.sum(case((Account.status == "running", 1), else_=0))
-    rows = session.execute(
-        select(Account.worker_id, running, func.count(Account.id))
-        .where(Account.worker_id.is_not(None))
-        .group_by(Account.worker_id)
-    )
+    query = select(Account.worker_id, running, func.count(Account.id)).where(Account.worker_id.is_not(None))
+    if worker_ids is not None:
+        query = query.where(Account.worker_id.in_(worker_ids))
+    rows = session.execute(query.group_by(Account.worker_id))
     return {worker_id: (int(run or 0), int(total)) for worker_id, run, total in rows}
 
 
@@ -247,6 +269,11 @@ def list_accounts(
     if limit is not None:
         query = query.limit(limit)
     return session.scalars(query).all()
+
+
+def accounts_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Account.status, func.count(Account.id)).group_by(Account.status))
+    return {status: int(count) for status, count in rows}
 
 
 def count_accounts(session: Session, worker_id: int | None = None, status: str | None = None) -> int:
