@@ -251,6 +251,7 @@ class BotSettings:
     admin_ids: frozenset[int]
     api_server: str
     webhook_url: str | None
+    webhook_listen: str
     database_url: str
     redis_url: str
     timing: FleetTiming
@@ -289,6 +290,14 @@ def load_secret_key() -> str:
     return _secret_key()
 
 
+def _listen_address() -> str:
+    value = _text("WEBHOOK_LISTEN", "127.0.0.1:8080")
+    port = value.rpartition(":")[2]
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"WEBHOOK_LISTEN must be HOST:PORT, e.g. 0.0.0.0:8080, got {value!r}")
+    return value
+
+
 def load_bot_settings() -> BotSettings:
     webhook = _raw("WEBHOOK_URL")
     if webhook is not None and urlsplit(webhook).scheme != "https":
@@ -298,6 +307,7 @@ def load_bot_settings() -> BotSettings:
         admin_ids=_admin_ids(),
         api_server=_url("TG_API_SERVER", DEFAULT_BOT_API_SERVER, ("http", "https")).rstrip("/"),
         webhook_url=webhook,
+        webhook_listen=_listen_address(),
         database_url=_database_url(),
         redis_url=_redis_url(),
         timing=_fleet_timing(),

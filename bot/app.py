@@ -1,0 +1,30 @@
+"""Builds the dispatcher: the access gate, the routers in order, the services in its workflow data."""
+
+from __future__ import annotations
+
+from aiogram import Dispatcher
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+
+from bot.handlers import accounts, add_account, errors, fallback, menu, workers
+from bot.i18n import LanguageStore
+from bot.live import StatusWatcher
+from bot.middlewares import AccessMiddleware
+from bot.services import BotServices
+
+
+def build_dispatcher(
+    services: BotServices,
+    storage: BaseStorage,
+    admin_ids: frozenset[int],
+    languages: LanguageStore,
+    watcher: StatusWatcher,
+) -> Dispatcher:
+    # One update at a time per chat, so a fast typist's messages reach the wizard in order. In-process locks:
+    # Telegram allows one consumer of a bot's updates, so there is one bot process (Redis locks would poll).
+    dispatcher = Dispatcher(storage=storage, events_isolation=SimpleEventIsolation(), fleet=services, watcher=watcher)
+    dispatcher.update.outer_middleware(AccessMiddleware(admin_ids, languages))
+    dispatcher.include_routers(
+        *(module.router.build() for module in (errors, menu, workers, accounts, add_account, fallback))
+    )
+    return dispatcher

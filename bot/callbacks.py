@@ -1,0 +1,77 @@
+"""Callback data of every button: short prefixes, Enum actions, ids (never names: the limit is 64 bytes)."""
+
+from __future__ import annotations
+
+import enum
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class MenuAction(enum.StrEnum):
+    MAIN = "main"
+    WORKERS = "workers"
+    ACCOUNTS = "accounts"
+    ADD_ACCOUNT = "add"
+    SUMMARY = "summary"
+    LANGUAGE = "lang"
+    ADD_WORKER = "addw"
+
+
+class WorkerAction(enum.StrEnum):
+    CARD = "c"
+    ACCOUNTS = "a"
+    ACTIVATE = "on"
+    DEACTIVATE = "off"
+    REMOVE = "rm"
+    REMOVE_CONFIRMED = "rm!"
+
+
+class AccountAction(enum.StrEnum):
+    CARD = "c"
+    START = "s"
+    STOP = "x"
+    RESTART = "r"
+    MOVE = "mv"
+    REMOVE = "rm"
+    REMOVE_CONFIRMED = "rm!"
+    START_WHEN_BACK = "wb"
+
+
+class Menu(CallbackData, prefix="m"):
+    action: MenuAction
+
+
+class WorkersPage(CallbackData, prefix="wp"):
+    page: int = 0
+
+
+class WorkerCard(CallbackData, prefix="w"):
+    id: int
+    action: WorkerAction = WorkerAction.CARD
+
+
+class AccountsPage(CallbackData, prefix="ap"):
+    worker_id: int = 0  # 0: all workers
+    page: int = 0
+
+
+class AccountCard(CallbackData, prefix="a"):
+    id: int
+    action: AccountAction = AccountAction.CARD
+
+
+class MoveTo(CallbackData, prefix="mv"):
+    id: int
+    worker_id: int
+
+
+class Language(CallbackData, prefix="l"):
+    code: str
+
+
+class WizardWorker(CallbackData, prefix="aw"):
+    worker_id: int
+
+
+class WizardMethod(CallbackData, prefix="am"):
+    method: str  # "login" | "import"

@@ -1,0 +1,162 @@
+"""Accounts: paged lists (all or per worker), the account card, live start/stop/restart, move, remove."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from html import escape
+from typing import Any
+
+from aiogram import F
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message
+
+from backend.accounts_service import AccountError, WorkerUnavailable
+from bot import views
+from bot.callbacks import AccountAction, AccountCard, AccountsPage, Menu, MenuAction, MoveTo
+from bot.handlers.base import RouterSpec, actor, show
+from bot.live import Expectation, StatusWatcher
+from bot.services import BotServices
+from bot.texts import t
+from celery_app.account_state import AccountStatus
+
+router = RouterSpec(__name__)
+PER_PAGE = 10
+OUTCOME_TIMEOUT = 30.0
+
+
+async def render_page(event: Message | CallbackQuery, fleet: BotServices, lang: str, worker_id: int, page: int) -> None:
+    data = await fleet.call(fleet.accounts.accounts_page, page, PER_PAGE, worker_id or None)
+    worker_name = await fleet.call(fleet.workers.name_of, worker_id) if worker_id else None
+    await show(event, *views.accounts_page(lang, data, worker_id, worker_name))
+
+
+@router.message(Command("accounts"))
+@router.callback_query(Menu.filter(F.action == MenuAction.ACCOUNTS))
+async def accounts(event: Message | CallbackQuery, fleet: BotServices, lang: str) -> None:
+    await render_page(event, fleet, lang, 0, 0)
+
+
+@router.callback_query(AccountsPage.filter())
+async def accounts_page(query: CallbackQuery, callback_data: AccountsPage, fleet: BotServices, lang: str) -> None:
+    await render_page(query, fleet, lang, callback_data.worker_id, callback_data.page)
+
+
+async def render_card(
+    event: Message | CallbackQuery,
+    fleet: BotServices,
+    lang: str,
+    account_id: int,
+    note: str = "",
+    status: str | None = None,
+) -> None:
+    view = await fleet.call(fleet.accounts.get_account, account_id, 0)
+    worker_id = await fleet.call(fleet.workers.id_of, view.worker) if view.worker else None
+    text, markup = views.account_card(lang, view, worker_id, override_status=status)
+    await show(event, f"{text}\n\n{note}" if note else text, markup)
+
+
+@router.callback_query(AccountCard.filter(F.action == AccountAction.CARD))
+async def card(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
+    await render_card(query, fleet, lang, callback_data.id)
+
+
+@router.callback_query(AccountCard.filter(F.action.in_({AccountAction.START, AccountAction.RESTART})))
+async def start(
+    query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, watcher: StatusWatcher, lang: str
+) -> None:
+    """Edit the card to "starting…" at once; a background task edits it again with the outcome the worker
+    reports on the event stream (or a timeout note), so this chat's next taps are not held up meanwhile."""
+    account_id = callback_data.id
+    await render_card(query, fleet, lang, account_id, status=t(lang, "account.starting"))
+    service = fleet.accounts.restart if callback_data.action == AccountAction.RESTART else fleet.accounts.start
+    expectation = watcher.expect(account_id, lambda s: s.status not in (AccountStatus.STARTING, AccountStatus.STOPPED))
+    try:
+        await fleet.call(service, account_id, actor(query.from_user))
+    except WorkerUnavailable as error:
+        expectation.cancel()
+        await show(query, *views.when_back(lang, account_id, str(error)))
+        return
+    except AccountError as error:
+        expectation.cancel()
+        await render_card(query, fleet, lang, account_id, note=t(lang, "account.error", error=escape(str(error))))
+        return
+    follow_up(show_outcome(query, fleet, lang, account_id, expectation))
+
+
+_follow_ups: set[asyncio.Task[None]] = set()
+
+
+def follow_up(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a card update after the handler returns (keeping a reference so it is not collected)."""
+    task = asyncio.create_task(coroutine)
+    _follow_ups.add(task)
+    task.add_done_callback(_follow_ups.discard)
+
+
+async def show_outcome(
+    query: CallbackQuery, fleet: BotServices, lang: str, account_id: int, expectation: Expectation
+) -> None:
+    if await expectation.wait(OUTCOME_TIMEOUT) is None:
+        await render_card(query, fleet, lang, account_id, note=t(lang, "account.timeout"))
+        return
+    await render_card(query, fleet, lang, account_id)
+
+
+@router.callback_query(AccountCard.filter(F.action == AccountAction.START_WHEN_BACK))
+async def start_when_back(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
+    result = await fleet.call(fleet.accounts.start, callback_data.id, actor(query.from_user), True)
+    if result.dispatched:  # the worker came back meanwhile
+        await render_card(query, fleet, lang, callback_data.id)
+        return
+    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
+    note = t(lang, "account.when_back", id=view.id, worker=escape(view.worker or "—"))
+    await render_card(query, fleet, lang, callback_data.id, note=note)
+
+
+@router.callback_query(AccountCard.filter(F.action == AccountAction.STOP))
+async def stop(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
+    await render_card(query, fleet, lang, callback_data.id, status=t(lang, "account.stopping"))
+    try:
+        await fleet.call(fleet.accounts.stop, callback_data.id, actor(query.from_user))
+    except AccountError as error:
+        await render_card(query, fleet, lang, callback_data.id, note=t(lang, "account.error", error=escape(str(error))))
+        return
+    await render_card(query, fleet, lang, callback_data.id)
+
+
+@router.callback_query(AccountCard.filter(F.action == AccountAction.MOVE))
+async def move(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
+    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
+    targets = await fleet.call(fleet.workers.usable_workers, view.worker)
+    choices = [(w.id, w.name) for w in targets if w.id is not None]
+    await show(query, *views.move_picker(lang, view, choices))
+
+
+@router.callback_query(MoveTo.filter())
+async def move_to(query: CallbackQuery, callback_data: MoveTo, fleet: BotServices, lang: str) -> None:
+    target = await fleet.call(fleet.workers.name_of, callback_data.worker_id)
+    try:
+        result = await fleet.call(fleet.accounts.move, callback_data.id, target, actor(query.from_user))
+    except AccountError as error:
+        await render_card(query, fleet, lang, callback_data.id, note=t(lang, "account.error", error=escape(str(error))))
+        return
+    await render_card(
+        query, fleet, lang, callback_data.id, note=t(lang, "account.moved", message=escape(result.message))
+    )
+
+
+@router.callback_query(AccountCard.filter(F.action == AccountAction.REMOVE))
+async def remove(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
+    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
+    yes = AccountCard(id=callback_data.id, action=AccountAction.REMOVE_CONFIRMED).pack()
+    no = AccountCard(id=callback_data.id).pack()
+    await show(query, *views.confirm(lang, t(lang, "account.remove.confirm", phone=escape(view.phone_masked)), yes, no))
+
+
+@router.callback_query(AccountCard.filter(F.action == AccountAction.REMOVE_CONFIRMED))
+async def remove_confirmed(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
+    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
+    await fleet.call(fleet.accounts.remove, callback_data.id, actor(query.from_user))
+    await query.answer(t(lang, "account.removed", phone=view.phone_masked))
+    await render_page(query, fleet, lang, 0, 0)

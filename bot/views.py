@@ -1,0 +1,333 @@
+"""Texts and keyboards from service views: pure functions, so pages are cheap and testable without a bot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from html import escape
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from backend.accounts_service import AccountsPage as AccountsPageView
+from backend.accounts_service import AccountView
+from backend.fleet import FleetSummary, WorkerView
+from backend.fleet import WorkersPage as WorkersPageView
+from bot.callbacks import (
+    AccountAction,
+    AccountCard,
+    AccountsPage,
+    Language,
+    Menu,
+    MenuAction,
+    MoveTo,
+    WizardMethod,
+    WizardWorker,
+    WorkerAction,
+    WorkerCard,
+    WorkersPage,
+)
+from bot.texts import t
+
+Button = InlineKeyboardButton
+
+
+def keyboard(*rows: list[Button]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[row for row in rows if row])
+
+
+def ago(lang: str, seconds: float | None) -> str:
+    if seconds is None:
+        return t(lang, "ago.never")
+    if seconds < 60:
+        return t(lang, "ago.seconds", n=int(seconds))
+    if seconds < 3600:
+        return t(lang, "ago.minutes", n=int(seconds // 60))
+    if seconds < 86400:
+        return t(lang, "ago.hours", n=int(seconds // 3600))
+    return t(lang, "ago.days", n=int(seconds // 86400))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {int(seconds) % 60}s"
+
+
+def worker_status(lang: str, view: WorkerView) -> str:
+    text = t(lang, "status.online" if view.status.value == "online" else "status.offline")
+    return text if view.is_active else f"{text} · {t(lang, 'status.deactivated')}"
+
+
+def main_menu(lang: str) -> tuple[str, InlineKeyboardMarkup]:
+    def item(action: MenuAction, key: str) -> Button:
+        return Button(text=t(lang, key), callback_data=Menu(action=action).pack())
+
+    return t(lang, "menu.title"), keyboard(
+        [item(MenuAction.WORKERS, "menu.workers"), item(MenuAction.ACCOUNTS, "menu.accounts")],
+        [item(MenuAction.ADD_ACCOUNT, "menu.add_account")],
+        [item(MenuAction.SUMMARY, "menu.summary"), item(MenuAction.LANGUAGE, "menu.language")],
+    )
+
+
+def _pager(lang: str, page: int, pages: int, callback_for: Callable[[int], str]) -> list[Button]:
+    """◀️ refresh ▶️ for a paged list; `callback_for(page)` is that page's packed callback data."""
+    row = []
+    if page > 0:
+        row.append(Button(text=t(lang, "btn.prev"), callback_data=callback_for(page - 1)))
+    row.append(Button(text=t(lang, "btn.refresh"), callback_data=callback_for(page)))
+    if page < pages - 1:
+        row.append(Button(text=t(lang, "btn.next"), callback_data=callback_for(page + 1)))
+    return row
+
+
+def _back_to_menu(lang: str) -> Button:
+    return Button(text=t(lang, "btn.menu"), callback_data=Menu(action=MenuAction.MAIN).pack())
+
+
+def workers_page(lang: str, page: WorkersPageView) -> tuple[str, InlineKeyboardMarkup]:
+    add = [Button(text=t(lang, "btn.add_worker"), callback_data=Menu(action=MenuAction.ADD_WORKER).pack())]
+    if not page.workers:
+        return t(lang, "workers.empty"), keyboard(add, [_back_to_menu(lang)])
+    rows = [
+        [
+            Button(
+                text=t(
+                    lang,
+                    "workers.row",
+                    icon=("🟢" if w.status.value == "online" else "🔴") + ("" if w.is_active else "⏸"),
+                    name=w.name,
+                    running=w.accounts_running,
+                    total=w.accounts,
+                ),
+                callback_data=WorkerCard(id=w.id or 0).pack(),
+            )
+        ]
+        for w in page.workers
+    ]
+    title = t(lang, "workers.title", page=page.page + 1, pages=page.pages, total=page.total)
+    return title, keyboard(
+        *rows, _pager(lang, page.page, page.pages, lambda n: WorkersPage(page=n).pack()), add, [_back_to_menu(lang)]
+    )
+
+
+def worker_card(lang: str, worker_id: int, view: WorkerView) -> tuple[str, InlineKeyboardMarkup]:
+    text = t(
+        lang,
+        "worker.card",
+        name=escape(view.name),
+        status=worker_status(lang, view),
+        address=escape(view.address or "—"),
+        heartbeat=ago(lang, view.seconds_since_heartbeat),
+        version=escape(view.version or "—"),
+        uptime=duration(view.uptime_seconds),
+        running=view.accounts_running,
+        total=view.accounts,
+    )
+
+    def action(key: str, act: WorkerAction) -> Button:
+        return Button(text=t(lang, key), callback_data=WorkerCard(id=worker_id, action=act).pack())
+
+    toggle = (
+        action("worker.btn.deactivate", WorkerAction.DEACTIVATE)
+        if view.is_active
+        else action("worker.btn.activate", WorkerAction.ACTIVATE)
+    )
+    remove = [action("worker.btn.remove", WorkerAction.REMOVE)] if view.status.value == "offline" else []
+    return text, keyboard(
+        [Button(text=t(lang, "worker.btn.accounts"), callback_data=AccountsPage(worker_id=worker_id).pack()), toggle],
+        remove,
+        [
+            Button(text=t(lang, "btn.back"), callback_data=WorkersPage(page=0).pack()),
+            Button(text=t(lang, "btn.refresh"), callback_data=WorkerCard(id=worker_id).pack()),
+        ],
+    )
+
+
+def confirm(lang: str, text: str, yes: str, no: str) -> tuple[str, InlineKeyboardMarkup]:
+    return text, keyboard(
+        [
+            Button(text=t(lang, "btn.yes_remove"), callback_data=yes),
+            Button(text=t(lang, "btn.cancel"), callback_data=no),
+        ]
+    )
+
+
+STATUS_ICON = {
+    "running": "🟢",
+    "starting": "⏳",
+    "stopping": "⏳",
+    "stopped": "⚪",
+    "login_pending": "🔑",
+    "error": "⚠️",
+    "unauthorized": "🚫",
+    "banned": "⛔",
+    "flood_wait": "🐢",
+    "lost": "❓",
+}
+
+
+def account_who(view: AccountView) -> str:
+    parts = [escape(view.name)] if view.name else []
+    if view.username:
+        parts.append(f"@{escape(view.username)}")
+    return " ".join(parts) if parts else "—"
+
+
+def accounts_page(
+    lang: str, page: AccountsPageView, worker_id: int, worker_name: str | None
+) -> tuple[str, InlineKeyboardMarkup]:
+    back = (
+        Button(text=t(lang, "btn.back"), callback_data=WorkerCard(id=worker_id).pack())
+        if worker_id
+        else _back_to_menu(lang)
+    )
+    if not page.accounts:
+        return t(lang, "accounts.empty"), keyboard([back])
+    rows = [
+        [
+            Button(
+                text=" ".join(
+                    part
+                    for part in (STATUS_ICON.get(a.status, ""), a.phone_masked, f"@{a.username}" if a.username else "")
+                    if part
+                ),
+                callback_data=AccountCard(id=a.id).pack(),
+            )
+        ]
+        for a in page.accounts
+    ]
+    if worker_name:
+        title = t(
+            lang,
+            "accounts.title.worker",
+            worker=escape(worker_name),
+            page=page.page + 1,
+            pages=page.pages,
+            total=page.total,
+        )
+    else:
+        title = t(lang, "accounts.title", page=page.page + 1, pages=page.pages, total=page.total)
+    return title, keyboard(
+        *rows, _pager(lang, page.page, page.pages, lambda n: AccountsPage(worker_id=worker_id, page=n).pack()), [back]
+    )
+
+
+def account_status(lang: str, status: str) -> str:
+    key = f"st.{status}"
+    return t(lang, key) if key in _KNOWN_STATUS_KEYS else escape(status)
+
+
+_KNOWN_STATUS_KEYS = {f"st.{s}" for s in STATUS_ICON}
+
+
+def account_card(
+    lang: str, view: AccountView, worker_id: int | None, override_status: str | None = None
+) -> tuple[str, InlineKeyboardMarkup]:
+    detail = ""
+    if override_status is None and view.detail:
+        detail = f" — {escape(view.detail)}"
+    if override_status is None and view.status == "flood_wait" and view.flood_wait_until:
+        detail += t(lang, "account.flood_until", until=view.flood_wait_until.astimezone(UTC).strftime("%H:%M:%S UTC"))
+    text = t(
+        lang,
+        "account.card",
+        phone=escape(view.phone_masked),
+        who=account_who(view),
+        worker=escape(view.worker or "—"),
+        status=override_status or account_status(lang, view.status),
+        detail=detail,
+    )
+
+    def action(key: str, act: AccountAction) -> Button:
+        return Button(text=t(lang, key), callback_data=AccountCard(id=view.id, action=act).pack())
+
+    live = view.status in ("running", "starting", "flood_wait", "error") and view.desired_state == "running"
+    first = (
+        [action("account.btn.stop", AccountAction.STOP)] if live else [action("account.btn.start", AccountAction.START)]
+    )
+    first.append(action("account.btn.restart", AccountAction.RESTART))
+    return text, keyboard(
+        first,
+        [action("account.btn.move", AccountAction.MOVE), action("account.btn.remove", AccountAction.REMOVE)],
+        [
+            Button(text=t(lang, "btn.back"), callback_data=AccountsPage(worker_id=worker_id or 0).pack()),
+            Button(text=t(lang, "btn.refresh"), callback_data=AccountCard(id=view.id).pack()),
+        ],
+    )
+
+
+def when_back(lang: str, account_id: int, reason: str) -> tuple[str, InlineKeyboardMarkup]:
+    return t(lang, "account.unavailable", reason=escape(reason)), keyboard(
+        [
+            Button(
+                text=t(lang, "account.btn.when_back"),
+                callback_data=AccountCard(id=account_id, action=AccountAction.START_WHEN_BACK).pack(),
+            )
+        ],
+        [Button(text=t(lang, "btn.back"), callback_data=AccountCard(id=account_id).pack())],
+    )
+
+
+def move_picker(lang: str, view: AccountView, targets: list[tuple[int, str]]) -> tuple[str, InlineKeyboardMarkup]:
+    back = [Button(text=t(lang, "btn.back"), callback_data=AccountCard(id=view.id).pack())]
+    if not targets:
+        return t(lang, "account.move.none"), keyboard(back)
+    rows = [
+        [Button(text=f"🟢 {name}", callback_data=MoveTo(id=view.id, worker_id=wid).pack())] for wid, name in targets
+    ]
+    return t(lang, "account.move.pick", phone=escape(view.phone_masked)), keyboard(*rows, back)
+
+
+def summary(lang: str, data: FleetSummary) -> tuple[str, InlineKeyboardMarkup]:
+    accounts = ", ".join(
+        f"{account_status(lang, status)}: {count}" for status, count in sorted(data.accounts_by_status.items())
+    ) or t(lang, "summary.no_accounts")
+    deactivated = t(lang, "summary.deactivated", n=data.workers_deactivated) if data.workers_deactivated else ""
+    text = t(
+        lang,
+        "summary",
+        online=data.workers_online,
+        offline=data.workers_offline,
+        deactivated=deactivated,
+        accounts=accounts,
+    )
+    return text, keyboard(
+        [
+            Button(text=t(lang, "btn.refresh"), callback_data=Menu(action=MenuAction.SUMMARY).pack()),
+            _back_to_menu(lang),
+        ]
+    )
+
+
+def language_picker(lang: str) -> tuple[str, InlineKeyboardMarkup]:
+    return t(lang, "language.pick"), keyboard(
+        [
+            Button(text="🇷🇺 Русский", callback_data=Language(code="ru").pack()),
+            Button(text="🇬🇧 English", callback_data=Language(code="en").pack()),
+        ]
+    )
+
+
+def wizard_workers(lang: str, workers: list[tuple[int, str]]) -> tuple[str, InlineKeyboardMarkup]:
+    if not workers:
+        return t(lang, "wizard.no_workers"), keyboard([_back_to_menu(lang)])
+    rows = [[Button(text=f"🟢 {name}", callback_data=WizardWorker(worker_id=wid).pack())] for wid, name in workers]
+    return t(lang, "wizard.worker"), keyboard(*rows, [_back_to_menu(lang)])
+
+
+def wizard_methods(lang: str) -> tuple[str, InlineKeyboardMarkup]:
+    return t(lang, "wizard.method"), keyboard(
+        [Button(text=t(lang, "wizard.method.login"), callback_data=WizardMethod(method="login").pack())],
+        [Button(text=t(lang, "wizard.method.import"), callback_data=WizardMethod(method="import").pack())],
+    )
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
