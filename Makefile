@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) bench/reconcile.py
 	$(PY) bench/dispatch.py
 	$(PY) bench/scale.py
+	$(PY) bench/bot.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache

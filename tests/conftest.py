@@ -6,15 +6,18 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
 
+from bot.lean_import import import_aiogram
 from scripts.embedded_redis import EmbeddedRedis
 from tests.netguard.sitecustomize import install as install_netguard
 from tests.support.stack import TEST_SECRET_KEY, Stack
 
 install_netguard()
+import_aiogram()  # the bot's tests run on aiogram imported the way run.py imports it
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 CONFIG_VARIABLES = (
@@ -154,3 +157,17 @@ def stack(tmp_path: Path, redis_url: str, sqlite_url: str, netguard_log: Path) -
 def secret_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
     return TEST_SECRET_KEY
+
+
+@pytest.fixture
+def telegram(stack: Stack, tmp_path: Path) -> Any:
+    """Workers of this stack talk to the fake Telegram; its per-phone script is the returned object."""
+    from tests.test_manager import Script
+
+    script = Script(tmp_path / "telegram.json")
+    stack.env.update(
+        FLEET_CLIENT_FACTORY="tests.support.fake_telegram:factory",
+        FAKE_TELEGRAM_SCRIPT=str(script.path),
+        FAKE_TELEGRAM_REDIS=stack.env["REDIS_URL"],
+    )
+    return script

@@ -29,18 +29,6 @@ pytestmark = pytest.mark.processes
 API_HASH = "0123456789abcdef0123456789abcdef"
 
 
-@pytest.fixture
-def telegram(stack: Stack, tmp_path: Path) -> Script:
-    """Workers of this stack talk to the fake Telegram; its script is the returned object."""
-    script = Script(tmp_path / "telegram.json")
-    stack.env.update(
-        FLEET_CLIENT_FACTORY="tests.support.fake_telegram:factory",
-        FAKE_TELEGRAM_SCRIPT=str(script.path),
-        FAKE_TELEGRAM_REDIS=stack.env["REDIS_URL"],
-    )
-    return script
-
-
 def online(stack: Stack, *names: str) -> None:
     wait_until(
         lambda: all(stack.workers().get(n, {}).get("status") == "online" for n in names), 15, message=f"{names} online"

@@ -1,0 +1,331 @@
+"""A Bot API stand-in for the tests: the same core behind an aiogram session (for `Dispatcher.feed_update`)
+and behind an aiohttp server on 127.0.0.1 (for the real `run.py` with TG_API_SERVER pointing at it).
+
+It records every call the bot makes, keeps the messages it sent or edited (with their keyboards), queues
+updates for `getUpdates`, and serves uploaded documents. `AdminChat` drives it like a person: `send` text,
+`click` a button by its label, then read what the bot shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.session.base import BaseSession
+from aiogram.methods import TelegramMethod
+from aiohttp import web
+
+BOT_USER = {"id": 4242, "is_bot": True, "first_name": "Fleet", "username": "fleet_test_bot"}
+TOKEN = "4242:TEST-token-for-the-stand-in-0123456789"
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+class BotApiCore:
+    """The behaviour of the Bot API methods the bot uses, and a record of every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self.updates: list[dict[str, Any]] = []
+        self.files: dict[str, bytes] = {}
+        self._message_ids = itertools.count(1000)
+        self._update_ids = itertools.count(1)
+        self._lock = threading.Condition()
+
+    # --- updates in
+
+    def push(self, update: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            update = {"update_id": next(self._update_ids), **update}
+            self.updates.append(update)
+            self._lock.notify_all()
+        return update
+
+    def take_updates(self, offset: int, timeout: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                ready = [u for u in self.updates if u["update_id"] >= offset]
+                if ready or time.monotonic() >= deadline:
+                    self.updates = [u for u in self.updates if u["update_id"] >= offset]
+                    return ready
+                self._lock.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    # --- calls
+
+    def handle(self, method: str, params: dict[str, Any]) -> Any:
+        if isinstance(params.get("reply_markup"), str):
+            params["reply_markup"] = json.loads(params["reply_markup"])
+        with self._lock:
+            self.calls.append(Call(method, params))
+            self._lock.notify_all()
+        if method == "getMe":
+            return BOT_USER
+        if method == "sendMessage":
+            return self._store(int(params["chat_id"]), next(self._message_ids), params)
+        if method == "editMessageText":
+            return self._store(int(params["chat_id"]), int(params["message_id"]), params)
+        if method == "getFile":
+            return {
+                "file_id": params["file_id"],
+                "file_unique_id": params["file_id"],
+                "file_path": f"documents/{params['file_id']}",
+            }
+        return True
+
+    def _store(self, chat_id: int, message_id: int, params: dict[str, Any]) -> dict[str, Any]:
+        message = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": BOT_USER,
+            "text": params.get("text", ""),
+        }
+        if params.get("reply_markup"):
+            message["reply_markup"] = params["reply_markup"]
+        self.messages[(chat_id, message_id)] = message
+        return message
+
+    def wait_for(self, predicate: Callable[[Call], bool], timeout: float = 10.0, after: int = 0) -> Call:
+        """The first call (from index `after`) matching `predicate`, waiting up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for call in self.calls[after:]:
+                    if predicate(call):
+                        return call
+                if time.monotonic() >= deadline:
+                    made = [(c.method, str(c.params.get("text", ""))[:60]) for c in self.calls[after:]]
+                    raise AssertionError(f"no matching Bot API call within {timeout:g}s; calls: {made}")
+                self._lock.wait(0.05)
+
+    def calls_to(self, chat_id: int, after: int = 0) -> list[Call]:
+        return [c for c in self.calls[after:] if str(c.params.get("chat_id")) == str(chat_id)]
+
+
+class RecordingSession(BaseSession):
+    """An aiogram session answering from a `BotApiCore` (no network at all)."""
+
+    def __init__(self, core: BotApiCore) -> None:
+        super().__init__()
+        self.core = core
+
+    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
+        params: dict[str, Any] = {}
+        for key, value in method.model_dump(warnings=False).items():  # as aiogram's own sessions prepare them
+            prepared = self.prepare_value(value, bot=bot, files={})
+            if prepared is not None:
+                params[key] = prepared
+        result = self.core.handle(method.__api_method__, params)
+        response = self.check_response(
+            bot=bot, method=method, status_code=200, content=json.dumps({"ok": True, "result": result})
+        )
+        return response.result
+
+    async def close(self) -> None:
+        return None
+
+    async def stream_content(
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
+    ) -> Any:
+        content = self.core.files.get(url.rsplit("/", 1)[-1], b"")
+        yield content
+
+
+class BotApiStandIn:
+    """The core served over HTTP on 127.0.0.1 (set TG_API_SERVER to `url`)."""
+
+    def __init__(self, core: BotApiCore | None = None) -> None:
+        self.core = core or BotApiCore()
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> BotApiStandIn:
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("Bot API stand-in did not start")
+        return self
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._method)
+        app.router.add_get("/file/bot{token}/{path:.*}", self._file)
+        runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner = runner
+        self._started.set()
+        self._loop.run_forever()
+
+    async def _method(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.content_type == "application/json":
+            params = await request.json()
+        else:
+            params = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        if method == "getUpdates":
+            offset = int(params.get("offset") or 0)
+            timeout = min(float(params.get("timeout") or 0), 2.0)
+            result = await asyncio.to_thread(self.core.take_updates, offset, timeout)
+            return web.json_response({"ok": True, "result": result})
+        return web.json_response({"ok": True, "result": self.core.handle(method, dict(params))})
+
+    async def _file(self, request: web.Request) -> web.Response:
+        name = request.match_info["path"].rsplit("/", 1)[-1]
+        return web.Response(body=self.core.files.get(name, b""))
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+# --- updates ------------------------------------------------------------------------------------------------
+
+
+def user(user_id: int, language: str = "ru") -> dict[str, Any]:
+    return {
+        "id": user_id,
+        "is_bot": False,
+        "first_name": f"User{user_id}",
+        "username": f"user{user_id}",
+        "language_code": language,
+    }
+
+
+_incoming_ids = itertools.count(1)
+
+
+def message_update(
+    sender: dict[str, Any], text: str | None = None, document: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "message_id": next(_incoming_ids),
+        "date": int(time.time()),
+        "chat": {"id": sender["id"], "type": "private"},
+        "from": sender,
+    }
+    if text is not None:
+        message["text"] = text
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    if document is not None:
+        message["document"] = document
+    return {"message": message}
+
+
+def callback_update(sender: dict[str, Any], data: str, message: dict[str, Any] | None) -> dict[str, Any]:
+    query: dict[str, Any] = {"id": str(next(_incoming_ids)), "from": sender, "chat_instance": "1", "data": data}
+    if message is not None:
+        query["message"] = message
+    return {"callback_query": query}
+
+
+class AdminChat:
+    """One person talking to the bot through the stand-in: `send`, `click`, and what the bot last showed."""
+
+    def __init__(
+        self, core: BotApiCore, deliver: Callable[[dict[str, Any]], Any], user_id: int, language: str = "ru"
+    ) -> None:
+        self.core = core
+        self.deliver = deliver
+        self.user = user(user_id, language)
+
+    @property
+    def id(self) -> int:
+        return int(self.user["id"])
+
+    def screen(self) -> dict[str, Any]:
+        """The newest message the bot sent or edited in this chat."""
+        mine = [c for c in self.core.calls_to(self.id) if c.method in ("sendMessage", "editMessageText")]
+        if not mine:
+            raise AssertionError("the bot has shown nothing in this chat")
+        last = mine[-1]
+        message_id = last.params.get("message_id")
+        if message_id is None:
+            candidates = [m for (chat, _), m in self.core.messages.items() if chat == self.id]
+            return max(candidates, key=lambda m: m["message_id"])
+        return self.core.messages[(self.id, int(message_id))]
+
+    def text(self) -> str:
+        return str(self.screen()["text"])
+
+    def buttons(self) -> list[str]:
+        markup = self.screen().get("reply_markup") or {}
+        return [b["text"] for row in markup.get("inline_keyboard", []) for b in row]
+
+    def _mark(self) -> int:
+        return len(self.core.calls)
+
+    def _await_reply(self, mark: int, timeout: float, to_button: bool = False) -> Call:
+        """The bot's first reply after `mark`: a message in this chat (or, to a button, also its answer)."""
+        return self.core.wait_for(
+            lambda c: (
+                (c.method in ("sendMessage", "editMessageText") and str(c.params.get("chat_id")) == str(self.id))
+                or (to_button and c.method == "answerCallbackQuery")
+            ),
+            timeout,
+            after=mark,
+        )
+
+    def send(self, text: str | None = None, document: dict[str, Any] | None = None, timeout: float = 10.0) -> Call:
+        mark = self._mark()
+        self.deliver(message_update(self.user, text, document))
+        return self._await_reply(mark, timeout)
+
+    def press(self, data: str, timeout: float = 10.0) -> Call:
+        """Send raw callback data (what a forged button would carry)."""
+        mark = self._mark()
+        self.deliver(callback_update(self.user, data, self.screen() if self._has_screen() else None))
+        return self._await_reply(mark, timeout, to_button=True)
+
+    def _has_screen(self) -> bool:
+        return any(c.method in ("sendMessage", "editMessageText") for c in self.core.calls_to(self.id))
+
+    def click(self, label: str, timeout: float = 10.0) -> Call:
+        message = self.screen()
+        markup = message.get("reply_markup") or {}
+        for row in markup.get("inline_keyboard", []):
+            for button in row:
+                if label in button["text"]:
+                    mark = self._mark()
+                    self.deliver(callback_update(self.user, button["callback_data"], message))
+                    return self.core.wait_for(
+                        lambda c: (
+                            c.method in ("editMessageText", "sendMessage")
+                            and str(c.params.get("chat_id")) == str(self.id)
+                        ),
+                        timeout,
+                        after=mark,
+                    )
+        raise AssertionError(f"no button {label!r} on screen; buttons: {self.buttons()}")

@@ -1,0 +1,96 @@
+"""The real dispatcher, in-process, over a recording session: updates go in with `Dispatcher.feed_update`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+from aiogram.types import Update
+
+from backend.accounts_service import AccountService
+from backend.connections import connect_redis
+from backend.dispatch import Dispatcher as TaskDispatcher
+from backend.fleet import FleetService
+from bot.alerts import AlertNotifier
+from bot.app import build_dispatcher
+from bot.i18n import LanguageStore
+from bot.live import StatusWatcher
+from bot.main import async_redis
+from bot.services import BotServices
+from celery_app import keys
+from celery_app.crypto import SecretBox
+from database.engine import open_database
+from database.operations import account_counts
+from tests.support.bot_api import TOKEN, AdminChat, BotApiCore, RecordingSession
+from tests.support.stack import TEST_SECRET_KEY
+
+OFFLINE_AFTER = 2.0
+
+
+def make_services(redis_url: str, database_url: str) -> BotServices:
+    redis = connect_redis(redis_url)
+    _engine, sessions = open_database(database_url)
+    box = SecretBox(TEST_SECRET_KEY)
+    return BotServices(
+        workers=FleetService(redis, sessions, OFFLINE_AFTER, account_counts),
+        accounts=AccountService(redis, sessions, TaskDispatcher(redis_url), OFFLINE_AFTER, lambda: box),
+    )
+
+
+class BotHarness:
+    def __init__(
+        self, redis_url: str, database_url: str, admin_ids: frozenset[int], core: BotApiCore | None = None
+    ) -> None:
+        self.core = core or BotApiCore()
+        self.services = make_services(redis_url, database_url)
+        self.redis_url = redis_url
+        self.admin_ids = admin_ids
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._run(self._setup())
+
+    def _run(self, coroutine: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    async def _setup(self) -> None:
+        self.redis = async_redis(self.redis_url)
+        storage = RedisStorage(self.redis, key_builder=DefaultKeyBuilder(prefix=f"{keys.PREFIX}:bot:fsm"))
+        self.languages = LanguageStore(self.redis)
+        self.watcher = StatusWatcher(self.redis)
+        self.bot = Bot(
+            TOKEN, session=RecordingSession(self.core), default=DefaultBotProperties(parse_mode=ParseMode.HTML)
+        )
+        self.dispatcher = build_dispatcher(self.services, storage, self.admin_ids, self.languages, self.watcher)
+        self.notifier = AlertNotifier(self.bot, self.services, self.admin_ids, self.languages)
+        self._watch_task = asyncio.create_task(self.watcher.run())
+
+    def deliver(self, update: dict[str, Any]) -> None:
+        """Feed one update, as polling would: in its own task, not waiting for the handler."""
+        full = self.core.push(update)
+        self.core.updates.remove(full)
+
+        async def feed() -> None:
+            await self.dispatcher.feed_update(self.bot, Update.model_validate(full, context={"bot": self.bot}))
+
+        asyncio.run_coroutine_threadsafe(feed(), self.loop)
+
+    def chat(self, user_id: int, language: str = "ru") -> AdminChat:
+        return AdminChat(self.core, self.deliver, user_id, language)
+
+    def poll_alerts(self) -> int:
+        return int(self._run(self.notifier.poll_once()))
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            self._watch_task.cancel()
+            await self.redis.aclose()
+
+        self._run(shutdown())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
