@@ -55,17 +55,21 @@ LOGIN_CALL_TIMEOUT = 60.0
 
 
 class AccountError(Exception):
-    """A refused or failed account action; the message is meant for the admin as is."""
+    """A refused or failed account action; the message is meant for the admin as is, `code` says which."""
+
+    def __init__(self, message: str, code: str = "error", **values: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.values = values
 
 
 class WorkerUnavailable(AccountError):
-    pass
+    """The worker is offline (`code` worker_offline) or deactivated (worker_deactivated)."""
 
 
 class LoginError(AccountError):
     def __init__(self, message: str, code: str = "error", retry: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code)
         self.retry = retry
 
 
@@ -298,9 +302,15 @@ class AccountService:
     def _usable_worker(self, session: Session, name: str) -> Worker:
         worker = ops.get_worker(session, name)
         if not worker.is_active:
-            raise WorkerUnavailable(f"worker {name!r} is deactivated; activate it first or choose another worker")
+            raise WorkerUnavailable(
+                f"worker {name!r} is deactivated; activate it first or choose another worker",
+                "worker_deactivated",
+                worker=name,
+            )
         if not self._worker_online(name):
-            raise WorkerUnavailable(f"worker {name!r} is offline; start it or choose another worker")
+            raise WorkerUnavailable(
+                f"worker {name!r} is offline; start it or choose another worker", "worker_offline", worker=name
+            )
         return worker
 
     def _validated_proxy(self, proxy: str | None) -> str | None:
@@ -309,14 +319,14 @@ class AccountService:
         try:
             return self.box.encrypt(parse_proxy(proxy).url())
         except InvalidValue as error:
-            raise AccountError(str(error)) from None
+            raise AccountError(str(error), "proxy") from None
 
     @staticmethod
     def _credentials(phone: str | None, api_id: object, api_hash: str) -> tuple[str | None, int, str]:
         try:
             return (normalize_phone(phone) if phone else None, validate_api_id(api_id), validate_api_hash(api_hash))
         except InvalidValue as error:
-            raise AccountError(str(error)) from None
+            raise AccountError(str(error), error.code) from None
 
     # --- import -----------------------------------------------------------------------------------------
 
@@ -343,9 +353,9 @@ class AccountService:
                 string = session_string.strip()
                 parse_string_session(string)
             else:
-                raise AccountError("give a session string or a .session file")
+                raise AccountError("give a session string or a .session file", "session")
         except InvalidValue as error:
-            raise AccountError(str(error)) from None
+            raise AccountError(str(error), "session", detail=str(error)) from None
         proxy_enc = self._validated_proxy(proxy)
         box = self.box
         with self.sessions.begin() as session:
@@ -517,7 +527,9 @@ class AccountService:
                 self._usable_worker(session, name)
             except WorkerUnavailable as error:
                 if not when_back:
-                    raise WorkerUnavailable(f"{error}; or ask to start it when the worker is back") from None
+                    raise WorkerUnavailable(
+                        f"{error}; or ask to start it when the worker is back", error.code, **error.values
+                    ) from None
                 ops.set_desired_state(session, account, DesiredState.RUNNING, actor)
                 return ActionResult(account_id, f"account {account_id} will start when worker {name!r} is back", False)
             ops.set_desired_state(session, account, DesiredState.RUNNING, actor)

@@ -28,7 +28,11 @@ AccountCounter = Callable[..., dict[int, tuple[int, int]]]
 
 
 class InvalidInput(ValueError):
-    """A name or address that cannot be accepted; the message says why."""
+    """A name or address that cannot be accepted; the message says why, `code` which."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def iso_utc(moment: datetime | None) -> str | None:
@@ -106,7 +110,8 @@ class WorkerDetail:
 def validate_worker_name(name: str) -> str:
     if not WORKER_NAME_PATTERN.match(name):
         raise InvalidInput(
-            f"invalid worker name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"invalid worker name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            "invalid_worker_name",
         )
     return name
 
@@ -115,7 +120,8 @@ def validate_address(address: str) -> str:
     address = address.strip()
     if not address or len(address) > MAX_ADDRESS_LENGTH or any(ch.isspace() for ch in address):
         raise InvalidInput(
-            f"invalid server address {address!r}: give a host name or IP, e.g. 10.0.0.5 or srv1.example.com"
+            f"invalid server address {address!r}: give a host name or IP, e.g. 10.0.0.5 or srv1.example.com",
+            "invalid_address",
         )
     return address
 

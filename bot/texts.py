@@ -132,6 +132,29 @@ TEXTS: dict[str, dict[str, str]] = {
         "alert.account": "{icon} Аккаунт #{id}: {status}{detail}",
         "alert.accounts": "{icon} {n} аккаунтов: {status} (#{ids})",
         "unavailable": "⚠️ Сервис недоступен: {error}",
+        "err.phone": "Неверный номер телефона. Нужен международный формат, например <code>+79991234567</code>.",
+        "err.api_id": "API ID — это число с my.telegram.org, например <code>123456</code>.",
+        "err.api_hash": "API hash — это 32 шестнадцатеричных символа с my.telegram.org.",
+        "err.login_code": "Код — это 5 или 6 цифр. Введите его через пробелы, например <code>1 2 3 4 5</code>.",
+        "err.invalid_code": "Неверный код. Введите его через пробелы, например <code>1 2 3 4 5</code>.",
+        "err.code_expired": "Код истёк (или был переслан в Telegram как есть). Запросите новый.",
+        "err.wrong_password": "Неверный пароль двухэтапной проверки.",
+        "err.invalid_phone": "Telegram не принимает этот номер.",
+        "err.banned": "Этот номер заблокирован в Telegram.",
+        "err.api_id_invalid": "Telegram отклоняет эту пару API ID / API hash.",
+        "err.flood_wait": "Telegram просит подождать перед новой попыткой.",
+        "err.network": "Воркер не может связаться с Telegram.",
+        "err.unknown_login": "Вход истёк или был отменён. Начните заново.",
+        "err.timeout": "Воркер не ответил вовремя.",
+        "err.worker_offline": "Воркер {worker} оффлайн.",
+        "err.worker_deactivated": "Воркер {worker} отключён админом.",
+        "err.session": "Сессия не подходит: {detail}",
+        "err.proxy": "Неверный прокси: socks5://user:pass@host:port, http://host:port или mtproxy://secret@host:port.",
+        "err.account_not_found": "Аккаунт {id} не найден.",
+        "err.worker_not_found": "Воркер {name} не найден.",
+        "err.worker_exists": "Воркер {name} уже есть.",
+        "err.invalid_worker_name": "Имя воркера: латиница, цифры, <code>. _ -</code>, до 64 символов.",
+        "err.invalid_address": "Адрес сервера: IP или имя хоста, например <code>10.0.0.5</code>.",
         "cmd.start": "Главное меню",
         "cmd.workers": "Воркеры",
         "cmd.accounts": "Аккаунты",
@@ -259,6 +282,29 @@ TEXTS: dict[str, dict[str, str]] = {
         "alert.account": "{icon} Account #{id}: {status}{detail}",
         "alert.accounts": "{icon} {n} accounts: {status} (#{ids})",
         "unavailable": "⚠️ Service unavailable: {error}",
+        "err.phone": "Invalid phone number. Use international format, e.g. <code>+79991234567</code>.",
+        "err.api_id": "The API ID is a number from my.telegram.org, e.g. <code>123456</code>.",
+        "err.api_hash": "The API hash is 32 hexadecimal characters from my.telegram.org.",
+        "err.login_code": "The code is 5 or 6 digits. Type it with spaces, like <code>1 2 3 4 5</code>.",
+        "err.invalid_code": "Wrong code. Type it with spaces, like <code>1 2 3 4 5</code>.",
+        "err.code_expired": "The code has expired (or was sent on through Telegram as is). Request a new one.",
+        "err.wrong_password": "Wrong two-step verification password.",
+        "err.invalid_phone": "Telegram does not accept this phone number.",
+        "err.banned": "This phone number is banned by Telegram.",
+        "err.api_id_invalid": "Telegram rejects this API ID / API hash pair.",
+        "err.flood_wait": "Telegram asks to wait before trying again.",
+        "err.network": "The worker cannot reach Telegram.",
+        "err.unknown_login": "This login has expired or was cancelled. Start again.",
+        "err.timeout": "The worker did not answer in time.",
+        "err.worker_offline": "Worker {worker} is offline.",
+        "err.worker_deactivated": "Worker {worker} is deactivated by an admin.",
+        "err.session": "The session cannot be used: {detail}",
+        "err.proxy": "Invalid proxy: socks5://user:pass@host:port, http://host:port or mtproxy://secret@host:port.",
+        "err.account_not_found": "Account {id} not found.",
+        "err.worker_not_found": "Worker {name} not found.",
+        "err.worker_exists": "Worker {name} already exists.",
+        "err.invalid_worker_name": "Worker names: letters, digits, <code>. _ -</code>, up to 64 characters.",
+        "err.invalid_address": "Server address: an IP or a host name, e.g. <code>10.0.0.5</code>.",
         "cmd.start": "Main menu",
         "cmd.workers": "Workers",
         "cmd.accounts": "Accounts",
@@ -282,3 +328,21 @@ def t(lang: str, key: str, **values: object) -> str:
     catalogue = TEXTS.get(lang) or TEXTS[DEFAULT_LANGUAGE]
     text = catalogue.get(key) or TEXTS[DEFAULT_LANGUAGE][key]
     return text.format(**values) if values else text
+
+
+def has_text(lang: str, key: str) -> bool:
+    return key in (TEXTS.get(lang) or TEXTS[DEFAULT_LANGUAGE])
+
+
+def error_text(lang: str, error: BaseException) -> str:
+    """An error in the admin's language when its code is in the catalogue, else its own (English) message."""
+    from html import escape
+
+    code = getattr(error, "code", None)
+    if code and has_text(lang, f"err.{code}"):
+        values = {key: escape(str(value)) for key, value in (getattr(error, "values", None) or {}).items()}
+        try:
+            return t(lang, f"err.{code}", **values)
+        except (KeyError, IndexError):
+            pass
+    return escape(str(error))

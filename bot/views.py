@@ -264,7 +264,8 @@ def account_card(
 
 
 def when_back(lang: str, account_id: int, reason: str) -> tuple[str, InlineKeyboardMarkup]:
-    return t(lang, "account.unavailable", reason=escape(reason)), keyboard(
+    """`reason` is already safe HTML (from `error_text`)."""
+    return t(lang, "account.unavailable", reason=reason), keyboard(
         [
             Button(
                 text=t(lang, "account.btn.when_back"),

@@ -11,7 +11,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 
 class InvalidValue(ValueError):
-    """Bad input; the message says what is expected."""
+    """Bad input; the message says what is expected, `code` which input (front ends may translate it)."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def normalize_phone(raw: str) -> str:
@@ -23,7 +27,7 @@ def normalize_phone(raw: str) -> str:
     if not compact.startswith("+"):
         compact = "+" + compact
     if not re.fullmatch(r"\+[1-9]\d{6,14}", compact):
-        raise InvalidValue(f"invalid phone number {text!r}: use international format, e.g. +79991234567")
+        raise InvalidValue(f"invalid phone number {text!r}: use international format, e.g. +79991234567", "phone")
     return compact
 
 
@@ -40,14 +44,14 @@ def mask_phone(phone: str) -> str:
 def validate_api_id(raw: object) -> int:
     text = str(raw).strip()
     if not text.isdigit() or not 1 <= int(text) <= 2**31 - 1:
-        raise InvalidValue(f"invalid API ID {text!r}: it is a number from my.telegram.org, e.g. 123456")
+        raise InvalidValue(f"invalid API ID {text!r}: it is a number from my.telegram.org, e.g. 123456", "api_id")
     return int(text)
 
 
 def validate_api_hash(raw: str) -> str:
     text = str(raw).strip().lower()
     if not re.fullmatch(r"[0-9a-f]{32}", text):
-        raise InvalidValue("invalid API hash: it is 32 hexadecimal characters from my.telegram.org")
+        raise InvalidValue("invalid API hash: it is 32 hexadecimal characters from my.telegram.org", "api_hash")
     return text
 
 
@@ -55,7 +59,7 @@ def normalize_login_code(raw: str) -> str:
     """Digits only, whatever separated them (`1 2 3 4 5`, `1-2-3-4-5`): Telegram voids codes sent verbatim."""
     digits = re.sub(r"\D", "", str(raw))
     if not 5 <= len(digits) <= 6:
-        raise InvalidValue("the login code is 5 or 6 digits; type it with spaces, like 1 2 3 4 5")
+        raise InvalidValue("the login code is 5 or 6 digits; type it with spaces, like 1 2 3 4 5", "login_code")
     return digits
 
 

@@ -18,15 +18,21 @@ from database.models import Account, DesiredState, FleetEvent, FleetEventKind, W
 
 
 class WorkerNotFound(LookupError):
+    code = "worker_not_found"
+
     def __init__(self, name: str) -> None:
         super().__init__(f"worker {name!r} not found")
         self.name = name
+        self.values = {"name": name}
 
 
 class WorkerExists(ValueError):
+    code = "worker_exists"
+
     def __init__(self, name: str) -> None:
         super().__init__(f"worker {name!r} already exists")
         self.name = name
+        self.values = {"name": name}
 
 
 class WorkerStillOnline(ValueError):
@@ -42,9 +48,12 @@ class WorkerHasAccounts(ValueError):
 
 
 class AccountNotFound(LookupError):
+    code = "account_not_found"
+
     def __init__(self, account_id: int | str) -> None:
         super().__init__(f"account {account_id} not found")
         self.account_id = account_id
+        self.values = {"id": account_id}
 
 
 class AccountExists(ValueError):

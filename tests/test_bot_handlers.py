@@ -139,7 +139,7 @@ def test_adding_a_worker_validates_each_answer(harness: BotHarness) -> None:
     chat = harness.chat(ADMIN)
     chat.send("/workers")
     chat.click("Добавить воркер")
-    assert "имя нового воркера" in chat.send("bad name!").params["text"] or "invalid worker name" in chat.text()
+    assert "Имя воркера: латиница, цифры" in chat.send("bad name!").params["text"]
     chat.send("fra-1")
     assert "Адрес сервера воркера <b>fra-1</b>" in chat.text()
     chat.send("198.51.100.10")
@@ -172,7 +172,7 @@ def test_start_on_an_offline_worker_offers_to_start_when_back(harness: BotHarnes
     chat.send("/accounts")
     chat.click("+7 ***")
     chat.click("Запустить")
-    harness.core.wait_for(lambda c: c.method == "editMessageText" and "is offline" in c.params.get("text", ""))
+    harness.core.wait_for(lambda c: c.method == "editMessageText" and "Воркер away оффлайн" in c.params.get("text", ""))
     assert chat.buttons()[0] == "⏰ Запустить, когда вернётся"
     chat.click("когда вернётся")
     assert "запустится, когда воркер away вернётся" in chat.text()
@@ -187,9 +187,9 @@ def test_forged_and_stale_buttons_are_answered_harmlessly(harness: BotHarness) -
         reply = chat.press(data)
         assert reply.method == "answerCallbackQuery"
     missing = chat.press(AccountCard(id=424242, action=AccountAction.STOP).pack())
-    assert missing.method == "answerCallbackQuery" and "account 424242 not found" in missing.params["text"]
+    assert missing.method == "answerCallbackQuery" and "Аккаунт 424242 не найден" in missing.params["text"]
     unknown_worker = chat.press(WorkerCard(id=77, action=WorkerAction.DEACTIVATE).pack())
-    assert "not found" in unknown_worker.params["text"]
+    assert "Воркер #77 не найден" in unknown_worker.params["text"]
     chat.send("what is this")
     assert "Не понял" in chat.text()
 
@@ -201,17 +201,17 @@ def test_the_add_account_wizard_validates_every_step(harness: BotHarness, redis_
     chat.send("/add")
     chat.click("w1")
     chat.click("Импорт сессии")
-    assert "invalid phone number" in chat.send("call me maybe").params["text"]
+    assert "Неверный номер телефона" in chat.send("call me maybe").params["text"]
     assert "API ID" in chat.send("+7 999 123-45-67").params["text"]
-    assert "invalid API ID" in chat.send("twelve").params["text"]
+    assert "API ID — это число" in chat.send("twelve").params["text"]
     assert "API hash" in chat.send("12345").params["text"]
-    assert "32 hexadecimal" in chat.send("short").params["text"]
+    assert "32 шестнадцатеричных символа" in chat.send("short").params["text"]
     mark = len(harness.core.calls)
     assert "строку сессии" in chat.send(API_HASH).params["text"]
     assert any(c.method == "deleteMessage" for c in harness.core.calls[mark:])  # the hash left the chat
     fsm = " ".join(str(redis_client.get(k)) for k in redis_client.keys(f"{keys.PREFIX}:bot:fsm:*"))
     assert "api_hash_enc" in fsm and API_HASH not in fsm
-    assert "session string" in chat.send("1notasession").params["text"]
+    assert "Сессия не подходит" in chat.send("1notasession").params["text"]
     chat.send(session_for("+79991234567"))
     harness.core.wait_for(lambda c: c.method == "sendMessage" and "✅ Аккаунт добавлен" in c.params.get("text", ""))
     assert "+7 *** ***-45-67" in chat.text()

@@ -17,7 +17,7 @@ from bot.callbacks import AccountAction, AccountCard, AccountsPage, Menu, MenuAc
 from bot.handlers.base import RouterSpec, actor, show
 from bot.live import Expectation, StatusWatcher
 from bot.services import BotServices
-from bot.texts import t
+from bot.texts import error_text, t
 from celery_app.account_state import AccountStatus
 
 router = RouterSpec(__name__)
@@ -40,6 +40,10 @@ async def accounts(event: Message | CallbackQuery, fleet: BotServices, lang: str
 @router.callback_query(AccountsPage.filter())
 async def accounts_page(query: CallbackQuery, callback_data: AccountsPage, fleet: BotServices, lang: str) -> None:
     await render_page(query, fleet, lang, callback_data.worker_id, callback_data.page)
+
+
+def error_note(lang: str, error: BaseException) -> str:
+    return t(lang, "account.error", error=error_text(lang, error))
 
 
 async def render_card(
@@ -75,11 +79,11 @@ async def start(
         await fleet.call(service, account_id, actor(query.from_user))
     except WorkerUnavailable as error:
         expectation.cancel()
-        await show(query, *views.when_back(lang, account_id, str(error)))
+        await show(query, *views.when_back(lang, account_id, error_text(lang, error)))
         return
     except AccountError as error:
         expectation.cancel()
-        await render_card(query, fleet, lang, account_id, note=t(lang, "account.error", error=escape(str(error))))
+        await render_card(query, fleet, lang, account_id, note=error_note(lang, error))
         return
     follow_up(show_outcome(query, fleet, lang, account_id, expectation))
 
@@ -120,7 +124,7 @@ async def stop(query: CallbackQuery, callback_data: AccountCard, fleet: BotServi
     try:
         await fleet.call(fleet.accounts.stop, callback_data.id, actor(query.from_user))
     except AccountError as error:
-        await render_card(query, fleet, lang, callback_data.id, note=t(lang, "account.error", error=escape(str(error))))
+        await render_card(query, fleet, lang, callback_data.id, note=error_note(lang, error))
         return
     await render_card(query, fleet, lang, callback_data.id)
 
@@ -139,7 +143,7 @@ async def move_to(query: CallbackQuery, callback_data: MoveTo, fleet: BotService
     try:
         result = await fleet.call(fleet.accounts.move, callback_data.id, target, actor(query.from_user))
     except AccountError as error:
-        await render_card(query, fleet, lang, callback_data.id, note=t(lang, "account.error", error=escape(str(error))))
+        await render_card(query, fleet, lang, callback_data.id, note=error_note(lang, error))
         return
     await render_card(
         query, fleet, lang, callback_data.id, note=t(lang, "account.moved", message=escape(result.message))

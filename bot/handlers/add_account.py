@@ -8,7 +8,6 @@ Every step validates and asks again with the reason; /cancel works anywhere.
 from __future__ import annotations
 
 import contextlib
-from html import escape
 
 from aiogram import Bot, F
 from aiogram.exceptions import TelegramBadRequest
@@ -22,7 +21,7 @@ from bot import views
 from bot.callbacks import Menu, MenuAction, WizardMethod, WizardWorker
 from bot.handlers.base import RouterSpec, actor, show
 from bot.services import BotServices
-from bot.texts import t
+from bot.texts import error_text, t
 from celery_app.sessions import MAX_SESSION_FILE_BYTES
 from celery_app.validation import InvalidValue, normalize_phone, validate_api_hash, validate_api_id
 
@@ -85,7 +84,7 @@ async def got_phone(message: Message, state: FSMContext, lang: str) -> None:
     try:
         phone = normalize_phone(message.text or "")
     except InvalidValue as error:
-        await message.answer(t(lang, "wizard.retry", error=escape(str(error))))
+        await message.answer(t(lang, "wizard.retry", error=error_text(lang, error)))
         return
     await state.update_data(phone=phone)
     await state.set_state(AddAccount.api_id)
@@ -97,7 +96,7 @@ async def got_api_id(message: Message, state: FSMContext, lang: str) -> None:
     try:
         api_id = validate_api_id(message.text or "")
     except InvalidValue as error:
-        await message.answer(t(lang, "wizard.retry", error=escape(str(error))))
+        await message.answer(t(lang, "wizard.retry", error=error_text(lang, error)))
         return
     await state.update_data(api_id=api_id)
     await state.set_state(AddAccount.api_hash)
@@ -109,7 +108,7 @@ async def got_api_hash(message: Message, state: FSMContext, fleet: BotServices, 
     try:
         api_hash = validate_api_hash(message.text or "")
     except InvalidValue as error:
-        await message.answer(t(lang, "wizard.retry", error=escape(str(error))))
+        await message.answer(t(lang, "wizard.retry", error=error_text(lang, error)))
         return
     await _delete(message)  # an API hash is a credential: do not leave it in the chat
     data = await state.get_data()
@@ -130,7 +129,7 @@ async def got_api_hash(message: Message, state: FSMContext, fleet: BotServices, 
         )
     except (AccountError, LoginError) as error:
         await state.clear()
-        await message.answer(t(lang, "wizard.failed", error=escape(str(error))))
+        await message.answer(t(lang, "wizard.failed", error=error_text(lang, error)))
         return
     await state.update_data(login_id=step.login_id)
     await state.set_state(AddAccount.code)
@@ -148,10 +147,10 @@ async def _login_step(message: Message, state: FSMContext, fleet: BotServices, l
         step = await fleet.call(call, data["login_id"], text)
     except LoginError as error:
         if error.retry:
-            await message.answer(t(lang, "wizard.retry", error=escape(str(error))))
+            await message.answer(t(lang, "wizard.retry", error=error_text(lang, error)))
             return
         await state.clear()
-        await message.answer(t(lang, "wizard.failed", error=escape(str(error))))
+        await message.answer(t(lang, "wizard.failed", error=error_text(lang, error)))
         return
     if step.state == "password_needed":
         await state.set_state(AddAccount.password)
@@ -187,7 +186,7 @@ async def _import(
             actor=actor(message.from_user),
         )
     except AccountError as error:
-        await message.answer(t(lang, "wizard.retry", error=escape(str(error))))
+        await message.answer(t(lang, "wizard.retry", error=error_text(lang, error)))
         return
     await _done(message, state, fleet, lang, view)
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from backend.errors import DOMAIN_ERRORS
 from bot.handlers.base import RouterSpec
-from bot.texts import DEFAULT_LANGUAGE, t
+from bot.texts import DEFAULT_LANGUAGE, error_text, t
 
 log = logging.getLogger(__name__)
 router = RouterSpec(__name__)
@@ -23,7 +23,7 @@ router = RouterSpec(__name__)
 async def on_error(event: ErrorEvent, lang: str = DEFAULT_LANGUAGE) -> bool:
     error = event.exception
     if isinstance(error, DOMAIN_ERRORS):
-        text = t(lang, "account.error", error=escape(str(error)))
+        text = t(lang, "account.error", error=error_text(lang, error))
     elif isinstance(error, RedisError | SQLAlchemyError):
         log.error("service unavailable while handling an update: %s", error)
         text = t(lang, "unavailable", error=escape(error.__class__.__name__))

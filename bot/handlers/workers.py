@@ -15,7 +15,7 @@ from bot import views
 from bot.callbacks import Menu, MenuAction, WorkerAction, WorkerCard, WorkersPage
 from bot.handlers.base import RouterSpec, actor, show
 from bot.services import BotServices
-from bot.texts import t
+from bot.texts import error_text, t
 
 router = RouterSpec(__name__)
 PER_PAGE = 10
@@ -89,7 +89,7 @@ async def add_worker_name(message: Message, state: FSMContext, lang: str) -> Non
     try:
         name = validate_worker_name((message.text or "").strip())
     except InvalidInput as error:
-        await message.answer(t(lang, "wizard.retry", error=escape(str(error))))
+        await message.answer(t(lang, "wizard.retry", error=error_text(lang, error)))
         return
     await state.update_data(worker_name=name)
     await state.set_state(AddWorker.address)
@@ -103,7 +103,7 @@ async def add_worker_address(message: Message, state: FSMContext, fleet: BotServ
         address = validate_address(message.text or "")
         await fleet.call(fleet.workers.add_worker, name, address, actor(message.from_user))
     except (InvalidInput, ValueError) as error:
-        await message.answer(t(lang, "wizard.retry", error=escape(str(error))))
+        await message.answer(t(lang, "wizard.retry", error=error_text(lang, error)))
         return
     await state.clear()
     await message.answer(t(lang, "worker.added", name=escape(name)))
