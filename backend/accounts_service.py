@@ -343,9 +343,6 @@ class AccountService:
         actor: str,
     ) -> AccountView:
         """Store an existing session on a worker (nothing is sent to Telegram). The phone is required."""
-        normalized_phone, checked_api_id, checked_hash = self._credentials(phone, api_id, api_hash)
-        if normalized_phone is None:
-            raise AccountError("the phone number of the imported account is required (--phone)")
         try:
             if session_file is not None:
                 string = session_file_to_string(session_file)
@@ -356,6 +353,9 @@ class AccountService:
                 raise AccountError("give a session string or a .session file", "session")
         except InvalidValue as error:
             raise AccountError(str(error), "session", detail=str(error)) from None
+        normalized_phone, checked_api_id, checked_hash = self._credentials(phone, api_id, api_hash)
+        if normalized_phone is None:
+            raise AccountError("the phone number of the imported account is required (--phone)", "phone")
         proxy_enc = self._validated_proxy(proxy)
         box = self.box
         with self.sessions.begin() as session:

@@ -305,7 +305,12 @@ def import_accounts(
                 if start_now:
                     service.start(view.id, actor())
             except AccountError as error:
-                failures.append((path.name, str(error)))
+                reason = str(error)
+                if error.code == "phone" and not file_phone:
+                    reason = (
+                        f'no phone: name the file after it (79991234567.session) or add {path.stem}.json with "phone"'
+                    )
+                failures.append((path.name, reason))
     click.echo(f"imported {len(imported)} of {len(files)} session file(s) onto {worker}")
     for name, reason in failures:
         click.echo(f"  skipped {name}: {reason}")

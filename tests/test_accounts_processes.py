@@ -355,3 +355,47 @@ def test_forged_task_payloads_get_clear_errors(stack: Stack, telegram: Script, r
 def _no_leftover_clients(redis_client: Redis) -> Iterator[None]:
     yield
     assert redis_client.lrange(VIOLATIONS, 0, -1) == []
+
+
+def test_a_folder_of_session_files_imports_in_bulk(stack: Stack, telegram: Script, tmp_path: Path) -> None:
+    from telethon.crypto import AuthKey
+    from telethon.sessions import SQLiteSession
+
+    stack.start_worker("w1")
+    online(stack, "w1")
+    stack.cli("add", "w1", "--address", "x")
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    for index, name in enumerate(("79990000001", "79990000002", "acc-three", "nophone")):
+        session = SQLiteSession(str(folder / f"{name}.session"))
+        session.set_dc(2, "127.0.0.1", 443)
+        session.auth_key = AuthKey(bytes([index + 1]) * 256)
+        session.save()
+        session.close()
+    (folder / "acc-three.json").write_text(json.dumps({"phone": "+79990000003", "app_id": 777, "app_hash": "f" * 32}))
+    (folder / "broken.session").write_bytes(b"not sqlite")
+    result = stack.cli(
+        "accounts", "import", "--worker", "w1", "--folder", str(folder), "--api-id", "12345", "--api-hash", API_HASH
+    )
+    assert result.returncode == 1  # one file could not be imported, and the exit code says so
+    assert "imported 3 of 5 session file(s) onto w1" in result.stdout
+    assert "skipped broken.session: not a Telethon .session file" in result.stdout
+    assert "skipped nophone.session: no phone: name the file after it" in result.stdout
+    assert "importing" in result.stderr  # the progress bar
+    listed = {a["phone"]: a for a in stack.cli_json("accounts", "list")}
+    assert set(listed) == {"+7 *** ***-00-01", "+7 *** ***-00-02", "+7 *** ***-00-03"}
+    assert listed["+7 *** ***-00-03"]["api_id"] == 777  # from its sidecar
+
+
+def test_start_all_and_stop_all_of_a_worker(stack: Stack, telegram: Script, redis_client: Redis) -> None:
+    stack.start_backend()
+    stack.start_worker("w1")
+    online(stack, "w1")
+    ids = [import_account(stack, "w1", f"+1555000900{i}") for i in range(3)]
+    started = stack.cli("accounts", "start-all", "--worker", "w1")
+    assert started.returncode == 0 and started.stdout.count("account") == 3
+    wait_until(lambda: all(status_of(stack, i)[0] == "running" for i in ids), 15, message="all running")
+    stopped = stack.cli("accounts", "stop-all", "--worker", "w1")
+    assert stopped.returncode == 0
+    assert all(status_of(stack, i)[0] == "stopped" for i in ids)
+    assert redis_client.keys("fake:connected:*") == []

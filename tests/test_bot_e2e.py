@@ -172,3 +172,35 @@ def test_a_session_file_sent_as_a_document_is_imported(stack: Stack, api: BotApi
     assert [a["phone"] for a in accounts] == ["+7 *** ***-11-22"] and accounts[0]["has_session"]
     deleted = [c for c in api.core.calls if c.method == "deleteMessage"]
     assert len(deleted) >= 2  # the API hash and the session file left the chat
+
+
+def test_an_admin_logs_an_account_in_with_code_and_2fa(stack: Stack, api: BotApiStandIn, telegram) -> None:
+    telegram.set("+79995550011", login={"code": "24680", "password": "s3cret-pass"})
+    stack.start_backend()
+    stack.start_worker("w1")
+    online(stack, "w1")
+    start_bot(stack, api)
+    admin = api_chat(api, ADMIN)
+    admin.send("/add")
+    admin.click("w1")
+    admin.click("Войти по коду")
+    admin.send("+7 999 555-00-11")
+    admin.send("12345")
+    admin.send("0123456789abcdef0123456789abcdef")
+    prompt = api.core.wait_for(lambda c: c.method == "sendMessage" and "через пробелы" in c.params.get("text", ""), 20)
+    assert "1 2 3 4 5" in prompt.params["text"]
+    admin.send("1 1 1 1 1")
+    api.core.wait_for(lambda c: c.method == "sendMessage" and "Неверный код" in c.params.get("text", ""), 15)
+    admin.send("2 4 6 8 0")
+    api.core.wait_for(lambda c: c.method == "sendMessage" and "двухэтапная проверка" in c.params.get("text", ""), 15)
+    mark = len(api.core.calls)
+    password_message = admin.send("s3cret-pass")
+    done = api.core.wait_for(
+        lambda c: c.method == "sendMessage" and "✅ Аккаунт добавлен" in c.params.get("text", ""), 20
+    )
+    assert "+7 *** ***-00-11" in done.params["text"] and "@user0011" in done.params["text"]
+    deletions = [c for c in api.core.calls[mark:] if c.method == "deleteMessage"]
+    assert deletions, "the message with the password was not deleted"
+    assert password_message is not None
+    # The bot never repeats the password (the stand-in records only what the bot sent).
+    assert "s3cret-pass" not in json.dumps([c.params for c in api.core.calls])

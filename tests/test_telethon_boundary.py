@@ -128,3 +128,17 @@ def test_a_real_client_against_a_hung_server_times_out(
 def test_a_real_login_that_cannot_connect_says_so(real_manager: AccountManager) -> None:
     outcome = real_manager.send_code(real_manager.new_login_id(), ClientSpec(0, "+15550000001", 12345, API_HASH, ""))
     assert outcome.state == "failed" and outcome.error == "network" and "cannot reach Telegram" in outcome.message
+
+
+def test_a_custom_server_public_key_is_loaded(tmp_path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa as crypto_rsa
+    from telethon.crypto import rsa
+
+    key = crypto_rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+    path = tmp_path / "server.pub"
+    path.write_bytes(pem)
+    before = set(rsa._server_keys)
+    telethon_factory(MTProtoEndpoint(2, "127.0.0.1", 1, str(path)))
+    assert len(set(rsa._server_keys) - before) == 1

@@ -47,7 +47,7 @@ def load_public_key(path: str) -> None:
     from telethon.crypto import rsa
 
     with open(path) as handle:
-        rsa.add_key(handle.read())
+        rsa.add_key(handle.read(), old=False)  # a current key (RSA_PAD), not a legacy one
     log.info("using the MTProto server public key from %s", path)
 
 
