@@ -280,6 +280,7 @@ def import_accounts(
             actor=actor(),
         )
         click.echo(f"imported account {view.id} ({view.phone_masked}) on {view.worker}")
+        _check_on_worker(service, view.id)
         if start_now:
             click.echo(service.start(view.id, actor()).message)
         return
@@ -316,6 +317,20 @@ def import_accounts(
         click.echo(f"  skipped {name}: {reason}")
     if failures:
         sys.exit(1)
+
+
+def _check_on_worker(service: Any, account_id: int) -> None:
+    """Ask the worker whether it can read the session (same SECRET_KEY); a warning, not a failure."""
+    from backend.accounts_service import AccountError, WorkerUnavailable
+    from backend.dispatch import WorkerDidNotAnswer
+
+    try:
+        service.check_session_on_worker(account_id)
+        click.echo("the worker can read the session")
+    except WorkerUnavailable:
+        click.echo("(the worker is not online: the session will be checked when it starts)")
+    except (AccountError, WorkerDidNotAnswer) as error:
+        click.echo(f"warning: {error}", err=True)
 
 
 @accounts.command("login")

@@ -52,6 +52,7 @@ def import_account(stack: Stack, worker: str, phone: str, *extra: str) -> int:
         *extra,
     )
     assert result.returncode == 0, result.stderr
+    assert "the worker can read the session" in result.stdout or "not online" in result.stdout
     return int(result.stdout.split("imported account ")[1].split()[0])
 
 
@@ -73,6 +74,25 @@ def test_import_start_show_stop_from_the_cli(stack: Stack, telegram: Script, red
     stack.start_worker("w1")
     online(stack, "w1")
     account_id = import_account(stack, "w1", "+15550001001")
+    checked = stack.cli("accounts", "show", str(account_id))
+    assert checked.returncode == 0
+    foreign = stack.cli(
+        "accounts",
+        "import",
+        "--worker",
+        "w1",
+        "--session-string",
+        session_for("+15550001002"),
+        "--api-id",
+        "1",
+        "--api-hash",
+        API_HASH,
+        "--phone",
+        "+15550001002",
+        env={"SECRET_KEY": "another-secret-key-0123456789abcdefghijkl"},
+    )
+    assert foreign.returncode == 0 and "warning: worker 'w1' cannot use this session" in foreign.stderr
+    assert "another SECRET_KEY" in foreign.stderr
     started = stack.cli("accounts", "start", str(account_id))
     assert started.returncode == 0, started.stderr
     assert "is running as @user1001" in started.stdout
