@@ -239,10 +239,10 @@ class FleetService:
     def workers_page(self, page: int, per_page: int = 10, active_only: bool = False) -> WorkersPage:
         """One page of workers with live status: one query for the page, one for its counts, one Redis trip."""
         with self.sessions() as session:
-            total = ops.workers_page(session, 0, 0, active_only)[1]
+            total = ops.count_workers(session, active_only)
             pages = max(1, -(-total // per_page))
             page = min(max(0, page), pages - 1)
-            workers, _ = ops.workers_page(session, page * per_page, per_page, active_only)
+            workers = ops.workers_page(session, page * per_page, per_page, active_only)
             counts = self.account_counter(session, [w.id for w in workers])
         snapshot = presence.read_heartbeats(self.redis, [w.name for w in workers])
         return WorkersPage([self._view(w, snapshot, counts) for w in workers], page, pages, total)

@@ -107,14 +107,19 @@ def list_workers(session: Session, active_only: bool = False) -> Sequence[Worker
     return session.scalars(query).all()
 
 
-def workers_page(session: Session, offset: int, limit: int, active_only: bool = False) -> tuple[Sequence[Worker], int]:
-    """One page of workers by name, and how many there are."""
-    query = select(Worker).order_by(Worker.name).offset(offset).limit(limit)
-    count = select(func.count(Worker.id))
+def count_workers(session: Session, active_only: bool = False) -> int:
+    query = select(func.count(Worker.id))
     if active_only:
         query = query.where(Worker.is_active.is_(True))
-        count = count.where(Worker.is_active.is_(True))
-    return session.scalars(query).all(), int(session.scalar(count) or 0)
+    return int(session.scalar(query) or 0)
+
+
+def workers_page(session: Session, offset: int, limit: int, active_only: bool = False) -> Sequence[Worker]:
+    """One page of workers, by name."""
+    query = select(Worker).order_by(Worker.name).offset(offset).limit(limit)
+    if active_only:
+        query = query.where(Worker.is_active.is_(True))
+    return session.scalars(query).all()
 
 
 def workers_by_ids(session: Session, worker_ids: list[int]) -> Sequence[Worker]:
