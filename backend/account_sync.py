@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from backend.accounts_service import account_spec
 from backend.dispatch import Dispatcher
 from celery_app.account_state import RESTARTABLE, AccountState
-from celery_app.contract import StartAccount, TaskName
+from celery_app.contract import MAX_BATCH, AccountSpec, StartAccounts, TaskName
 from celery_app.events import WireEvent
 from database import operations as ops
-from database.models import Account, Worker
+from database.models import Worker
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +63,17 @@ class AccountSync:
         """Start what should run on these online, active workers (id -> name); returns how many were sent."""
         names = workers if isinstance(workers, dict) else {w.id: w.name for w in workers}
         now = time.monotonic()
-        sent = 0
+        by_worker: dict[str, list[AccountSpec]] = {}
         for account in ops.accounts_wanting_start(session, list(names), [s.value for s in RESTARTABLE]):
-            if now - self._last_start.get(account.id, -1e9) < self.cooldown:
+            if now - self._last_start.get(account.id, -1e9) < self.cooldown or account.worker_id is None:
                 continue
             self._last_start[account.id] = now
-            self.dispatcher.send(names[account.worker_id], TaskName.START_ACCOUNT, self._payload(account))  # type: ignore[index]
-            sent += 1
+            by_worker.setdefault(names[account.worker_id], []).append(account_spec(account))
+        for worker, specs in by_worker.items():
+            for start in range(0, len(specs), MAX_BATCH):
+                batch = StartAccounts(specs=specs[start : start + MAX_BATCH], wait_for_lease=self.lease_wait)
+                self.dispatcher.send(worker, TaskName.START_ACCOUNTS, batch)
+        sent = sum(len(specs) for specs in by_worker.values())
         if sent:
             log.info("resuming %d account(s) that should be running", sent)
         return sent
-
-    def _payload(self, account: Account) -> StartAccount:
-        return StartAccount(spec=account_spec(account), wait_for_lease=self.lease_wait)

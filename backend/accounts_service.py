@@ -24,12 +24,14 @@ from backend.fleet import EventView, iso_utc
 from celery_app import keys, presence
 from celery_app.account_state import AccountState, AccountStatus
 from celery_app.contract import (
+    MAX_BATCH,
     AccountRef,
     AccountSpec,
     CheckSession,
     LoginRef,
     SendLoginCode,
     StartAccount,
+    StartAccounts,
     SubmitLoginCode,
     SubmitLoginPassword,
     TaskName,
@@ -50,6 +52,7 @@ from database.models import Account, DesiredState, FleetEventKind, Worker
 
 LOGIN_TTL_SECONDS = 300
 STOP_TIMEOUT = 30.0
+BULK_TIMEOUT = 120.0
 START_ANSWER_TIMEOUT = 15.0
 LOGIN_CALL_TIMEOUT = 60.0
 
@@ -612,17 +615,54 @@ class AccountService:
         return ActionResult(account_id, f"account {account_id} removed and its secrets wiped", name is not None)
 
     def bulk(self, worker: str, desired: DesiredState, actor: str, when_back: bool = False) -> list[ActionResult]:
-        """Start or stop every account of a worker."""
-        with self.sessions() as session:
-            target = ops.get_worker(session, worker)
-            ids = [a.id for a in ops.list_accounts(session, worker_id=target.id)]
-        results = []
-        for account_id in ids:
-            try:
-                if desired is DesiredState.RUNNING:
-                    results.append(self.start(account_id, actor, when_back=when_back))
-                else:
+        """Start or stop every account of a worker; starts go in batches (one message per MAX_BATCH accounts)."""
+        if desired is DesiredState.STOPPED:
+            with self.sessions() as session:
+                ids = [a.id for a in ops.list_accounts(session, worker_id=ops.get_worker(session, worker).id)]
+            results = []
+            for account_id in ids:
+                try:
                     results.append(self.stop(account_id, actor))
-            except AccountError as error:
-                results.append(ActionResult(account_id, str(error), False))
-        return results
+                except AccountError as error:
+                    results.append(ActionResult(account_id, str(error), False))
+            return results
+        results: list[ActionResult] = []
+        specs: list[AccountSpec] = []
+        with self.sessions.begin() as session:
+            target = ops.get_worker(session, worker)
+            try:
+                self._usable_worker(session, worker)
+                usable = True
+            except WorkerUnavailable:
+                if not when_back:
+                    raise
+                usable = False
+            for account in ops.list_accounts(session, worker_id=target.id):
+                if account.session_enc is None:
+                    results.append(
+                        ActionResult(account.id, f"account {account.id} has no session: log in first", False)
+                    )
+                    continue
+                ops.set_desired_state(session, account, DesiredState.RUNNING, actor)
+                if usable:
+                    specs.append(account_spec(account))
+                else:
+                    results.append(
+                        ActionResult(account.id, f"account {account.id} will start when {worker!r} is back", False)
+                    )
+        for start in range(0, len(specs), MAX_BATCH):
+            batch = specs[start : start + MAX_BATCH]
+            try:
+                answer = self.dispatcher.call(worker, TaskName.START_ACCOUNTS, StartAccounts(specs=batch), BULK_TIMEOUT)
+            except WorkerDidNotAnswer as error:
+                results += [ActionResult(s.account_id, f"{error}; the backend will retry", False) for s in batch]
+                continue
+            for item in answer.get("results", []):
+                account_id = int(item["account_id"])
+                verb = "starting" if item.get("ok") else "not started"
+                results.append(
+                    ActionResult(
+                        account_id, f"account {account_id}: {verb} ({item.get('detail', '')})", bool(item.get("ok"))
+                    )
+                )
+        return sorted(results, key=lambda result: result.account_id)

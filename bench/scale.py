@@ -1,7 +1,8 @@
 """Benchmark: one worker, 1,000 accounts on fake clients — time to start all and the worker's memory.
 
-Part 1 (the bar): a real `run_worker.py` process with WORKER_THREADS=4 on an embedded Redis; 1,000 start
-tasks are sent by name to its queue and the clock stops when Redis shows all 1,000 `running`. Part 2 (the
+Part 1 (the bar): a real `run_worker.py` process with WORKER_THREADS=4 on an embedded Redis; the starts are
+sent by name to its queue in batches (as `accounts start-all` and a worker's resume send them) and the clock
+stops when Redis shows all 1,000 `running`. Part 2 (the
 comparison, same run): the account manager alone in a child process, 4 loop threads vs one thread (and loop)
 per account, started directly. Fake clients take FAKE_TELEGRAM_DELAY (default 50 ms) to connect.
 Bar: start-all <= 5 s and RSS <= 300 MB.
@@ -25,7 +26,7 @@ from redis import Redis
 
 from backend.dispatch import Dispatcher
 from bench.common import API_HASH, ROOT, SECRET_KEY, rss_mb, start_worker, stop, worker_env
-from celery_app.contract import AccountSpec, StartAccount, TaskName
+from celery_app.contract import MAX_BATCH, AccountSpec, StartAccounts, TaskName
 from celery_app.crypto import SecretBox
 from scripts.embedded_redis import EmbeddedRedis
 from tests.support.fake_telegram import session_for
@@ -58,24 +59,23 @@ def real_worker(server: EmbeddedRedis, accounts: int, threads: int, workdir: Pat
     try:
         box = SecretBox(SECRET_KEY)
         api_hash_enc = box.encrypt(API_HASH)
-        payloads = [
-            StartAccount(
-                spec=AccountSpec(
-                    account_id=i + 1,
-                    phone=f"+1555{i:07d}",
-                    api_id=12345,
-                    api_hash_enc=api_hash_enc,
-                    session_enc=box.encrypt(session_for(f"+1555{i:07d}")),
-                )
+        specs = [
+            AccountSpec(
+                account_id=i + 1,
+                phone=f"+1555{i:07d}",
+                api_id=12345,
+                api_hash_enc=api_hash_enc,
+                session_enc=box.encrypt(session_for(f"+1555{i:07d}")),
             )
             for i in range(accounts)
         ]
         dispatcher = Dispatcher(server.url)
         idle_rss = rss_mb(worker.pid)
         started = time.perf_counter()
-        for payload in payloads:
-            dispatcher.send("scale", TaskName.START_ACCOUNT, payload)
-        wait_all_running(redis, [p.spec.account_id for p in payloads])
+        # As `accounts start-all` and a worker's resume send them: MAX_BATCH starts per message.
+        for first in range(0, len(specs), MAX_BATCH):
+            dispatcher.send("scale", TaskName.START_ACCOUNTS, StartAccounts(specs=specs[first : first + MAX_BATCH]))
+        wait_all_running(redis, [spec.account_id for spec in specs])
         elapsed = time.perf_counter() - started
         time.sleep(0.5)
         return elapsed, max(idle_rss, rss_mb(worker.pid))

@@ -29,6 +29,7 @@ def queue_for(worker_name: str) -> str:
 class TaskName(enum.StrEnum):
     PING = "fleet.ping"
     START_ACCOUNT = "fleet.account.start"
+    START_ACCOUNTS = "fleet.account.start_many"
     STOP_ACCOUNT = "fleet.account.stop"
     RESTART_ACCOUNT = "fleet.account.restart"
     ACCOUNT_STATUS = "fleet.account.status"
@@ -95,6 +96,16 @@ class StartAccount(Payload):
     wait_for_lease: float = Field(default=0.0, ge=0, le=300)
 
 
+MAX_BATCH = 500
+
+
+class StartAccounts(Payload):
+    """Many starts in one message (bulk start, a restarted worker's accounts)."""
+
+    specs: Annotated[list[AccountSpec], Field(min_length=1, max_length=MAX_BATCH)]
+    wait_for_lease: float = Field(default=0.0, ge=0, le=300)
+
+
 class AccountRef(Payload):
     account_id: AccountId
 
@@ -104,6 +115,10 @@ class CommandResult(Payload):
     account_id: int
     status: str
     detail: str = ""
+
+
+class CommandResults(Payload):
+    results: list[CommandResult]
 
 
 class AccountStateView(Payload):

@@ -362,6 +362,8 @@ def test_forged_task_payloads_get_clear_errors(stack: Stack, telegram: Script, r
     )
     answer = forged.get(timeout=10)
     assert answer["error"] == "invalid_payload" and "sudo: Extra inputs are not permitted" in answer["message"]
+    empty_batch = app.send_task(TaskName.START_ACCOUNTS.value, args=[{"specs": []}], queue="worker.w1").get(timeout=10)
+    assert empty_batch["error"] == "invalid_payload" and "specs" in empty_batch["message"]
     no_args = app.send_task(TaskName.STOP_ACCOUNT.value, args=[], queue="worker.w1").get(timeout=10)
     assert no_args["error"] == "invalid_payload"
     pickled = app.send_task(

@@ -17,6 +17,7 @@ from celery_app.contract import (
     CheckSession,
     CheckSessionResult,
     CommandResult,
+    CommandResults,
     InvalidPayload,
     LoginRef,
     LoginResult,
@@ -24,6 +25,7 @@ from celery_app.contract import (
     PingResult,
     SendLoginCode,
     StartAccount,
+    StartAccounts,
     SubmitLoginCode,
     SubmitLoginPassword,
     parse_payload,
@@ -71,6 +73,23 @@ class WorkerRuntime:
         return CommandResult(
             ok=outcome.ok, account_id=account_id, status=outcome.status, detail=outcome.detail
         ).model_dump()
+
+    def start_many(self, raw: Any) -> Answer:
+        payload = parse_payload(StartAccounts, raw)
+        if isinstance(payload, InvalidPayload):
+            return payload.model_dump()
+        assert isinstance(payload, StartAccounts)
+        results = []
+        for item in payload.specs:
+            try:
+                outcome = self.manager.start(self._client_spec(item), payload.wait_for_lease)
+                result = CommandResult(
+                    ok=outcome.ok, account_id=item.account_id, status=outcome.status, detail=outcome.detail
+                )
+                results.append(result)
+            except (SecretError, InvalidValue) as error:
+                results.append(CommandResult(ok=False, account_id=item.account_id, status="error", detail=str(error)))
+        return CommandResults(results=results).model_dump()
 
     def stop(self, raw: Any) -> Answer:
         payload = parse_payload(AccountRef, raw)

@@ -22,6 +22,10 @@ def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
     def start_account(payload: Any = None) -> Answer:
         return runtime.start(payload)
 
+    @task(TaskName.START_ACCOUNTS)
+    def start_accounts(payload: Any = None) -> Answer:
+        return runtime.start_many(payload)
+
     @task(TaskName.RESTART_ACCOUNT)
     def restart_account(payload: Any = None) -> Answer:
         return runtime.start(payload, restart=True)
