@@ -225,12 +225,13 @@ class WorkerSettings:
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """What `run_backend.py` needs: the database, Redis and fleet timing."""
+    """What `run_backend.py` needs: the database, Redis, fleet timing and how long to keep history."""
 
     database_url: str
     redis_url: str
     timing: FleetTiming
     log_level: str
+    event_retention_days: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -276,8 +277,21 @@ def load_worker_settings() -> WorkerSettings:
 
 def load_backend_settings() -> BackendSettings:
     return BackendSettings(
-        database_url=_database_url(), redis_url=_redis_url(), timing=_fleet_timing(), log_level=_log_level()
+        database_url=_database_url(),
+        redis_url=_redis_url(),
+        timing=_fleet_timing(),
+        log_level=_log_level(),
+        event_retention_days=_retention_days(),
     )
+
+
+def _retention_days() -> float:
+    value = _raw("EVENT_RETENTION_DAYS")
+    if value is None:
+        return 30.0
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= 36500:
+        raise ConfigError(f"EVENT_RETENTION_DAYS must be a whole number of days from 1 to 36500, got {value!r}")
+    return float(value)
 
 
 def load_cli_settings() -> CliSettings:

@@ -29,6 +29,9 @@ def main() -> int:
     except ServiceUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 69
+    except ConfigError as error:  # a schema upgrade that needs a setting
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     except TelegramUnauthorizedError:
         print("error: Telegram rejected TG_BOT_TOKEN (check it with @BotFather)", file=sys.stderr)
         return EXIT_CONFIG

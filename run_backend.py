@@ -50,10 +50,15 @@ def main(argv: list[str]) -> int:
     except ServiceUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 69
+    except ConfigError as error:  # a schema upgrade that needs a setting (SECRET_KEY)
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     redis = connect_redis(settings.redis_url, check=False)
     dispatcher = Dispatcher(settings.redis_url)
     accounts = AccountSync(dispatcher, lease_wait=settings.timing.offline_after + 5, cooldown=max(3 * interval, 15.0))
-    reconciler = Reconciler(redis, sessions, settings.timing.offline_after, accounts)
+    reconciler = Reconciler(
+        redis, sessions, settings.timing.offline_after, accounts, retention_days=settings.event_retention_days
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

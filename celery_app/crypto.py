@@ -1,12 +1,17 @@
-"""Encryption of secrets (sessions, API hashes, passwords, proxy credentials) at rest and on the wire.
+"""Encryption of secrets and identities (sessions, API hashes, passwords, proxy credentials, phone numbers) at
+rest and on the wire.
 
 Fernet (AES-128-CBC + HMAC-SHA256) with a key derived from SECRET_KEY by HKDF, so any long random string
-works as SECRET_KEY. The control host and every worker share the same SECRET_KEY.
+works as SECRET_KEY. The control host and every worker share the same SECRET_KEY. A phone number is also
+stored as a keyed hash (`lookup`, HMAC-SHA256 under another derived key), so that "is this phone known?" is
+answered without storing or decrypting any number.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -14,6 +19,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _SALT = b"tg-fleet-control-plane"
 _INFO = b"fleet-secrets-v1"
+_LOOKUP_INFO = b"fleet-lookup-v1"
 
 
 class SecretError(ValueError):
@@ -24,6 +30,13 @@ class SecretBox:
     def __init__(self, secret_key: str) -> None:
         derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=_INFO).derive(secret_key.encode())
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self._lookup_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=_LOOKUP_INFO).derive(
+            secret_key.encode()
+        )
+
+    def lookup(self, value: str) -> str:
+        """A keyed hash of `value` (64 hex characters): equal values give equal hashes, nothing else leaks."""
+        return hmac.new(self._lookup_key, value.encode(), hashlib.sha256).hexdigest()
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()

@@ -86,13 +86,25 @@ class FleetEventKind(enum.StrEnum):
 
 
 class FleetEvent(Base):
-    """One line of the fleet's history; the bot notifies admins from it (ids only grow)."""
+    """One line of the fleet's history; the bot notifies admins from it (ids only grow).
+
+    The same transition repeated within an hour (a flapping account or worker) is folded into one row:
+    `repeat_count` says how often, `created_at` is the first time and `last_at` the latest (the row moves
+    to the end of the log with a new id, so readers of new events see each repetition once).
+    Rows whose `last_at` is older than EVENT_RETENTION_DAYS are pruned by the backend.
+    """
 
     __tablename__ = "fleet_events"
-    __table_args__ = (Index("ix_fleet_events_subject_id", "subject", "id"),)
+    __table_args__ = (
+        Index("ix_fleet_events_subject_id", "subject", "id"),
+        Index("ix_fleet_events_subject_last_at", "subject", "last_at"),
+        Index("ix_fleet_events_last_at", "last_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    repeat_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     kind: Mapped[str] = mapped_column(String(40))
     subject: Mapped[str] = mapped_column(String(128))
     detail: Mapped[str] = mapped_column(Text, default="")
@@ -105,13 +117,19 @@ class DesiredState(enum.StrEnum):
 
 
 class Account(Base):
-    """A Telegram user account; its secrets are Fernet tokens (see `celery_app.crypto`), never clear text."""
+    """A Telegram user account; its secrets and phone number are Fernet tokens (see `celery_app.crypto`).
+
+    The phone number is kept three ways, none of them clear: encrypted (`phone_enc`, for the worker that
+    logs in), as a keyed hash (`phone_lookup`, unique: "is this number known?") and masked for display.
+    """
 
     __tablename__ = "accounts"
     __table_args__ = (Index("ix_accounts_worker_id_status", "worker_id", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    phone_enc: Mapped[str] = mapped_column(Text)
+    phone_lookup: Mapped[str] = mapped_column(String(64), unique=True)
+    phone_masked: Mapped[str] = mapped_column(String(32))
     api_id: Mapped[int] = mapped_column(Integer)
     api_hash_enc: Mapped[str] = mapped_column(Text)
     session_enc: Mapped[str | None] = mapped_column(Text)

@@ -7,9 +7,10 @@ of statements, not 10,000.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -164,19 +165,93 @@ def last_event_id(session: Session) -> int:
 # --- writes ------------------------------------------------------------------------------------------------
 
 
+# The same transition repeated within this window is folded into one row (see `FleetEvent`).
+FOLD_WINDOW = timedelta(hours=1)
+_SUBJECTS_PER_QUERY = 500
+
+
+def _fold_key(kind: str, subject: str, detail: str, actor: str) -> tuple[str, str, str, str]:
+    """Events that differ only in numbers ("retry 3 in 8 s", "no heartbeat for 61 s") are the same transition."""
+    return kind, subject, re.sub(r"[0-9]+", "#", detail), actor
+
+
 def record_events(session: Session, events: Iterable[NewEvent]) -> None:
-    rows = [
-        {
-            "kind": event.kind,
-            "subject": event.subject,
-            "detail": event.detail,
-            "actor": event.actor,
-            "created_at": event.at or utcnow(),
-        }
-        for event in events
-    ]
-    if rows:
-        session.execute(insert(FleetEvent), rows)
+    """Append events, folding each into an identical one of the same subject from the last FOLD_WINDOW.
+
+    A folded event replaces its earlier row (deleted) with one at the end of the log carrying the count, the
+    first time and the latest time: the table grows with distinct transitions, not with repetitions.
+    """
+    batch = list(events)
+    if not batch:
+        return
+    now = utcnow()
+    times = [event.at or now for event in batch]
+    since = min(times) - FOLD_WINDOW
+    subjects = sorted({event.subject for event in batch})
+    earlier: dict[tuple[str, str, str, str], tuple[int, datetime, datetime, int]] = {}
+    for start in range(0, len(subjects), _SUBJECTS_PER_QUERY):
+        rows = session.execute(
+            select(
+                FleetEvent.id,
+                FleetEvent.kind,
+                FleetEvent.subject,
+                FleetEvent.detail,
+                FleetEvent.actor,
+                FleetEvent.created_at,
+                FleetEvent.last_at,
+                FleetEvent.repeat_count,
+            )
+            .where(FleetEvent.subject.in_(subjects[start : start + _SUBJECTS_PER_QUERY]), FleetEvent.last_at >= since)
+            .order_by(FleetEvent.id)
+        )
+        for row in rows:
+            earlier[_fold_key(row.kind, row.subject, row.detail, row.actor)] = (
+                row.id,
+                row.created_at,
+                row.last_at,
+                row.repeat_count,
+            )
+    replaced: list[int] = []
+    new_rows: list[dict[str, object]] = []
+    position: dict[tuple[str, str, str, str], int] = {}
+    for event, at in zip(batch, times, strict=True):
+        key = _fold_key(event.kind, event.subject, event.detail, event.actor)
+        if key in position:  # repeated within this batch
+            row = new_rows[position[key]]
+            row["repeat_count"] = int(row["repeat_count"]) + 1  # type: ignore[call-overload]
+            row["detail"], row["last_at"] = event.detail, max(at, row["last_at"])  # type: ignore[type-var]
+            continue
+        first, count = at, 1
+        previous = earlier.get(key)
+        if previous is not None and previous[2] >= at - FOLD_WINDOW:
+            replaced.append(previous[0])
+            first, count = min(previous[1], at), previous[3] + 1
+        position[key] = len(new_rows)
+        new_rows.append(
+            {
+                "kind": event.kind,
+                "subject": event.subject,
+                "detail": event.detail,
+                "actor": event.actor,
+                "created_at": first,
+                "last_at": at,
+                "repeat_count": count,
+            }
+        )
+    if replaced:
+        session.execute(
+            delete(FleetEvent).where(FleetEvent.id.in_(replaced)), execution_options={"synchronize_session": False}
+        )
+    session.execute(insert(FleetEvent), new_rows)
+
+
+def prune_events(session: Session, older_than: datetime, limit: int = 5000) -> int:
+    """Delete up to `limit` events whose latest occurrence is older than `older_than`; returns how many."""
+    oldest = select(FleetEvent.id).where(FleetEvent.last_at < older_than).order_by(FleetEvent.id).limit(limit)
+    result = session.execute(
+        delete(FleetEvent).where(FleetEvent.id.in_(oldest)), execution_options={"synchronize_session": False}
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def insert_discovered_workers(session: Session, workers: list[dict[str, object]]) -> None:
@@ -266,8 +341,9 @@ def get_account(session: Session, account_id: int) -> Account:
     return account
 
 
-def find_account_by_phone(session: Session, phone: str) -> Account | None:
-    return session.scalar(select(Account).where(Account.phone == phone))
+def find_account_by_phone(session: Session, phone_lookup: str) -> Account | None:
+    """The account whose phone number has this keyed hash (`SecretBox.lookup`), if any."""
+    return session.scalar(select(Account).where(Account.phone_lookup == phone_lookup))
 
 
 def list_accounts(
@@ -343,7 +419,10 @@ class ReportedState:
 
 
 def apply_account_states(session: Session, states: list[ReportedState]) -> list[tuple[int, str, str]]:
-    """Record reported states (newest per account); returns (account id, old status, new status) changes."""
+    """Record reported states (newest per account); returns (account id, old status, new status) changes.
+
+    A state older than what the record already knows (the scan saw a newer report) is stale and skipped.
+    """
     if not states:
         return []
     newest: dict[int, ReportedState] = {}
@@ -356,6 +435,8 @@ def apply_account_states(session: Session, states: list[ReportedState]) -> list[
         account = accounts.get(account_id)
         if account is None:
             continue
+        if account.status_changed_at is not None and state.at < account.status_changed_at:
+            continue
         if state.user_id is not None:
             account.tg_user_id, account.tg_username, account.tg_name = state.user_id, state.username, state.name
         if account.status != state.status or account.status_detail != state.detail:
@@ -365,15 +446,15 @@ def apply_account_states(session: Session, states: list[ReportedState]) -> list[
                 new_events.append(
                     NewEvent(FleetEventKind.ACCOUNT_STATUS, account_subject(account_id), detail, "worker", state.at)
                 )
-                account.status_changed_at = state.at
             account.status = state.status
             account.status_detail = state.detail
+        account.status_changed_at = state.at
         account.flood_wait_until = state.until
     record_events(session, new_events)
     return changes
 
 
-def mark_accounts_lost(session: Session, worker_ids: list[int], reason: str) -> list[int]:
+def mark_accounts_lost(session: Session, worker_ids: list[int], reason: str, at: datetime | None = None) -> list[int]:
     """Accounts that were live on workers that went offline become `lost`; returns their ids."""
     if not worker_ids:
         return []
@@ -383,31 +464,109 @@ def mark_accounts_lost(session: Session, worker_ids: list[int], reason: str) -> 
         )
     )
     if ids:
-        now = utcnow()
+        when = at or utcnow()
         session.execute(
             update(Account)
             .where(Account.id.in_(ids))
-            .values(status="lost", status_detail=reason, status_changed_at=now)
+            .values(status="lost", status_detail=reason, status_changed_at=when)
         )
         record_events(
             session,
             [
-                NewEvent(FleetEventKind.ACCOUNT_STATUS, account_subject(i), f"lost: {reason}", "backend", now)
+                NewEvent(FleetEventKind.ACCOUNT_STATUS, account_subject(i), f"lost: {reason}", "backend", when)
                 for i in ids
             ],
         )
     return ids
 
 
-def accounts_wanting_start(session: Session, worker_ids: list[int], restartable: Iterable[str]) -> Sequence[Account]:
-    """Accounts that should run on these workers but are not running there."""
-    if not worker_ids:
-        return []
-    return session.scalars(
-        select(Account).where(
-            Account.worker_id.in_(worker_ids),
-            Account.desired_state == DesiredState.RUNNING.value,
-            Account.session_enc.is_not(None),
-            Account.status.in_(list(restartable)),
-        )
-    ).all()
+# One account as the scan compares it: (id, worker id, desired state, status, status changed at, has a session).
+# Plain tuples, and the time as the driver returns it (naive UTC; a string on SQLite), converted only where
+# it is needed (`naive_utc_to_epoch`), because a scan reads the whole fleet.
+AccountRecord = tuple[int, "int | None", str, str, "datetime | str | None", bool]
+
+
+_ACCOUNT_RECORDS_SQL = (
+    "SELECT id, worker_id, desired_state, status, status_changed_at, session_enc IS NOT NULL FROM accounts"
+)
+
+
+def account_records(session: Session) -> Sequence[AccountRecord]:
+    """Every account, in one statement (the whole fleet: the scan is level-triggered).
+
+    Read through the driver's own cursor in the session's transaction: SQLAlchemy's row objects would
+    cost more than the query itself for 100,000 rows.
+    """
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(_ACCOUNT_RECORDS_SQL)
+        return cursor.fetchall()  # type: ignore[no-any-return]
+    finally:
+        cursor.close()
+
+
+def naive_utc_to_epoch(moment: datetime | str | None) -> float | None:
+    """Epoch seconds of a naive UTC time as stored (see `UTCDateTime`)."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return (moment.replace(tzinfo=None) - _EPOCH).total_seconds()
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCorrection:
+    """A recorded status that live state contradicts, with the time the contradicting report was made."""
+
+    account_id: int
+    status: str
+    detail: str
+    at: datetime
+    until: datetime | None = None
+
+
+_STATUS_UPDATE = (
+    update(Account.__table__)
+    .where(Account.__table__.c.id == bindparam("account_id"))
+    .values(
+        status=bindparam("new_status"),
+        status_detail=bindparam("new_detail"),
+        status_changed_at=bindparam("changed_at"),
+        flood_wait_until=bindparam("until"),
+    )
+)
+
+
+def correct_account_statuses(session: Session, corrections: list[StatusCorrection]) -> None:
+    """Write the scan's corrections (one executemany statement) and their events."""
+    if not corrections:
+        return
+    session.connection().execute(
+        _STATUS_UPDATE,
+        [
+            {
+                "account_id": c.account_id,
+                "new_status": c.status,
+                "new_detail": c.detail,
+                "changed_at": c.at,
+                "until": c.until,
+            }
+            for c in corrections
+        ],
+    )
+    record_events(
+        session,
+        [
+            NewEvent(
+                FleetEventKind.ACCOUNT_STATUS,
+                account_subject(c.account_id),
+                c.status + (f": {c.detail}" if c.detail else ""),
+                "backend",
+                c.at,
+            )
+            for c in corrections
+        ],
+    )

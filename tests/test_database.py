@@ -99,3 +99,58 @@ def test_times_round_trip_as_aware_utc(database_url: str) -> None:
     with sessions() as session:
         stored = ops.get_worker(session, "t").last_heartbeat
     assert stored == moment and stored.tzinfo is not None
+
+
+def test_the_migrations_build_exactly_the_models(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from database.models import Base
+
+    engine, _sessions = open_database(database_url)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+
+
+def _upgrade_to(engine, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    command.upgrade(config, revision)
+
+
+def test_upgrading_encrypts_the_phone_numbers_stored_in_clear(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery_app.crypto import SecretBox
+    from config import ConfigError
+
+    engine = create_db_engine(database_url)
+    _upgrade_to(engine, "0003_event_history")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO accounts (phone, api_id, api_hash_enc, worker_id, desired_state, status, status_detail,"
+                " created_at, updated_at) VALUES ('+79991234567', 1, 'h', NULL, 'stopped', 'stopped', '',"
+                " '2026-11-01 00:00:00', '2026-11-01 00:00:00')"
+            )
+        )
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"encrypts the 1 stored phone number\(s\), which needs SECRET_KEY"):
+        ensure_schema(engine)
+    assert current_revision(engine) == "0003_event_history"  # nothing half-done
+    key = "upgrade-secret-key-0123456789abcdefghijkl"
+    monkeypatch.setenv("SECRET_KEY", key)
+    ensure_schema(engine)
+    assert current_revision(engine) == SCHEMA_HEAD
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT phone_enc, phone_lookup, phone_masked FROM accounts")).one()
+        columns = {column["name"] for column in inspect(connection).get_columns("accounts")}
+    box = SecretBox(key)
+    assert box.decrypt(row.phone_enc) == "+79991234567"
+    assert row.phone_lookup == box.lookup("+79991234567") and row.phone_masked == "+7 *** ***-45-67"
+    assert "phone" not in columns
