@@ -5,6 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import asdict, dataclass, field
 
+from redis import Redis
+
+from celery_app import keys
+
 
 class AccountStatus(enum.StrEnum):
     STOPPED = "stopped"
@@ -19,15 +23,30 @@ class AccountStatus(enum.StrEnum):
     LOST = "lost"
 
 
+# Shown (never stored) when no live source can say what an account is doing: its worker is silent.
+UNKNOWN = "unknown"
+
 # Statuses that need an admin (a new login, an appeal, a fix): nobody restarts these automatically.
 NEEDS_ADMIN = frozenset({AccountStatus.UNAUTHORIZED, AccountStatus.BANNED})
-# Statuses after which the backend brings an account back when its desired state is running.
-RESTARTABLE = frozenset({AccountStatus.STOPPED, AccountStatus.LOST})
+# Statuses a runner has while it exists on a worker (a transient error is retried by the runner itself).
+RUNNER_STATUSES = frozenset(
+    {
+        AccountStatus.STARTING,
+        AccountStatus.RUNNING,
+        AccountStatus.STOPPING,
+        AccountStatus.FLOOD_WAIT,
+        AccountStatus.ERROR,
+    }
+)
 
 
 @dataclass(frozen=True)
 class AccountState:
-    """What a worker says about one account; `active` is true while a runner exists for it on that worker."""
+    """What a worker says about one account; `active` is true while a runner exists for it on that worker.
+
+    `run` identifies one runner's life (a restart gets a new one), so a caller can wait for the outcome of
+    its own request; `at` is the worker's clock, `rt` the Redis server time at which the state was written.
+    """
 
     account_id: int
     status: AccountStatus
@@ -39,9 +58,12 @@ class AccountState:
     username: str | None = None
     name: str | None = None
     at: float = field(default=0.0)
+    run: str = ""
+    rt: float = 0.0
 
     def to_fields(self) -> dict[str, str]:
         raw = asdict(self)
+        raw.pop("rt")  # stamped by the writer with Redis server time
         return {
             key: "" if value is None else str(int(value) if isinstance(value, bool) else value)
             for key, value in raw.items()
@@ -61,6 +83,27 @@ class AccountState:
                 username=raw.get("username") or None,
                 name=raw.get("name") or None,
                 at=float(raw.get("at") or 0),
+                run=raw.get("run", ""),
+                rt=float(raw.get("rt") or 0),
             )
         except (KeyError, ValueError):
             return None
+
+
+def read_states(redis: Redis, account_ids: list[int]) -> dict[int, AccountState]:
+    """The status hashes workers wrote for these accounts, in one round trip."""
+    if not account_ids:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for account_id in account_ids:
+        pipe.hgetall(keys.account_status(account_id))
+    states: dict[int, AccountState] = {}
+    for account_id, raw in zip(account_ids, pipe.execute(), strict=True):
+        decoded = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in (raw or {}).items()
+        }
+        state = AccountState.from_fields(decoded) if decoded else None
+        if state is not None:
+            states[account_id] = state
+    return states

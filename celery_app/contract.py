@@ -1,8 +1,9 @@
 """Task names, the per-worker queue, and the payload/result schemas every task is validated against.
 
-Every task takes one JSON object (a `Payload`) and returns one; secrets inside payloads are Fernet tokens
-(`*_enc` fields, see `celery_app.crypto`), never clear text. Unknown fields are refused, so a forged or
-stale payload fails validation with a clear message instead of doing something unexpected.
+Every task takes one JSON object (a `Payload`) and returns one; secrets and phone numbers inside payloads are
+Fernet tokens (`*_enc` fields, see `celery_app.crypto`), never clear text: payloads wait in Redis. Unknown
+fields are refused, so a forged or stale payload fails validation with a clear message instead of doing
+something unexpected.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from celery_app.validation import InvalidValue, normalize_login_code, normalize_phone
+from celery_app.validation import InvalidValue, normalize_login_code
 
 QUEUE_PREFIX = "worker."
 # Commands expire if a worker does not pick them up in time (it was offline): nothing runs stale.
@@ -63,7 +64,6 @@ def _as_value_error(check: Callable[[str], str]) -> Callable[[str], str]:
     return run
 
 
-PhoneNumber = Annotated[str, AfterValidator(_as_value_error(normalize_phone))]
 LoginCode = Annotated[str, AfterValidator(_as_value_error(normalize_login_code))]
 
 
@@ -80,10 +80,10 @@ class PingResult(Payload):
 
 
 class AccountSpec(Payload):
-    """Everything a worker needs to run an account; secrets encrypted."""
+    """Everything a worker needs to run an account; secrets and the phone number encrypted."""
 
     account_id: AccountId
-    phone: PhoneNumber
+    phone_enc: Token
     api_id: ApiId
     api_hash_enc: Token
     session_enc: Token
@@ -115,6 +115,7 @@ class CommandResult(Payload):
     account_id: int
     status: str
     detail: str = ""
+    run: str = ""  # the runner this command started or found: its states carry the same `run`
 
 
 class CommandResults(Payload):
@@ -137,7 +138,7 @@ class AccountList(Payload):
 
 class SendLoginCode(Payload):
     login_id: LoginId
-    phone: PhoneNumber
+    phone_enc: Token
     api_id: ApiId
     api_hash_enc: Token
     proxy_enc: Token | None = None

@@ -2,6 +2,10 @@
 
 An event is `kind`, `subject` (a worker name or an account id) and a small JSON `data` object; its time is
 the stream entry id (Redis server time, ms). Events never carry secrets.
+
+Writers cap the stream (`keys.EVENTS_MAXLEN`) only so it stays bounded when no backend reads it for long;
+in normal operation the backend removes what it has applied (`trim_applied`) and the cap is never reached.
+Events are the fast path: if the cap ever drops unread ones (`unread_were_dropped`), the scan catches up.
 """
 
 from __future__ import annotations
@@ -93,3 +97,57 @@ def read_group(redis: Redis, block_ms: int | None, count: int = 500, pending: bo
 def acknowledge(redis: Redis, events: list[WireEvent]) -> None:
     if events:
         redis.xack(keys.EVENTS_STREAM, keys.EVENTS_GROUP, *[event.stream_id for event in events])
+
+
+def _stream_id(value: object) -> tuple[int, int]:
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    millis, _, sequence = text.partition("-")
+    try:
+        return int(millis), int(sequence or 0)
+    except ValueError:
+        return 0, 0
+
+
+def _our_group(redis: Redis) -> dict[str, Any] | None:
+    from redis.exceptions import ResponseError
+
+    try:
+        groups = redis.xinfo_groups(keys.EVENTS_STREAM)
+    except ResponseError:  # no stream yet
+        return None
+    for group in groups:
+        name = group.get("name")
+        if (name.decode() if isinstance(name, bytes) else name) == keys.EVENTS_GROUP:
+            return dict(group)
+    return None
+
+
+def trim_applied(redis: Redis) -> None:
+    """Drop the entries the backend has read and acknowledged (nothing newer, nothing still pending)."""
+    group = _our_group(redis)
+    if group is None:
+        return
+    bound = _stream_id(group.get("last-delivered-id", "0-0"))
+    if int(group.get("pending") or 0):
+        summary = redis.xpending(keys.EVENTS_STREAM, keys.EVENTS_GROUP)
+        if summary.get("min"):
+            bound = min(bound, _stream_id(summary["min"]))
+    if bound > (0, 0):
+        redis.xtrim(keys.EVENTS_STREAM, minid=f"{bound[0]}-{bound[1]}", approximate=True)
+
+
+def unread_were_dropped(redis: Redis) -> bool:
+    """True when the cap removed entries the backend had not read yet (it was down for long).
+
+    Of all entries ever added, those no longer in the stream were either read (and trimmed by the backend)
+    or dropped unread: more gone than read means some were dropped.
+    """
+    group = _our_group(redis)
+    if group is None:
+        return False
+    try:
+        info = redis.xinfo_stream(keys.EVENTS_STREAM)
+        added, length = int(info["entries-added"]), int(info["length"])
+    except (KeyError, TypeError, ValueError):  # a Redis older than 7.0 does not say
+        return False
+    return added - length > int(group.get("entries-read") or 0)

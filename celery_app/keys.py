@@ -7,6 +7,8 @@ PREFIX = "fleet"
 # Sorted set: worker name -> Redis server time (epoch seconds) of its last heartbeat.
 HEARTBEATS = f"{PREFIX}:heartbeats"
 # Stream of wire events (worker online/offline, account status); read by the backend's consumer group.
+# Writers cap it at EVENTS_MAXLEN only as a memory bound for when no backend reads it for a long time; the
+# backend trims what it has applied. Events are only the fast path: the scan needs none of them.
 EVENTS_STREAM = f"{PREFIX}:events"
 EVENTS_GROUP = "backend"
 EVENTS_CONSUMER = "reconciler"
@@ -35,6 +37,23 @@ def account_lease(account_id: int) -> str:
     return f"{PREFIX}:account:{account_id}:lease"
 
 
-def worker_accounts(name: str) -> str:
-    """Set: the account ids a worker currently hosts."""
-    return f"{PREFIX}:worker:{name}:accounts"
+def worker_report(name: str) -> str:
+    """Hash with expiry, rewritten atomically with every heartbeat: the accounts the worker actually runs.
+
+    Fields: `at` (Redis server time of the heartbeat), `instance`, `accounts` (JSON: status -> account ids).
+    """
+    return f"{PREFIX}:worker:{name}:report"
+
+
+def worker_specs(name: str) -> str:
+    """Hash: account id -> the (encrypted) spec of each account the worker should be running.
+
+    The worker keeps it so that after a crash or a restart it resumes its accounts by itself; the control
+    plane removes an entry when it stops or moves the account.
+    """
+    return f"{PREFIX}:worker:{name}:specs"
+
+
+def worker_rejected(name: str) -> str:
+    """Hash: reason -> how many messages the worker dropped from its queue as malformed or foreign."""
+    return f"{PREFIX}:worker:{name}:rejected"

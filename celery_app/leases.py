@@ -2,7 +2,9 @@
 
 A lease is `keys.account_lease(id)` holding `<worker name>/<instance>` with an expiry; the worker name
 itself is owned by one live instance at a time (`celery_app.presence`). The running worker
-renews all of its leases in one call per heartbeat and stops any client whose lease it no longer holds.
+renews all of its leases in one call per heartbeat and stops any client whose lease another holder has.
+A lease that is simply gone (Redis restarted with empty data) is taken back by the renewal: the client
+running under it is still the only one, and nobody else could have started the account without the lease.
 Acquire, renew and release are atomic scripts: nobody can start an account whose lease another holds.
 """
 
@@ -25,8 +27,11 @@ return {0, current}
 _RENEW = """
 local lost = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
+  local current = redis.call('GET', key)
+  if current == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])
+  elseif not current then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
   else
     table.insert(lost, i)
   end
@@ -56,7 +61,7 @@ def acquire(redis: Redis, account_id: int, holder: str, ttl_seconds: float) -> t
 
 
 def renew(redis: Redis, account_ids: list[int], holder: str, ttl_seconds: float) -> list[int]:
-    """Renew every lease this holder has; returns the account ids whose lease it no longer holds."""
+    """Renew (or take back, if gone) every lease this holder has; returns the ids another holder has now."""
     if not account_ids:
         return []
     lost = redis.eval(

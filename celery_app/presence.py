@@ -21,6 +21,14 @@ class Liveness(enum.StrEnum):
     OFFLINE = "offline"
 
 
+def fence_after(offline_after: float) -> float:
+    """Seconds without contact with Redis after which a worker stops all its clients (half a lease).
+
+    Past this age of its last heartbeat a worker may have fenced itself: what it reported is no longer news.
+    """
+    return offline_after / 2
+
+
 def liveness(last_heartbeat: float | None, now: float, offline_after: float) -> Liveness:
     """Online when the last heartbeat is no older than `offline_after` seconds."""
     if last_heartbeat is None or now - last_heartbeat > offline_after:
@@ -69,12 +77,16 @@ if current and current ~= ARGV[1] and current ~= ARGV[4] then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+redis.call('HSET', KEYS[2], unpack(ARGV, 6))
 local t = redis.call('TIME')
-redis.call('ZADD', KEYS[3], t[1] .. '.' .. string.format('%06d', tonumber(t[2])), ARGV[3])
+local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+redis.call('ZADD', KEYS[3], now, ARGV[3])
+redis.call('HSET', KEYS[4], 'at', now, 'instance', ARGV[1], 'accounts', ARGV[5])
+redis.call('PEXPIRE', KEYS[4], ARGV[2])
 return {1, ''}
 """
 
+# A heartbeat renews the name, records the time and rewrites the report of what runs here, in one step.
 _BEAT = """
 local current = redis.call('GET', KEYS[1])
 if current and current ~= ARGV[1] then
@@ -82,7 +94,10 @@ if current and current ~= ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local t = redis.call('TIME')
-redis.call('ZADD', KEYS[2], t[1] .. '.' .. string.format('%06d', tonumber(t[2])), ARGV[3])
+local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+redis.call('ZADD', KEYS[2], now, ARGV[3])
+redis.call('HSET', KEYS[3], 'at', now, 'instance', ARGV[1], 'accounts', ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
 if current then return 1 end
 return 0
 """
@@ -92,7 +107,7 @@ local current = redis.call('GET', KEYS[1])
 if current ~= ARGV[1] then
   return 0
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
@@ -110,21 +125,28 @@ class RegisterResult:
     holder_instance: str | None = None
 
 
-def register(redis: Redis, info: WorkerInfo, offline_after: float, take_over_from: str = "") -> RegisterResult:
-    """Claim the name for `info.instance` and publish its info and a first heartbeat, atomically."""
+EMPTY_REPORT = "{}"
+
+
+def register(
+    redis: Redis, info: WorkerInfo, offline_after: float, take_over_from: str = "", report: str = EMPTY_REPORT
+) -> RegisterResult:
+    """Claim the name for `info.instance` and publish its info, a first heartbeat and report, atomically."""
     flat: list[str] = []
     for key, value in info.to_redis().items():
         flat += [key, value]
     owner, holder = redis.eval(
         _REGISTER,
-        3,
+        4,
         keys.worker_owner(info.name),
         keys.worker_info(info.name),
         keys.HEARTBEATS,
+        keys.worker_report(info.name),
         info.instance,
         int(offline_after * 1000),
         info.name,
         take_over_from,
+        report,
         *flat,
     )
     if owner:
@@ -132,22 +154,40 @@ def register(redis: Redis, info: WorkerInfo, offline_after: float, take_over_fro
     return RegisterResult(False, holder.decode() if isinstance(holder, bytes) else str(holder))
 
 
-def beat(redis: Redis, name: str, instance: str, offline_after: float) -> BeatResult:
-    """Renew ownership and record a heartbeat at Redis server time."""
-    result = redis.eval(_BEAT, 2, keys.worker_owner(name), keys.HEARTBEATS, instance, int(offline_after * 1000), name)
+def beat(redis: Redis, name: str, instance: str, offline_after: float, report: str = EMPTY_REPORT) -> BeatResult:
+    """Renew ownership, record a heartbeat at Redis server time and rewrite the report (`celery_app.report`)."""
+    result = redis.eval(
+        _BEAT,
+        3,
+        keys.worker_owner(name),
+        keys.HEARTBEATS,
+        keys.worker_report(name),
+        instance,
+        int(offline_after * 1000),
+        name,
+        report,
+    )
     return BeatResult(int(result))
 
 
 def unregister(redis: Redis, name: str, instance: str) -> bool:
     """Give up the name at a clean stop: the worker reads as offline at once."""
-    return bool(redis.eval(_UNREGISTER, 2, keys.worker_owner(name), keys.HEARTBEATS, instance, name))
+    return bool(
+        redis.eval(_UNREGISTER, 3, keys.worker_owner(name), keys.HEARTBEATS, keys.worker_report(name), instance, name)
+    )
 
 
 def forget(redis: Redis, name: str) -> None:
     """Remove every trace of a worker name (used when an admin removes an offline worker)."""
     pipe = redis.pipeline(transaction=True)
     pipe.zrem(keys.HEARTBEATS, name)
-    pipe.delete(keys.worker_info(name), keys.worker_owner(name))
+    pipe.delete(
+        keys.worker_info(name),
+        keys.worker_owner(name),
+        keys.worker_report(name),
+        keys.worker_specs(name),
+        keys.worker_rejected(name),
+    )
     pipe.execute()
 
 

@@ -1,8 +1,10 @@
 """Keeps this worker registered and heartbeating in Redis, and says goodbye at a clean stop.
 
-If Redis restarts or drops, heartbeats fail quietly (one warning), then the first heartbeat that finds the
-registration gone registers again and announces the worker online, with no restart. If another process has
-taken the name meanwhile, this worker is told to stop (`on_name_taken`).
+Every heartbeat also rewrites the report of the accounts this worker runs (`report()`), then calls
+`on_beat` (lease renewal, resuming parked accounts). If Redis restarts or drops, heartbeats fail quietly
+(one warning), then the first heartbeat that finds the registration gone registers again, announces the
+worker online and calls `on_registered` (the worker re-asserts what Redis forgot), with no restart. If
+another process has taken the name meanwhile, this worker is told to stop (`on_name_taken`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class PresenceKeeper:
         on_beat: Callable[[], None] | None = None,
         fence_after: float | None = None,
         on_fence: Callable[[str], None] | None = None,
+        report: Callable[[], str] | None = None,
+        on_registered: Callable[[], None] | None = None,
     ) -> None:
         self.redis = redis
         self.info = info
@@ -56,6 +60,10 @@ class PresenceKeeper:
         self.on_beat = on_beat
         self.fence_after = fence_after
         self.on_fence = on_fence
+        self.report = report or (lambda: presence.EMPTY_REPORT)
+        self.on_registered = on_registered
+        self._beat_lock = threading.Lock()
+        self._redis_down = False
         self._fenced = False
         self.last_contact = time.monotonic()  # last time Redis confirmed our heartbeat
         self._stop = threading.Event()
@@ -67,13 +75,17 @@ class PresenceKeeper:
 
     def register(self) -> None:
         """Claim the name, or take it over from a dead process on this host; raise NameInUse otherwise."""
-        result = presence.register(self.redis, self.info, self.offline_after)
+        result = presence.register(self.redis, self.info, self.offline_after, report=self.report())
         if not result.registered:
             holder = presence.read_infos(self.redis, [self.info.name]).get(self.info.name)
             if holder is not None and holder.host == self.info.host and not pid_alive(holder.pid):
                 log.info("taking over name %r from dead process %d on this host", self.info.name, holder.pid)
                 result = presence.register(
-                    self.redis, self.info, self.offline_after, take_over_from=result.holder_instance or ""
+                    self.redis,
+                    self.info,
+                    self.offline_after,
+                    take_over_from=result.holder_instance or "",
+                    report=self.report(),
                 )
             if not result.registered:
                 where = f" (host {holder.host}, pid {holder.pid})" if holder else ""
@@ -105,37 +117,49 @@ class PresenceKeeper:
                 self._fenced = False
 
     def _run(self) -> None:
-        redis_down = False
         while not self._stop.wait(self.heartbeat_interval):
+            if not self.beat_once():
+                return
+
+    def beat_once(self) -> bool:
+        """One heartbeat with the current report, then the callbacks; False when this worker must stop."""
+        with self._beat_lock:
+            if self._stop.is_set():
+                return False
             try:
-                result = presence.beat(self.redis, self.info.name, self.info.instance, self.offline_after)
+                result = presence.beat(
+                    self.redis, self.info.name, self.info.instance, self.offline_after, self.report()
+                )
             except RedisError as error:
-                if not redis_down:
+                if not self._redis_down:
                     log.warning(
                         "heartbeat failed, Redis unreachable (%s); retrying every %gs", error, self.heartbeat_interval
                     )
-                    redis_down = True
-                continue
+                    self._redis_down = True
+                return True
             self.last_contact = time.monotonic()
+            if self._redis_down:
+                log.info("Redis reachable again")
+                self._redis_down = False
+            if result is BeatResult.TAKEN:
+                log.critical("another process now owns worker name %r; stopping", self.info.name)
+                if self.on_name_taken is not None:
+                    self.on_name_taken()
+                return False
+            if result is BeatResult.REREGISTER:
+                log.warning("registration was lost (Redis restarted?); registering again")
+                try:
+                    self.register()
+                    if self.on_registered is not None:
+                        self.on_registered()
+                except (RedisError, NameInUse) as error:
+                    log.error("could not register again: %s", error)
             if self.on_beat is not None:
                 try:
                     self.on_beat()
                 except RedisError as error:
                     log.warning("lease renewal failed (%s)", error)
-            if redis_down:
-                log.info("Redis reachable again")
-                redis_down = False
-            if result is BeatResult.REREGISTER:
-                log.warning("registration was lost (Redis restarted?); registering again")
-                try:
-                    self.register()
-                except (RedisError, NameInUse) as error:
-                    log.error("could not register again: %s", error)
-            elif result is BeatResult.TAKEN:
-                log.critical("another process now owns worker name %r; stopping", self.info.name)
-                if self.on_name_taken is not None:
-                    self.on_name_taken()
-                return
+            return True
 
     def go_offline(self) -> None:
         """Stop heartbeating, release the name and announce offline (idempotent, safe from a signal handler)."""

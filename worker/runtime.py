@@ -6,9 +6,13 @@ a forged or malformed payload gets an `invalid_payload` answer and changes nothi
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from celery_app import keys
 from celery_app.contract import (
     AccountList,
     AccountRef,
@@ -29,13 +33,15 @@ from celery_app.contract import (
     SubmitLoginCode,
     SubmitLoginPassword,
     parse_payload,
+    validation_message,
 )
 from celery_app.crypto import SecretBox, SecretError
 from celery_app.presence import WorkerInfo
 from celery_app.sessions import parse_string_session
-from celery_app.validation import InvalidValue, parse_proxy
+from celery_app.validation import InvalidValue, normalize_phone, parse_proxy
 from worker.telethon_manager import AccountManager, ClientSpec, LoginOutcome
 
+log = logging.getLogger(__name__)
 Answer = dict[str, Any]
 
 
@@ -57,7 +63,35 @@ class WorkerRuntime:
         proxy = parse_proxy(self.box.decrypt(spec.proxy_enc)) if spec.proxy_enc else None
         session = self.box.decrypt(spec.session_enc)
         parse_string_session(session)
-        return ClientSpec(spec.account_id, spec.phone, spec.api_id, self.box.decrypt(spec.api_hash_enc), session, proxy)
+        return ClientSpec(
+            spec.account_id,
+            normalize_phone(self.box.decrypt(spec.phone_enc)),
+            spec.api_id,
+            self.box.decrypt(spec.api_hash_enc),
+            session,
+            proxy,
+            wire=spec.model_dump_json(),
+        )
+
+    def resume_from_registry(self) -> int:
+        """Start the accounts this worker was running before it stopped or crashed (its spec registry).
+
+        Each start takes the account's lease first: one still held by this worker's earlier process is taken
+        over, one held by another worker means the account moved, and it is dropped from the registry.
+        """
+        entries = self.manager.redis.hgetall(keys.worker_specs(self.info.name))
+        specs: list[ClientSpec] = []
+        for account_id, raw in entries.items():
+            try:
+                specs.append(self._client_spec(AccountSpec.model_validate_json(raw)))
+            except (ValidationError, SecretError, InvalidValue) as error:
+                reason = validation_message(error) if isinstance(error, ValidationError) else str(error)
+                log.warning("account %s: dropped from the registry, its spec is unusable: %s", account_id, reason)
+                self.manager.redis.hdel(keys.worker_specs(self.info.name), account_id)
+        resumed = sum(1 for spec in specs if self.manager.start(spec).ok)
+        if specs:
+            log.info("resumed %d of %d account(s) this worker was running", resumed, len(specs))
+        return resumed
 
     def start(self, raw: Any, restart: bool = False) -> Answer:
         payload = parse_payload(StartAccount, raw)
@@ -70,8 +104,10 @@ class WorkerRuntime:
         except (SecretError, InvalidValue) as error:
             return CommandResult(ok=False, account_id=account_id, status="error", detail=str(error)).model_dump()
         outcome = self.manager.restart(spec) if restart else self.manager.start(spec, payload.wait_for_lease)
+        if outcome.ok:
+            self.manager.remember([spec])
         return CommandResult(
-            ok=outcome.ok, account_id=account_id, status=outcome.status, detail=outcome.detail
+            ok=outcome.ok, account_id=account_id, status=outcome.status, detail=outcome.detail, run=outcome.run
         ).model_dump()
 
     def start_many(self, raw: Any) -> Answer:
@@ -80,15 +116,24 @@ class WorkerRuntime:
             return payload.model_dump()
         assert isinstance(payload, StartAccounts)
         results = []
+        started: list[ClientSpec] = []
         for item in payload.specs:
             try:
-                outcome = self.manager.start(self._client_spec(item), payload.wait_for_lease)
+                spec = self._client_spec(item)
+                outcome = self.manager.start(spec, payload.wait_for_lease)
                 result = CommandResult(
-                    ok=outcome.ok, account_id=item.account_id, status=outcome.status, detail=outcome.detail
+                    ok=outcome.ok,
+                    account_id=item.account_id,
+                    status=outcome.status,
+                    detail=outcome.detail,
+                    run=outcome.run,
                 )
                 results.append(result)
+                if outcome.ok:
+                    started.append(spec)
             except (SecretError, InvalidValue) as error:
                 results.append(CommandResult(ok=False, account_id=item.account_id, status="error", detail=str(error)))
+        self.manager.remember(started)
         return CommandResults(results=results).model_dump()
 
     def stop(self, raw: Any) -> Answer:
@@ -98,7 +143,7 @@ class WorkerRuntime:
         assert isinstance(payload, AccountRef)
         outcome = self.manager.stop(payload.account_id)
         return CommandResult(
-            ok=outcome.ok, account_id=payload.account_id, status=outcome.status, detail=outcome.detail
+            ok=outcome.ok, account_id=payload.account_id, status=outcome.status, detail=outcome.detail, run=outcome.run
         ).model_dump()
 
     def status(self, raw: Any) -> Answer:
@@ -112,7 +157,7 @@ class WorkerRuntime:
                 ok=True, account_id=payload.account_id, status="stopped", detail="not running on this worker"
             ).model_dump()
         return CommandResult(
-            ok=True, account_id=payload.account_id, status=state.status, detail=state.detail
+            ok=True, account_id=payload.account_id, status=state.status, detail=state.detail, run=state.run
         ).model_dump()
 
     def list_accounts(self) -> Answer:
@@ -153,7 +198,8 @@ class WorkerRuntime:
         assert isinstance(payload, SendLoginCode)
         try:
             proxy = parse_proxy(self.box.decrypt(payload.proxy_enc)) if payload.proxy_enc else None
-            spec = ClientSpec(0, payload.phone, payload.api_id, self.box.decrypt(payload.api_hash_enc), "", proxy)
+            phone = normalize_phone(self.box.decrypt(payload.phone_enc))
+            spec = ClientSpec(0, phone, payload.api_id, self.box.decrypt(payload.api_hash_enc), "", proxy)
         except (SecretError, InvalidValue) as error:
             return LoginResult(state=LoginState.FAILED, error="error", message=str(error)).model_dump()
         return self._login_answer(self.manager.send_code(payload.login_id, spec))

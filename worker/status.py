@@ -2,7 +2,8 @@
 
 Loop threads enqueue states without blocking; this thread writes them in one script call per batch. The
 script writes a status only while this worker holds the account's lease or nobody does, so a worker that was
-cut off cannot overwrite the status of the worker that took over.
+cut off cannot overwrite the status of the worker that took over; it stamps each with Redis server time
+(`rt`), which readers compare with the time of the worker's heartbeat report.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ local holder = ARGV[1]
 local stream = ARGV[2]
 local maxlen = tonumber(ARGV[3])
 local updates = cjson.decode(ARGV[4])
+local t = redis.call('TIME')
+local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 local written = 0
 for _, update in ipairs(updates) do
   local lease = redis.call('GET', update['lease'])
   if (not lease) or lease == holder then
+    update['fields']['rt'] = now
     local flat = {}
     for k, v in pairs(update['fields']) do
       table.insert(flat, k)

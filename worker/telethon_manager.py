@@ -20,6 +20,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
+import random
+import re
 import threading
 import time
 import uuid
@@ -29,8 +32,9 @@ from typing import Any, Protocol, TypeVar
 
 from redis import Redis
 
-from celery_app import leases
+from celery_app import keys, leases, report
 from celery_app.account_state import AccountState, AccountStatus
+from celery_app.redaction import safe_detail
 from celery_app.validation import ProxySpec
 from worker.status import StatusReporter
 
@@ -55,6 +59,7 @@ class ClientSpec:
     api_hash: str
     session: str  # a StringSession, or "" for a new login
     proxy: ProxySpec | None = None
+    wire: str = ""  # the encrypted AccountSpec it came from (kept in Redis so the worker can resume it)
 
     def __repr__(self) -> str:
         return f"ClientSpec(account_id={self.account_id}, api_id={self.api_id}, secrets=***)"
@@ -108,10 +113,41 @@ _BANNED = {
     "PhoneNumberBannedError": "the phone number is banned (PHONE_NUMBER_BANNED)",
 }
 _NETWORK = ("ConnectionError", "OSError", "TimeoutError", "InvalidBufferError", "IncompleteReadError", "ServerError")
+_PLAIN_CAUSES = {
+    "IncompleteReadError": "the server closed the connection",
+    "InvalidBufferError": "the server answered with an invalid packet",
+    "ConnectionResetError": "the connection was reset",
+    "ConnectionAbortedError": "the connection was aborted",
+    "ConnectionRefusedError": "connection refused",
+    "BrokenPipeError": "the connection broke",
+    "TimeoutError": "timed out",
+    "InvalidChecksumError": "a corrupted packet arrived",
+    "SecurityError": "a packet failed the security checks",
+    "AuthKeyNotFound": "the server does not know this authorization key",
+}
 
 
 def _names(error: BaseException) -> list[str]:
     return [cls.__name__ for cls in type(error).__mro__]
+
+
+def describe_error(error: BaseException) -> str:
+    """A short description in words: never the raw text of a protocol error (it may hold bytes, a phone)."""
+    names = _names(error)
+    if "TypeNotFoundError" in names:
+        return "the server sent a reply this client cannot read (unknown constructor: another API layer?)"
+    code, message = getattr(error, "code", None), getattr(error, "message", None)
+    if isinstance(code, int) and isinstance(message, str):  # Telegram's RPC errors: a code and an error name
+        token = re.match(r"[A-Z][A-Z0-9_]*", message)
+        return f"Telegram error {code}" + (f" {token.group(0)}" if token else "")
+    for name in names:
+        if name in _PLAIN_CAUSES:
+            return _PLAIN_CAUSES[name]
+    number = getattr(error, "errno", None)
+    if isinstance(error, OSError) and isinstance(number, int) and number > 0:
+        return os.strerror(number).lower()
+    text = safe_detail(str(error), 120)
+    return f"{type(error).__name__}: {text}" if text and type(error).__name__ not in text else text or names[0]
 
 
 def classify(error: BaseException) -> Outcome:
@@ -123,7 +159,7 @@ def classify(error: BaseException) -> Outcome:
             return Outcome(AccountStatus.BANNED, detail, terminal=True)
     if "AuthKeyDuplicatedError" in names:
         return Outcome(
-            AccountStatus.ERROR,
+            AccountStatus.UNAUTHORIZED,
             "AUTH_KEY_DUPLICATED: the session was used from two places at once; Telegram revoked it, log in again",
             terminal=True,
         )
@@ -136,17 +172,15 @@ def classify(error: BaseException) -> Outcome:
             AccountStatus.FLOOD_WAIT, f"Telegram asks to wait {seconds:.0f} s", terminal=False, wait_seconds=seconds
         )
     if any(name in names for name in _NETWORK):
-        return Outcome(AccountStatus.ERROR, f"network: {_describe(error)}", terminal=False)
-    return Outcome(AccountStatus.ERROR, _describe(error), terminal=False)
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return f"{type(error).__name__}: {text}" if type(error).__name__ not in text else text
+        return Outcome(AccountStatus.ERROR, f"network: {describe_error(error)}", terminal=False)
+    return Outcome(AccountStatus.ERROR, describe_error(error), terminal=False)
 
 
 def backoff_delay(attempt: int) -> float:
-    return float(min(MAX_BACKOFF, 2 ** min(attempt, 9)))
+    """Seconds before reconnect attempt `attempt`: doubling up to MAX_BACKOFF, with jitter so that many
+    clients dropped at once do not all dial again at the same moment."""
+    base = float(min(MAX_BACKOFF, 2 ** min(attempt, 9)))
+    return base * random.uniform(0.75, 1.25)
 
 
 # --- loops ------------------------------------------------------------------------------------------------
@@ -205,27 +239,42 @@ def identity_of(user: Any) -> Identity:
 
 
 class AccountRunner:
-    """One account's life on one loop: connect, watch, reconnect with backoff, report every change."""
+    """One account's life on one loop: connect, watch, reconnect with backoff, report every change.
+
+    `park` is set when the runner is stopped for a reason outside the control plane's wishes (the fence, the
+    worker shutting down): the account stays in this worker's spec registry, to be resumed.
+    """
 
     def __init__(self, manager: AccountManager, spec: ClientSpec, loop_thread: LoopThread) -> None:
         self.manager = manager
         self.spec = spec
         self.loop_thread = loop_thread
+        self.run_id = uuid.uuid4().hex[:12]
         self.identity = Identity()
-        self.state: AccountState = manager.state(spec.account_id, AccountStatus.STARTING, "queued", active=True)
+        self.state: AccountState = manager.state(
+            spec.account_id, AccountStatus.STARTING, "queued", active=True, run=self.run_id
+        )
         self.stop_reason: str | None = None
         self.report_final = True
+        self.park = False
+        self.keep_lease = False  # do not release the lease at the end (it is not ours to release)
         self.holds_lease = False
         self._stop = asyncio.Event()
         self.done: concurrent.futures.Future[None] | None = None
 
     def report(self, status: AccountStatus, detail: str = "", until: float | None = None, active: bool = True) -> None:
-        self.state = self.manager.state(self.spec.account_id, status, detail, until, active, self.identity)
+        self.state = self.manager.state(
+            self.spec.account_id, status, detail, until, active, self.identity, run=self.run_id
+        )
         self.manager.reporter.report(self.state)
 
-    def request_stop(self, reason: str, report_final: bool = True) -> None:
+    def request_stop(
+        self, reason: str, report_final: bool = True, park: bool = False, keep_lease: bool = False
+    ) -> None:
         self.stop_reason = reason
         self.report_final = report_final
+        self.park = park
+        self.keep_lease = keep_lease
         self.loop_thread.loop.call_soon_threadsafe(self._stop.set)
 
     async def _sleep_or_stop(self, seconds: float) -> bool:
@@ -253,6 +302,21 @@ class AccountRunner:
                 return False
         return False
 
+    async def _watch(self, client: TelegramClientLike) -> None:
+        """Return when a stop is requested; raise the connection's own error when it drops."""
+        stop_waiter = asyncio.ensure_future(self._stop.wait())
+        disconnected = client.disconnected
+        try:
+            await asyncio.wait({stop_waiter, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_waiter.cancel()
+        if self._stop.is_set():
+            return
+        cause = disconnected.exception() if not disconnected.cancelled() else None  # retrieved: never "unhandled"
+        if cause is not None:
+            raise cause
+        raise ConnectionResetError("the connection to Telegram was closed")
+
     async def run(self, lease_deadline: float = 0.0) -> None:
         client: TelegramClientLike | None = None
         attempt = 0
@@ -260,6 +324,7 @@ class AccountRunner:
         if not self.holds_lease and not await self._wait_for_lease(lease_deadline):
             log.warning("account %d: its lease stayed with another worker; not started here", self.spec.account_id)
             self.report_final = False
+            self.keep_lease = True
             self.manager.runner_finished(self, AccountStatus.STOPPED, "lease held elsewhere")
             return
         try:
@@ -277,12 +342,9 @@ class AccountRunner:
                     self.identity = identity_of(await asyncio.wait_for(client.get_me(), CALL_TIMEOUT))
                     self.report(AccountStatus.RUNNING, "")
                     attempt = 0
-                    stop_waiter = asyncio.ensure_future(self._stop.wait())
-                    await asyncio.wait({stop_waiter, client.disconnected}, return_when=asyncio.FIRST_COMPLETED)
-                    stop_waiter.cancel()
+                    await self._watch(client)
                     if self._stop.is_set():
                         break
-                    raise ConnectionError("disconnected from Telegram")
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # noqa: BLE001 - every failure is classified and reported
@@ -306,7 +368,7 @@ class AccountRunner:
             if self._stop.is_set():
                 final = (AccountStatus.STOPPED, self.stop_reason or "stopped")
         except Exception as error:  # noqa: BLE001 - e.g. the factory refused the spec
-            final = (AccountStatus.ERROR, f"could not start: {_describe(error)}")
+            final = (AccountStatus.ERROR, f"could not start: {describe_error(error)}")
         finally:
             if client is not None:
                 await self._disconnect(client)
@@ -315,6 +377,9 @@ class AccountRunner:
     async def _disconnect(self, client: TelegramClientLike) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT)
+        disconnected = client.disconnected
+        if disconnected.done() and not disconnected.cancelled():
+            disconnected.exception()  # mark it retrieved: the cause was reported already, or is moot
 
 
 # --- logins -----------------------------------------------------------------------------------------------
@@ -395,9 +460,18 @@ class CommandOutcome:
     ok: bool
     status: AccountStatus
     detail: str = ""
+    run: str = ""
 
 
 class AccountManager:
+    """Runs this worker's accounts. Besides the runners it keeps:
+
+    - `parked`: accounts stopped by the fence (cut off from Redis) that this worker resumes by itself as soon
+      as it can take their leases again;
+    - the spec registry in Redis (`keys.worker_specs`): the encrypted specs of the accounts it should run,
+      so that a restarted process resumes them without waiting for the backend.
+    """
+
     def __init__(
         self,
         factory: ClientFactory,
@@ -416,9 +490,11 @@ class AccountManager:
         self.reporter = reporter or StatusReporter(redis, self.holder)
         self.loops = [LoopThread(index) for index in range(threads)]
         self.runners: dict[int, AccountRunner] = {}
+        self.parked: dict[int, ClientSpec] = {}
         self.logins: dict[str, PendingLogin] = {}
         self._lock = threading.RLock()
         self._closed = False
+        self._specs_key = keys.worker_specs(worker_name)
 
     def open(self) -> None:
         self.reporter.start()
@@ -433,23 +509,55 @@ class AccountManager:
         until: float | None = None,
         active: bool = False,
         identity: Identity | None = None,
+        run: str = "",
     ) -> AccountState:
         who = identity or Identity()
         return AccountState(
             account_id,
             status,
             self.worker_name,
-            detail,
+            safe_detail(detail),
             until,
             active,
             who.user_id,
             who.username,
             who.name,
             time.time(),
+            run,
         )
 
     def _least_loaded_loop(self) -> LoopThread:
         return min(self.loops, key=lambda loop_thread: loop_thread.clients)
+
+    # --- the spec registry (Redis) and the heartbeat report
+
+    def remember(self, specs: list[ClientSpec]) -> None:
+        """Record specs in this worker's registry (one write), so a restart resumes them."""
+        entries = {str(spec.account_id): spec.wire for spec in specs if spec.wire}
+        if entries:
+            self.redis.hset(self._specs_key, mapping=entries)
+
+    def _forget(self, account_id: int) -> None:
+        with self._lock:
+            if account_id in self.runners or account_id in self.parked:
+                return  # started again meanwhile (a restart): its entry stays
+        with contextlib.suppress(Exception):
+            self.redis.hdel(self._specs_key, str(account_id))
+
+    def report_json(self) -> str:
+        """The accounts that have a runner here, by status: rewritten into Redis with every heartbeat."""
+        with self._lock:
+            states = [(account_id, runner.state.status) for account_id, runner in self.runners.items()]
+        return report.encode(states)
+
+    def reassert(self) -> None:
+        """After Redis lost its data: write every runner's status and the registry again."""
+        with self._lock:
+            runners = list(self.runners.values())
+            specs = [runner.spec for runner in runners] + list(self.parked.values())
+        for runner in runners:
+            self.reporter.report(runner.state)
+        self.remember(specs)
 
     # --- commands (called from Celery task threads)
 
@@ -461,30 +569,39 @@ class AccountManager:
             if existing is not None:
                 if existing.holds_lease:
                     self.reporter.report(existing.state)  # re-assert it: the control plane may think it lost
-                return CommandOutcome(True, existing.state.status, "already running on this worker")
+                return CommandOutcome(True, existing.state.status, "already running on this worker", existing.run_id)
         acquired, holder = leases.acquire(self.redis, spec.account_id, self.holder, self.lease_ttl)
         other = leases.worker_of_holder(holder)
         if not acquired and wait_for_lease <= 0:
+            with self._lock:
+                self.parked.pop(spec.account_id, None)
+            self._forget(spec.account_id)
             return CommandOutcome(False, AccountStatus.STOPPED, f"refused: the account is running on worker '{other}'")
         with self._lock:
             if spec.account_id in self.runners:  # a concurrent start won the race on this worker
-                return CommandOutcome(
-                    True, self.runners[spec.account_id].state.status, "already running on this worker"
-                )
+                runner = self.runners[spec.account_id]
+                return CommandOutcome(True, runner.state.status, "already running on this worker", runner.run_id)
             loop_thread = self._least_loaded_loop()
             runner = AccountRunner(self, spec, loop_thread)
             runner.holds_lease = acquired
             self.runners[spec.account_id] = runner
+            self.parked.pop(spec.account_id, None)
             loop_thread.clients += 1
         if acquired:
             runner.report(AccountStatus.STARTING, "queued")
         runner.done = loop_thread.submit(runner.run(lease_deadline=time.monotonic() + wait_for_lease))
         if acquired:
-            return CommandOutcome(True, AccountStatus.STARTING, "starting")
-        return CommandOutcome(True, AccountStatus.STARTING, f"waiting for worker '{other}' to let go of the account")
+            return CommandOutcome(True, AccountStatus.STARTING, "starting", runner.run_id)
+        return CommandOutcome(
+            True, AccountStatus.STARTING, f"waiting for worker '{other}' to let go of the account", runner.run_id
+        )
 
     def runner_finished(self, runner: AccountRunner, status: AccountStatus, detail: str) -> None:
-        """Called on the runner's loop when it ends: release the lease, report the final status."""
+        """Called on the runner's loop when it ends: release the lease, report the final status.
+
+        Unless the runner was parked, the account leaves this worker's registry: it was stopped, moved, or
+        needs an admin, and a restart must not bring it back.
+        """
         account_id = runner.spec.account_id
         with self._lock:
             if self.runners.get(account_id) is runner:
@@ -492,22 +609,29 @@ class AccountManager:
                 runner.loop_thread.clients -= 1
         if runner.report_final:
             runner.report(status, detail, active=False)
-        if runner.holds_lease and runner.stop_reason != "lease lost":
-            self._release_lease(account_id)
+        release = runner.holds_lease and not runner.keep_lease
+        if release or not runner.park:
+            self._settle(account_id, release=release, forget=not runner.park)
 
-    def _release_lease(self, account_id: int) -> None:
-        def release() -> None:
+    def _settle(self, account_id: int, release: bool, forget: bool) -> None:
+        def settle() -> None:
             self.reporter.flush(2.0)  # the final status is written while the lease is still ours
-            with contextlib.suppress(Exception):
-                leases.release(self.redis, account_id, self.holder)
+            if forget:
+                self._forget(account_id)
+            if release:
+                with contextlib.suppress(Exception):
+                    leases.release(self.redis, account_id, self.holder)
 
-        threading.Thread(target=release, name=f"release-{account_id}", daemon=True).start()
+        threading.Thread(target=settle, name=f"settle-{account_id}", daemon=True).start()
 
     def stop(self, account_id: int, reason: str = "stopped", timeout: float = STOP_TIMEOUT) -> CommandOutcome:
         with self._lock:
             runner = self.runners.get(account_id)
+            parked = self.parked.pop(account_id, None)
         if runner is None:
-            return CommandOutcome(True, AccountStatus.STOPPED, "not running on this worker")
+            self._forget(account_id)
+            detail = "stopped (it was waiting to resume)" if parked else "not running on this worker"
+            return CommandOutcome(True, AccountStatus.STOPPED, detail)
         runner.request_stop(reason)
         if runner.done is not None:
             with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
@@ -516,7 +640,7 @@ class AccountManager:
         deadline = time.monotonic() + 2.0
         while leases.holder_of(self.redis, account_id) == self.holder and time.monotonic() < deadline:
             time.sleep(0.01)
-        return CommandOutcome(True, AccountStatus.STOPPED, reason)
+        return CommandOutcome(True, AccountStatus.STOPPED, reason, runner.run_id)
 
     def restart(self, spec: ClientSpec) -> CommandOutcome:
         self.stop(spec.account_id, "restarting")
@@ -536,39 +660,80 @@ class AccountManager:
             return [account_id for account_id, runner in self.runners.items() if runner.holds_lease]
 
     def lease_lost(self, account_ids: list[int]) -> None:
-        """Another worker holds (or nobody holds) these leases now: stop the clients at once."""
+        """Another worker holds these leases now: stop the clients at once (their registry entries go)."""
         for account_id in account_ids:
             with self._lock:
                 runner = self.runners.get(account_id)
             if runner is not None:
-                log.error("account %d: lease lost; stopping its client", account_id)
-                runner.request_stop("lease lost", report_final=False)
+                log.error("account %d: another worker holds its lease now; stopping its client", account_id)
+                # The status is written only while the lease is ours or free: the new holder's stays.
+                runner.request_stop("its lease was taken over by another worker", keep_lease=True)
 
     def fence(self, reason: str) -> None:
-        """Cut off from Redis for too long: stop every client before the leases can expire elsewhere."""
+        """Cut off from Redis for too long: stop every client before the leases can expire elsewhere.
+
+        The accounts are parked: once Redis answers again the worker takes their leases back (if nobody else
+        has) and restarts them by itself.
+        """
         with self._lock:
             runners = list(self.runners.values())
+            for runner in runners:
+                self.parked[runner.spec.account_id] = runner.spec
         if runners:
             log.error("%s: stopping all %d clients", reason, len(runners))
         for runner in runners:
-            runner.stop_reason = "lease lost"
-            runner.request_stop("lease lost", report_final=False)
-            self.reporter.report(self.state(runner.spec.account_id, AccountStatus.LOST, reason, active=False))
+            runner.request_stop("fenced", report_final=False, park=True, keep_lease=True)
+            self.reporter.report(
+                self.state(runner.spec.account_id, AccountStatus.LOST, reason, active=False, run=runner.run_id)
+            )
+
+    def resume_parked(self) -> int:
+        """Restart parked accounts still in this worker's registry (the control plane removes an account it
+        stopped or moved meanwhile) whose leases this worker can take again; drop the others."""
+        with self._lock:
+            parked = [spec for account_id, spec in self.parked.items() if account_id not in self.runners]
+        if not parked:
+            return 0
+        wanted = set(self.redis.hkeys(self._specs_key))
+        resumed = 0
+        for spec in parked:
+            if str(spec.account_id) not in wanted and spec.wire:
+                with self._lock:
+                    self.parked.pop(spec.account_id, None)
+                log.info("account %d: stopped or moved while this worker was cut off; not resumed", spec.account_id)
+                continue
+            outcome = self.start(spec)
+            if outcome.ok:
+                resumed += 1
+            else:
+                log.warning("account %d: not resumed: %s", spec.account_id, outcome.detail)
+        if resumed:
+            log.info("resumed %d account(s) parked while Redis was out of reach", resumed)
+        return resumed
 
     def shutdown(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop every client (the worker is going away: its accounts will read as lost), then the loops."""
+        """Stop every client (the worker is going away: its accounts will read as lost), then the loops.
+
+        The registry keeps the accounts, so the next start of this worker resumes them.
+        """
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             runners = list(self.runners.values())
         for runner in runners:
-            runner.request_stop("worker stopped", report_final=False)
+            runner.request_stop("worker stopped", report_final=False, park=True)
         deadline = time.monotonic() + timeout
         for runner in runners:
             if runner.done is not None:
                 with contextlib.suppress(Exception):
                     runner.done.result(max(0.1, deadline - time.monotonic()))
         for runner in runners:
-            self.reporter.report(self.state(runner.spec.account_id, AccountStatus.LOST, "worker stopped", active=False))
+            self.reporter.report(
+                self.state(
+                    runner.spec.account_id, AccountStatus.LOST, "worker stopped", active=False, run=runner.run_id
+                )
+            )
         for login_id in list(self.logins):
             self.cancel_login(login_id)
         self.reporter.close()

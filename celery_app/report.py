@@ -1,0 +1,72 @@
+"""What a worker actually runs, as it reports with every heartbeat (`keys.worker_report`).
+
+The report is the level-triggered truth the backend reconciles against: rewritten atomically with each
+heartbeat (by the heartbeat script in `celery_app.presence`), it expires with the worker's presence, and it
+needs no event to have survived. It lists every account with a runner on the worker, grouped by status:
+`{"running": [1, 2], "flood_wait": [7]}` — compact, so a scan reads a thousand of them in one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from celery_app import keys
+
+
+def encode(states: Iterable[tuple[int, str]]) -> str:
+    """JSON for the report from (account id, status) pairs."""
+    grouped: dict[str, list[int]] = {}
+    for account_id, status in states:
+        grouped.setdefault(str(status), []).append(int(account_id))
+    for ids in grouped.values():
+        ids.sort()
+    return json.dumps(grouped, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """One worker's report: Redis server time of its heartbeat, its instance, and account id -> status."""
+
+    at: float
+    instance: str
+    statuses: dict[int, str] = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return sum(1 for value in self.statuses.values() if value == status)
+
+
+def decode(at: str | bytes | None, instance: str | bytes | None, accounts: str | bytes | None) -> WorkerReport | None:
+    """A report from the stored fields; None when missing or malformed (treated as "no report")."""
+    if at is None or accounts is None:
+        return None
+    try:
+        grouped = json.loads(accounts)
+        statuses = {
+            int(account_id): str(status)
+            for status, ids in grouped.items()
+            if isinstance(ids, list)
+            for account_id in ids
+        }
+        when = float(at)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return WorkerReport(when, instance.decode() if isinstance(instance, bytes) else str(instance or ""), statuses)
+
+
+def read_reports(redis: Redis, names: list[str]) -> dict[str, WorkerReport]:
+    """The current report of each named worker (those that have one), in one round trip."""
+    if not names:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.hmget(keys.worker_report(name), "at", "instance", "accounts")
+    reports: dict[str, WorkerReport] = {}
+    for name, (at, instance, accounts) in zip(names, pipe.execute(), strict=True):
+        report = decode(at, instance, accounts)
+        if report is not None:
+            reports[name] = report
+    return reports
