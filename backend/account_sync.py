@@ -1,36 +1,70 @@
-"""The backend's account reconciliation: actual state into the database, desired state onto the workers.
+"""The backend's account reconciliation: the database in line with what workers run, and workers with the
+desired state — for the whole fleet, every scan (level-triggered; events only make it sooner).
 
-- Account statuses reported by workers (stream events) are recorded at once.
-- Accounts live on a worker that goes offline become `lost`.
-- Accounts whose desired state is `running`, assigned to an online and active worker, and not running
-  there (`stopped` or `lost`) are started; a worker that restarts gets its accounts back unasked.
-  A start is not repeated for an account within `cooldown` seconds.
+Each scan judges every account (`backend.observed`) from the record, its worker's heartbeat report and
+presence, then:
+- corrects the record where live state contradicts it (an account its worker does not list is not
+  `running`, whatever was recorded; one on an offline worker is `lost`);
+- starts what should run and runs nowhere, on its online and active worker: at most `batch` per worker per
+  scan, never the same account again within `cooldown` seconds, doubling (up to `max_cooldown`) while its
+  starts keep failing;
+- stops what runs where it should not (desired stopped, moved, removed).
+Worker status events are recorded at once as they arrive (`apply_states`), older than the record skipped.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
+from redis import Redis
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.accounts_service import account_spec
 from backend.dispatch import Dispatcher
-from celery_app.account_state import RESTARTABLE, AccountState
-from celery_app.contract import MAX_BATCH, AccountSpec, StartAccounts, TaskName
+from backend.observed import Observation, Recorded, WorkerSight, observe
+from celery_app.account_state import NEEDS_ADMIN, RUNNER_STATUSES, UNKNOWN, AccountState, read_states
+from celery_app.contract import MAX_BATCH, AccountRef, Payload, StartAccounts, TaskName
 from celery_app.events import WireEvent
 from database import operations as ops
-from database.models import Worker
+from database.models import Account
 
 log = logging.getLogger(__name__)
+Message = tuple[str, TaskName, Payload]
+
+_NOT_STARTABLE = frozenset({*(s.value for s in NEEDS_ADMIN), *(s.value for s in RUNNER_STATUSES), UNKNOWN})
+
+
+@dataclass
+class SyncReport:
+    accounts: int = 0
+    corrected: int = 0
+    started: int = 0
+    stopped: int = 0
+    messages: list[Message] = field(default_factory=list)  # to send once the scan's transaction is committed
 
 
 class AccountSync:
-    def __init__(self, dispatcher: Dispatcher, lease_wait: float, cooldown: float = 15.0) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        lease_wait: float,
+        cooldown: float = 15.0,
+        max_cooldown: float = 600.0,
+        batch: int = MAX_BATCH,
+    ) -> None:
         self.dispatcher = dispatcher
         self.lease_wait = lease_wait
         self.cooldown = cooldown
+        self.max_cooldown = max_cooldown
+        self.batch = batch
         self._last_start: dict[int, float] = {}
+        self._attempts: dict[int, int] = {}
+        self._last_stop: dict[tuple[int, str], float] = {}
+
+    # --- the fast path: statuses as workers report them
 
     def apply_states(self, session: Session, events: list[WireEvent]) -> None:
         reported = []
@@ -38,6 +72,7 @@ class AccountSync:
             state = AccountState.from_fields({k: str(v) for k, v in event.data.items()})
             if state is None:
                 continue
+            at = state.rt or event.at or time.time()
             reported.append(
                 ops.ReportedState(
                     account_id=state.account_id,
@@ -47,33 +82,158 @@ class AccountSync:
                     user_id=state.user_id,
                     username=state.username,
                     name=state.name,
-                    at=ops.epoch_to_datetime(event.at) if event.at else ops.epoch_to_datetime(time.time()),
+                    at=ops.epoch_to_datetime(at),
                 )
             )
         ops.apply_account_states(session, reported)
 
-    def workers_went_offline(
-        self, session: Session, worker_ids: list[int], reason: str = "its worker went offline"
-    ) -> None:
-        lost = ops.mark_accounts_lost(session, worker_ids, reason)
-        if lost:
-            log.info("%d account(s) lost with their worker(s)", len(lost))
+    # --- the scan
 
-    def resume(self, session: Session, workers: list[Worker] | dict[int, str]) -> int:
-        """Start what should run on these online, active workers (id -> name); returns how many were sent."""
-        names = workers if isinstance(workers, dict) else {w.id: w.name for w in workers}
-        now = time.monotonic()
-        by_worker: dict[str, list[AccountSpec]] = {}
-        for account in ops.accounts_wanting_start(session, list(names), [s.value for s in RESTARTABLE]):
-            if now - self._last_start.get(account.id, -1e9) < self.cooldown or account.worker_id is None:
+    def reconcile(
+        self,
+        session: Session,
+        redis: Redis,
+        worker_names: dict[int, str],
+        active_workers: set[int],
+        sights: dict[str, WorkerSight],
+        now: float,
+    ) -> SyncReport:
+        """Compare every account with what the workers report now; correct, start and stop (see module)."""
+        records = ops.account_records(session)
+        known = {record[0] for record in records}
+        listed: dict[int, tuple[str, str]] = {}  # account -> (worker, status) where a believable worker runs it
+        also: dict[int, list[str]] = {}  # accounts listed by more than one worker: every place
+        for name, seen in sights.items():
+            if seen.believable and seen.report is not None:
+                for account_id, status in seen.report.statuses.items():
+                    if account_id in listed:
+                        also.setdefault(account_id, [listed[account_id][0]]).append(name)
+                    else:
+                        listed[account_id] = (name, status)
+        clock = time.monotonic()
+        corrections: list[tuple[int, Observation]] = []
+        starts: dict[str, list[int]] = {}
+        stops: dict[str, list[int]] = {}
+        attempts = self._attempts
+        for account_id, worker_id, desired, status, changed, has_session in records:
+            worker = worker_names.get(worker_id) if worker_id is not None else None
+            where = listed.get(account_id)
+            if where is not None and where[0] == worker and where[1] == status and desired == "running":
+                if account_id not in also:  # runs where it should, as recorded: the common case
+                    if attempts:
+                        attempts.pop(account_id, None)
+                    continue
+            changed_at = ops.naive_utc_to_epoch(changed)
+            seen = sights.get(worker) if worker is not None else None
+            observation = observe(account_id, Recorded(status, "", changed_at, desired), seen, None)
+            places = also.get(account_id) or ([where[0]] if where is not None else [])
+            for place in places:
+                report = sights[place].report
+                newer = report is not None and (changed_at is None or report.at > changed_at)
+                if (place != worker or desired != "running") and newer:
+                    self._stop_due(stops, place, account_id, clock)
+            if worker is not None and worker in places:
+                attempts.pop(account_id, None)
+            if (
+                observation.status != status
+                and observation.status != UNKNOWN
+                and (observation.at is None or changed_at is None or observation.at > changed_at)
+            ):
+                corrections.append((account_id, observation))
+            if (
+                desired == "running"
+                and has_session
+                and seen is not None
+                and seen.believable
+                and worker_id in active_workers
+                and not places
+                and observation.status not in _NOT_STARTABLE
+                and self._start_due(account_id, clock)
+                and len(starts.get(seen.name, ())) < self.batch
+            ):
+                starts.setdefault(seen.name, []).append(account_id)
+        for account_id in listed.keys() - known:  # removed from the fleet, still running somewhere
+            for place in also.get(account_id) or [listed[account_id][0]]:
+                self._stop_due(stops, place, account_id, clock)
+        self._correct(session, redis, corrections, now)
+        messages = self._starts(session, starts, clock) + self._stops(stops)
+        self._forget_gone(known)
+        started = sum(len(m[2].specs) for m in messages if isinstance(m[2], StartAccounts))
+        stopped = sum(1 for m in messages if isinstance(m[2], AccountRef))
+        if corrections or started or stopped:
+            log.info(
+                "accounts: %d recorded status(es) corrected, %d start(s) and %d stop(s) sent",
+                len(corrections),
+                started,
+                stopped,
+            )
+        return SyncReport(len(records), len(corrections), started, stopped, messages)
+
+    def send(self, report: SyncReport) -> None:
+        """Send what a scan decided (after its transaction is committed: no lock is held meanwhile)."""
+        self.dispatcher.send_many(report.messages)
+        report.messages = []
+
+    def _start_due(self, account_id: int, clock: float) -> bool:
+        last = self._last_start.get(account_id)
+        attempts = self._attempts.get(account_id, 0)
+        wait = min(self.max_cooldown, self.cooldown * 2 ** max(0, attempts - 1))
+        return last is None or clock - last >= wait
+
+    def _stop_due(self, stops: dict[str, list[int]], worker: str, account_id: int, clock: float) -> None:
+        last = self._last_stop.get((account_id, worker))
+        if last is None or clock - last >= self.cooldown:
+            self._last_stop[(account_id, worker)] = clock
+            stops.setdefault(worker, []).append(account_id)
+
+    def _correct(self, session: Session, redis: Redis, corrections: list[tuple[int, Observation]], now: float) -> None:
+        if not corrections:
+            return
+        listed = [account_id for account_id, seen in corrections if seen.live and seen.status != "lost"]
+        latest = read_states(redis, listed)  # details of what the workers list (the report carries no detail)
+        rows = []
+        for account_id, seen in corrections:
+            state = latest.get(account_id)
+            same = state is not None and state.status.value == seen.status
+            detail = state.detail if same and state is not None else seen.detail
+            until = ops.epoch_to_datetime(state.until) if same and state is not None and state.until else None
+            at = ops.epoch_to_datetime(seen.at if seen.at is not None else now)
+            rows.append(ops.StatusCorrection(account_id, seen.status, detail, at, until))
+        ops.correct_account_statuses(session, rows)
+
+    def _starts(self, session: Session, starts: dict[str, list[int]], clock: float) -> list[Message]:
+        """One StartAccounts message per worker; the accounts' specs read in a few statements."""
+        wanted = [account_id for ids in starts.values() for account_id in ids]
+        accounts: dict[int, Account] = {}
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            accounts.update((a.id, a) for a in session.scalars(select(Account).where(Account.id.in_(chunk))))
+        messages: list[Message] = []
+        for worker, ids in starts.items():
+            specs = [account_spec(accounts[i]) for i in ids if i in accounts and accounts[i].session_enc is not None]
+            if not specs:
                 continue
-            self._last_start[account.id] = now
-            by_worker.setdefault(names[account.worker_id], []).append(account_spec(account))
-        for worker, specs in by_worker.items():
-            for start in range(0, len(specs), MAX_BATCH):
-                batch = StartAccounts(specs=specs[start : start + MAX_BATCH], wait_for_lease=self.lease_wait)
-                self.dispatcher.send(worker, TaskName.START_ACCOUNTS, batch)
-        sent = sum(len(specs) for specs in by_worker.values())
-        if sent:
-            log.info("resuming %d account(s) that should be running", sent)
-        return sent
+            messages.append(
+                (worker, TaskName.START_ACCOUNTS, StartAccounts(specs=specs, wait_for_lease=self.lease_wait))
+            )
+            for spec in specs:
+                self._last_start[spec.account_id] = clock
+                self._attempts[spec.account_id] = self._attempts.get(spec.account_id, 0) + 1
+        return messages
+
+    def _stops(self, stops: dict[str, list[int]]) -> list[Message]:
+        for worker, ids in stops.items():
+            log.info("stopping %d account(s) that run on %s but should not", len(ids), worker)
+        return [
+            (worker, TaskName.STOP_ACCOUNT, AccountRef(account_id=account_id))
+            for worker, ids in stops.items()
+            for account_id in ids
+        ]
+
+    def _forget_gone(self, known: set[int]) -> None:
+        for table in (self._last_start, self._attempts):
+            for account_id in [a for a in table if a not in known]:
+                del table[account_id]
+        horizon = time.monotonic() - self.max_cooldown
+        for key in [k for k, at in self._last_stop.items() if at < horizon]:
+            del self._last_stop[key]

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.dispatch import Dispatcher, WorkerDidNotAnswer
 from backend.fleet import EventView, iso_utc
-from celery_app import keys, presence
-from celery_app.account_state import AccountState, AccountStatus
+from backend.observed import Recorded, WorkerSight, observe, sight
+from celery_app import keys, presence, report
+from celery_app.account_state import AccountState, AccountStatus, read_states
 from celery_app.contract import (
     MAX_BATCH,
     AccountRef,
@@ -38,6 +39,7 @@ from celery_app.contract import (
 )
 from celery_app.crypto import SecretBox
 from celery_app.presence import Liveness, liveness
+from celery_app.redaction import safe_detail
 from celery_app.sessions import parse_string_session, session_file_to_string
 from celery_app.validation import (
     InvalidValue,
@@ -93,6 +95,7 @@ class AccountView:
     proxy: str | None
     created_at: datetime
     status_changed_at: datetime | None
+    live: bool = False  # a live source (the worker's report or status) says so now
     events: list[EventView] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
@@ -103,6 +106,7 @@ class AccountView:
             "worker": self.worker,
             "desired_state": self.desired_state,
             "status": self.status,
+            "live": self.live,
             "detail": self.detail,
             "flood_wait_until": iso_utc(self.flood_wait_until),
             "user_id": self.user_id,
@@ -131,6 +135,7 @@ class ActionResult:
     account_id: int
     message: str
     dispatched: bool
+    run: str = ""  # the runner the worker started or found: its states carry the same `run`
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,7 @@ def account_spec(account: Account) -> AccountSpec:
         raise AccountError(f"account {account.id} has no session: log in first")
     return AccountSpec(
         account_id=account.id,
-        phone=account.phone,
+        phone_enc=account.phone_enc,
         api_id=account.api_id,
         api_hash_enc=account.api_hash_enc,
         session_enc=account.session_enc,
@@ -163,17 +168,7 @@ def _login_key(login_id: str) -> str:
 
 def read_live_states(redis: Redis, account_ids: list[int]) -> dict[int, AccountState]:
     """The status hashes workers wrote for these accounts, in one round trip."""
-    if not account_ids:
-        return {}
-    pipe = redis.pipeline(transaction=False)
-    for account_id in account_ids:
-        pipe.hgetall(keys.account_status(account_id))
-    states: dict[int, AccountState] = {}
-    for account_id, raw in zip(account_ids, pipe.execute(), strict=True):
-        state = AccountState.from_fields(raw) if raw else None
-        if state is not None:
-            states[account_id] = state
-    return states
+    return read_states(redis, account_ids)
 
 
 class AccountService:
@@ -202,35 +197,44 @@ class AccountService:
         snapshot = presence.read_heartbeats(self.redis, [name])
         return liveness(snapshot.beats.get(name), snapshot.now, self.offline_after) is Liveness.ONLINE
 
-    def _views(self, accounts: list[Account], workers: dict[int, Worker]) -> list[AccountView]:
-        live = read_live_states(self.redis, [a.id for a in accounts])
-        names = sorted({w.name for w in workers.values()})
+    def _sights(self, names: list[str]) -> dict[str, WorkerSight]:
+        """What can be seen of these workers now: heartbeats and reports (two round trips)."""
         snapshot = presence.read_heartbeats(self.redis, names)
-        online = {
-            n for n in names if liveness(snapshot.beats.get(n), snapshot.now, self.offline_after) is Liveness.ONLINE
+        reports = report.read_reports(self.redis, [name for name in names if name in snapshot.beats])
+        return {
+            name: sight(name, snapshot.beats.get(name), snapshot.now, self.offline_after, reports.get(name))
+            for name in names
         }
+
+    def _views(self, accounts: list[Account], workers: dict[int, Worker]) -> list[AccountView]:
+        """Views whose status is judged from live sources (`backend.observed`), never taken from the record."""
+        latest = read_states(self.redis, [a.id for a in accounts])
+        sights = self._sights(sorted({w.name for w in workers.values()}))
         views = []
         for account in accounts:
             worker = workers.get(account.worker_id) if account.worker_id is not None else None
-            status, detail, until = account.status, account.status_detail, account.flood_wait_until
+            recorded = Recorded(
+                account.status,
+                account.status_detail,
+                account.status_changed_at.timestamp() if account.status_changed_at else None,
+                account.desired_state,
+            )
+            seen = observe(account.id, recorded, sights.get(worker.name) if worker else None, latest.get(account.id))
+            until = account.flood_wait_until if seen.status == account.status else None
             user_id, username, name = account.tg_user_id, account.tg_username, account.tg_name
-            state = live.get(account.id)
-            if state is not None and worker is not None and state.worker == worker.name and worker.name in online:
-                status, detail = state.status.value, state.detail
-                until = ops.epoch_to_datetime(state.until) if state.until else None
-                if state.user_id is not None:
-                    user_id, username, name = state.user_id, state.username, state.name
-            elif worker is not None and worker.name not in online and status in ops.ACTIVE_STATUSES:
-                status, detail = AccountStatus.LOST.value, f"worker {worker.name} is offline"
+            if seen.state is not None:
+                until = ops.epoch_to_datetime(seen.state.until) if seen.state.until else None
+                if seen.state.user_id is not None:
+                    user_id, username, name = seen.state.user_id, seen.state.username, seen.state.name
             views.append(
                 AccountView(
                     id=account.id,
-                    phone_masked=mask_phone(account.phone),
+                    phone_masked=account.phone_masked,
                     api_id=account.api_id,
                     worker=worker.name if worker else None,
                     desired_state=account.desired_state,
-                    status=status,
-                    detail=detail,
+                    status=seen.status,
+                    detail=safe_detail(seen.detail),
                     flood_wait_until=until,
                     user_id=user_id,
                     username=username,
@@ -239,6 +243,7 @@ class AccountService:
                     proxy=self._masked_proxy(account.proxy_enc),
                     created_at=account.created_at,
                     status_changed_at=account.status_changed_at,
+                    live=seen.live,
                 )
             )
         return views
@@ -363,11 +368,13 @@ class AccountService:
         box = self.box
         with self.sessions.begin() as session:
             target = ops.get_worker(session, worker)
-            existing = ops.find_account_by_phone(session, normalized_phone)
+            existing = ops.find_account_by_phone(session, box.lookup(normalized_phone))
             if existing is not None:
                 raise AccountError(str(ops.AccountExists(mask_phone(normalized_phone), existing.id)))
             account = Account(
-                phone=normalized_phone,
+                phone_enc=box.encrypt(normalized_phone),
+                phone_lookup=box.lookup(normalized_phone),
+                phone_masked=mask_phone(normalized_phone),
                 api_id=checked_api_id,
                 api_hash_enc=box.encrypt(checked_hash),
                 session_enc=box.encrypt(string),
@@ -409,9 +416,10 @@ class AccountService:
         normalized_phone, checked_api_id, checked_hash = self._credentials(phone, api_id, api_hash)
         assert normalized_phone is not None
         proxy_enc = self._validated_proxy(proxy)
+        box = self.box
         with self.sessions() as session:
             target = self._usable_worker(session, worker)
-            existing = ops.find_account_by_phone(session, normalized_phone)
+            existing = ops.find_account_by_phone(session, box.lookup(normalized_phone))
             if (
                 existing is not None
                 and existing.session_enc is not None
@@ -421,10 +429,11 @@ class AccountService:
                     f"account {existing.id} with phone {mask_phone(normalized_phone)} exists and is {existing.status}"
                 )
         login_id = uuid.uuid4().hex
-        api_hash_enc = self.box.encrypt(checked_hash)
+        api_hash_enc = box.encrypt(checked_hash)
+        phone_enc = box.encrypt(normalized_phone)
         payload = SendLoginCode(
             login_id=login_id,
-            phone=normalized_phone,
+            phone_enc=phone_enc,
             api_id=checked_api_id,
             api_hash_enc=api_hash_enc,
             proxy_enc=proxy_enc,
@@ -434,7 +443,7 @@ class AccountService:
             raise LoginError(str(answer.get("message") or "could not send the code"), str(answer.get("error")), False)
         record = {
             "worker": target.name,
-            "phone": normalized_phone,
+            "phone_enc": phone_enc,
             "api_id": str(checked_api_id),
             "api_hash_enc": api_hash_enc,
             "proxy_enc": proxy_enc or "",
@@ -498,11 +507,18 @@ class AccountService:
                 str(answer.get("message") or "login failed"), str(answer.get("error")), bool(answer.get("retry"))
             )
         self.redis.delete(_login_key(login_id))
+        box = self.box
+        phone = box.decrypt(record["phone_enc"])
         with self.sessions.begin() as session:
             worker = ops.get_worker(session, record["worker"])
-            account = ops.find_account_by_phone(session, record["phone"])
+            account = ops.find_account_by_phone(session, box.lookup(phone))
             if account is None:
-                account = Account(phone=record["phone"], desired_state=DesiredState.STOPPED.value)
+                account = Account(
+                    phone_enc=record["phone_enc"],
+                    phone_lookup=box.lookup(phone),
+                    phone_masked=mask_phone(phone),
+                    desired_state=DesiredState.STOPPED.value,
+                )
                 session.add(account)
             account.api_id = int(record["api_id"])
             account.api_hash_enc = record["api_hash_enc"]
@@ -545,13 +561,24 @@ class AccountService:
             raise AccountError(
                 f"worker {name!r} did not start account {account_id}: {answer.get('detail') or answer.get('message')}"
             )
-        return ActionResult(account_id, f"account {account_id} on {name}: {answer.get('detail', 'starting')}", True)
+        return ActionResult(
+            account_id,
+            f"account {account_id} on {name}: {answer.get('detail', 'starting')}",
+            True,
+            str(answer.get("run") or ""),
+        )
+
+    def _forget_on_worker(self, worker: str | None, account_id: int) -> None:
+        """The worker must not resume this account by itself (it is stopped, moved or removed)."""
+        if worker is not None:
+            self.redis.hdel(keys.worker_specs(worker), str(account_id))
 
     def stop(self, account_id: int, actor: str) -> ActionResult:
         with self.sessions.begin() as session:
             account = ops.get_account(session, account_id)
             ops.set_desired_state(session, account, DesiredState.STOPPED, actor)
             name = self._worker_name(session, account) if account.worker_id is not None else None
+        self._forget_on_worker(name, account_id)
         if name is None or not self._worker_online(name):
             return ActionResult(account_id, f"account {account_id} is not running (its worker is offline)", False)
         try:
@@ -561,6 +588,7 @@ class AccountService:
         return ActionResult(account_id, f"account {account_id} stopped ({answer.get('detail', 'stopped')})", True)
 
     def restart(self, account_id: int, actor: str) -> ActionResult:
+        """Stop and start again on its worker; returns once the worker has started the new run (`run`)."""
         with self.sessions.begin() as session:
             account = ops.get_account(session, account_id)
             if account.session_enc is None:
@@ -569,8 +597,19 @@ class AccountService:
             self._usable_worker(session, name)
             ops.set_desired_state(session, account, DesiredState.RUNNING, actor)
             spec = account_spec(account)
-        self.dispatcher.send(name, TaskName.RESTART_ACCOUNT, StartAccount(spec=spec, wait_for_lease=2.0))
-        return ActionResult(account_id, f"restarting account {account_id} on {name}", True)
+        try:
+            answer = self.dispatcher.call(
+                name, TaskName.RESTART_ACCOUNT, StartAccount(spec=spec, wait_for_lease=2.0), STOP_TIMEOUT
+            )
+        except WorkerDidNotAnswer as error:
+            raise AccountError(f"{error}; the account stays marked to run and the backend will retry") from None
+        if not answer.get("ok"):
+            raise AccountError(
+                f"worker {name!r} did not restart account {account_id}: {answer.get('detail') or answer.get('message')}"
+            )
+        return ActionResult(
+            account_id, f"restarting account {account_id} on {name}", True, str(answer.get("run") or "")
+        )
 
     def move(self, account_id: int, to_worker: str, actor: str) -> ActionResult:
         """Stop on the old worker (its lease is released), then start on the new one if it should run."""
@@ -581,6 +620,7 @@ class AccountService:
             if old == target.name:
                 raise AccountError(f"account {account_id} is already on worker {to_worker!r}")
             should_run = account.desired_state == DesiredState.RUNNING.value and account.session_enc is not None
+        self._forget_on_worker(old, account_id)
         if old is not None and self._worker_online(old):
             try:
                 self.dispatcher.call(old, TaskName.STOP_ACCOUNT, AccountRef(account_id=account_id), STOP_TIMEOUT)
@@ -611,6 +651,7 @@ class AccountService:
                 raise AccountError(f"{error}: not removed, because it may still be running") from None
         with self.sessions.begin() as session:
             ops.delete_account(session, ops.get_account(session, account_id), actor)
+        self._forget_on_worker(name, account_id)
         self.redis.delete(keys.account_status(account_id))
         return ActionResult(account_id, f"account {account_id} removed and its secrets wiped", name is not None)
 

@@ -19,6 +19,7 @@ import click
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from celery_app import rejections
 from config import EXIT_CONFIG, CliSettings, ConfigError, load_cli_settings, load_env_file, mask_url
 
 EXIT_UNAVAILABLE = 69
@@ -189,7 +190,7 @@ def list_workers(context: Context, active_only: bool, as_json: bool) -> None:
             _status_cell(v.status.value, v.is_active),
             v.name,
             v.address or "-",
-            f"{v.accounts_running}/{v.accounts}",
+            f"{_count(v.accounts_running)}/{v.accounts}",
             v.version or "-",
             f"last seen {ago(v.seconds_since_heartbeat)}",
         ]
@@ -198,6 +199,11 @@ def list_workers(context: Context, active_only: bool, as_json: bool) -> None:
     click.echo(table(["STATUS", "NAME", "ADDRESS", "ACCOUNTS", "VERSION", "HEARTBEAT"], rows))
     online = sum(1 for v in views if v.status.value == "online")
     click.echo(f"\n{online} online, {len(views) - online} offline")
+
+
+def _count(running: int | None) -> str:
+    """A worker's running count, or `?` while it is silent (its last report is no longer news)."""
+    return "?" if running is None else str(running)
 
 
 def _when(moment: datetime | None) -> str:
@@ -223,15 +229,18 @@ def show_worker(context: Context, name: str, as_json: bool) -> None:
         ("Uptime", duration(w.uptime_seconds)),
         ("Host / pid", f"{w.host or '-'} / {w.pid or '-'}"),
         ("Version", w.version or "-"),
-        ("Accounts", f"{w.accounts_running} running of {w.accounts}"),
+        ("Accounts", f"{_count(w.accounts_running)} running of {w.accounts}"),
     ]
+    if detail.rejected:
+        reasons = ", ".join(f"{rejections.describe(r)} ×{n}" for r, n in sorted(detail.rejected.items()))
+        lines.append(("Rejected messages", f"{detail.rejected_total} ({reasons})"))
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
         click.echo(f"{label.ljust(width)}  {value}")
     click.echo("\nRecent events:" if detail.events else "\nNo events recorded yet.")
     for event in detail.events:
         extra = f" — {event.detail}" if event.detail else ""
-        click.echo(f"  {_when(event.at)}  {event.kind}{extra}  [{event.actor}]")
+        click.echo(f"  {_when(event.at)}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
 
 
 @cli.command("activate")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from backend.cli import Context, actor, emit_json, json_option, pass_context, table
-from celery_app.account_state import AccountStatus
+from celery_app.account_state import UNKNOWN, AccountState, AccountStatus
 
 STATUS_ICONS = {
     "running": "🟢",
@@ -23,6 +23,7 @@ STATUS_ICONS = {
     "banned": "⛔",
     "flood_wait": "🐢",
     "lost": "❓",
+    "unknown": "❔",
 }
 
 
@@ -67,7 +68,11 @@ def accounts() -> None:
 
 @accounts.command("list")
 @click.option("--worker", help="Only this worker's accounts.")
-@click.option("--status", type=click.Choice([s.value for s in AccountStatus]), help="Only accounts in this status.")
+@click.option(
+    "--status",
+    type=click.Choice([*(s.value for s in AccountStatus), UNKNOWN]),
+    help="Only accounts in this status (`unknown`: no live report).",
+)
 @json_option
 @pass_context
 def list_accounts(context: Context, worker: str | None, status: str | None, as_json: bool) -> None:
@@ -119,13 +124,19 @@ def show_account(context: Context, account_id: int, as_json: bool) -> None:
         click.echo("\nRecent events:")
     for event in view.events:
         extra = f" — {event.detail}" if event.detail else ""
-        click.echo(f"  {event.at.strftime('%Y-%m-%d %H:%M:%S UTC')}  {event.kind}{extra}  [{event.actor}]")
+        when = event.at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        click.echo(f"  {when}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
 
 
-def _wait_and_report(context: Context, account_id: int, timeout: float) -> None:
+def _wait_and_report(context: Context, account_id: int, timeout: float, run: str = "") -> None:
+    """Wait for the outcome of the worker's runner `run` (the one this command started), then say it."""
     service = _service(context)
-    state = service.wait_for_status(account_id, lambda s: s.status != AccountStatus.STARTING, timeout)
-    if state is None or state.status == AccountStatus.STARTING:
+
+    def settled(state: AccountState) -> bool:
+        return (not run or state.run == run) and state.status != AccountStatus.STARTING
+
+    state = service.wait_for_status(account_id, settled, timeout)
+    if state is None or not settled(state):
         click.echo(
             f"account {account_id} is still starting after {timeout:g} s; follow it with `accounts show {account_id}`"
         )
@@ -150,7 +161,7 @@ def start_account(context: Context, account_id: int, when_back: bool, wait: bool
     result = _service(context).start(account_id, actor(), when_back=when_back)
     click.echo(result.message)
     if result.dispatched and wait:
-        _wait_and_report(context, account_id, timeout)
+        _wait_and_report(context, account_id, timeout, result.run)
 
 
 @accounts.command("stop")
@@ -171,7 +182,7 @@ def restart_account(context: Context, account_id: int, wait: bool, timeout: floa
     result = _service(context).restart(account_id, actor())
     click.echo(result.message)
     if wait:
-        _wait_and_report(context, account_id, timeout)
+        _wait_and_report(context, account_id, timeout, result.run)
 
 
 @accounts.command("move")
@@ -371,5 +382,6 @@ def login(
     who = f"@{step.account.username}" if step.account.username else (step.account.name or "")
     click.echo(f"logged in: account {step.account.id} ({step.account.phone_masked}) {who} on {step.account.worker}")
     if start_now:
-        click.echo(service.start(step.account.id, actor()).message)
-        _wait_and_report(context, step.account.id, 30.0)
+        started = service.start(step.account.id, actor())
+        click.echo(started.message)
+        _wait_and_report(context, step.account.id, 30.0, started.run)

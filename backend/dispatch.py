@@ -27,10 +27,23 @@ class Dispatcher:
         return self._app
 
     def send(
-        self, worker: str, task: TaskName, payload: Payload | None = None, expires: float = COMMAND_EXPIRES_SECONDS
+        self,
+        worker: str,
+        task: TaskName,
+        payload: Payload | None = None,
+        expires: float = COMMAND_EXPIRES_SECONDS,
+        producer: Any = None,
     ) -> Any:
         args = [payload.model_dump(mode="json")] if payload is not None else []
-        return self.app.send_task(task.value, args=args, queue=queue_for(worker), expires=expires)
+        return self.app.send_task(task.value, args=args, queue=queue_for(worker), expires=expires, producer=producer)
+
+    def send_many(self, messages: list[tuple[str, TaskName, Payload]]) -> None:
+        """Send (worker, task, payload) messages over one producer: a scan's starts and stops, cheaply."""
+        if not messages:
+            return
+        with self.app.producer_or_acquire() as producer:
+            for worker, task, payload in messages:
+                self.send(worker, task, payload, producer=producer)
 
     def call(
         self, worker: str, task: TaskName, payload: Payload | None = None, timeout: float = 30.0

@@ -1,20 +1,22 @@
 """The fleet service: list, inspect, add, remove, activate and deactivate workers.
 
 Plain functions over a Redis client and a session factory, used by the CLI and the bot alike. Online status
-is read live from Redis heartbeats (one round trip for the whole fleet), never through a Celery round trip;
-everything else comes from the database.
+is read live from Redis heartbeats (one round trip for the whole fleet), never through a Celery round trip,
+and how many accounts a worker runs from its heartbeat report (`celery_app.report`): unknown (None) while
+the worker is silent; everything else comes from the database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from celery_app import presence
+from celery_app import presence, rejections, report
+from celery_app.account_state import UNKNOWN
 from celery_app.presence import Liveness, liveness
 from config import WORKER_NAME_PATTERN
 from database import operations as ops
@@ -49,7 +51,7 @@ class WorkerView:
     last_heartbeat: datetime | None
     seconds_since_heartbeat: float | None
     accounts: int
-    accounts_running: int
+    accounts_running: int | None  # from the worker's report; None while it is silent (not known)
     host: str | None
     pid: int | None
     version: str | None
@@ -78,15 +80,28 @@ class WorkerView:
 
 @dataclass(frozen=True)
 class EventView:
+    """One line of history; a transition repeated within the hour is one line with its `count`."""
+
     at: datetime
     kind: str
     subject: str
     detail: str
     actor: str
+    count: int = 1
+    last_at: datetime | None = None
 
     @classmethod
     def of(cls, event: FleetEvent) -> EventView:
-        return cls(event.created_at, event.kind, event.subject, event.detail, event.actor)
+        return cls(
+            event.created_at, event.kind, event.subject, event.detail, event.actor, event.repeat_count, event.last_at
+        )
+
+    @property
+    def repeats(self) -> str:
+        """`` or ` (×3, last 12:04:05 UTC)` for a folded line."""
+        if self.count <= 1 or self.last_at is None:
+            return ""
+        return f" (×{self.count}, last {self.last_at.strftime('%H:%M:%S UTC')})"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -95,6 +110,8 @@ class EventView:
             "subject": self.subject,
             "detail": self.detail,
             "actor": self.actor,
+            "count": self.count,
+            "last_at": iso_utc(self.last_at or self.at),
         }
 
 
@@ -102,9 +119,18 @@ class EventView:
 class WorkerDetail:
     worker: WorkerView
     events: list[EventView]
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> messages dropped from its queue
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
 
     def to_json(self) -> dict[str, object]:
-        return {**self.worker.to_json(), "events": [event.to_json() for event in self.events]}
+        return {
+            **self.worker.to_json(),
+            "rejected_messages": dict(sorted(self.rejected.items())),
+            "events": [event.to_json() for event in self.events],
+        }
 
 
 def validate_worker_name(name: str) -> str:
@@ -164,12 +190,14 @@ class FleetService:
         worker: Worker,
         snapshot: presence.HeartbeatSnapshot,
         counts: dict[int, tuple[int, int]],
+        reports: dict[str, report.WorkerReport],
         info: presence.WorkerInfo | None = None,
     ) -> WorkerView:
         beat = snapshot.beats.get(worker.name)
         status = liveness(beat, snapshot.now, self.offline_after)
         last = epoch_to_datetime(beat) if beat is not None else worker.last_heartbeat
-        running, total = counts.get(worker.id, (0, 0))
+        _recorded, total = counts.get(worker.id, (0, 0))
+        running = self._running(worker.name, beat, snapshot.now, reports)
         started = worker.started_at
         host, pid, version = worker.host, worker.pid, worker.version
         if info is not None and status is Liveness.ONLINE:  # what the running process says beats the record
@@ -193,13 +221,28 @@ class FleetService:
             else None,
         )
 
+    def _running(
+        self, name: str, beat: float | None, now: float, reports: dict[str, report.WorkerReport]
+    ) -> int | None:
+        """Accounts the worker reports running: 0 when offline, None while silent or unreported."""
+        if liveness(beat, now, self.offline_after) is Liveness.OFFLINE:
+            return 0
+        found = reports.get(name)
+        if found is None or beat is None or now - beat > presence.fence_after(self.offline_after):
+            return None
+        return found.count("running")
+
+    def _reports(self, snapshot: presence.HeartbeatSnapshot, names: list[str]) -> dict[str, report.WorkerReport]:
+        return report.read_reports(self.redis, [name for name in names if name in snapshot.beats])
+
     def list_workers(self, active_only: bool = False) -> list[WorkerView]:
         snapshot = presence.read_all_heartbeats(self.redis)
         with self.sessions() as session:
             workers = list(ops.list_workers(session, active_only=active_only))
             counts = self.account_counter(session)
             known = set(ops.worker_rows(session)) if active_only else {w.name for w in workers}
-        views = [self._view(worker, snapshot, counts) for worker in workers]
+        reports = self._reports(snapshot, [w.name for w in workers])
+        views = [self._view(worker, snapshot, counts, reports) for worker in workers]
         views += self._live_but_unrecorded(snapshot, known)
         return sorted(views, key=lambda view: view.name)
 
@@ -245,7 +288,8 @@ class FleetService:
             workers = ops.workers_page(session, page * per_page, per_page, active_only)
             counts = self.account_counter(session, [w.id for w in workers])
         snapshot = presence.read_heartbeats(self.redis, [w.name for w in workers])
-        return WorkersPage([self._view(w, snapshot, counts) for w in workers], page, pages, total)
+        reports = self._reports(snapshot, [w.name for w in workers])
+        return WorkersPage([self._view(w, snapshot, counts, reports) for w in workers], page, pages, total)
 
     def last_event_id(self) -> int:
         with self.sessions() as session:
@@ -272,17 +316,26 @@ class FleetService:
         ]
 
     def summary(self) -> FleetSummary:
+        """Workers by liveness and accounts by status; `running` is what the workers report now, and what is
+        recorded running but not reported (the backend has not caught up, or is down) counts as `unknown`."""
         snapshot = presence.read_all_heartbeats(self.redis)
         with self.sessions() as session:
             rows = ops.worker_rows(session)
             by_status = ops.accounts_by_status(session)
-        online = sum(
-            1
+        online = [
+            name
             for name in rows
             if liveness(snapshot.beats.get(name), snapshot.now, self.offline_after) is Liveness.ONLINE
-        )
+        ]
+        reports = self._reports(snapshot, online)
+        live_running = sum(self._running(name, snapshot.beats.get(name), snapshot.now, reports) or 0 for name in online)
+        recorded_running = by_status.pop("running", 0)
+        if live_running:
+            by_status["running"] = live_running
+        if recorded_running > live_running:
+            by_status[UNKNOWN] = by_status.get(UNKNOWN, 0) + recorded_running - live_running
         deactivated = sum(1 for row in rows.values() if not row.is_active)
-        return FleetSummary(online, len(rows) - online, deactivated, by_status)
+        return FleetSummary(len(online), len(rows) - len(online), deactivated, by_status)
 
     def get_worker(self, name: str, event_limit: int = 10) -> WorkerDetail:
         snapshot = presence.read_heartbeats(self.redis, [name])
@@ -292,11 +345,15 @@ class FleetService:
                 live = self._live_but_unrecorded(snapshot, set())
                 if not live:
                     raise WorkerNotFound(name)
-                return WorkerDetail(live[0], [])
+                return WorkerDetail(live[0], [], self._rejected(name))
             info = presence.read_infos(self.redis, [name]).get(name)
-            view = self._view(worker, snapshot, self.account_counter(session, [worker.id]), info)
+            reports = self._reports(snapshot, [name])
+            view = self._view(worker, snapshot, self.account_counter(session, [worker.id]), reports, info)
             events = [EventView.of(event) for event in ops.recent_events(session, subject=name, limit=event_limit)]
-        return WorkerDetail(view, events)
+        return WorkerDetail(view, events, self._rejected(name))
+
+    def _rejected(self, name: str) -> dict[str, int]:
+        return rejections.read(self.redis, [name]).get(name, {})
 
     def is_online(self, name: str) -> bool:
         snapshot = presence.read_heartbeats(self.redis, [name])

@@ -1,10 +1,15 @@
-"""The backend's reconciler: brings the database in line with live state in Redis.
+"""The backend's reconciler: brings the database in line with live state in Redis, and workers in line with
+the desired state in the database.
 
-Every scan reads all heartbeats in one Redis round trip and all workers in one SELECT, then writes the
-differences with a few batched statements: newly discovered workers, heartbeat times, online/offline
-transitions, and the fleet events that the bot notifies about. Between scans it applies wire events from
-the Redis Stream at once (in order, through a consumer group, so events emitted while no backend ran are
-applied when one starts). Only the backend holding the leader lock acts; others stand by.
+Every scan is level-triggered: it reads all heartbeats and all workers' reports (what each actually runs) in
+two Redis round trips and all workers and accounts in two SELECTs, then writes the differences with a few
+batched statements: newly discovered workers, heartbeat times, online/offline transitions, corrected
+account statuses, and the fleet events the bot notifies about; it starts and stops accounts where the
+desired state says so (`backend.account_sync`). Between scans it applies wire events from the Redis Stream
+at once (in order, through a consumer group): account statuses are recorded, and worker events make the
+next scan come at once. Nothing depends on an event having survived: a lost one delays a correction by at
+most one scan. The acting backend also trims the stream of what it applied and prunes old history. Only the
+backend holding the leader lock acts; others stand by.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -22,8 +27,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.account_sync import AccountSync
-from celery_app import events, keys, presence
+from backend.account_sync import AccountSync, SyncReport
+from backend.observed import sight
+from celery_app import events, keys, presence, report
 from celery_app.events import WireEvent, WireEventKind
 from celery_app.presence import Liveness, WorkerInfo, liveness
 from database import operations as ops
@@ -34,6 +40,9 @@ log = logging.getLogger(__name__)
 
 LEADER_TTL_SECONDS = 10.0
 MAX_EVENT_WAIT_SECONDS = 1.0
+PRUNE_EVERY_SECONDS = 3600.0
+PRUNE_BATCH = 5000
+PRUNE_BUDGET_SECONDS = 1.0
 
 
 @dataclass
@@ -42,6 +51,8 @@ class ScanReport:
     discovered: list[str] = field(default_factory=list)
     went_online: list[str] = field(default_factory=list)
     went_offline: list[str] = field(default_factory=list)
+    accounts: SyncReport | None = None
+    seconds: float = 0.0
 
 
 def _worker_columns(info: WorkerInfo | None) -> dict[str, object]:
@@ -68,37 +79,68 @@ class Reconciler:
         sessions: sessionmaker[Session],
         offline_after: float,
         accounts: AccountSync | None = None,
+        retention_days: float = 30.0,
     ) -> None:
         self.redis = redis
         self.sessions = sessions
         self.offline_after = offline_after
         self.accounts = accounts
+        self.retention = timedelta(days=retention_days)
 
     def scan(self) -> ScanReport:
+        started = time.perf_counter()
         snapshot = presence.read_all_heartbeats(self.redis)
-        report = ScanReport(workers=len(snapshot.beats))
+        online = [
+            name
+            for name, beat in snapshot.beats.items()
+            if liveness(beat, snapshot.now, self.offline_after) is Liveness.ONLINE
+        ]
+        reports = report.read_reports(self.redis, online) if self.accounts is not None else {}
+        result = ScanReport(workers=len(snapshot.beats))
         with self.sessions.begin() as session:
             rows = ops.worker_rows(session)
-            self._insert_discovered(session, snapshot, [name for name in snapshot.beats if name not in rows], report)
-            self._sync_existing(session, snapshot, rows, report)
+            self._insert_discovered(session, snapshot, [name for name in snapshot.beats if name not in rows], result)
+            self._sync_existing(session, snapshot, rows, result)
             if self.accounts is not None:
-                self.accounts.workers_went_offline(session, [rows[n].id for n in report.went_offline if n in rows])
-                online = {
-                    row.id: name
-                    for name, row in rows.items()
-                    if row.is_active
-                    and liveness(snapshot.beats.get(name), snapshot.now, self.offline_after) is Liveness.ONLINE
+                sights = {
+                    name: sight(name, snapshot.beats.get(name), snapshot.now, self.offline_after, reports.get(name))
+                    for name in {*rows, *snapshot.beats}
                 }
-                self.accounts.resume(session, online)
-        if report.discovered or report.went_online or report.went_offline:
+                result.accounts = self.accounts.reconcile(
+                    session,
+                    self.redis,
+                    {row.id: name for name, row in rows.items()},
+                    {row.id for row in rows.values() if row.is_active},
+                    sights,
+                    snapshot.now,
+                )
+        if self.accounts is not None and result.accounts is not None:
+            self.accounts.send(result.accounts)
+        result.seconds = time.perf_counter() - started
+        if result.discovered or result.went_online or result.went_offline:
             log.info(
                 "scan: %d workers, discovered %s, online %s, offline %s",
-                report.workers,
-                report.discovered or "-",
-                report.went_online or "-",
-                report.went_offline or "-",
+                result.workers,
+                result.discovered or "-",
+                result.went_online or "-",
+                result.went_offline or "-",
             )
-        return report
+        return result
+
+    def prune_history(self, budget: float = PRUNE_BUDGET_SECONDS) -> int:
+        """Delete fleet events older than the retention, in small transactions, for at most `budget` seconds."""
+        cutoff = epoch_to_datetime(presence.server_time(self.redis)) - self.retention
+        deadline = time.monotonic() + budget
+        deleted = 0
+        while time.monotonic() < deadline:
+            with self.sessions.begin() as session:
+                batch = ops.prune_events(session, cutoff, PRUNE_BATCH)
+            deleted += batch
+            if batch < PRUNE_BATCH:
+                break
+        if deleted:
+            log.info("pruned %d fleet event(s) older than %s", deleted, cutoff.strftime("%Y-%m-%d %H:%M UTC"))
+        return deleted
 
     def _insert_discovered(
         self, session: Session, snapshot: presence.HeartbeatSnapshot, names: list[str], report: ScanReport
@@ -163,8 +205,11 @@ class Reconciler:
         ops.update_heartbeats(session, changes)
         ops.record_events(session, new_events)
 
-    def apply_events(self, batch: list[WireEvent]) -> None:
-        """Apply account statuses, then worker events in order, settling each named worker on its live state."""
+    def apply_events(self, batch: list[WireEvent]) -> bool:
+        """Record account statuses, then worker events in order, settling each named worker on its live state.
+
+        Returns True when a worker came or went: the caller should scan now (the scan does the accounts).
+        """
         account_events = [e for e in batch if e.kind == WireEventKind.ACCOUNT_STATUS]
         if account_events and self.accounts is not None:
             with self.sessions.begin() as session:
@@ -172,16 +217,15 @@ class Reconciler:
         worker_events = [e for e in batch if e.kind in (WireEventKind.WORKER_ONLINE, WireEventKind.WORKER_OFFLINE)]
         names = sorted({e.subject for e in worker_events})
         if not names:
-            return
+            return False
         with self.sessions.begin() as session:
             workers = {w.name: w for w in session.scalars(select(Worker).where(Worker.name.in_(names)))}
             new_events: list[NewEvent] = []
-            restarted: list[int] = []  # workers whose process was replaced: their accounts died with it
             for event in worker_events:
                 at = epoch_to_datetime(event.at) if event.at else None
                 worker = workers.get(event.subject)
                 if event.kind == WireEventKind.WORKER_ONLINE:
-                    worker = self._apply_online(session, workers, event, at, new_events, restarted)
+                    worker = self._apply_online(session, workers, event, at, new_events)
                 elif worker is not None and worker.status == WorkerStatus.ONLINE:
                     worker.status = WorkerStatus.OFFLINE.value
                     reason = str(event.data.get("reason", "stopped"))
@@ -199,14 +243,7 @@ class Reconciler:
                     detail = "" if live is Liveness.ONLINE else _offline_detail(beat, snapshot.now)
                     new_events.append(NewEvent(kind, name, detail, at=now))
             ops.record_events(session, new_events)
-            if self.accounts is not None:
-                session.flush()
-                offline = [w.id for w in workers.values() if w.status == WorkerStatus.OFFLINE and w.id is not None]
-                self.accounts.workers_went_offline(session, offline)
-                self.accounts.workers_went_offline(session, restarted, "its worker restarted")
-                self.accounts.resume(
-                    session, {w.id: w.name for w in workers.values() if w.status == WorkerStatus.ONLINE and w.is_active}
-                )
+        return True
 
     def _apply_online(
         self,
@@ -215,7 +252,6 @@ class Reconciler:
         event: WireEvent,
         at: datetime | None,
         new_events: list[NewEvent],
-        restarted: list[int],
     ) -> Worker:
         info = WorkerInfo.from_redis({k: str(v) for k, v in event.data.items()})
         worker = workers.get(event.subject)
@@ -233,15 +269,14 @@ class Reconciler:
                 NewEvent(FleetEventKind.WORKER_DISCOVERED, event.subject, f"host {info.host}" if info else "", at=at)
             )
         columns = _worker_columns(info)
-        if (
+        restarted = (
             worker.id is not None
             and worker.started_at is not None
             and columns.get("started_at") not in (None, worker.started_at)
-        ):
-            restarted.append(worker.id)
-            if worker.status == WorkerStatus.ONLINE:  # replaced so fast it never read as offline
-                detail = f"restarted (pid {info.pid})" if info else "restarted"
-                new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, event.subject, detail, at=at))
+        )
+        if restarted and worker.status == WorkerStatus.ONLINE:  # replaced so fast it never read as offline
+            detail = f"restarted (pid {info.pid})" if info else "restarted"
+            new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, event.subject, detail, at=at))
         for column, value in columns.items():
             setattr(worker, column, value)
         if info is not None and not worker.address:
@@ -290,6 +325,7 @@ def run_listener(reconciler: Reconciler, leader: LeaderLock, scan_interval: floa
     redis = reconciler.redis
     leading = False
     next_scan = 0.0
+    next_prune = 0.0
     backoff = 0.5
     while not stop.is_set():
         try:
@@ -302,6 +338,8 @@ def run_listener(reconciler: Reconciler, leader: LeaderLock, scan_interval: floa
             if not leading:
                 log.info("acting as the leader backend (scan every %gs)", scan_interval)
                 events.ensure_group(redis)
+                if events.unread_were_dropped(redis):
+                    log.warning("events were dropped from the stream before they were read; the scan reconciles")
                 pending = events.read_group(redis, None, pending=True)
                 if pending:
                     reconciler.apply_events(pending)
@@ -310,11 +348,16 @@ def run_listener(reconciler: Reconciler, leader: LeaderLock, scan_interval: floa
                 next_scan = 0.0
             if time.monotonic() >= next_scan:
                 reconciler.scan()
+                events.trim_applied(redis)
                 next_scan = time.monotonic() + scan_interval
+            if time.monotonic() >= next_prune:
+                reconciler.prune_history()
+                next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
             wait = max(0.01, min(MAX_EVENT_WAIT_SECONDS, next_scan - time.monotonic(), leader.ttl / 3))
             batch = events.read_group(redis, int(wait * 1000))
             if batch:
-                reconciler.apply_events(batch)
+                if reconciler.apply_events(batch):
+                    next_scan = 0.0  # a worker came or went: reconcile its accounts now
                 events.acknowledge(redis, batch)
             backoff = 0.5
         except RedisError as error:

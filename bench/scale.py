@@ -62,7 +62,7 @@ def real_worker(server: EmbeddedRedis, accounts: int, threads: int, workdir: Pat
         specs = [
             AccountSpec(
                 account_id=i + 1,
-                phone=f"+1555{i:07d}",
+                phone_enc=box.encrypt(f"+1555{i:07d}"),
                 api_id=12345,
                 api_hash_enc=api_hash_enc,
                 session_enc=box.encrypt(session_for(f"+1555{i:07d}")),

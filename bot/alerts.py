@@ -1,8 +1,10 @@
 """Alerts to admins from the fleet event log: workers offline/online, accounts banned/revoked/flood/error.
 
 `build_alerts` turns a batch of new events into messages, grouping: when several workers drop (or accounts
-fall into the same status) in one batch, admins get one summary, not one message each. `AlertNotifier`
-polls the log and sends each alert to every admin in their language.
+fall into the same status) in one batch, admins get one summary, not one message each. A transition the
+log folded (the same one again within the hour: a flapping account) is not alerted again; a flapping
+worker is, with how often it happened. `AlertNotifier` polls the log and sends each alert to every admin in
+their language.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class EventLine:
     kind: str
     subject: str
     detail: str
+    repeat_count: int = 1
 
 
 @dataclass
@@ -56,7 +59,7 @@ def build_alerts(events: Sequence[EventLine]) -> list[Alert]:
             offline.append(event)
         elif event.kind == "worker.online":
             online.append(event)
-        elif event.kind == "account.status":
+        elif event.kind == "account.status" and event.repeat_count == 1:
             status = event.detail.split(":", 1)[0]
             if status in ALERTING_STATUSES:
                 accounts.setdefault(status, []).append(event)
@@ -71,7 +74,9 @@ def build_alerts(events: Sequence[EventLine]) -> list[Alert]:
         else:
             for event in group:
                 detail = f" ({escape(event.detail)})" if event.detail else ""
-                alerts.append(Alert(single_key, {"name": escape(event.subject), "detail": detail}))
+                values = {"name": escape(event.subject), "detail": detail, "repeats": event.repeat_count}
+                key = f"{single_key}.again" if event.repeat_count > 1 else single_key
+                alerts.append(Alert(key, values))
     for status, group in accounts.items():
         ids = [e.subject.removeprefix("account:") for e in group]
         if len(group) >= GROUP_AT:
@@ -121,7 +126,7 @@ class AlertNotifier:
         if not events:
             return 0
         self.last_id = events[-1].id
-        alerts = build_alerts([EventLine(e.kind, e.subject, e.detail) for e in events])
+        alerts = build_alerts([EventLine(e.kind, e.subject, e.detail, e.repeat_count) for e in events])
         for alert in alerts:
             for admin in sorted(self.admin_ids):
                 lang = await self.languages.for_alerts(admin)

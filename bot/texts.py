@@ -40,6 +40,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "Версия: {version} · аптайм: {uptime}\n"
             "Аккаунты: {running} работают из {total}"
         ),
+        "worker.rejected": "⚠️ Отброшено битых сообщений из очереди: {count}",
         "worker.btn.accounts": "📱 Аккаунты",
         "worker.btn.activate": "▶️ Включить",
         "worker.btn.deactivate": "⏸ Отключить",
@@ -93,7 +94,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "st.unauthorized": "🚫 сессия отозвана",
         "st.banned": "⛔ забанен",
         "st.flood_wait": "🐢 flood wait",
-        "st.lost": "❓ потерян (воркер оффлайн)",
+        "st.lost": "❓ потерян",
+        "st.unknown": "❔ неизвестно",
         "wizard.worker": "➕ <b>Новый аккаунт</b>\nШаг 1. Выберите воркер (только онлайн и включённые):",
         "wizard.no_workers": "Нет онлайн-воркеров. Запустите воркер и попробуйте снова.",
         "wizard.method": "Шаг 2. Как добавить аккаунт?",
@@ -127,6 +129,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "language.set": "Язык: русский 🇷🇺",
         "alert.worker_offline": "🔴 Воркер <b>{name}</b> оффлайн{detail}",
         "alert.worker_online": "🟢 Воркер <b>{name}</b> снова онлайн{detail}",
+        "alert.worker_offline.again": "🔴 Воркер <b>{name}</b> оффлайн{detail} — уже {repeats}-й раз за час",
+        "alert.worker_online.again": "🟢 Воркер <b>{name}</b> снова онлайн{detail} — уже {repeats}-й раз за час",
         "alert.workers_offline": "🔴 Оффлайн сразу {n} воркеров: {names}",
         "alert.workers_online": "🟢 Снова онлайн {n} воркеров: {names}",
         "alert.account": "{icon} Аккаунт #{id}: {status}{detail}",
@@ -192,6 +196,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "Version: {version} · uptime: {uptime}\n"
             "Accounts: {running} running of {total}"
         ),
+        "worker.rejected": "⚠️ Malformed messages dropped from its queue: {count}",
         "worker.btn.accounts": "📱 Accounts",
         "worker.btn.activate": "▶️ Activate",
         "worker.btn.deactivate": "⏸ Deactivate",
@@ -243,7 +248,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "st.unauthorized": "🚫 session revoked",
         "st.banned": "⛔ banned",
         "st.flood_wait": "🐢 flood wait",
-        "st.lost": "❓ lost (worker offline)",
+        "st.lost": "❓ lost",
+        "st.unknown": "❔ unknown",
         "wizard.worker": "➕ <b>New account</b>\nStep 1. Choose a worker (online and active only):",
         "wizard.no_workers": "No worker is online. Start one and try again.",
         "wizard.method": "Step 2. How do you want to add it?",
@@ -277,6 +283,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "language.set": "Language: English 🇬🇧",
         "alert.worker_offline": "🔴 Worker <b>{name}</b> is offline{detail}",
         "alert.worker_online": "🟢 Worker <b>{name}</b> is back online{detail}",
+        "alert.worker_offline.again": "🔴 Worker <b>{name}</b> is offline{detail}, {repeats} times within the hour",
+        "alert.worker_online.again": "🟢 Worker <b>{name}</b> is back online{detail}, {repeats} times within the hour",
         "alert.workers_offline": "🔴 {n} workers went offline at once: {names}",
         "alert.workers_online": "🟢 {n} workers are back online: {names}",
         "alert.account": "{icon} Account #{id}: {status}{detail}",

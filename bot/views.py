@@ -103,7 +103,7 @@ def workers_page(lang: str, page: WorkersPageView) -> tuple[str, InlineKeyboardM
                     "workers.row",
                     icon=("🟢" if w.status.value == "online" else "🔴") + ("" if w.is_active else "⏸"),
                     name=w.name,
-                    running=w.accounts_running,
+                    running="?" if w.accounts_running is None else w.accounts_running,
                     total=w.accounts,
                 ),
                 callback_data=WorkerCard(id=w.id or 0).pack(),
@@ -117,7 +117,7 @@ def workers_page(lang: str, page: WorkersPageView) -> tuple[str, InlineKeyboardM
     )
 
 
-def worker_card(lang: str, worker_id: int, view: WorkerView) -> tuple[str, InlineKeyboardMarkup]:
+def worker_card(lang: str, worker_id: int, view: WorkerView, rejected: int = 0) -> tuple[str, InlineKeyboardMarkup]:
     text = t(
         lang,
         "worker.card",
@@ -127,9 +127,11 @@ def worker_card(lang: str, worker_id: int, view: WorkerView) -> tuple[str, Inlin
         heartbeat=ago(lang, view.seconds_since_heartbeat),
         version=escape(view.version or "—"),
         uptime=duration(view.uptime_seconds),
-        running=view.accounts_running,
+        running="?" if view.accounts_running is None else view.accounts_running,
         total=view.accounts,
     )
+    if rejected:
+        text += "\n" + t(lang, "worker.rejected", count=rejected)
 
     def action(key: str, act: WorkerAction) -> Button:
         return Button(text=t(lang, key), callback_data=WorkerCard(id=worker_id, action=act).pack())
@@ -170,6 +172,7 @@ STATUS_ICON = {
     "banned": "⛔",
     "flood_wait": "🐢",
     "lost": "❓",
+    "unknown": "❔",
 }
 
 

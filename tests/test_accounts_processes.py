@@ -284,7 +284,7 @@ def _spec_payload(account_id: int, phone: str) -> StartAccount:
     box = SecretBox(TEST_SECRET_KEY)
     spec = AccountSpec(
         account_id=account_id,
-        phone=phone,
+        phone_enc=box.encrypt(phone),
         api_id=12345,
         api_hash_enc=box.encrypt(API_HASH),
         session_enc=box.encrypt(session_for(phone)),
@@ -421,3 +421,21 @@ def test_start_all_and_stop_all_of_a_worker(stack: Stack, telegram: Script, redi
     assert stopped.returncode == 0
     assert all(status_of(stack, i)[0] == "stopped" for i in ids)
     assert redis_client.keys("fake:connected:*") == []
+
+
+def test_restart_reports_the_outcome_of_the_new_run_not_the_old_state(
+    stack: Stack, telegram: Script, redis_client: Redis
+) -> None:
+    stack.start_backend()
+    stack.start_worker("w1")
+    online(stack, "w1")
+    account_id = import_account(stack, "w1", "+15550010010")
+    assert stack.cli("accounts", "start", str(account_id)).returncode == 0
+    assert status_of(stack, account_id) == ("running", "w1")
+    telegram.set("+15550010010", connect="unauthorized")  # revoked meanwhile: the restart will find out
+    restarted = stack.cli("accounts", "restart", str(account_id))
+    assert restarted.returncode == 1, restarted.stdout
+    assert f"account {account_id} is unauthorized" in restarted.stderr
+    telegram.set("+15550010010", connect="ok")
+    again = stack.cli("accounts", "restart", str(account_id))
+    assert again.returncode == 0 and f"account {account_id} is running as @user0010" in again.stdout

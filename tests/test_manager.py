@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -122,7 +123,8 @@ def test_each_failure_is_classified_and_never_disturbs_the_others(
     assert "USER_DEACTIVATED_BAN" in wait_status(redis_client, 2, AccountStatus.BANNED).detail
     flood = wait_status(redis_client, 3, AccountStatus.FLOOD_WAIT)
     assert flood.until is not None and 110 < flood.until - time.time() <= 120 and flood.active
-    duplicated = wait_status(redis_client, 4, AccountStatus.ERROR)
+    # Telegram revokes a key used from two places: the account needs a new login, like any revoked session.
+    duplicated = wait_status(redis_client, 4, AccountStatus.UNAUTHORIZED)
     assert "AUTH_KEY_DUPLICATED" in duplicated.detail and not duplicated.active
     assert wait_status(redis_client, 5, AccountStatus.RUNNING).active
     # The terminal ones let go of their leases; the flood-waiting one keeps waiting, not silently.
@@ -150,7 +152,7 @@ def test_connect_is_always_bounded_by_a_timeout(
     manager.start(spec(1))
     manager.start(spec(2))
     state = wait_status(redis_client, 1, AccountStatus.ERROR, timeout=3)
-    assert "TimeoutError" in state.detail
+    assert "timed out" in state.detail
     wait_status(redis_client, 2, AccountStatus.RUNNING)  # on the same loops, unaffected
 
 
@@ -258,7 +260,7 @@ def test_forged_and_foreign_payloads_change_nothing(
         {
             "spec": {
                 "account_id": 1,
-                "phone": "+15550000001",
+                "phone_enc": foreign.encrypt("+15550000001"),
                 "api_id": 12345,
                 "api_hash_enc": foreign.encrypt(API_HASH),
                 "session_enc": foreign.encrypt(session_for("+15550000001")),
@@ -270,7 +272,7 @@ def test_forged_and_foreign_payloads_change_nothing(
         {
             "spec": {
                 "account_id": 1,
-                "phone": "+15550000001",
+                "phone_enc": box.encrypt("+15550000001"),
                 "api_id": 1,
                 "api_hash_enc": box.encrypt(API_HASH),
                 "session_enc": box.encrypt("1notasession"),
@@ -279,3 +281,147 @@ def test_forged_and_foreign_payloads_change_nothing(
     )
     assert not garbage_session["ok"] and "session string" in garbage_session["detail"]
     assert manager.runners == {} and live(redis_client, 1) is None and leases.holder_of(redis_client, 1) is None
+
+
+def wire_spec(box: SecretBox, account_id: int) -> dict[str, Any]:
+    phone = f"+1555000{account_id:04d}"
+    return {
+        "account_id": account_id,
+        "phone_enc": box.encrypt(phone),
+        "api_id": 12345,
+        "api_hash_enc": box.encrypt(API_HASH),
+        "session_enc": box.encrypt(session_for(phone)),
+    }
+
+
+def test_fenced_accounts_are_parked_then_resumed_when_their_leases_can_be_taken(
+    make_manager: Callable[..., AccountManager], redis_client: Redis
+) -> None:
+    manager = make_manager()
+    for account_id in (1, 2):
+        manager.start(spec(account_id))
+        wait_status(redis_client, account_id, AccountStatus.RUNNING)
+    manager.fence("no contact with Redis for 3.0 s")
+    wait_until(lambda: not manager.runners, 3, message="all clients stopped")
+    assert sorted(manager.parked) == [1, 2]
+    redis_client.set(keys.account_lease(2), "w2/other")  # meanwhile account 2 moved to another worker
+    assert manager.resume_parked() == 1
+    assert wait_status(redis_client, 1, AccountStatus.RUNNING).worker == "w1"
+    assert manager.parked == {} and 2 not in manager.runners
+    assert redis_client.get(keys.account_lease(2)) == "w2/other"
+    assert not redis_client.exists("fake:connected:+15550000002")
+
+
+def test_leases_lost_with_redis_data_are_taken_back_without_stopping_anything(
+    make_manager: Callable[..., AccountManager], redis_client: Redis
+) -> None:
+    manager = make_manager()
+    manager.start(spec(1))
+    state = wait_status(redis_client, 1, AccountStatus.RUNNING)
+    connection = redis_client.get("fake:connected:+15550000001")
+    redis_client.delete(keys.account_lease(1), keys.account_status(1))  # as after a Redis restart
+    assert leases.renew(redis_client, manager.held_accounts(), manager.holder, 5) == []
+    assert leases.holder_of(redis_client, 1) == manager.holder
+    manager.reassert()
+    again = wait_status(redis_client, 1, AccountStatus.RUNNING)
+    assert again.run == state.run and redis_client.get("fake:connected:+15550000001") == connection
+
+
+def test_the_report_lists_what_runs_by_status(
+    make_manager: Callable[..., AccountManager], redis_client: Redis, script: Script
+) -> None:
+    script.set("+15550000002", connect="flood:300")
+    manager = make_manager()
+    manager.start(spec(1))
+    manager.start(spec(2))
+    wait_status(redis_client, 1, AccountStatus.RUNNING)
+    wait_status(redis_client, 2, AccountStatus.FLOOD_WAIT)
+    assert json.loads(manager.report_json()) == {"flood_wait": [2], "running": [1]}
+    manager.stop(1)
+    assert json.loads(manager.report_json()) == {"flood_wait": [2]}
+
+
+def test_a_worker_remembers_what_it_runs_and_a_new_process_resumes_it(
+    make_manager: Callable[..., AccountManager], redis_client: Redis
+) -> None:
+    box = SecretBox("k" * 40)
+    first = make_manager("w1")
+    runtime = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "inst-w1"), 2, first, box)
+    for account_id in (1, 2, 3):
+        assert runtime.start({"spec": wire_spec(box, account_id)})["ok"]
+        wait_status(redis_client, account_id, AccountStatus.RUNNING)
+    runtime.stop({"account_id": 3})  # stopped on purpose: not to be resumed
+    wait_until(lambda: not redis_client.hexists(keys.worker_specs("w1"), "3"), 3, message="3 forgotten")
+    assert sorted(redis_client.hkeys(keys.worker_specs("w1"))) == ["1", "2"]
+    stored = " ".join(redis_client.hvals(keys.worker_specs("w1")))
+    assert "15550000001" not in stored and API_HASH not in stored  # encrypted, as in task payloads
+    redis_client.hset(keys.worker_specs("w1"), "9", "not a spec")
+    first.shutdown(timeout=5)  # the process ends; its registry stays
+    second = AccountManager(fake_telegram.factory, redis_client, "w1", "inst-2", 2, 5.0)
+    second.open()
+    try:
+        again = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "inst-2"), 2, second, box)
+        assert again.resume_from_registry() == 2
+        for account_id in (1, 2):
+            assert wait_status(redis_client, account_id, AccountStatus.RUNNING).worker == "w1"
+        assert 3 not in second.runners
+        assert not redis_client.hexists(keys.worker_specs("w1"), "9")  # unusable entries are dropped
+    finally:
+        second.shutdown(timeout=5)
+
+
+def test_a_dropped_connection_keeps_its_cause_and_leaves_no_unretrieved_exception(
+    make_manager: Callable[..., AccountManager], redis_client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+
+    class Dropping(fake_telegram.FakeClient):
+        async def connect(self) -> None:
+            await super().connect()
+            loop = asyncio.get_running_loop()
+            future = self._disconnected
+            assert future is not None
+            phone = self.spec.phone
+            loop.call_later(0.2, lambda: future.done() or future.set_exception(ConnectionResetError(104, phone)))
+
+    manager = AccountManager(Dropping, redis_client, "w1", "inst-w1", 1, 5.0)
+    manager.open()
+    try:
+        manager.start(spec(1))
+        wait_status(redis_client, 1, AccountStatus.RUNNING)
+        state = wait_status(redis_client, 1, AccountStatus.ERROR, timeout=5)
+        assert state.detail.startswith("network: the connection was reset"), state.detail
+        assert "15550000001" not in state.detail
+    finally:
+        manager.shutdown(timeout=5)
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+
+
+def test_error_details_are_words_with_no_bytes_and_no_phone_numbers() -> None:
+    from telethon import errors
+
+    unknown = errors.TypeNotFoundError(0xDEADBEEF, b"\x01\x02+79991234567 Ivan Petrov")
+    assert "unknown constructor" in telethon_manager.describe_error(unknown)
+    rpc = errors.RPCError(request=None, message="PHONE_NUMBER_INVALID +79991234567", code=400)
+    assert telethon_manager.describe_error(rpc) == "Telegram error 400 PHONE_NUMBER_INVALID"
+    weird = RuntimeError("failed for +7 (999) 123-45-67: b'\\x00\\xffsecret'")
+    text = telethon_manager.classify(weird).detail
+    assert "999" not in text and "secret" not in text and "\\x" not in text, text
+
+
+def test_a_parked_account_stopped_meanwhile_by_the_control_plane_is_not_resumed(
+    make_manager: Callable[..., AccountManager], redis_client: Redis
+) -> None:
+    box = SecretBox("k" * 40)
+    manager = make_manager("w1")
+    runtime = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "inst-w1"), 2, manager, box)
+    for account_id in (1, 2):
+        assert runtime.start({"spec": wire_spec(box, account_id)})["ok"]
+        wait_status(redis_client, account_id, AccountStatus.RUNNING)
+    manager.fence("no contact with Redis for 3.0 s")
+    wait_until(lambda: not manager.runners, 3, message="all clients stopped")
+    redis_client.hdel(keys.worker_specs("w1"), "2")  # `accounts stop 2` while this worker was cut off
+    assert manager.resume_parked() == 1
+    wait_status(redis_client, 1, AccountStatus.RUNNING)
+    assert 2 not in manager.runners and manager.parked == {}

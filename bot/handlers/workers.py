@@ -45,7 +45,7 @@ async def workers_page(query: CallbackQuery, callback_data: WorkersPage, fleet: 
 async def render_card(event: Message | CallbackQuery, fleet: BotServices, lang: str, worker_id: int) -> None:
     name = await fleet.call(fleet.workers.name_of, worker_id)
     detail = await fleet.call(fleet.workers.get_worker, name)
-    await show(event, *views.worker_card(lang, worker_id, detail.worker))
+    await show(event, *views.worker_card(lang, worker_id, detail.worker, detail.rejected_total))
 
 
 @router.callback_query(WorkerCard.filter(F.action == WorkerAction.CARD))
