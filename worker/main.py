@@ -1,9 +1,11 @@
 """Runs one worker: wait for Redis, claim the name, heartbeat, and consume `worker.<name>` with Celery.
 
 Celery runs in this process with a thread pool, so task bodies reach the account manager directly. Each
-heartbeat also renews the leases of the accounts running here; if Redis stays silent for half a lease, the
-fence stops every client before any lease can expire. SIGTERM or SIGINT start Celery's warm shutdown: the
-worker announces itself offline as that begins, then stops its clients.
+heartbeat also reports what runs here and renews the leases of the accounts running here; if Redis stays
+silent for half a lease, the fence stops every client before any lease can expire, and the worker resumes
+them by itself once it can take their leases again. At start it resumes the accounts in its spec registry.
+SIGTERM or SIGINT start Celery's warm shutdown: the worker announces itself offline as that begins, then
+stops its clients.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import uuid
 from redis import Redis
 from redis.exceptions import RedisError
 
-from celery_app import leases
+from celery_app import leases, presence, rejections
 from celery_app.app import create_celery_app
 from celery_app.contract import queue_for
 from celery_app.crypto import SecretBox
 from celery_app.presence import WorkerInfo
+from celery_app.rejections import Rejection
 from config import WorkerSettings, mask_url
 from version import __version__
+from worker import poison
 from worker.presence import NameInUse, PresenceKeeper
 from worker.runtime import WorkerRuntime
 from worker.tasks import register_tasks
@@ -77,10 +81,11 @@ def run_worker(settings: WorkerSettings) -> int:
         lease_ttl=lease_ttl,
     )
 
-    def renew_leases() -> None:
+    def renew_leases_and_resume() -> None:
         lost = leases.renew(redis, manager.held_accounts(), manager.holder, lease_ttl)
         if lost:
             manager.lease_lost(lost)
+        manager.resume_parked()
 
     keeper = PresenceKeeper(
         redis,
@@ -88,9 +93,11 @@ def run_worker(settings: WorkerSettings) -> int:
         settings.timing.heartbeat_interval,
         settings.timing.offline_after,
         on_name_taken=lambda: os.kill(os.getpid(), signal.SIGTERM),
-        on_beat=renew_leases,
-        fence_after=lease_ttl / 2,
+        on_beat=renew_leases_and_resume,
+        fence_after=presence.fence_after(lease_ttl),
         on_fence=manager.fence,
+        report=manager.report_json,
+        on_registered=manager.reassert,
     )
     from celery import signals
 
@@ -99,6 +106,11 @@ def run_worker(settings: WorkerSettings) -> int:
 
     signals.worker_shutting_down.connect(_announce_offline, weak=False)
     app = create_celery_app(settings.redis_url)
+
+    def count_rejection(reason: Rejection) -> None:
+        rejections.count(redis, settings.worker_name, reason)
+
+    consumer_cls = poison.install(app, settings.redis_url, queue_for(settings.worker_name), count_rejection)
     runtime = WorkerRuntime(
         info=info, threads=settings.worker_threads, manager=manager, box=SecretBox(settings.secret_key)
     )
@@ -107,6 +119,7 @@ def run_worker(settings: WorkerSettings) -> int:
         hostname=f"{settings.worker_name}@{info.host}",
         queues=[queue_for(settings.worker_name)],
         pool="threads",
+        consumer_cls=consumer_cls,
         concurrency=TASK_THREADS,
         without_gossip=True,
         without_mingle=True,
@@ -129,6 +142,8 @@ def run_worker(settings: WorkerSettings) -> int:
         manager.shutdown()
         return EXIT_NAME_IN_USE
     manager.open()
+    runtime.resume_from_registry()
+    keeper.beat_once()  # publish what runs here now, not one heartbeat later
     keeper.start()
     log.info(
         "worker %r consuming %s (Redis %s)",

@@ -1,0 +1,149 @@
+"""A worker survives anything pushed onto its queue: each kind of bad message is dropped, logged and counted.
+
+A real worker process consumes `worker.w1`; raw items go straight onto the Redis list, as anyone with
+access to Redis could push them. After each, the worker still answers `ping`, nothing of the item is left
+in the queue or in kombu's unacknowledged set (so it cannot come back after a restart), the reason is
+counted, and the log says what happened without any of the item's content.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from redis import Redis
+
+from celery_app import keys, rejections
+from celery_app.app import create_celery_app
+from celery_app.contract import TaskName, queue_for
+from celery_app.rejections import MAX_MESSAGE_BYTES, Rejection
+from tests.support.stack import Stack, wait_until
+
+pytestmark = pytest.mark.processes
+QUEUE = queue_for("w1")
+MARKER = "poison-marker-+15550001234"
+
+
+@pytest.fixture
+def app(stack: Stack) -> Iterator[Celery]:
+    celery = create_celery_app(stack.env["REDIS_URL"])
+    yield celery
+    celery.close()
+
+
+@pytest.fixture
+def worker(stack: Stack, app: Celery) -> Any:
+    process = stack.start_worker("w1")
+    answer_ping(app)
+    return process
+
+
+def answer_ping(app: Celery) -> dict[str, Any]:
+    return app.send_task(TaskName.PING.value, queue=QUEUE).get(timeout=60)
+
+
+def real_envelope(app: Celery, redis: Redis, task: str = TaskName.PING.value) -> dict[str, Any]:
+    """A message exactly as Celery sends it, taken off a queue nobody reads."""
+    app.send_task(task, queue="nobody.reads.this")
+    raw = redis.rpop("nobody.reads.this")
+    assert raw is not None
+    return json.loads(raw)
+
+
+def rejected(redis: Redis) -> dict[str, int]:
+    return rejections.read(redis, ["w1"]).get("w1", {})
+
+
+def unacked(redis: Redis) -> int:
+    return redis.hlen("unacked") + redis.zcard("unacked_index")
+
+
+def poison_items(app: Celery, redis: Redis) -> list[tuple[bytes, Rejection]]:
+    """Each bad item with the reason the worker should give."""
+    envelope = real_envelope(app, redis)
+    bad_base64 = {**envelope, "body": f"%%% {MARKER} %%%"}
+    undecodable = {**envelope, "body": base64.b64encode(f"{{not json {MARKER}".encode()).decode()}
+    unknown = real_envelope(app, redis, task=f"fleet.{MARKER}")
+    no_id = {**envelope, "headers": {k: v for k, v in envelope["headers"].items() if k != "id"}}
+    not_a_task = {**envelope, "headers": {"note": MARKER}}
+    oversized = {**envelope, "body": base64.b64encode(MARKER.encode() * (MAX_MESSAGE_BYTES // 20)).decode()}
+    return [
+        (f"plain text {MARKER}".encode(), Rejection.NOT_JSON),
+        (b"\xff\xfe" + MARKER.encode(), Rejection.NOT_JSON),
+        (json.dumps(["a", "json", "array", MARKER]).encode(), Rejection.NOT_AN_ENVELOPE),
+        (json.dumps({"body": MARKER}).encode(), Rejection.NOT_AN_ENVELOPE),
+        (json.dumps(bad_base64).encode(), Rejection.BAD_BODY_ENCODING),
+        (json.dumps(oversized).encode(), Rejection.OVERSIZED),
+        (json.dumps(undecodable).encode(), Rejection.UNDECODABLE_BODY),
+        (json.dumps(unknown).encode(), Rejection.UNKNOWN_TASK),
+        (json.dumps(not_a_task).encode(), Rejection.NOT_A_TASK),
+        (json.dumps(no_id).encode(), Rejection.UNACCEPTABLE),
+    ]
+
+
+def test_every_kind_of_bad_message_is_dropped_logged_and_counted(
+    stack: Stack, app: Celery, redis_client: Redis, worker: Any
+) -> None:
+    pid = answer_ping(app)["pid"]
+    expected: dict[str, int] = {}
+    for item, reason in poison_items(app, redis_client):
+        redis_client.lpush(QUEUE, item)
+        expected[reason.value] = expected.get(reason.value, 0) + 1
+        # The worker takes it, drops it, and answers the next message.
+        assert answer_ping(app)["pid"] == pid, reason
+        assert rejected(redis_client) == expected, reason
+        assert redis_client.llen(QUEUE) == 0
+        wait_until(lambda: unacked(redis_client) == 0, 10, message=f"nothing of {reason} left unacknowledged")
+    assert worker.poll() is None
+    log = stack.log_of(worker)
+    assert log.count("rejected a message") == sum(expected.values())
+    assert MARKER not in log and "poison-marker" not in log
+    assert "Traceback" not in log and "Unrecoverable error" not in log
+
+
+def test_a_bad_message_does_not_come_back_after_a_restart(stack: Stack, app: Celery, redis_client: Redis) -> None:
+    # Queued before the worker ever starts: the first start meets it, a restart must not.
+    for item, _reason in poison_items(app, redis_client)[:4]:
+        redis_client.lpush(QUEUE, item)
+    first = stack.start_worker("w1")
+    answer_ping(app)
+    assert sum(rejected(redis_client).values()) == 4
+    assert stack.stop(first) == 0
+    second = stack.start_worker("w1")
+    answer_ping(app)
+    assert second.poll() is None
+    assert sum(rejected(redis_client).values()) == 4  # nothing was restored to the queue
+    assert "rejected a message" not in stack.log_of(second)
+
+
+def test_an_unknown_task_fails_fast_for_a_sender_waiting_on_it(app: Celery, worker: Any) -> None:
+    result = app.send_task("fleet.from_a_newer_backend", queue=QUEUE)
+    with pytest.raises(Exception) as raised:
+        result.get(timeout=60)
+    assert "NotRegistered" in type(raised.value).__name__ or "fleet.from_a_newer_backend" in str(raised.value)
+
+
+def test_a_known_task_with_garbage_arguments_fails_and_the_worker_goes_on(
+    app: Celery, redis_client: Redis, worker: Any
+) -> None:
+    result = app.send_task(TaskName.STOP_ACCOUNT.value, args=[["not", "a", "payload"]], queue=QUEUE)
+    answer = result.get(timeout=60, propagate=False)
+    assert worker.poll() is None
+    assert answer_ping(app)
+    assert rejected(redis_client) == {}  # a well-formed task: the task refuses it, not the transport
+    assert isinstance(answer, dict) and answer.get("ok") is False, answer
+
+
+def test_forgetting_a_worker_drops_its_tally(stack: Stack, app: Celery, redis_client: Redis, worker: Any) -> None:
+    redis_client.lpush(QUEUE, b"not json")
+    answer_ping(app)
+    assert redis_client.exists(keys.worker_rejected("w1"))
+    stack.stop(worker)
+    from celery_app import presence
+
+    presence.forget(redis_client, "w1")
+    assert not redis_client.exists(keys.worker_rejected("w1"))
