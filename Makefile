@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/dispatch.py
 	$(PY) bench/scale.py
 	$(PY) bench/bot.py
+	$(PY) bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache

@@ -8,8 +8,10 @@ comes from the JSON file named by FAKE_TELEGRAM_SCRIPT (re-read at every connect
 
 `connect` is one of ok (default), unauthorized, banned, duplicated, network, flood:SECONDS, drop:SECONDS.
 Like Telegram, it refuses a second live connection of the same account from anywhere (AUTH_KEY_DUPLICATED):
-with FAKE_TELEGRAM_REDIS set, live connections are tracked in Redis across processes and every such
-attempt is recorded in the list `fake:violations`, which tests assert stays empty.
+with FAKE_TELEGRAM_REDIS set, live connections are tracked in that Redis across processes (`pid:client` per
+phone) and every such attempt is recorded in the list `fake:violations`, which tests assert stays empty.
+That Redis is Telegram's state: tests that restart the fleet's Redis give the fake a Redis of its own. As a
+real server sees a killed process's TCP connections close, a connection whose process has died is gone.
 """
 
 from __future__ import annotations
@@ -28,6 +30,49 @@ from celery_app.sessions import SessionData
 from worker.telethon_manager import ClientSpec
 
 VIOLATIONS = "fake:violations"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def holder_alive(holder: str | None) -> bool:
+    """Whether the process holding a connection (`pid:client`) still exists."""
+    if not holder:
+        return False
+    pid = holder.split(":", 1)[0]
+    return pid.isdigit() and pid_alive(int(pid))
+
+
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if (not current and ARGV[2] == '') or current == ARGV[2] or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
+return current or ''
+"""
+
+
+def _claim(redis: Any, key: str, me: str, replacing: str) -> str:
+    """Take the connection slot if free (or held by `replacing`), atomically; returns who holds it now."""
+    return str(redis.eval(_CLAIM, 1, key, me, replacing))
+
+
+def live_connections(redis: Any) -> dict[str, str]:
+    """phone -> `pid:client` of every connection Telegram sees open now."""
+    found: dict[str, str] = {}
+    for key in redis.scan_iter("fake:connected:*", count=1000):
+        holder = redis.get(key)
+        if holder_alive(holder):
+            found[key.removeprefix("fake:connected:")] = holder
+    return found
 
 
 def _script(phone: str) -> dict[str, Any]:
@@ -109,9 +154,11 @@ class FakeClient:
             redis = _redis()
             if redis is not None:
                 me = f"{os.getpid()}:{id(self)}"
-                added_first = redis.set(self._key, me, nx=True)
-                if not added_first and redis.get(self._key) != me:
-                    redis.rpush(VIOLATIONS, f"{self.spec.phone} connected from {me} while {redis.get(self._key)} is")
+                holder = _claim(redis, self._key, me, "")
+                if holder != me and not holder_alive(holder):
+                    holder = _claim(redis, self._key, me, holder)  # that process died: its connection with it
+                if holder != me:
+                    redis.rpush(VIOLATIONS, f"{self.spec.phone} connected from {me} while {holder} is")
                     raise errors.AuthKeyDuplicatedError(request=None)
         self._connected = True
         self._disconnected = asyncio.get_running_loop().create_future()
