@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from celery_app.validation import has_unsafe_characters, is_ascii_number
+
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
-WORKER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+WORKER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # use with fullmatch
 DEFAULT_DATABASE_URL = "sqlite:///tg_bot.db"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_BOT_API_SERVER = "https://api.telegram.org"
@@ -71,7 +73,7 @@ def _positive_int(name: str, default: int, maximum: int) -> int:
     value = _raw(name)
     if value is None:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= maximum:
+    if not is_ascii_number(value) or not 1 <= int(value) <= maximum:
         raise ConfigError(f"{name} must be a whole number from 1 to {maximum}, got {value!r}")
     return int(value)
 
@@ -137,10 +139,19 @@ def _secret_key() -> str:
 
 def _worker_name() -> str:
     value = _text("WORKER_NAME", socket.gethostname())
-    if not WORKER_NAME_PATTERN.match(value):
+    if not WORKER_NAME_PATTERN.fullmatch(value):
         raise ConfigError(
             "WORKER_NAME must be 1-64 characters of letters, digits, '.', '_' or '-', "
             f"starting with a letter or digit, got {value!r}"
+        )
+    return value
+
+
+def _worker_address() -> str:
+    value = _text("WORKER_ADDRESS", socket.gethostname())
+    if not value or len(value) > 255 or any(ch.isspace() for ch in value) or has_unsafe_characters(value):
+        raise ConfigError(
+            f"WORKER_ADDRESS must be a host name or IP without spaces or control characters, got {value!r}"
         )
     return value
 
@@ -152,7 +163,7 @@ def _admin_ids() -> frozenset[int]:
         part = part.strip()
         if not part:
             continue
-        if not part.isdigit():
+        if not is_ascii_number(part):
             raise ConfigError(f"ADMIN_IDS must be comma-separated numeric Telegram user ids, got {part!r}")
         ids.add(int(part))
     if not ids:
@@ -265,7 +276,7 @@ def load_worker_settings() -> WorkerSettings:
     return WorkerSettings(
         redis_url=_redis_url(),
         worker_name=name,
-        worker_address=_text("WORKER_ADDRESS", socket.gethostname()),
+        worker_address=_worker_address(),
         timing=_fleet_timing(),
         worker_threads=_positive_int("WORKER_THREADS", 4, 64),
         secret_key=_secret_key(),
@@ -307,7 +318,7 @@ def load_secret_key() -> str:
 def _listen_address() -> str:
     value = _text("WEBHOOK_LISTEN", "127.0.0.1:8080")
     port = value.rpartition(":")[2]
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not is_ascii_number(port) or not 1 <= int(port) <= 65535:
         raise ConfigError(f"WEBHOOK_LISTEN must be HOST:PORT, e.g. 0.0.0.0:8080, got {value!r}")
     return value
 

@@ -10,6 +10,7 @@ import functools
 import getpass
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -20,6 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from celery_app import rejections
+from celery_app.validation import MAX_ROW_ID, has_unsafe_characters, is_ascii_number, printable
 from config import EXIT_CONFIG, CliSettings, ConfigError, load_cli_settings, load_env_file, mask_url
 
 EXIT_UNAVAILABLE = 69
@@ -62,14 +64,63 @@ def duration(seconds: float | None) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
+class AccountIdType(click.ParamType):
+    """An account id as typed: ASCII digits within the range ids can take, or a usage error saying so."""
+
+    name = "account_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if not is_ascii_number(text) or not 1 <= int(text) <= MAX_ROW_ID:
+            self.fail(f"'{printable(text)}' is not an account id (a whole number from 1 to {MAX_ROW_ID})", param, ctx)
+        return int(text)
+
+
+class SecondsType(click.ParamType):
+    """A finite, positive number of seconds up to `maximum` (`nan` and `inf` are refused)."""
+
+    name = "seconds"
+
+    def __init__(self, maximum: float = 3600.0) -> None:
+        self.maximum = maximum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or not 0 < number <= self.maximum:
+            self.fail(f"'{printable(str(value))}' is not a number of seconds from 0 to {self.maximum:g}", param, ctx)
+        return number
+
+
+ACCOUNT_ID = AccountIdType()
+SECONDS = SecondsType()
+
+
+def say(text: str, err: bool = False) -> None:
+    """Echo text that may carry outside data (Telegram names, addresses) with unsafe characters escaped."""
+    click.echo(printable(text), err=err)
+
+
 def emit_json(document: object) -> None:
-    click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+    """One JSON document; characters that could hide or reorder text on a terminal are \\u-escaped."""
+    text = json.dumps(document, ensure_ascii=False, indent=2, default=str)
+    click.echo("".join(_json_escape(ch) if ch != "\n" and has_unsafe_characters(ch) else ch for ch in text))
+
+
+def _json_escape(ch: str) -> str:
+    units = ch.encode("utf-16-be", "surrogatepass")
+    return "".join(f"\\u{int.from_bytes(units[i : i + 2], 'big'):04x}" for i in range(0, len(units), 2))
 
 
 class Context:
@@ -135,7 +186,7 @@ class FleetGroup(click.Group):
             click.echo(f"error: database error: {reason}", err=True)
             ctx.exit(EXIT_UNAVAILABLE)
         except DOMAIN_ERRORS as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(printable(str(error))) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as error:
@@ -236,11 +287,11 @@ def show_worker(context: Context, name: str, as_json: bool) -> None:
         lines.append(("Rejected messages", f"{detail.rejected_total} ({reasons})"))
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
-        click.echo(f"{label.ljust(width)}  {value}")
+        say(f"{label.ljust(width)}  {value}")
     click.echo("\nRecent events:" if detail.events else "\nNo events recorded yet.")
     for event in detail.events:
         extra = f" — {event.detail}" if event.detail else ""
-        click.echo(f"  {_when(event.at)}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
+        say(f"  {_when(event.at)}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
 
 
 @cli.command("activate")
@@ -300,6 +351,11 @@ def doctor(context: Context) -> None:
 
 
 def main() -> None:
+    undecodable = [arg for arg in sys.argv[1:] if any("\udc80" <= ch <= "\udcff" for ch in arg)]
+    if undecodable:
+        # Python keeps bytes that are not UTF-8 as lone surrogates, which nothing downstream can encode.
+        click.echo(f"error: an argument is not valid UTF-8 text: '{printable(undecodable[0])}'", err=True)
+        sys.exit(2)
     cli(prog_name="run_cli.py")
 
 

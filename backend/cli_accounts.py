@@ -9,8 +9,12 @@ from typing import Any
 
 import click
 
-from backend.cli import Context, actor, emit_json, json_option, pass_context, table
+from backend.cli import ACCOUNT_ID, SECONDS, Context, actor, emit_json, json_option, pass_context, say, table
 from celery_app.account_state import UNKNOWN, AccountState, AccountStatus
+from celery_app.sessions import MAX_SIDECAR_BYTES, read_small_file
+from celery_app.validation import InvalidValue, is_ascii_number, printable
+
+MAX_SESSION_STRING = 64 * 1024  # a StringSession is about 350 characters
 
 STATUS_ICONS = {
     "running": "🟢",
@@ -92,7 +96,7 @@ def list_accounts(context: Context, worker: str | None, status: str | None, as_j
 
 
 @accounts.command("show")
-@click.argument("account_id", type=int)
+@click.argument("account_id", type=ACCOUNT_ID)
 @json_option
 @pass_context
 def show_account(context: Context, account_id: int, as_json: bool) -> None:
@@ -119,13 +123,13 @@ def show_account(context: Context, account_id: int, as_json: bool) -> None:
     ]
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
-        click.echo(f"{label.ljust(width)}  {value}")
+        say(f"{label.ljust(width)}  {value}")
     if view.events:
         click.echo("\nRecent events:")
     for event in view.events:
         extra = f" — {event.detail}" if event.detail else ""
         when = event.at.strftime("%Y-%m-%d %H:%M:%S UTC")
-        click.echo(f"  {when}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
+        say(f"  {when}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
 
 
 def _wait_and_report(context: Context, account_id: int, timeout: float, run: str = "") -> None:
@@ -143,7 +147,7 @@ def _wait_and_report(context: Context, account_id: int, timeout: float, run: str
         return
     if state.status == AccountStatus.RUNNING:
         who = f"@{state.username}" if state.username else (state.name or "")
-        click.echo(f"account {account_id} is running" + (f" as {who}" if who else ""))
+        say(f"account {account_id} is running" + (f" as {who}" if who else ""))
         return
     raise click.ClickException(
         f"account {account_id} is {state.status}" + (f": {state.detail}" if state.detail else "")
@@ -151,10 +155,10 @@ def _wait_and_report(context: Context, account_id: int, timeout: float, run: str
 
 
 @accounts.command("start")
-@click.argument("account_id", type=int)
+@click.argument("account_id", type=ACCOUNT_ID)
 @click.option("--when-back", is_flag=True, help="If the worker is offline, start the account when it is back.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the outcome (default) or return at once.")
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the outcome.")
+@click.option("--timeout", type=SECONDS, default=30.0, show_default=True, help="Seconds to wait for the outcome.")
 @pass_context
 def start_account(context: Context, account_id: int, when_back: bool, wait: bool, timeout: float) -> None:
     """Start an account on its worker."""
@@ -165,7 +169,7 @@ def start_account(context: Context, account_id: int, when_back: bool, wait: bool
 
 
 @accounts.command("stop")
-@click.argument("account_id", type=int)
+@click.argument("account_id", type=ACCOUNT_ID)
 @pass_context
 def stop_account(context: Context, account_id: int) -> None:
     """Stop an account."""
@@ -173,9 +177,9 @@ def stop_account(context: Context, account_id: int) -> None:
 
 
 @accounts.command("restart")
-@click.argument("account_id", type=int)
+@click.argument("account_id", type=ACCOUNT_ID)
 @click.option("--wait/--no-wait", default=True)
-@click.option("--timeout", default=30.0, show_default=True)
+@click.option("--timeout", type=SECONDS, default=30.0, show_default=True, help="Seconds to wait for the outcome.")
 @pass_context
 def restart_account(context: Context, account_id: int, wait: bool, timeout: float) -> None:
     """Restart an account on its worker."""
@@ -186,7 +190,7 @@ def restart_account(context: Context, account_id: int, wait: bool, timeout: floa
 
 
 @accounts.command("move")
-@click.argument("account_id", type=int)
+@click.argument("account_id", type=ACCOUNT_ID)
 @click.option("--to", "to_worker", required=True, help="The worker to move the account to.")
 @pass_context
 def move_account(context: Context, account_id: int, to_worker: str) -> None:
@@ -195,7 +199,7 @@ def move_account(context: Context, account_id: int, to_worker: str) -> None:
 
 
 @accounts.command("remove")
-@click.argument("account_id", type=int)
+@click.argument("account_id", type=ACCOUNT_ID)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
 def remove_account(context: Context, account_id: int, yes: bool) -> None:
@@ -231,14 +235,26 @@ def stop_all(context: Context, worker: str) -> None:
 
 
 def _sidecar(session_file: Path) -> dict[str, Any]:
+    """The `.json` next to a `.session` file (the common export format), `{}` if there is none."""
     path = session_file.with_suffix(".json")
-    if not path.is_file():
+    if not path.exists():
         return {}
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        data = json.loads(read_small_file(path, MAX_SIDECAR_BYTES))
+    except InvalidValue as error:
+        raise InvalidValue(f"its {path.name} {error}") from None
+    except ValueError:
+        raise InvalidValue(f"its {path.name} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidValue(f"its {path.name} is not a JSON object")
+    return data
+
+
+def _read_session_file(path: Path) -> bytes:
+    try:
+        return read_small_file(path)
+    except InvalidValue as error:
+        raise click.ClickException(f"{printable(str(path))} {error}") from None
 
 
 @accounts.command("import")
@@ -279,13 +295,13 @@ def import_accounts(
         if api_id is None or api_hash is None:
             raise click.UsageError("--api-id and --api-hash are required")
         if session_string == "-":
-            session_string = sys.stdin.readline().strip()
+            session_string = sys.stdin.readline(MAX_SESSION_STRING).strip()
         view = service.import_session(
             worker,
             api_id,
             api_hash,
             session_string=session_string,
-            session_file=session_file.read_bytes() if session_file else None,
+            session_file=_read_session_file(session_file) if session_file else None,
             phone=phone,
             proxy=proxy,
             actor=actor(),
@@ -301,33 +317,45 @@ def import_accounts(
     imported, failures = [], []
     with click.progressbar(files, label="importing", file=sys.stderr, show_pos=True) as bar:
         for path in bar:
-            side = _sidecar(path)
-            file_phone = str(side.get("phone") or (path.stem if path.stem.lstrip("+").isdigit() else ""))
             try:
-                view = service.import_session(
-                    worker,
-                    side.get("app_id") or side.get("api_id") or api_id or "",
-                    str(side.get("app_hash") or side.get("api_hash") or api_hash or ""),
-                    session_file=path.read_bytes(),
-                    phone=file_phone or None,
-                    proxy=proxy,
-                    actor=actor(),
-                )
-                imported.append(view.id)
-                if start_now:
-                    service.start(view.id, actor())
-            except AccountError as error:
-                reason = str(error)
-                if error.code == "phone" and not file_phone:
-                    reason = (
-                        f'no phone: name the file after it (79991234567.session) or add {path.stem}.json with "phone"'
-                    )
-                failures.append((path.name, reason))
+                imported.append(_import_one(service, path, worker, api_id, api_hash, proxy, start_now))
+            except (AccountError, InvalidValue) as error:
+                failures.append((path.name, str(error)))
     click.echo(f"imported {len(imported)} of {len(files)} session file(s) onto {worker}")
     for name, reason in failures:
-        click.echo(f"  skipped {name}: {reason}")
+        say(f"  skipped {name}: {reason}")
     if failures:
         sys.exit(1)
+
+
+def _import_one(
+    service: Any, path: Path, worker: str, api_id: str | None, api_hash: str | None, proxy: str | None, start: bool
+) -> int:
+    """Import one file of a folder; AccountError or InvalidValue say why it was skipped."""
+    from backend.accounts_service import AccountError
+
+    content = read_small_file(path)
+    side = _sidecar(path)
+    file_phone = str(side.get("phone") or (path.stem if is_ascii_number(path.stem.lstrip("+")) else ""))
+    try:
+        view = service.import_session(
+            worker,
+            side.get("app_id") or side.get("api_id") or api_id or "",
+            str(side.get("app_hash") or side.get("api_hash") or api_hash or ""),
+            session_file=content,
+            phone=file_phone or None,
+            proxy=proxy,
+            actor=actor(),
+        )
+    except AccountError as error:
+        if error.code == "phone" and not file_phone:
+            raise AccountError(
+                f'no phone: name the file after it (79991234567.session) or add {path.stem}.json with "phone"', "phone"
+            ) from None
+        raise
+    if start:
+        service.start(view.id, actor())
+    return view.id
 
 
 def _check_on_worker(service: Any, account_id: int) -> None:
@@ -380,7 +408,7 @@ def login(
         raise
     assert step.account is not None
     who = f"@{step.account.username}" if step.account.username else (step.account.name or "")
-    click.echo(f"logged in: account {step.account.id} ({step.account.phone_masked}) {who} on {step.account.worker}")
+    say(f"logged in: account {step.account.id} ({step.account.phone_masked}) {who} on {step.account.worker}")
     if start_now:
         started = service.start(step.account.id, actor())
         click.echo(started.message)

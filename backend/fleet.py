@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from celery_app import presence, rejections, report
 from celery_app.account_state import UNKNOWN
 from celery_app.presence import Liveness, liveness
+from celery_app.validation import has_unsafe_characters, printable
 from config import WORKER_NAME_PATTERN
 from database import operations as ops
 from database.models import FleetEvent, Worker
@@ -134,9 +135,10 @@ class WorkerDetail:
 
 
 def validate_worker_name(name: str) -> str:
-    if not WORKER_NAME_PATTERN.match(name):
+    if not WORKER_NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
-            f"invalid worker name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            f"invalid worker name '{printable(name)}': "
+            "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
             "invalid_worker_name",
         )
     return name
@@ -144,9 +146,14 @@ def validate_worker_name(name: str) -> str:
 
 def validate_address(address: str) -> str:
     address = address.strip()
-    if not address or len(address) > MAX_ADDRESS_LENGTH or any(ch.isspace() for ch in address):
+    if (
+        not address
+        or len(address) > MAX_ADDRESS_LENGTH
+        or any(ch.isspace() for ch in address)
+        or has_unsafe_characters(address)
+    ):
         raise InvalidInput(
-            f"invalid server address {address!r}: give a host name or IP, e.g. 10.0.0.5 or srv1.example.com",
+            f"invalid server address '{printable(address)}': give a host name or IP, e.g. 10.0.0.5 or srv1.example.com",
             "invalid_address",
         )
     return address

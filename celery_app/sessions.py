@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import os
 import sqlite3
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from celery_app.validation import InvalidValue
 VERSION = "1"
 AUTH_KEY_BYTES = 256
 MAX_SESSION_FILE_BYTES = 5 * 1024 * 1024
+MAX_SIDECAR_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,39 @@ def _checked(data: SessionData) -> SessionData:
     return data
 
 
+def read_small_file(path: Path, limit: int = MAX_SESSION_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, or InvalidValue saying why not.
+
+    Checked before anything is read, and never blocking: a folder, a FIFO or a device named `*.session` is
+    refused, and so is a 2 GB file, without reading it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise InvalidValue("no such file") from None
+    except PermissionError:
+        raise InvalidValue("cannot be read: permission denied") from None
+    except OSError as error:
+        raise InvalidValue(f"cannot be read: {error.strerror or error}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InvalidValue("is a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidValue("is not a regular file (a FIFO, socket or device)")
+        if info.st_size > limit:
+            raise InvalidValue(f"is too large ({info.st_size:,} bytes; at most {limit:,})")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            content = handle.read(limit + 1)
+    except OSError as error:
+        raise InvalidValue(f"cannot be read: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
+    if len(content) > limit:  # it grew while we looked
+        raise InvalidValue(f"is too large (more than {limit:,} bytes)")
+    return content
+
+
 def session_file_to_string(content: bytes) -> str:
     """Convert the bytes of a Telethon `.session` (SQLite) file into a StringSession."""
     if len(content) > MAX_SESSION_FILE_BYTES:
@@ -95,10 +131,14 @@ def session_file_to_string(content: bytes) -> str:
     if not rows:
         raise InvalidValue("the .session file holds no authorization key: it was never logged in")
     dc_id, address, port, key = rows[0]
-    if not key or not any(bytes(key)) or not address:
+    if isinstance(key, str):
+        raise InvalidValue(
+            "the .session file stores its authorization key as text, not bytes: it is damaged or was converted"
+        )
+    if not isinstance(key, bytes | memoryview) or not any(bytes(key)) or not address:
         raise InvalidValue("the .session file holds no authorization key: it was never logged in")
     try:
         data = SessionData(int(dc_id), str(ipaddress.ip_address(address)), int(port), bytes(key))
-    except (TypeError, ValueError):
-        raise InvalidValue("the .session file has a malformed server address") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidValue("the .session file has a malformed data centre, server address or port") from None
     return _checked(data).to_string()

@@ -6,6 +6,7 @@ Each function returns the normalised value or raises `InvalidValue` whose messag
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -16,6 +17,33 @@ class InvalidValue(ValueError):
     def __init__(self, message: str, code: str = "invalid") -> None:
         super().__init__(message)
         self.code = code
+
+
+# Control, format (bidi overrides, zero-width), surrogate, private-use, unassigned and line/paragraph separators.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Row ids are INTEGER on PostgreSQL: a larger id cannot exist, and must not reach a database driver.
+MAX_ROW_ID = 2**31 - 1
+_ASCII_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def is_ascii_number(text: str) -> bool:
+    """Only the digits 0-9 (`١٢٣` and `²` are digits to Python, not to us), at most 18 of them."""
+    return _ASCII_NUMBER.fullmatch(text) is not None
+
+
+def has_unsafe_characters(text: str) -> bool:
+    """Whether `text` holds characters that can hide or reorder what a terminal or chat shows."""
+    return any(unicodedata.category(ch) in _UNSAFE_CATEGORIES for ch in text)
+
+
+def printable(text: str) -> str:
+    """`text` with every such character shown as its escape (`\\u202e`), safe to print anywhere."""
+    if not has_unsafe_characters(text):
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch
+        for ch in text
+    )
 
 
 def normalize_phone(raw: str) -> str:
@@ -43,8 +71,10 @@ def mask_phone(phone: str) -> str:
 
 def validate_api_id(raw: object) -> int:
     text = str(raw).strip()
-    if not text.isdigit() or not 1 <= int(text) <= 2**31 - 1:
-        raise InvalidValue(f"invalid API ID {text!r}: it is a number from my.telegram.org, e.g. 123456", "api_id")
+    if not is_ascii_number(text) or not 1 <= int(text) <= 2**31 - 1:
+        raise InvalidValue(
+            f"invalid API ID '{printable(text)}': it is a number from my.telegram.org, e.g. 123456", "api_id"
+        )
     return int(text)
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from celery_app.validation import MAX_ROW_ID
 from database.models import Account, DesiredState, FleetEvent, FleetEventKind, Worker, WorkerStatus, utcnow
 
 
@@ -130,7 +131,7 @@ def workers_by_ids(session: Session, worker_ids: list[int]) -> Sequence[Worker]:
 
 
 def worker_by_id(session: Session, worker_id: int) -> Worker:
-    worker = session.get(Worker, worker_id)
+    worker = session.get(Worker, worker_id) if 1 <= worker_id <= MAX_ROW_ID else None
     if worker is None:
         raise WorkerNotFound(f"#{worker_id}")
     return worker
@@ -335,7 +336,7 @@ def account_counts(session: Session, worker_ids: list[int] | None = None) -> dic
 
 
 def get_account(session: Session, account_id: int) -> Account:
-    account = session.get(Account, account_id)
+    account = session.get(Account, account_id) if 1 <= account_id <= MAX_ROW_ID else None
     if account is None:
         raise AccountNotFound(account_id)
     return account
