@@ -171,10 +171,10 @@ def _admin_ids() -> frozenset[int]:
     return frozenset(ids)
 
 
-def _bot_token() -> str:
-    value = _text("TG_BOT_TOKEN")
-    if not re.fullmatch(r"\d+:[A-Za-z0-9_-]{20,}", value):
-        raise ConfigError("TG_BOT_TOKEN must look like 123456:ABC-DEF... (the token from @BotFather)")
+def _bot_token(name: str = "TG_BOT_TOKEN") -> str:
+    value = _text(name)
+    if not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]{20,}", value):
+        raise ConfigError(f"{name} must look like 123456:ABC-DEF... (the token from @BotFather)")
     return value
 
 
@@ -283,6 +283,66 @@ def load_worker_settings() -> WorkerSettings:
         log_level=_log_level(),
         mtproto=_mtproto_endpoint(),
         client_factory=_raw("FLEET_CLIENT_FACTORY"),
+    )
+
+
+@dataclass(frozen=True)
+class BoardLimits:
+    """The board's rules: how long ads live, how much one person may post and write, when reports hide."""
+
+    ad_days: int = 30
+    invites_per_day: int = 10
+    ads_per_user: int = 3
+    hide_after_reports: int = 3
+    history_days: int = 30
+    stop_words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BoardSettings:
+    """What `run_board.py` needs: its own bot token, where the Mini App lives, database, Redis, secret key."""
+
+    bot_token: str
+    webapp_url: str
+    listen: str
+    api_server: str
+    database_url: str
+    redis_url: str
+    secret_key: str
+    log_level: str
+    limits: BoardLimits
+
+
+def load_board_limits() -> BoardLimits:
+    words = tuple(w.strip().lower() for w in _text("BOARD_STOP_WORDS", "").split(",") if w.strip())
+    return BoardLimits(
+        ad_days=_positive_int("BOARD_AD_DAYS", 30, 3650),
+        invites_per_day=_positive_int("BOARD_INVITES_PER_DAY", 10, 10_000),
+        ads_per_user=_positive_int("BOARD_ADS_PER_USER", 3, 1000),
+        hide_after_reports=_positive_int("BOARD_HIDE_AFTER_REPORTS", 3, 1000),
+        history_days=_positive_int("BOARD_HISTORY_DAYS", 30, 3650),
+        stop_words=words,
+    )
+
+
+def load_board_settings() -> BoardSettings:
+    webapp = _text("BOARD_WEBAPP_URL", "")
+    if webapp and urlsplit(webapp).scheme not in ("https", "http"):
+        raise ConfigError(f"BOARD_WEBAPP_URL must be the https:// address Telegram opens, got {webapp!r}")
+    listen = _text("BOARD_LISTEN", "127.0.0.1:8081")
+    port = listen.rpartition(":")[2]
+    if not is_ascii_number(port) or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"BOARD_LISTEN must be HOST:PORT, e.g. 127.0.0.1:8081, got {listen!r}")
+    return BoardSettings(
+        bot_token=_bot_token("BOARD_BOT_TOKEN"),
+        webapp_url=webapp.rstrip("/"),
+        listen=listen,
+        api_server=_url("TG_API_SERVER", DEFAULT_BOT_API_SERVER, ("http", "https")).rstrip("/"),
+        database_url=_database_url(),
+        redis_url=_redis_url(),
+        secret_key=_secret_key(),
+        log_level=_log_level(),
+        limits=load_board_limits(),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import database.board_models  # noqa: F401 - registers the board's tables on the same metadata
 from database.models import Base
 
 config = context.config

@@ -125,6 +125,13 @@ class ChaosFleet:
         for name in self.workers:
             self.start_worker(name)
         self.wait_online(*self.workers)
+        # Online in Redis comes first; accounts can be assigned once the backend's scan has recorded the worker.
+        wait_until(
+            lambda: {v.name for v in self.fleet.list_workers() if v.id is not None} >= set(self.workers),
+            30,
+            interval=0.1,
+            message="workers recorded by the backend",
+        )
         for index, name in enumerate(self.workers):
             for account in range(self.per_worker):
                 phone = phone_of(index, account)
