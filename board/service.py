@@ -707,7 +707,11 @@ class BoardService:
             return ended
 
     def end_unreachable(self, chat_public_id: str, unreachable_user_id: int) -> EndedChat | None:
-        """The partner `unreachable_user_id` blocked the bot or is gone: end the chat, tell the other side."""
+        """The partner `unreachable_user_id` blocked the bot or is gone: end the chat.
+
+        Returns the chat as the reachable side sees it (its `partner` is the unreachable one, `alias` what the
+        reachable side called them), for the caller to tell the reachable side; None if it had ended already.
+        """
         with self._tx() as session:
             chat = session.scalar(select(BoardChat).where(BoardChat.public_id == chat_public_id))
             if chat is None or chat.status != ChatStatus.ACTIVE.value:
