@@ -27,6 +27,7 @@ from bench.common import ROOT, SECRET_KEY, percentile, rss_mb, stop
 from bot import views
 from celery_app import keys
 from celery_app.crypto import SecretBox
+from celery_app.validation import mask_phone
 from database.engine import open_database
 from database.models import Account, Worker, utcnow
 from scripts.embedded_redis import EmbeddedRedis
@@ -65,7 +66,9 @@ def populate(redis: Redis, database_url: str, workers: int, accounts: int) -> No
             insert(Account),
             [
                 {
-                    "phone": f"+1555{i:07d}",
+                    "phone_enc": box.encrypt(f"+1555{i:07d}"),
+                    "phone_lookup": box.lookup(f"+1555{i:07d}"),
+                    "phone_masked": mask_phone(f"+1555{i:07d}"),
                     "api_id": 12345,
                     "api_hash_enc": secret,
                     "session_enc": secret,
