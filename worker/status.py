@@ -77,6 +77,8 @@ class StatusReporter:
         return False
 
     def close(self, timeout: float = 5.0) -> None:
+        if self._thread.ident is None:  # never started (the worker gave up before opening)
+            return
         self.flush(timeout)
         self._queue.put(None)
         self._thread.join(timeout)
