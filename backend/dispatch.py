@@ -35,7 +35,16 @@ class Dispatcher:
         producer: Any = None,
     ) -> Any:
         args = [payload.model_dump(mode="json")] if payload is not None else []
-        return self.app.send_task(task.value, args=args, queue=queue_for(worker), expires=expires, producer=producer)
+        return self.app.send_task(
+            task.value,
+            args=args,
+            queue=queue_for(worker),
+            expires=expires,
+            producer=producer,
+            # What Flower, `celery events` and the worker's log show instead of the arguments.
+            argsrepr=f"({payload.masked_repr()},)" if payload is not None else "()",
+            kwargsrepr="{}",
+        )
 
     def send_many(self, messages: list[tuple[str, TaskName, Payload]]) -> None:
         """Send (worker, task, payload) messages over one producer: a scan's starts and stops, cheaply."""

@@ -1,6 +1,13 @@
-"""The Celery app both sides use: JSON only, late acks, prefetch 1, expiring results, bounded tasks."""
+"""The Celery app both sides use: JSON only, late acks, prefetch 1, expiring results, bounded tasks.
+
+Remote control and task events are on, so Celery's own tools see the fleet: `celery -A celery_app inspect ping`
+(the app comes from `app_from_environment`, reading REDIS_URL), `celery -A celery_app events`, and Flower. Task
+arguments are shown there (and in logs) only as `argsrepr`, with secrets masked (`contract.masked_repr`).
+"""
 
 from __future__ import annotations
+
+import os
 
 from celery import Celery
 
@@ -27,8 +34,12 @@ def create_celery_app(redis_url: str) -> Celery:
         task_create_missing_queues=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        worker_enable_remote_control=False,
-        worker_send_task_events=False,
+        worker_enable_remote_control=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        # Replies to `inspect`/`control` broadcasts expire instead of piling up in Redis.
+        control_queue_ttl=300.0,
+        control_queue_expires=60.0,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options={"visibility_timeout": 3600, "socket_timeout": 10, "socket_connect_timeout": 5},
@@ -42,3 +53,11 @@ def create_celery_app(redis_url: str) -> Celery:
         redis_retry_on_timeout=True,
     )
     return app
+
+
+def app_from_environment() -> Celery:
+    """The fleet's app for Celery's command line and Flower, pointed at REDIS_URL (from the environment or .env)."""
+    from config import DEFAULT_REDIS_URL, load_env_file
+
+    load_env_file()
+    return create_celery_app(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)

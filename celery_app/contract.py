@@ -47,6 +47,25 @@ class Payload(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def masked_repr(self) -> str:
+        """The payload as Celery's tools and logs may show it: every secret field is `***`."""
+        return repr(masked(self.model_dump(mode="json")))
+
+
+# Fields that are secret in clear; every `*_enc` field (encrypted) is masked too, being of no use to a reader.
+SECRET_FIELDS = frozenset({"code", "password", "session", "api_hash", "phone"})
+
+
+def masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: "***" if (key in SECRET_FIELDS or str(key).endswith("_enc")) and item is not None else masked(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [masked(item) for item in value]
+    return value
+
 
 AccountId = Annotated[int, Field(gt=0, lt=2**63)]
 ApiId = Annotated[int, Field(gt=0, lt=2**31)]

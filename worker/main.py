@@ -121,9 +121,10 @@ def run_worker(settings: WorkerSettings) -> int:
         pool="threads",
         consumer_cls=consumer_cls,
         concurrency=TASK_THREADS,
+        # Celery's event heartbeat lets Flower and `celery events` see the worker; gossip and mingle (every
+        # worker listening to every other) stay off: the fleet's own presence does that job at scale.
         without_gossip=True,
         without_mingle=True,
-        without_heartbeat=True,
         loglevel=settings.log_level,
         quiet=True,
     )

@@ -1,0 +1,62 @@
+"""Celery's own tools see the fleet's workers, and never a secret: `celery -A celery_app inspect`, task events."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from celery_app.contract import AccountSpec, SubmitLoginCode, masked
+from tests.support.stack import ROOT, Stack, wait_until
+
+pytestmark = pytest.mark.processes
+CELERY = str(Path(sys.executable).parent / "celery")
+
+
+def celery(stack: Stack, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CELERY, "-A", "celery_app", *args, "--timeout", "5"],
+        cwd=cwd,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_inspect_sees_the_worker_its_queue_and_its_stats(stack: Stack) -> None:
+    stack.start_worker("w1")
+    wait_until(lambda: "pong" in celery(stack, "inspect", "ping").stdout, 60, interval=0.5, message="inspect ping")
+    queues = celery(stack, "inspect", "active_queues")
+    assert queues.returncode == 0 and "'name': 'worker.w1'" in queues.stdout
+    stats = celery(stack, "inspect", "stats", "--json")
+    assert stats.returncode == 0 and '"pool"' in stats.stdout
+    assert "test-secret-key" not in stats.stdout + queues.stdout
+
+
+def test_the_app_is_found_from_any_directory_with_workdir(stack: Stack, tmp_path: Path) -> None:
+    stack.start_worker("w1")
+    wait_until(lambda: "pong" in celery(stack, "inspect", "ping").stdout, 60, interval=0.5, message="inspect ping")
+    result = subprocess.run(
+        [CELERY, "--workdir", str(ROOT), "-A", "celery_app", "inspect", "ping", "--timeout", "5"],
+        cwd=tmp_path,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "pong" in result.stdout, result.stdout + result.stderr
+
+
+def test_task_arguments_are_shown_masked() -> None:
+    spec = AccountSpec(
+        account_id=5, phone_enc="p" * 40, api_id=123, api_hash_enc="h" * 40, session_enc="s" * 40, proxy_enc=None
+    )
+    shown = spec.masked_repr()
+    assert "ppp" not in shown and "hhh" not in shown and "sss" not in shown
+    assert "'account_id': 5" in shown and "'proxy_enc': None" in shown
+    code = SubmitLoginCode(login_id="a" * 32, code="1 2 3 4 5")
+    assert "12345" not in code.masked_repr() and "'code': '***'" in code.masked_repr()
+    assert masked({"specs": [{"session_enc": "x"}]}) == {"specs": [{"session_enc": "***"}]}
