@@ -12,6 +12,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -122,6 +123,7 @@ def _log_level() -> str:
     value = _text("LOG_LEVEL", "INFO").upper()
     if value not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    log_format()  # checked with the level, so a bad LOG_FORMAT stops the process at start like any setting
     return value
 
 
@@ -401,11 +403,42 @@ def load_bot_settings() -> BotSettings:
     )
 
 
+class JsonLogFormatter:
+    """`LOG_FORMAT=json`: one JSON object per line (time, level, logger, message, and the exception if any)."""
+
+    def format(self, record: object) -> str:
+        import json
+        import logging
+
+        assert isinstance(record, logging.LogRecord)
+        document: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            document["exception"] = logging.Formatter().formatException(record.exc_info)
+        return json.dumps(document, ensure_ascii=False)
+
+
+def log_format() -> str:
+    value = (_raw("LOG_FORMAT") or "text").lower()
+    if value not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, got {value!r}")
+    return value
+
+
 def configure_logging(level: str) -> None:
-    """Log to stderr with timestamps; secrets are never passed to loggers in the first place."""
+    """Log to stderr with timestamps (or as JSON lines with LOG_FORMAT=json); secrets never reach loggers."""
     import logging
 
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format() == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonLogFormatter())  # type: ignore[arg-type]
+        logging.basicConfig(level=level, handlers=[handler], force=True)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":
         # celery.app.trace logs every task's return value: results may carry (encrypted) sessions.
         for noisy in ("alembic", "aiogram.event", "telethon", "celery.app.trace"):

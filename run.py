@@ -8,7 +8,17 @@ import sys
 from config import EXIT_CONFIG, ConfigError, configure_logging, load_bot_settings, load_env_file
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    import argparse
+
+    from version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description="Run the fleet's admin bot (TG_BOT_TOKEN, ADMIN_IDS; settings from the environment or .env).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.parse_args(argv)
     load_env_file()
     try:
         settings = load_bot_settings()
@@ -44,4 +54,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -9,7 +9,7 @@ import threading
 from config import EXIT_CONFIG, ConfigError, configure_logging, load_backend_settings, load_env_file
 
 DEFAULT_SCAN_SECONDS = 10.0
-USAGE = "usage: run_backend.py [SECONDS]  (scan interval, a positive number; default 10)"
+USAGE = "usage: run_backend.py [SECONDS] | --version | --help  (scan interval, a positive number; default 10)"
 
 
 def parse_interval(argv: list[str]) -> float | None:
@@ -27,6 +27,11 @@ def parse_interval(argv: list[str]) -> float | None:
 def main(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
+        return 0
+    if argv and argv[0] == "--version":
+        from version import __version__
+
+        print(f"run_backend.py {__version__}")
         return 0
     interval = parse_interval(argv)
     if interval is None:

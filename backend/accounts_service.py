@@ -8,6 +8,7 @@ worker is back. Secrets are encrypted before they leave this module and are neve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -17,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.dispatch import Dispatcher, WorkerDidNotAnswer
@@ -185,11 +187,18 @@ class AccountService:
         self.dispatcher = dispatcher
         self.offline_after = offline_after
         self._secret_box = secret_box
+        self._canary_written = False
         self.lease_wait = offline_after + 5
 
     @property
     def box(self) -> SecretBox:
-        return self._secret_box()
+        box = self._secret_box()
+        if not self._canary_written:
+            # Lets a worker host check its SECRET_KEY (`run_worker.py --check`) against this one's.
+            with contextlib.suppress(RedisError):
+                self.redis.set(keys.SECRET_CANARY, box.encrypt("fleet"), nx=True)
+            self._canary_written = True
+        return box
 
     # --- views ------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from celery_app import rejections
 from celery_app.validation import MAX_ROW_ID, has_unsafe_characters, is_ascii_number, printable
 from config import EXIT_CONFIG, CliSettings, ConfigError, load_cli_settings, load_env_file, mask_url
+from version import __version__
 
 EXIT_UNAVAILABLE = 69
 EXIT_SOFTWARE = 70
@@ -211,6 +212,7 @@ def pass_context(function: F) -> F:
 
 
 @click.group(cls=FleetGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="run_cli.py", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Manage the fleet's workers and accounts."""
@@ -360,5 +362,7 @@ def main() -> None:
 
 
 from backend.cli_accounts import accounts  # noqa: E402 - it builds on the helpers above
+from backend.cli_board import board  # noqa: E402 - likewise; it imports board/ only inside its commands
 
 cli.add_command(accounts)
+cli.add_command(board)

@@ -13,6 +13,8 @@ EVENTS_STREAM = f"{PREFIX}:events"
 EVENTS_GROUP = "backend"
 EVENTS_CONSUMER = "reconciler"
 EVENTS_MAXLEN = 100_000
+# A known value encrypted with the control plane's SECRET_KEY: a worker host checks its own key against it.
+SECRET_CANARY = f"{PREFIX}:secret_canary"
 # Held (with expiry) by the one backend that acts; others stand by.
 BACKEND_LEADER = f"{PREFIX}:backend:leader"
 

@@ -2,8 +2,8 @@
 
 Uses REDIS_URL when it answers, else starts an embedded Redis on a free local port. Without a SECRET_KEY it
 makes one and keeps it in `.local/secret_key`, so sessions stored by one run can be read by the next. The
-bot starts only when TG_BOT_TOKEN is set. Output of each process is prefixed with its name; Ctrl-C stops
-everything this script started.
+bot starts only when TG_BOT_TOKEN is set, the anonymous board only when BOARD_BOT_TOKEN is. Output of each
+process is prefixed with its name; Ctrl-C stops everything this script started.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def main() -> int:
     commands = {"backend": ["run_backend.py"], "worker": ["run_worker.py"]}
     if env.get("TG_BOT_TOKEN"):
         commands["bot"] = ["run.py"]
+    if env.get("BOARD_BOT_TOKEN"):
+        commands["board"] = ["run_board.py"]
     processes: dict[str, subprocess.Popen[str]] = {}
     for name, command in commands.items():
         process = subprocess.Popen(

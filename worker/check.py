@@ -1,0 +1,72 @@
+"""`run_worker.py --check`: can this host run its worker? Redis reachable, SECRET_KEY right, the name free.
+
+Registers nothing and starts nothing. SECRET_KEY is checked against what the control plane encrypted: the
+canary the backend keeps in Redis (`keys.SECRET_CANARY`) and this worker's own spec registry, if any.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from celery_app import keys, presence
+from celery_app.crypto import SecretBox, SecretError
+from config import WorkerSettings, mask_url
+from worker.presence import pid_alive
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def run_checks(settings: WorkerSettings) -> list[Check]:
+    checks: list[Check] = []
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3, decode_responses=True)
+    try:
+        redis.ping()
+    except RedisError as error:
+        return [Check("redis", False, f"Redis at {mask_url(settings.redis_url)} unreachable: {error}")]
+    checks.append(Check("redis", True, f"Redis at {mask_url(settings.redis_url)} answers"))
+    try:
+        checks.append(_secret_key(redis, settings))
+        checks.append(_name(redis, settings.worker_name))
+    except RedisError as error:
+        checks.append(Check("redis", False, f"Redis failed during the checks: {error}"))
+    finally:
+        redis.close()
+    return checks
+
+
+def _secret_key(redis: Redis, settings: WorkerSettings) -> Check:
+    box = SecretBox(settings.secret_key)
+    samples = [value for value in [redis.get(keys.SECRET_CANARY)] if value]
+    samples += list(redis.hvals(keys.worker_specs(settings.worker_name)))[:1]
+    if not samples:
+        return Check("secret_key", True, "SECRET_KEY is set (nothing encrypted by the control plane to compare yet)")
+    for sample in samples:
+        try:
+            box.decrypt(sample if isinstance(sample, str) else str(sample))
+        except SecretError:
+            return Check(
+                "secret_key", False, "SECRET_KEY differs from the control host's: it cannot decrypt what that encrypted"
+            )
+        except ValueError:
+            continue
+    return Check("secret_key", True, "SECRET_KEY decrypts what the control plane encrypted")
+
+
+def _name(redis: Redis, name: str) -> Check:
+    owner = redis.get(keys.worker_owner(name))
+    if owner is None:
+        return Check("name", True, f"worker name {name!r} is free")
+    holder = presence.read_infos(redis, [name]).get(name)
+    if holder is not None and holder.host == socket.gethostname() and not pid_alive(holder.pid):
+        return Check("name", True, f"worker name {name!r} was held by a dead process on this host: it will be taken")
+    where = f" (host {holder.host}, pid {holder.pid})" if holder else ""
+    return Check("name", False, f"worker name {name!r} is in use by a running worker{where}")
