@@ -31,11 +31,15 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
 def load_env_file(path: str | os.PathLike[str] | None = None) -> None:
-    """Load `.env` (from the working directory unless `path` is given) without overriding the environment."""
+    """Load the project's `.env` (beside this file, whatever the working directory; FLEET_ENV_FILE names
+    another) without overriding the environment."""
     from dotenv import load_dotenv
 
-    env_path = Path(path) if path else Path.cwd() / ".env"
+    env_path = Path(path) if path else Path(os.environ.get("FLEET_ENV_FILE") or PROJECT_ROOT / ".env")
     if env_path.is_file():
         load_dotenv(env_path, override=False)
 
@@ -112,7 +116,19 @@ def _database_url() -> str:
     scheme = urlsplit(value).scheme
     if not (scheme.startswith("sqlite") or scheme.startswith("postgres")):
         raise ConfigError(f"DATABASE_URL must be a sqlite:/// or postgresql:// URL, got {mask_url(value)!r}")
-    return normalize_database_url(value)
+    return normalize_database_url(anchored_sqlite_url(value))
+
+
+def anchored_sqlite_url(url: str) -> str:
+    """A relative SQLite path (`sqlite:///tg_bot.db`) made absolute against the project's folder, so every
+    process and every shell, whatever its working directory, opens the same file."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    path, sep, query = url[len(prefix) :].partition("?")
+    if not path or path.startswith("/") or path == ":memory:" or path.startswith("file:"):
+        return url
+    return f"{prefix}{PROJECT_ROOT / path}{sep}{query}"
 
 
 def _redis_url() -> str:

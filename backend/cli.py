@@ -188,7 +188,7 @@ class FleetGroup(click.Group):
             ctx.exit(EXIT_UNAVAILABLE)
         except DOMAIN_ERRORS as error:
             raise click.ClickException(printable(str(error))) from None
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, BrokenPipeError):
             raise
         except Exception as error:
             logging.getLogger(__name__).debug("unexpected error", exc_info=True)
@@ -337,16 +337,22 @@ def remove(context: Context, name: str) -> None:
 
 
 @cli.command("doctor")
+@json_option
 @pass_context
-def doctor(context: Context) -> None:
+def doctor(context: Context, as_json: bool) -> None:
     """Check configuration, the database and Redis; print each problem."""
     from backend.doctor import run_checks
 
-    problems = 0
-    for check in run_checks():
+    checks = run_checks()
+    problems = sum(0 if check.ok else 1 for check in checks)
+    if as_json:
+        emit_json({"ok": problems == 0, "checks": [check.to_json() for check in checks]})
+        if problems:
+            sys.exit(1)
+        return
+    for check in checks:
         mark = "ok  " if check.ok else "FAIL"
-        click.echo(f"{mark}  {check.name:<10} {check.message}")
-        problems += 0 if check.ok else 1
+        say(f"{mark}  {check.name:<10} {check.message}")
     if problems:
         click.echo(f"\n{problems} problem{'s' if problems != 1 else ''} found", err=True)
         sys.exit(1)
@@ -358,6 +364,8 @@ def main() -> None:
         # Python keeps bytes that are not UTF-8 as lone surrogates, which nothing downstream can encode.
         click.echo(f"error: an argument is not valid UTF-8 text: '{printable(undecodable[0])}'", err=True)
         sys.exit(2)
+    # A reader that goes away (`accounts list | head`) raises BrokenPipeError, which FleetGroup lets through
+    # for click to handle as it documents: quietly, exit 1.
     cli(prog_name="run_cli.py")
 
 

@@ -13,6 +13,26 @@ class Check:
     ok: bool
     message: str
 
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "message": self.message}
+
+
+def _database_description(url: str, engine: object) -> str:
+    """Which database: the SQLite file by its full path (and whether it holds anything), else the masked URL."""
+    from sqlalchemy import func, select
+
+    from database.models import Account, Worker
+
+    where = mask_url(url)
+    if url.startswith("sqlite:///"):
+        where = f"SQLite file {url.removeprefix('sqlite:///').partition('?')[0]}"
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        workers = connection.scalar(select(func.count()).select_from(Worker)) or 0
+        accounts = connection.scalar(select(func.count()).select_from(Account)) or 0
+    if not workers and not accounts:
+        return f"{where} (empty: no workers or accounts recorded yet)"
+    return f"{where} ({workers} workers, {accounts} accounts)"
+
 
 def run_checks() -> list[Check]:
     checks: list[Check] = []
@@ -33,7 +53,8 @@ def run_checks() -> list[Check]:
         engine, _sessions = connect_database(settings.database_url)
         from database.engine import current_revision
 
-        checks.append(Check("database", True, f"{mask_url(settings.database_url)} (schema {current_revision(engine)})"))
+        described = _database_description(settings.database_url, engine)
+        checks.append(Check("database", True, f"{described}, schema {current_revision(engine)}"))
     except ServiceUnavailable as error:
         checks.append(Check("database", False, str(error)))
 

@@ -33,6 +33,17 @@ CONFIG_VARIABLES = (
     "WORKER_THREADS",
     "SECRET_KEY",
     "LOG_LEVEL",
+    "LOG_FORMAT",
+    "EVENT_RETENTION_DAYS",
+    "BOARD_BOT_TOKEN",
+    "BOARD_WEBAPP_URL",
+    "BOARD_LISTEN",
+    "BOARD_AD_DAYS",
+    "BOARD_ADS_PER_USER",
+    "BOARD_INVITES_PER_DAY",
+    "BOARD_HIDE_AFTER_REPORTS",
+    "BOARD_HISTORY_DAYS",
+    "BOARD_STOP_WORDS",
     "WEBHOOK_URL",
     "TG_MTPROTO_DC",
     "TG_MTPROTO_PUBKEY",
@@ -61,6 +72,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests see only the configuration they set, and no developer's `.env`."""
     for name in CONFIG_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FLEET_ENV_FILE", str(tmp_path / ".env"))
     monkeypatch.chdir(tmp_path)
 
 

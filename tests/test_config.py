@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config import (
+    PROJECT_ROOT,
     ConfigError,
     load_backend_settings,
     load_bot_settings,
@@ -18,7 +19,7 @@ from tests.support.stack import Stack
 
 def test_defaults_match_the_design(secret_key: str) -> None:
     backend = load_backend_settings()
-    assert backend.database_url == "sqlite:///tg_bot.db"
+    assert backend.database_url == f"sqlite:///{PROJECT_ROOT / 'tg_bot.db'}"  # the design's file, in the project
     assert backend.redis_url == "redis://localhost:6379/0"
     assert backend.timing.heartbeat_interval == 15 and backend.timing.offline_after == 60
     worker = load_worker_settings()
@@ -84,6 +85,31 @@ def test_dotenv_is_read_but_the_environment_wins(monkeypatch: pytest.MonkeyPatch
     load_env_file()
     timing = load_cli_settings().timing
     assert (timing.heartbeat_interval, timing.offline_after) == (5, 90)
+
+
+def test_dotenv_is_the_projects_whatever_the_working_directory(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import config
+
+    monkeypatch.delenv("FLEET_ENV_FILE")
+    (tmp_path / ".env").write_text("WORKER_OFFLINE_AFTER=77\n")  # in the working directory: not read
+    seen: list[object] = []
+    monkeypatch.setattr("dotenv.load_dotenv", lambda path, override: seen.append(path))
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path / "project")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / ".env").write_text("X=1\n")
+    config.load_env_file()
+    assert seen == [tmp_path / "project" / ".env"]
+
+
+def test_a_relative_sqlite_path_is_the_projects_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import config
+
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///tg_bot.db")
+    assert load_cli_settings().database_url == f"sqlite:///{config.PROJECT_ROOT / 'tg_bot.db'}"
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///data/fleet.db?timeout=5")
+    assert load_cli_settings().database_url == f"sqlite:///{config.PROJECT_ROOT / 'data/fleet.db'}?timeout=5"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/abs.db")
+    assert load_cli_settings().database_url == f"sqlite:///{tmp_path}/abs.db"
 
 
 def test_urls_are_masked_and_postgres_uses_psycopg() -> None:

@@ -69,3 +69,50 @@ def test_json_logs_are_one_object_per_line(stack: Stack, redis_client: Redis) ->
     assert all({"time", "level", "logger", "message"} <= set(d) for d in documents)
     bad = run(stack, "run_worker.py", LOG_FORMAT="xml")
     assert bad.returncode == 78 and "LOG_FORMAT must be text or json" in bad.stderr
+
+
+def test_output_cut_short_by_its_reader_is_not_an_error(stack: Stack) -> None:
+    from sqlalchemy import insert
+
+    from database.engine import open_database
+    from database.models import Worker, utcnow
+
+    _engine, sessions = open_database(stack.env["DATABASE_URL"])
+    with sessions.begin() as session:
+        session.execute(
+            insert(Worker), [{"name": f"w{i:05d}", "address": "10.0.0.1", "created_at": utcnow()} for i in range(3000)]
+        )
+    cli = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_cli.py"), "list"],
+        cwd=stack.workdir,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert cli.stdout is not None and cli.stderr is not None
+    head = subprocess.run(["head", "-n", "2"], stdin=cli.stdout, capture_output=True, text=True, timeout=120)
+    cli.stdout.close()  # like a shell: only `head` reads the pipe now
+    errors = cli.stderr.read().decode()
+    assert cli.wait(120) in (0, 1), errors  # click's own EPIPE handling: quiet, exit 1 (it was 70 and a message)
+    assert head.stdout.count("\n") == 2
+    assert "BrokenPipe" not in errors and "internal error" not in errors and "Traceback" not in errors
+
+
+def test_doctor_names_the_database_file_and_answers_in_json(stack: Stack, tmp_path) -> None:
+    result = run(stack, "run_cli.py", "doctor", "--json")
+    report = json.loads(result.stdout)
+    database = next(check for check in report["checks"] if check["name"] == "database")
+    assert stack.env["DATABASE_URL"].removeprefix("sqlite:///") in database["message"]
+    assert "empty: no workers or accounts recorded yet" in database["message"]
+    assert result.returncode == (0 if report["ok"] else 1)
+    elsewhere = subprocess.run(
+        [sys.executable, str(ROOT / "run_cli.py"), "doctor"],
+        cwd=tmp_path,
+        env={**stack.env, "DATABASE_URL": "sqlite:///relative-test.db"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"SQLite file {ROOT / 'relative-test.db'}" in elsewhere.stdout  # the project's file, not the cwd's
+    assert not (tmp_path / "relative-test.db").exists()
+    (ROOT / "relative-test.db").unlink(missing_ok=True)

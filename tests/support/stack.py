@@ -49,6 +49,7 @@ class Stack:
             "WORKER_OFFLINE_AFTER": "2",
             "WORKER_THREADS": "2",
             "LOG_LEVEL": "INFO",
+            "FLEET_ENV_FILE": str(workdir / ".env"),  # never a developer's .env in the project folder
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: dict[int, Path] = {}
