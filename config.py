@@ -261,6 +261,7 @@ class BackendSettings:
     timing: FleetTiming
     log_level: str
     event_retention_days: float = 30.0
+    metrics_listen: str | None = None  # HOST:PORT for Prometheus' /metrics; off when None
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,18 @@ def load_backend_settings() -> BackendSettings:
         timing=_fleet_timing(),
         log_level=_log_level(),
         event_retention_days=_retention_days(),
+        metrics_listen=_host_port("METRICS_LISTEN", None),
     )
+
+
+def _host_port(name: str, default: str | None) -> str | None:
+    value = _raw(name) or default
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not is_ascii_number(port) or not 1 <= int(port) <= 65535 or has_unsafe_characters(value):
+        raise ConfigError(f"{name} must be HOST:PORT, e.g. 127.0.0.1:9464, got {value!r}")
+    return value
 
 
 def _retention_days() -> float:

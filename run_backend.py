@@ -67,7 +67,20 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_listener(reconciler, LeaderLock(redis), interval, stop)
+    metrics = None
+    if settings.metrics_listen:
+        from backend.metrics import BackendMetrics, RoundTripProbe
+
+        metrics = BackendMetrics()
+        metrics.watch(redis, sessions, settings.timing.offline_after)
+        try:
+            metrics.serve(settings.metrics_listen)
+        except OSError as error:
+            print(f"error: cannot serve metrics on {settings.metrics_listen}: {error}", file=sys.stderr)
+            return 69
+        probe = RoundTripProbe(metrics, redis, dispatcher, settings.timing.offline_after)
+        threading.Thread(target=probe.run, args=(stop,), name="roundtrip-probe", daemon=True).start()
+    run_listener(reconciler, LeaderLock(redis), interval, stop, metrics)
     return 0
 
 

@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -35,6 +36,9 @@ from celery_app.presence import Liveness, WorkerInfo, liveness
 from database import operations as ops
 from database.models import FleetEventKind, Worker, WorkerStatus
 from database.operations import NewEvent, epoch_to_datetime
+
+if TYPE_CHECKING:
+    from backend.metrics import BackendMetrics
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +324,13 @@ class LeaderLock:
         self.redis.eval(_RELEASE, 1, self.key, self.identity)
 
 
-def run_listener(reconciler: Reconciler, leader: LeaderLock, scan_interval: float, stop: threading.Event) -> None:
+def run_listener(
+    reconciler: Reconciler,
+    leader: LeaderLock,
+    scan_interval: float,
+    stop: threading.Event,
+    metrics: BackendMetrics | None = None,
+) -> None:
     """Scan every `scan_interval` seconds and apply events in between, while leader, until `stop` is set."""
     redis = reconciler.redis
     leading = False
@@ -347,7 +357,10 @@ def run_listener(reconciler: Reconciler, leader: LeaderLock, scan_interval: floa
                 leading = True
                 next_scan = 0.0
             if time.monotonic() >= next_scan:
-                reconciler.scan()
+                scanned = reconciler.scan()
+                if metrics is not None:
+                    metrics.scan_seconds.observe(scanned.seconds)
+                    metrics.scans.inc()
                 events.trim_applied(redis)
                 next_scan = time.monotonic() + scan_interval
             if time.monotonic() >= next_prune:
@@ -359,6 +372,8 @@ def run_listener(reconciler: Reconciler, leader: LeaderLock, scan_interval: floa
                 if reconciler.apply_events(batch):
                     next_scan = 0.0  # a worker came or went: reconcile its accounts now
                 events.acknowledge(redis, batch)
+                if metrics is not None:
+                    metrics.events_applied.inc(len(batch))
             backoff = 0.5
         except RedisError as error:
             log.warning("Redis unavailable (%s); retrying in %.1fs", error, backoff)

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from bot.i18n import LanguageStore
 from bot.services import BotServices
 from bot.texts import t
 from bot.views import STATUS_ICON, account_status
+from celery_app import keys
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +131,22 @@ class AlertNotifier:
         self.last_id = events[-1].id
         alerts = build_alerts([EventLine(e.kind, e.subject, e.detail, e.repeat_count) for e in events])
         for alert in alerts:
+            delivered = False
             for admin in sorted(self.admin_ids):
                 lang = await self.languages.for_alerts(admin)
                 try:
                     await self.bot.send_message(admin, alert.render(lang))
+                    delivered = True
                 except Exception as error:  # noqa: BLE001 - e.g. an admin who never opened the bot
                     log.warning("could not alert admin %d: %s", admin, error)
+            if delivered:
+                await self.services.call(self._count, alert)
         return len(alerts)
+
+    def _count(self, alert: Alert) -> None:
+        """Count it for the backend's /metrics (`fleet_alerts_sent_total{kind}`)."""
+        kind = alert.key.removeprefix("alert.") + (f".{alert.status}" if alert.status else "")
+        try:
+            self.services.workers.redis.hincrby(keys.ALERTS_SENT, kind, 1)
+        except RedisError as error:
+            log.warning("alerts: could not count an alert (%s)", error)

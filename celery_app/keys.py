@@ -15,6 +15,8 @@ EVENTS_CONSUMER = "reconciler"
 EVENTS_MAXLEN = 100_000
 # A known value encrypted with the control plane's SECRET_KEY: a worker host checks its own key against it.
 SECRET_CANARY = f"{PREFIX}:secret_canary"
+# Hash: alert kind -> how many the admin bot sent (the backend serves it as a Prometheus counter).
+ALERTS_SENT = f"{PREFIX}:metrics:alerts_sent"
 # Held (with expiry) by the one backend that acts; others stand by.
 BACKEND_LEADER = f"{PREFIX}:backend:leader"
 

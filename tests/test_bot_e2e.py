@@ -9,7 +9,9 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from redis import Redis
 
+from celery_app import keys
 from scripts.embedded_redis import free_port
 from tests.support.bot_api import TOKEN, BotApiStandIn, message_update
 from tests.support.stack import Stack, wait_until
@@ -104,6 +106,8 @@ def test_admins_are_alerted_when_a_worker_drops(stack: Stack, api: BotApiStandIn
         lambda c: c.method == "sendMessage" and "Воркер <b>edge-1</b> оффлайн" in c.params.get("text", ""), 20
     )
     assert str(alert.params["chat_id"]) == str(ADMIN)
+    redis = Redis.from_url(stack.env["REDIS_URL"], decode_responses=True)
+    wait_until(lambda: redis.hget(keys.ALERTS_SENT, "worker_offline") == "1", 10, message="the alert counted")
 
 
 def test_webhook_mode_takes_updates_on_its_listener(stack: Stack, api: BotApiStandIn) -> None:
