@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-worker.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/scale.py
 	$(PY) bench/bot.py
 	$(PY) bench/chaos.py
+	$(PY) bench/board.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache

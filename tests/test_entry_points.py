@@ -116,3 +116,29 @@ def test_doctor_names_the_database_file_and_answers_in_json(stack: Stack, tmp_pa
     assert f"SQLite file {ROOT / 'relative-test.db'}" in elsewhere.stdout  # the project's file, not the cwd's
     assert not (tmp_path / "relative-test.db").exists()
     (ROOT / "relative-test.db").unlink(missing_ok=True)
+
+
+WORKER_LACKS = "aiogram,sqlalchemy,alembic,psycopg,prometheus_client"  # click comes with Celery
+
+
+def test_a_worker_host_needs_only_requirements_worker(stack: Stack, telegram: object, redis_client: Redis) -> None:
+    """Without the control host's packages, a worker registers, runs an account and answers --check."""
+    lines = (ROOT / "requirements-worker.txt").read_text().lower().splitlines()
+    listed = {line.split("==")[0].split("[")[0] for line in lines if line and not line.startswith("#")}
+    assert not listed & {"aiogram", "sqlalchemy", "alembic", "psycopg", "prometheus-client"}
+    lacking = {"FLEET_BLOCKED_IMPORTS": WORKER_LACKS}
+    assert run(stack, "run_worker.py", "--check", WORKER_NAME="w1", **lacking).returncode == 0
+    stack.start_backend()
+    worker = stack.start_worker("w1", **lacking)
+    wait_until(lambda: stack.cli("show", "w1").returncode == 0, 30, message="w1 recorded")
+    from tests.support.fake_telegram import session_for
+
+    imported = stack.cli(
+        "accounts", "import", "--worker", "w1", "--session-string", session_for("+15550001111"), "--api-id", "1",
+        "--api-hash", "0123456789abcdef0123456789abcdef", "--phone", "+15550001111", "--start",
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    wait_until(
+        lambda: stack.cli_json("accounts", "show", "1")["status"] == "running", 30, message="running on the lean host"
+    )
+    assert worker.poll() is None and "blocked: not installed" not in stack.log_of(worker)

@@ -38,7 +38,7 @@ from worker.telethon_manager import AccountManager
 
 log = logging.getLogger(__name__)
 TASK_THREADS = 8
-EXIT_NAME_IN_USE = 1
+EXIT_NAME_IN_USE = 73  # sysexits EX_CANTCREAT: the name cannot be had; the unit does not restart on it
 
 
 def connect_redis(url: str) -> Redis:

@@ -84,3 +84,20 @@ def install() -> None:
 
 if os.environ.get("FLEET_NETGUARD") == "1":
     install()
+
+
+class _BlockedImports:
+    """FLEET_BLOCKED_IMPORTS=a,b: those packages cannot be imported in this process (what a host lacks)."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {fullname!r} (blocked: not installed on this host)")
+
+
+if os.environ.get("FLEET_BLOCKED_IMPORTS"):
+    import sys
+
+    sys.meta_path.insert(0, _BlockedImports(set(os.environ["FLEET_BLOCKED_IMPORTS"].split(","))))  # type: ignore[arg-type]
