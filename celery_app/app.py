@@ -8,6 +8,8 @@ arguments are shown there (and in logs) only as `argsrepr`, with secrets masked 
 from __future__ import annotations
 
 import os
+import ssl
+from urllib.parse import urlsplit
 
 from celery import Celery
 
@@ -52,6 +54,11 @@ def create_celery_app(redis_url: str) -> Celery:
         redis_socket_connect_timeout=5,
         redis_retry_on_timeout=True,
     )
+    if urlsplit(redis_url).scheme == "rediss" and "ssl_cert_reqs" not in urlsplit(redis_url).query:
+        # TLS, and the server's certificate verified (against the system's CAs, or SSL_CERT_FILE): Kombu's
+        # default for a bare rediss:// URL is not to verify, and Celery's result backend refuses to guess.
+        verified = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        app.conf.update(broker_use_ssl=verified, redis_backend_use_ssl=verified)
     return app
 
 

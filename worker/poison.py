@@ -48,8 +48,7 @@ def install(app: Celery, broker_url: str, queue: str, on_reject: OnReject) -> ty
     TRANSPORT_ALIASES[TRANSPORT_ALIAS] = lambda: guarded
     app.conf.broker_transport = TRANSPORT_ALIAS
     if urlsplit(broker_url).scheme == "rediss" and not app.conf.broker_use_ssl:
-        # Named by class, the transport no longer tells kombu the URL asked for TLS; ask for it here, verified
-        # (kombu's own default for a bare rediss:// URL is not to verify the server's certificate).
+        # Named by alias, the transport no longer tells kombu the URL asked for TLS: ask for it, verified.
         app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     return guarded_consumer(queue, on_reject)
 
