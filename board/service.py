@@ -52,7 +52,11 @@ RECENT_TEXTS = 10
 
 
 def new_public_id() -> str:
-    return secrets.token_urlsafe(9)
+    """12 URL-safe characters, never starting with `-` or `_` (a command line would take `-x…` for an option)."""
+    while True:
+        value = secrets.token_urlsafe(9)
+        if value[0].isalnum():
+            return value
 
 
 def new_alias() -> str:
@@ -156,6 +160,7 @@ class ReportView:
     target: str
     reason: str
     created_at: datetime
+    status: str
     reported: str  # the reported user's opaque handle
     reporter: str
     reported_banned: bool
@@ -170,6 +175,7 @@ class ReportView:
             "target": self.target,
             "reason": self.reason,
             "created_at": self.created_at.isoformat(),
+            "status": self.status,
             "reported": self.reported,
             "reporter": self.reporter,
             "reported_banned": self.reported_banned,
@@ -825,6 +831,7 @@ class BoardService:
             row.target,
             row.reason,
             row.created_at,
+            row.status,
             handles.get(row.reported_id, "?"),
             handles.get(row.reporter_id, "?"),
             reported is not None and reported.banned_at is not None,
@@ -834,6 +841,13 @@ class BoardService:
             last,
         )
 
+    def _open_report(self, session: Session, public_id: str) -> BoardReport:
+        """The report to act on; one settled already (by another moderator, say) is refused, not undone."""
+        row = self._report(session, public_id)
+        if row.status != ReportStatus.OPEN.value:
+            raise conflict("report_closed")
+        return row
+
     def _resolve(self, session: Session, row: BoardReport, status: ReportStatus, actor: str) -> None:
         row.status = status.value
         row.resolved_at = self.clock()
@@ -842,7 +856,7 @@ class BoardService:
     def ban(self, report_public_id: str, actor: str, reason: str = "") -> ReportView:
         """Ban the reported user: no posting, inviting, chatting or reporting; their ads hide, chats end."""
         with self._tx() as session:
-            row = self._report(session, report_public_id)
+            row = self._open_report(session, report_public_id)
             user = session.get(BoardUser, row.reported_id)
             assert user is not None
             if user.banned_at is None:
@@ -874,7 +888,7 @@ class BoardService:
     def dismiss(self, report_public_id: str, actor: str) -> ReportView:
         """Nothing wrong: close the report; an ad hidden only by reports comes back."""
         with self._tx() as session:
-            row = self._report(session, report_public_id)
+            row = self._open_report(session, report_public_id)
             self._resolve(session, row, ReportStatus.DISMISSED, actor)
             if row.target == ReportTarget.AD.value and row.ad_id:
                 ad = session.get(BoardAd, row.ad_id)
@@ -898,7 +912,7 @@ class BoardService:
 
     def hide_ad(self, report_public_id: str, actor: str) -> ReportView:
         with self._tx() as session:
-            row = self._report(session, report_public_id)
+            row = self._open_report(session, report_public_id)
             if not row.ad_id:
                 raise invalid("no_ad")
             ad = session.get(BoardAd, row.ad_id)

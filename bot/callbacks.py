@@ -15,6 +15,7 @@ class MenuAction(enum.StrEnum):
     SUMMARY = "summary"
     LANGUAGE = "lang"
     ADD_WORKER = "addw"
+    BOARD = "board"
 
 
 class WorkerAction(enum.StrEnum):
@@ -35,6 +36,18 @@ class AccountAction(enum.StrEnum):
     REMOVE = "rm"
     REMOVE_CONFIRMED = "rm!"
     START_WHEN_BACK = "wb"
+
+
+class BoardAction(enum.StrEnum):
+    TODAY = "d"
+    WEEK = "w"
+
+
+class ReportAction(enum.StrEnum):
+    BAN = "ban"
+    BAN_CONFIRMED = "ban!"
+    DISMISS = "ok"
+    HIDE = "hide"
 
 
 class Menu(CallbackData, prefix="m"):
@@ -75,3 +88,21 @@ class WizardWorker(CallbackData, prefix="aw"):
 
 class WizardMethod(CallbackData, prefix="am"):
     method: str  # "login" | "import"
+
+
+class BoardStatsView(CallbackData, prefix="bs"):
+    action: BoardAction = BoardAction.TODAY
+
+
+class BoardQueue(CallbackData, prefix="bq"):
+    """The open report at position `pos` of the queue (oldest first)."""
+
+    pos: int = 0
+
+
+class BoardReportAction(CallbackData, prefix="br"):
+    """An action on one report, by its opaque id (never a position: the queue moves); `pos` is where to go next."""
+
+    id: str
+    action: ReportAction
+    pos: int = 0

@@ -22,6 +22,7 @@ from backend.accounts_service import AccountService
 from backend.connections import connect_database, connect_redis
 from backend.dispatch import Dispatcher as TaskDispatcher
 from backend.fleet import FleetService
+from board.service import BoardService
 from bot.alerts import AlertNotifier
 from bot.app import build_dispatcher
 from bot.i18n import LanguageStore
@@ -30,11 +31,11 @@ from bot.services import BotServices
 from bot.texts import t
 from celery_app import keys
 from celery_app.crypto import SecretBox
-from config import DEFAULT_BOT_API_SERVER, BotSettings
+from config import DEFAULT_BOT_API_SERVER, BotSettings, load_board_limits
 from database.operations import account_counts
 
 log = logging.getLogger(__name__)
-COMMANDS = ("start", "workers", "accounts", "add", "summary", "language", "cancel")
+COMMANDS = ("start", "workers", "accounts", "add", "summary", "board", "language", "cancel")
 FSM_TTL_SECONDS = 24 * 3600
 
 
@@ -57,6 +58,7 @@ def make_services(settings: BotSettings) -> BotServices:
     return BotServices(
         workers=FleetService(redis, sessions, offline_after, account_counts),
         accounts=AccountService(redis, sessions, TaskDispatcher(settings.redis_url), offline_after, lambda: box),
+        board=BoardService(sessions, box, load_board_limits()),
     )
 
 

@@ -1,4 +1,5 @@
-"""What handlers get as `fleet`: the fleet and accounts services, called off the event loop."""
+"""What handlers get as `fleet`: the fleet and accounts services (and the board's, for its moderation),
+called off the event loop."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import ParamSpec, TypeVar
 
 from backend.accounts_service import AccountService
 from backend.fleet import FleetService
+from board.service import BoardService
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -18,6 +20,7 @@ T = TypeVar("T")
 class BotServices:
     workers: FleetService
     accounts: AccountService
+    board: BoardService | None = None  # the anonymous board's moderation and statistics (the Board section)
 
     async def call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking service call (Redis, the database, Celery) in a thread."""

@@ -19,6 +19,52 @@ TEXTS: dict[str, dict[str, str]] = {
         "menu.add_account": "➕ Добавить аккаунт",
         "menu.summary": "📊 Сводка",
         "menu.language": "🌐 Язык / Language",
+        "menu.board": "📋 Доска",
+        "board.off": "📋 Доска не подключена к этому боту.",
+        "board.title.today": "📋 <b>Доска — последние 24 часа</b>",
+        "board.title.week": "📋 <b>Доска — последние 7 дней</b>",
+        "board.stats": (
+            "Объявления: размещено {ads_posted} · открыто сейчас {ads_open}\n"
+            "Приглашения: отправлено {invites_sent} · принято {invites_accepted} · отклонено {invites_declined}\n"
+            "Доля принятых: {accept_rate}\n"
+            "Активные чаты: {chats_active}\n"
+            "Жалобы: открыто {reports_open} · новых {reports_new}"
+        ),
+        "board.by_day": "<b>По дням</b> (объявления · приглашения · ✅ принято · ❌ отклонено)",
+        "board.day": "{day}: {ads} · {invites} · ✅ {accepted} · ❌ {declined}",
+        "board.btn.today": "📅 Сегодня",
+        "board.btn.week": "📆 Неделя",
+        "board.btn.reports": "🚩 Жалобы ({n})",
+        "board.btn.board": "📋 Доска",
+        "board.btn.ban": "⛔ Забанить",
+        "board.btn.yes_ban": "⛔ Да, забанить",
+        "board.btn.dismiss": "✅ Отклонить жалобу",
+        "board.btn.hide": "🙈 Скрыть объявление",
+        "board.queue.empty": "🚩 Открытых жалоб нет.",
+        "board.report.title": "🚩 <b>Жалоба {n} из {total}</b> — {target} · {age}",
+        "board.report.reported": "На кого: <code>{handle}</code>{banned}",
+        "board.report.banned": " (уже забанен)",
+        "board.report.reporter": "Кто пожаловался: <code>{handle}</code>",
+        "board.report.reason": "Причина: {reason}",
+        "board.report.no_reason": "не указана",
+        "board.report.ad": "Объявление: <b>{title}</b>",
+        "board.report.ad_text": "<b>Текст объявления:</b>",
+        "board.report.invite_text": "<b>Приглашение:</b>",
+        "board.report.messages": "<b>Последние сообщения чата:</b>",
+        "board.report.no_messages": "<i>сообщений не сохранилось</i>",
+        "board.target.ad": "объявление",
+        "board.target.invite": "приглашение",
+        "board.target.chat": "чат",
+        "board.ban.confirm": (
+            "Забанить <code>{handle}</code>? Его объявления скроются, чаты завершатся, "
+            "все открытые жалобы на него закроются."
+        ),
+        "board.done.ban": "⛔ <code>{handle}</code> забанен.",
+        "board.done.dismiss": "✅ Жалоба отклонена.",
+        "board.done.hide": "🙈 Объявление «{title}» скрыто.",
+        "board.err.report_not_found": "Жалоба не найдена.",
+        "board.err.no_ad": "В этой жалобе нет объявления.",
+        "board.err": "⚠️ {error}",
         "btn.back": "⬅️ Назад",
         "btn.menu": "🏠 Меню",
         "btn.refresh": "🔄 Обновить",
@@ -165,6 +211,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd.add": "Добавить аккаунт",
         "cmd.summary": "Сводка по флоту",
         "cmd.language": "Язык",
+        "cmd.board": "Доска: статистика и жалобы",
         "cmd.cancel": "Отменить текущее действие",
     },
     "en": {
@@ -175,6 +222,52 @@ TEXTS: dict[str, dict[str, str]] = {
         "menu.add_account": "➕ Add account",
         "menu.summary": "📊 Fleet summary",
         "menu.language": "🌐 Language / Язык",
+        "menu.board": "📋 Board",
+        "board.off": "📋 The board is not connected to this bot.",
+        "board.title.today": "📋 <b>Board — the last 24 hours</b>",
+        "board.title.week": "📋 <b>Board — the last 7 days</b>",
+        "board.stats": (
+            "Ads: {ads_posted} posted · {ads_open} open now\n"
+            "Invitations: {invites_sent} sent · {invites_accepted} accepted · {invites_declined} declined\n"
+            "Accept rate: {accept_rate}\n"
+            "Active chats: {chats_active}\n"
+            "Reports: {reports_open} open · {reports_new} new"
+        ),
+        "board.by_day": "<b>By day</b> (ads · invitations · ✅ accepted · ❌ declined)",
+        "board.day": "{day}: {ads} · {invites} · ✅ {accepted} · ❌ {declined}",
+        "board.btn.today": "📅 Today",
+        "board.btn.week": "📆 Week",
+        "board.btn.reports": "🚩 Reports ({n})",
+        "board.btn.board": "📋 Board",
+        "board.btn.ban": "⛔ Ban",
+        "board.btn.yes_ban": "⛔ Yes, ban",
+        "board.btn.dismiss": "✅ Dismiss",
+        "board.btn.hide": "🙈 Hide ad",
+        "board.queue.empty": "🚩 No open reports.",
+        "board.report.title": "🚩 <b>Report {n} of {total}</b> — {target} · {age}",
+        "board.report.reported": "Reported: <code>{handle}</code>{banned}",
+        "board.report.banned": " (already banned)",
+        "board.report.reporter": "Reporter: <code>{handle}</code>",
+        "board.report.reason": "Reason: {reason}",
+        "board.report.no_reason": "none given",
+        "board.report.ad": "Ad: <b>{title}</b>",
+        "board.report.ad_text": "<b>Ad text:</b>",
+        "board.report.invite_text": "<b>Invitation:</b>",
+        "board.report.messages": "<b>Last messages in the chat:</b>",
+        "board.report.no_messages": "<i>no messages kept</i>",
+        "board.target.ad": "ad",
+        "board.target.invite": "invitation",
+        "board.target.chat": "chat",
+        "board.ban.confirm": (
+            "Ban <code>{handle}</code>? Their ads will be hidden, their chats ended, "
+            "and every open report against them closed."
+        ),
+        "board.done.ban": "⛔ <code>{handle}</code> is banned.",
+        "board.done.dismiss": "✅ Report dismissed.",
+        "board.done.hide": "🙈 Ad «{title}» hidden.",
+        "board.err.report_not_found": "Report not found.",
+        "board.err.no_ad": "This report has no ad.",
+        "board.err": "⚠️ {error}",
         "btn.back": "⬅️ Back",
         "btn.menu": "🏠 Menu",
         "btn.refresh": "🔄 Refresh",
@@ -319,6 +412,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd.add": "Add an account",
         "cmd.summary": "Fleet summary",
         "cmd.language": "Language",
+        "cmd.board": "Board: statistics and reports",
         "cmd.cancel": "Cancel the current action",
     },
 }

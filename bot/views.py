@@ -65,13 +65,16 @@ def worker_status(lang: str, view: WorkerView) -> str:
     return text if view.is_active else f"{text} · {t(lang, 'status.deactivated')}"
 
 
-def main_menu(lang: str) -> tuple[str, InlineKeyboardMarkup]:
+def main_menu(lang: str, board: bool = False) -> tuple[str, InlineKeyboardMarkup]:
+    """The main menu; `board` adds the Board section (when the bot has the board's service)."""
+
     def item(action: MenuAction, key: str) -> Button:
         return Button(text=t(lang, key), callback_data=Menu(action=action).pack())
 
     return t(lang, "menu.title"), keyboard(
         [item(MenuAction.WORKERS, "menu.workers"), item(MenuAction.ACCOUNTS, "menu.accounts")],
         [item(MenuAction.ADD_ACCOUNT, "menu.add_account")],
+        [item(MenuAction.BOARD, "menu.board")] if board else [],
         [item(MenuAction.SUMMARY, "menu.summary"), item(MenuAction.LANGUAGE, "menu.language")],
     )
 

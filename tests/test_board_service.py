@@ -287,3 +287,20 @@ def test_a_flood_of_similar_texts_is_refused(service: BoardService) -> None:
     refused("spam_stop_word", service.send_invite, bob, ads[3], "casino night tonight")
     with service.sessions() as session:
         assert len(session.scalars(select(BoardInvite)).all()) == 2
+
+
+def test_a_settled_report_is_not_undone_by_a_stale_action(service: BoardService) -> None:
+    alice = service.user(1)
+    ad = ad_of(service, alice)
+    reports = [service.report(service.user(10 + i), ReportTarget.AD, ad, "scam") for i in range(3)]
+    service.hide_ad(reports[0], "bot:1")  # settles every report of the ad
+    refused("report_closed", service.dismiss, reports[1], "bot:2")  # a second moderator's outdated card
+    refused("report_closed", service.ban, reports[2], "bot:2")
+    assert service.get_ad(alice, ad).status == "hidden"
+    assert service.get_report(reports[1]).status == "actioned"
+
+
+def test_public_ids_never_look_like_options() -> None:
+    from board.service import new_public_id
+
+    assert all(new_public_id()[0].isalnum() for _ in range(2000))

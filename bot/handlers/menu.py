@@ -29,19 +29,19 @@ async def cancel(message: Message, state: FSMContext, fleet: BotServices, lang: 
         with contextlib.suppress(Exception):
             await fleet.call(fleet.accounts.cancel_login, data["login_id"])
     await state.clear()
-    await message.answer(t(lang, "cancelled"), reply_markup=views.main_menu(lang)[1])
+    await message.answer(t(lang, "cancelled"), reply_markup=views.main_menu(lang, fleet.board is not None)[1])
 
 
 @router.message(CommandStart(), StateFilter("*"))
-async def start(message: Message, state: FSMContext, lang: str) -> None:
+async def start(message: Message, state: FSMContext, fleet: BotServices, lang: str) -> None:
     await state.clear()
-    await show(message, *views.main_menu(lang))
+    await show(message, *views.main_menu(lang, fleet.board is not None))
 
 
 @router.callback_query(Menu.filter(F.action == MenuAction.MAIN), StateFilter("*"))
-async def main_menu(query: CallbackQuery, state: FSMContext, lang: str) -> None:
+async def main_menu(query: CallbackQuery, state: FSMContext, fleet: BotServices, lang: str) -> None:
     await state.clear()
-    await show(query, *views.main_menu(lang))
+    await show(query, *views.main_menu(lang, fleet.board is not None))
 
 
 @router.message(Command("summary"))
@@ -58,10 +58,12 @@ async def language_picker(event: Message | CallbackQuery, lang: str) -> None:
 
 
 @router.callback_query(Language.filter())
-async def set_language(query: CallbackQuery, callback_data: Language, languages: LanguageStore) -> None:
+async def set_language(
+    query: CallbackQuery, callback_data: Language, languages: LanguageStore, fleet: BotServices
+) -> None:
     if callback_data.code not in LANGUAGES:
         await query.answer()
         return
     await languages.set(query.from_user.id, callback_data.code)
     await query.answer(t(callback_data.code, "language.set"))
-    await show(query, *views.main_menu(callback_data.code))
+    await show(query, *views.main_menu(callback_data.code, fleet.board is not None))

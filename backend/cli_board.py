@@ -1,0 +1,213 @@
+"""`run_cli.py board …`: the anonymous board's statistics and report queue, and moderation by report id.
+
+Thin commands over `board.service.BoardService` (imported inside the commands, so `--help` stays light).
+Users appear only by their opaque handles, never by Telegram id; everything they wrote is printed escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from backend.cli import Context, actor, ago, emit_json, json_option, pass_context, say, table
+from celery_app.validation import printable
+
+MAX_DAYS = 90
+MAX_LIMIT = 500
+CELL_LIMIT = 40
+# Report ids are URL-safe tokens, and some start with "-": taken as the id, not as an unknown option (and `-h…`
+# is not help: these commands spell it `--help` only).
+TAKES_REPORT_ID = {"ignore_unknown_options": True, "help_option_names": ["--help"]}
+TARGET_NAMES = {"ad": "an ad", "invite": "an invitation", "chat": "a chat"}
+
+
+def _service(context: Context) -> Any:
+    from board.service import BoardService
+    from celery_app.crypto import SecretBox
+    from config import load_board_limits, load_secret_key
+
+    def build() -> BoardService:
+        box = context.service("box", lambda: SecretBox(load_secret_key()))
+        return BoardService(context.sessions(), box, load_board_limits())
+
+    return context.service("board", build)
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A `BoardError` (unknown report, no ad to hide) becomes one line in English and exit code 1."""
+    from board.errors import BoardError
+    from board.texts import t
+
+    try:
+        yield
+    except BoardError as error:
+        raise click.ClickException(printable(t("en", f"error.{error.code}", **error.values))) from None
+
+
+def _cell(text: str, limit: int = CELL_LIMIT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@click.group("board")
+def board() -> None:
+    """The anonymous board: statistics, reports, moderation."""
+
+
+@board.command("stats")
+@click.option(
+    "--days",
+    type=click.IntRange(1, MAX_DAYS),
+    default=1,
+    show_default=True,
+    help=f"The period: the last N days (1 to {MAX_DAYS}).",
+)
+@json_option
+@pass_context
+def stats(context: Context, days: int, as_json: bool) -> None:
+    """Ads, invitations, chats and reports over the last N days (with a line per day)."""
+    data = _service(context).stats(days)
+    if as_json:
+        emit_json({"days": days, **data.to_json()})
+        return
+    rate = "-" if data.accept_rate is None else f"{data.accept_rate:.0%}"
+    lines = [
+        ("Period", f"the last {days} day{'s' if days != 1 else ''} (since {data.since:%Y-%m-%d %H:%M} UTC)"),
+        ("Ads posted", str(data.ads_posted)),
+        ("Ads open now", str(data.ads_open)),
+        ("Invites sent", str(data.invites_sent)),
+        ("Invites accepted", str(data.invites_accepted)),
+        ("Invites declined", str(data.invites_declined)),
+        ("Accept rate", rate),
+        ("Active chats", str(data.chats_active)),
+        ("Reports open", str(data.reports_open)),
+        ("Reports new", str(data.reports_new)),
+    ]
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        say(f"{label.ljust(width)}  {value}")
+    if days > 1:
+        rows = [
+            [str(day.get(key, "")) for key in ("day", "ads", "invites", "accepted", "declined")] for day in data.per_day
+        ]
+        click.echo("")
+        click.echo(table(["DAY", "ADS", "INVITES", "ACCEPTED", "DECLINED"], rows))
+
+
+@board.command("reports")
+@click.option("--all", "everything", is_flag=True, help="Also resolved reports (dismissed, actioned), with a status.")
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_LIMIT), default=20, show_default=True, help="At most this many reports."
+)
+@json_option
+@pass_context
+def reports(context: Context, everything: bool, limit: int, as_json: bool) -> None:
+    """The report queue, oldest first (reported users by their opaque handles)."""
+    from database.board_models import ReportStatus
+
+    service = _service(context)
+    statuses = list(ReportStatus) if everything else [ReportStatus.OPEN]
+    found = [(status.value, view) for status in statuses for view in service.report_queue(limit, status)]
+    if everything:  # each status's oldest `limit`, merged: the oldest `limit` of all
+        found = sorted(found, key=lambda item: item[1].created_at)[:limit]
+    if as_json:
+        emit_json([{**view.to_json(), "status": status} for status, view in found])
+        return
+    if not found:
+        click.echo("no reports" if everything else "no open reports")
+        return
+    now = datetime.now(UTC)
+    headers = ["ID", "TARGET", "REASON", "REPORTED", "AD", "AGE"]
+    rows = []
+    for status, view in found:
+        row = [
+            view.id,
+            view.target,
+            _cell(view.reason) or "-",
+            view.reported + (" (banned)" if view.reported_banned else ""),
+            _cell(view.ad_title) or "-",
+            ago((now - view.created_at).total_seconds()),
+        ]
+        rows.append([*row, status] if everything else row)
+    click.echo(table([*headers, "STATUS"] if everything else headers, rows))
+    if not everything:
+        click.echo(f"\n{len(found)} open report{'s' if len(found) != 1 else ''} shown")
+
+
+@board.command("show", context_settings=TAKES_REPORT_ID)
+@click.argument("report_id")
+@json_option
+@pass_context
+def show(context: Context, report_id: str, as_json: bool) -> None:
+    """One report in full: the reported content and the chat's last messages."""
+    with _refusals():
+        view = _service(context).get_report(report_id)
+    if as_json:
+        emit_json(view.to_json())
+        return
+    lines = [
+        ("Report", view.id),
+        ("Target", view.target),
+        ("Filed", f"{view.created_at:%Y-%m-%d %H:%M:%S} UTC"),
+        ("Reported", view.reported + (" (banned)" if view.reported_banned else "")),
+        ("Reporter", view.reporter),
+        ("Reason", view.reason or "-"),
+        ("Ad", view.ad_title or "-"),
+    ]
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        say(f"{label.ljust(width)}  {value}")
+    if view.content:
+        click.echo("\nAd text:" if view.target == "ad" else "\nInvitation:")
+        for line in view.content.splitlines():
+            say(f"  {line}")
+    if view.last_messages:
+        click.echo("\nLast messages:")
+        for handle, kind, text in view.last_messages:
+            say(f"  {handle}: " + (f"[{kind}] " if kind != "text" else "") + " ".join(text.split()))
+
+
+@board.command("ban", context_settings=TAKES_REPORT_ID)
+@click.argument("report_id")
+@click.option("--reason", default="", help="Why (kept with the ban; the report's reason by default).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def ban(context: Context, report_id: str, reason: str, yes: bool) -> None:
+    """Ban the user a report is about: their ads hide, their chats end, their open reports close."""
+    service = _service(context)
+    with _refusals():
+        if not yes:
+            target = service.get_report(report_id)
+            click.confirm(f"ban {printable(target.reported)}? (there is no unban)", abort=True, err=True)
+        view = service.ban(report_id, actor(), reason)
+    say(f"banned {view.reported} (report {view.id})")
+
+
+@board.command("dismiss", context_settings=TAKES_REPORT_ID)
+@click.argument("report_id")
+@pass_context
+def dismiss(context: Context, report_id: str) -> None:
+    """Close a report as unfounded (an ad hidden only by reports comes back)."""
+    with _refusals():
+        view = _service(context).dismiss(report_id, actor())
+    say(f"report {view.id} dismissed")
+
+
+@board.command("hide", context_settings=TAKES_REPORT_ID)
+@click.argument("report_id")
+@pass_context
+def hide(context: Context, report_id: str) -> None:
+    """Hide the ad a report is about and close every open report on it."""
+    service = _service(context)
+    with _refusals():
+        target = service.get_report(report_id).target
+        if target != "ad":  # an invitation's ad is the reporter's own, and a chat's may be
+            about = TARGET_NAMES.get(target, printable(target))
+            raise click.ClickException(f"report {printable(report_id)} is about {about}, not an ad: ban or dismiss it")
+        view = service.hide_ad(report_id, actor())
+    say(f"ad '{view.ad_title}' hidden (report {view.id})")
