@@ -150,8 +150,11 @@ def _secret_key() -> str:
             "SECRET_KEY is not set (it encrypts sessions and API hashes; make one with "
             '`python -c "import secrets; print(secrets.token_urlsafe(32))"`)'
         )
-    if len(value) < MIN_SECRET_KEY_LENGTH:
-        raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters long, got {len(value)}")
+    keys = [key.strip() for key in value.split(",")]
+    for index, key in enumerate(keys):
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            which = "SECRET_KEY" if len(keys) == 1 else f"key {index + 1} of SECRET_KEY"
+            raise ConfigError(f"{which} must be at least {MIN_SECRET_KEY_LENGTH} characters long, got {len(key)}")
     return value
 
 

@@ -377,7 +377,7 @@ class AccountService:
         box = self.box
         with self.sessions.begin() as session:
             target = ops.get_worker(session, worker)
-            existing = ops.find_account_by_phone(session, box.lookup(normalized_phone))
+            existing = ops.find_account_by_phone(session, box.lookups(normalized_phone))
             if existing is not None:
                 raise AccountError(str(ops.AccountExists(mask_phone(normalized_phone), existing.id)))
             account = Account(
@@ -428,7 +428,7 @@ class AccountService:
         box = self.box
         with self.sessions() as session:
             target = self._usable_worker(session, worker)
-            existing = ops.find_account_by_phone(session, box.lookup(normalized_phone))
+            existing = ops.find_account_by_phone(session, box.lookups(normalized_phone))
             if (
                 existing is not None
                 and existing.session_enc is not None
@@ -520,7 +520,7 @@ class AccountService:
         phone = box.decrypt(record["phone_enc"])
         with self.sessions.begin() as session:
             worker = ops.get_worker(session, record["worker"])
-            account = ops.find_account_by_phone(session, box.lookup(phone))
+            account = ops.find_account_by_phone(session, box.lookups(phone))
             if account is None:
                 account = Account(
                     phone_enc=record["phone_enc"],

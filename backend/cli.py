@@ -358,6 +358,35 @@ def doctor(context: Context, as_json: bool) -> None:
         sys.exit(1)
 
 
+@cli.command("rekey")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_context
+def rekey_command(context: Context, yes: bool, as_json: bool) -> None:
+    """Re-encrypt every stored secret under SECRET_KEY's first key (rotation: SECRET_KEY=new,old)."""
+    from backend.rekey import rekey
+    from celery_app.crypto import SecretBox
+    from config import load_secret_key
+
+    box = SecretBox(load_secret_key())
+    if not box.rotating and not as_json:
+        click.echo("SECRET_KEY lists one key: secrets are re-encrypted under it (nothing older to retire)", err=True)
+    if not yes:
+        click.confirm("re-encrypt every stored secret under the first key of SECRET_KEY?", abort=True, err=True)
+    report = rekey(context.sessions(), context.redis(), box)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        click.echo(
+            f"re-encrypted {report.accounts} account(s), {report.board_users} board user(s) and "
+            f"{report.redis_entries} Redis entr{'y' if report.redis_entries == 1 else 'ies'}"
+        )
+        for what in report.failed:
+            click.echo(f"  not decryptable with any key in SECRET_KEY, left as is: {what}", err=True)
+    if report.failed:
+        sys.exit(1)
+
+
 def main() -> None:
     undecodable = [arg for arg in sys.argv[1:] if any("\udc80" <= ch <= "\udcff" for ch in arg)]
     if undecodable:

@@ -255,6 +255,16 @@ class BoardService:
     def _lookup(self, tg_id: int) -> str:
         return self.box.lookup(f"board-user:{tg_id}")
 
+    def _find(self, session: Session, tg_id: int) -> BoardUser | None:
+        """The user by the keyed hash of their Telegram id under any key (SECRET_KEY rotation), re-hashed under
+        the current one when found by an older."""
+        lookups = self.box.lookups(f"board-user:{tg_id}")
+        row = session.scalar(select(BoardUser).where(BoardUser.tg_lookup.in_(lookups)).limit(1))
+        if row is not None and row.tg_lookup != lookups[0]:
+            row.tg_lookup = lookups[0]
+            row.tg_enc = self.box.encrypt(str(tg_id))
+        return row
+
     def _decrypt_tg_id(self, token: str) -> int:
         return int(self.box.decrypt(token))
 
@@ -266,7 +276,7 @@ class BoardService:
         lang = "en" if (lang or "").lower().startswith("en") else ("ru" if lang is not None else None)
         lookup = self._lookup(tg_id)
         with self._tx() as session:
-            row = session.scalar(select(BoardUser).where(BoardUser.tg_lookup == lookup))
+            row = self._find(session, tg_id)
             if row is None:
                 row = BoardUser(
                     public_id=new_public_id(),
@@ -286,8 +296,8 @@ class BoardService:
             return UserRef(row.id, row.public_id, row.lang, row.banned_at is not None)
 
     def find_user(self, tg_id: int) -> UserRef | None:
-        with self.sessions() as session:
-            row = session.scalar(select(BoardUser).where(BoardUser.tg_lookup == self._lookup(tg_id)))
+        with self._tx() as session:
+            row = self._find(session, tg_id)
             return None if row is None else UserRef(row.id, row.public_id, row.lang, row.banned_at is not None)
 
     def _active_user(self, session: Session, ref: UserRef) -> BoardUser:

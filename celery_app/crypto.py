@@ -5,6 +5,10 @@ Fernet (AES-128-CBC + HMAC-SHA256) with a key derived from SECRET_KEY by HKDF, s
 works as SECRET_KEY. The control host and every worker share the same SECRET_KEY. A phone number is also
 stored as a keyed hash (`lookup`, HMAC-SHA256 under another derived key), so that "is this phone known?" is
 answered without storing or decrypting any number.
+
+Keys rotate: SECRET_KEY may list several keys, comma-separated. The first encrypts and hashes; all of them
+decrypt, and lookups match a hash under any of them (`lookups`). `run_cli.py rekey` then re-encrypts and
+re-hashes everything under the first, after which the old keys can be dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import base64
 import hashlib
 import hmac
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -26,20 +30,46 @@ class SecretError(ValueError):
     """A secret could not be decrypted: corrupted, or encrypted under another SECRET_KEY."""
 
 
+def split_keys(secret_key: str) -> list[str]:
+    """SECRET_KEY may list several keys, comma-separated: the first encrypts, every one decrypts (rotation)."""
+    return [key.strip() for key in secret_key.split(",") if key.strip()]
+
+
 class SecretBox:
     def __init__(self, secret_key: str) -> None:
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=_INFO).derive(secret_key.encode())
-        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
-        self._lookup_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=_LOOKUP_INFO).derive(
-            secret_key.encode()
-        )
+        keys = split_keys(secret_key)
+        if not keys:
+            raise ValueError("no secret key given")
+        derived = [HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=_INFO).derive(k.encode()) for k in keys]
+        self._fernet = MultiFernet([Fernet(base64.urlsafe_b64encode(d)) for d in derived])
+        self._lookup_keys = [
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=_LOOKUP_INFO).derive(k.encode()) for k in keys
+        ]
+
+    @property
+    def rotating(self) -> bool:
+        """Whether older keys are still accepted (SECRET_KEY lists more than one)."""
+        return len(self._lookup_keys) > 1
 
     def lookup(self, value: str) -> str:
-        """A keyed hash of `value` (64 hex characters): equal values give equal hashes, nothing else leaks."""
-        return hmac.new(self._lookup_key, value.encode(), hashlib.sha256).hexdigest()
+        """A keyed hash of `value` (64 hex characters) under the current key: equal values, equal hashes."""
+        return hmac.new(self._lookup_keys[0], value.encode(), hashlib.sha256).hexdigest()
+
+    def lookups(self, value: str) -> list[str]:
+        """The hashes of `value` under every key, current first: what a lookup must match while keys rotate."""
+        return [hmac.new(key, value.encode(), hashlib.sha256).hexdigest() for key in self._lookup_keys]
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def rotate(self, token: str) -> str:
+        """`token` re-encrypted under the current key (whichever listed key it was encrypted with)."""
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except (InvalidToken, ValueError, UnicodeError):
+            raise SecretError(
+                "cannot decrypt a secret: it is corrupted or was encrypted with a key SECRET_KEY does not list"
+            ) from None
 
     def decrypt(self, token: str) -> str:
         try:

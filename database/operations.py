@@ -342,9 +342,10 @@ def get_account(session: Session, account_id: int) -> Account:
     return account
 
 
-def find_account_by_phone(session: Session, phone_lookup: str) -> Account | None:
-    """The account whose phone number has this keyed hash (`SecretBox.lookup`), if any."""
-    return session.scalar(select(Account).where(Account.phone_lookup == phone_lookup))
+def find_account_by_phone(session: Session, phone_lookups: str | list[str]) -> Account | None:
+    """The account whose phone number has this keyed hash (`SecretBox.lookups`: any key while keys rotate)."""
+    candidates = [phone_lookups] if isinstance(phone_lookups, str) else phone_lookups
+    return session.scalar(select(Account).where(Account.phone_lookup.in_(candidates)).limit(1))
 
 
 def list_accounts(

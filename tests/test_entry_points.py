@@ -142,3 +142,13 @@ def test_a_worker_host_needs_only_requirements_worker(stack: Stack, telegram: ob
         lambda: stack.cli_json("accounts", "show", "1")["status"] == "running", 30, message="running on the lean host"
     )
     assert worker.poll() is None and "blocked: not installed" not in stack.log_of(worker)
+
+
+def test_worker_check_reads_its_registry_of_specs(stack: Stack, redis_client: Redis) -> None:
+    spec = {"account_id": 1, "session_enc": SecretBox(TEST_SECRET_KEY).encrypt("s" * 40)}
+    redis_client.hset(keys.worker_specs("w1"), "1", json.dumps(spec))
+    assert "SECRET_KEY decrypts" in run(stack, "run_worker.py", "--check", WORKER_NAME="w1").stdout
+    other = run(stack, "run_worker.py", "--check", WORKER_NAME="w1", SECRET_KEY="another-key-" + "y" * 30)
+    assert other.returncode == 1 and "SECRET_KEY differs" in other.stdout
+    rotating = run(stack, "run_worker.py", "--check", WORKER_NAME="w1", SECRET_KEY=f"{'z' * 32},{TEST_SECRET_KEY}")
+    assert rotating.returncode == 0, rotating.stdout  # an older key still listed decrypts

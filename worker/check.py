@@ -6,6 +6,7 @@ canary the backend keeps in Redis (`keys.SECRET_CANARY`) and this worker's own s
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import dataclass
 
@@ -46,7 +47,11 @@ def run_checks(settings: WorkerSettings) -> list[Check]:
 def _secret_key(redis: Redis, settings: WorkerSettings) -> Check:
     box = SecretBox(settings.secret_key)
     samples = [value for value in [redis.get(keys.SECRET_CANARY)] if value]
-    samples += list(redis.hvals(keys.worker_specs(settings.worker_name)))[:1]
+    for raw in list(redis.hvals(keys.worker_specs(settings.worker_name)))[:1]:
+        try:  # a registry entry is a spec whose secrets are encrypted
+            samples.append(str(json.loads(raw)["session_enc"]))
+        except (ValueError, KeyError, TypeError):
+            continue
     if not samples:
         return Check("secret_key", True, "SECRET_KEY is set (nothing encrypted by the control plane to compare yet)")
     for sample in samples:
@@ -56,8 +61,6 @@ def _secret_key(redis: Redis, settings: WorkerSettings) -> Check:
             return Check(
                 "secret_key", False, "SECRET_KEY differs from the control host's: it cannot decrypt what that encrypted"
             )
-        except ValueError:
-            continue
     return Check("secret_key", True, "SECRET_KEY decrypts what the control plane encrypted")
 
 
