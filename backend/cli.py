@@ -65,11 +65,21 @@ def duration(seconds: float | None) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    rows = [[printable(cell) for cell in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join(lines)
+    """Plain columns laid out by `rich`, which knows an emoji takes two cells (🟢 aligned), never wrapped."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), header_style="", highlight=False)
+    for header in headers:
+        grid.add_column(header, no_wrap=True, overflow="ignore")
+    for row in rows:
+        grid.add_row(*(Text(printable(cell)) for cell in row))
+    buffer = io.StringIO()
+    Console(file=buffer, width=100_000, color_system=None, emoji=False, highlight=False).print(grid)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 
 class AccountIdType(click.ParamType):
