@@ -25,6 +25,7 @@ class AdStatus(enum.StrEnum):
     OPEN = "open"
     CLOSED = "closed"  # by its author
     HIDDEN = "hidden"  # by reports or a moderator
+    EXPIRED = "expired"  # past expires_at (set by `BoardService.expire_ads`, so listing needs only the status)
 
 
 class InviteStatus(enum.StrEnum):

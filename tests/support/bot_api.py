@@ -2,8 +2,10 @@
 and behind an aiohttp server on 127.0.0.1 (for the real `run.py` with TG_API_SERVER pointing at it).
 
 It records every call the bot makes, keeps the messages it sent or edited (with their keyboards), queues
-updates for `getUpdates`, and serves uploaded documents. `AdminChat` drives it like a person: `send` text,
-`click` a button by its label, then read what the bot shows.
+updates for `getUpdates`, and serves uploaded documents. It copies messages (`copyMessage`, `copyMessages`,
+remembering what each copy is of) and can be told to fail calls to a chat (`fail`: 403, or 429 with
+retry_after). `AdminChat` drives it like a person: `send` text, `click` a button by its label, then read what
+the bot shows.
 """
 
 from __future__ import annotations
@@ -26,6 +28,34 @@ BOT_USER = {"id": 4242, "is_bot": True, "first_name": "Fleet", "username": "flee
 TOKEN = "4242:TEST-token-for-the-stand-in-0123456789"
 
 
+class ApiFailure(Exception):
+    """An error answer the stand-in gives instead of a result (see `BotApiCore.fail`)."""
+
+    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.retry_after = retry_after
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": False, "error_code": self.code, "description": self.description}
+        if self.retry_after is not None:
+            body["parameters"] = {"retry_after": self.retry_after}
+        return body
+
+
+@dataclass
+class Failure:
+    """A rule: calls to `chat_id` (of `methods`, or any) fail `times` times (None: always) with `code`."""
+
+    chat_id: int
+    code: int
+    description: str
+    times: int | None
+    retry_after: int | None
+    methods: frozenset[str] | None
+
+
 @dataclass
 class Call:
     method: str
@@ -41,9 +71,39 @@ class BotApiCore:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.updates: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
+        self.failures: list[Failure] = []
         self._message_ids = itertools.count(1000)
         self._update_ids = itertools.count(1)
         self._lock = threading.Condition()
+
+    def fail(
+        self,
+        chat_id: int,
+        code: int = 403,
+        description: str = "Forbidden: bot was blocked by the user",
+        times: int | None = None,
+        retry_after: int | None = None,
+        methods: tuple[str, ...] | None = None,
+    ) -> None:
+        """Make calls to `chat_id` fail: 403 (blocked the bot) by default, or e.g. 429 with `retry_after`."""
+        with self._lock:
+            self.failures.append(
+                Failure(chat_id, code, description, times, retry_after, frozenset(methods) if methods else None)
+            )
+
+    def _failure_for(self, method: str, params: dict[str, Any]) -> ApiFailure | None:
+        with self._lock:
+            for rule in self.failures:
+                if str(params.get("chat_id")) != str(rule.chat_id):
+                    continue
+                if rule.methods is not None and method not in rule.methods:
+                    continue
+                if rule.times is not None:
+                    if rule.times <= 0:
+                        continue
+                    rule.times -= 1
+                return ApiFailure(rule.code, rule.description, rule.retry_after)
+        return None
 
     # --- updates in
 
@@ -72,8 +132,22 @@ class BotApiCore:
         with self._lock:
             self.calls.append(Call(method, params))
             self._lock.notify_all()
+        failure = self._failure_for(method, params)
+        if failure is not None:
+            raise failure
         if method == "getMe":
             return BOT_USER
+        if method == "copyMessage":
+            copied = self._copy(int(params["chat_id"]), params["from_chat_id"], int(params["message_id"]))
+            return {"message_id": copied}
+        if method == "copyMessages":
+            ids = params["message_ids"]
+            ids = json.loads(ids) if isinstance(ids, str) else ids
+            return [{"message_id": self._copy(int(params["chat_id"]), params["from_chat_id"], int(i))} for i in ids]
+        if method == "editMessageCaption":
+            return self._edit(int(params["chat_id"]), int(params["message_id"]), {"caption": params.get("caption", "")})
+        if method == "editMessageReplyMarkup":
+            return self._edit(int(params["chat_id"]), int(params["message_id"]), {"reply_markup": None}, params)
         if method == "sendMessage":
             return self._store(int(params["chat_id"]), next(self._message_ids), params)
         if method == "editMessageText":
@@ -94,10 +168,39 @@ class BotApiCore:
             "from": BOT_USER,
             "text": params.get("text", ""),
         }
-        if params.get("reply_markup"):
-            message["reply_markup"] = params["reply_markup"]
+        markup = params.get("reply_markup")
+        if markup and "inline_keyboard" in markup:  # a sent Message carries only inline keyboards
+            message["reply_markup"] = markup
         self.messages[(chat_id, message_id)] = message
         return message
+
+    def _copy(self, chat_id: int, from_chat_id: Any, message_id: int) -> int:
+        new_id = next(self._message_ids)
+        with self._lock:
+            self.messages[(chat_id, new_id)] = {
+                "message_id": new_id,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private"},
+                "from": BOT_USER,
+                "copy_of": {"chat_id": int(from_chat_id), "message_id": message_id},
+                "text": "",
+            }
+        return new_id
+
+    def _edit(
+        self, chat_id: int, message_id: int, changes: dict[str, Any], params: dict[str, Any] | None = None
+    ) -> dict[str, Any] | bool:
+        """Edit a message the stand-in knows (returning it, as Telegram does); True for one it does not know."""
+        with self._lock:
+            message = self.messages.get((chat_id, message_id))
+            if message is None:
+                return True
+            message.update(changes)
+            if params is not None and "inline_keyboard" in (params.get("reply_markup") or {}):
+                message["reply_markup"] = params["reply_markup"]
+            elif "reply_markup" in changes:
+                message.pop("reply_markup", None)
+            return message
 
     def wait_for(self, predicate: Callable[[Call], bool], timeout: float = 10.0, after: int = 0) -> Call:
         """The first call (from index `after`) matching `predicate`, waiting up to `timeout` seconds."""
@@ -129,7 +232,11 @@ class RecordingSession(BaseSession):
             prepared = self.prepare_value(value, bot=bot, files={})
             if prepared is not None:
                 params[key] = prepared
-        result = self.core.handle(method.__api_method__, params)
+        try:
+            result = self.core.handle(method.__api_method__, params)
+        except ApiFailure as failure:
+            self.check_response(bot=bot, method=method, status_code=failure.code, content=json.dumps(failure.payload()))
+            raise AssertionError("check_response raises for an error answer") from failure
         response = self.check_response(
             bot=bot, method=method, status_code=200, content=json.dumps({"ok": True, "result": result})
         )
@@ -195,7 +302,11 @@ class BotApiStandIn:
             timeout = min(float(params.get("timeout") or 0), 2.0)
             result = await asyncio.to_thread(self.core.take_updates, offset, timeout)
             return web.json_response({"ok": True, "result": result})
-        return web.json_response({"ok": True, "result": self.core.handle(method, dict(params))})
+        try:
+            result = self.core.handle(method, dict(params))
+        except ApiFailure as failure:
+            return web.json_response(failure.payload(), status=failure.code)
+        return web.json_response({"ok": True, "result": result})
 
     async def _file(self, request: web.Request) -> web.Response:
         name = request.match_info["path"].rsplit("/", 1)[-1]

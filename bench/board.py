@@ -1,0 +1,254 @@
+"""Benchmark: the anonymous board's process under load, against the Bot API stand-in on 127.0.0.1.
+
+The real `run_board.py` with 10,000 open ads and 1,000 open chats in SQLite:
+1. relay: a text message from one side of a chat, pushed as an update, until the stand-in receives its copy
+   for the partner (update -> copyMessage); p95 over random chats;
+2. the ads list API: `GET /api/ads?page=N` with a signed `initData`, p95 over random pages;
+3. the board process's RSS afterwards.
+Bars: relay p95 <= 50 ms with 1,000 open chats, ads list p95 <= 30 ms for 10,000 ads, RSS <= 150 MB.
+
+    .venv/bin/python bench/board.py [--ads 10000] [--chats 1000] [--rounds 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import itertools
+import json
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import insert
+
+from bench.common import ROOT, SECRET_KEY, percentile, rss_mb, stop
+from celery_app.crypto import SecretBox
+from database.board_models import BoardAd, BoardChat, BoardInvite, BoardUser
+from database.engine import open_database
+from database.models import utcnow
+from scripts.embedded_redis import EmbeddedRedis
+from tests.support.bot_api import TOKEN, BotApiStandIn
+
+BAR_RELAY = 0.050
+BAR_ADS = 0.030
+BAR_RSS_MB = 150.0
+GUEST_BASE = 5_000_000
+AUTHOR_BASE = 4_000_000
+READER = 9_000_001
+
+
+def populate(database_url: str, ads: int, chats: int) -> list[tuple[int, int]]:
+    """Users, `ads` open ads and `chats` active chats; returns (guest tg id, author tg id) of each chat."""
+    _engine, sessions = open_database(database_url)
+    box = SecretBox(SECRET_KEY)
+    now = utcnow()
+    authors = max(chats, ads // 5)
+    users = [(AUTHOR_BASE + i) for i in range(authors)] + [(GUEST_BASE + i) for i in range(chats)] + [READER]
+    with sessions.begin() as session:
+        session.execute(
+            insert(BoardUser),
+            [
+                {
+                    "public_id": f"u{index:011d}",
+                    "tg_lookup": box.lookup(f"board-user:{tg_id}"),
+                    "tg_enc": box.encrypt(str(tg_id)),
+                    "lang": "ru",
+                    "ban_reason": "",
+                    "created_at": now,
+                }
+                for index, tg_id in enumerate(users)
+            ],
+        )
+        session.execute(
+            insert(BoardAd),
+            [
+                {
+                    "public_id": f"a{i:011d}",
+                    "author_id": 1 + i % authors,
+                    "title": f"Объявление номер {i}",
+                    "text": f"Текст объявления {i}: продаю, покупаю, меняю. " * 3,
+                    "category": ("sale", "jobs", "services", "housing", "other")[i % 5],
+                    "search_text": f"объявление номер {i} текст",
+                    "status": "open",
+                    "report_count": 0,
+                    "created_at": now - timedelta(seconds=ads - i),
+                    "expires_at": now + timedelta(days=30),
+                }
+                for i in range(ads)
+            ],
+        )
+        session.execute(
+            insert(BoardInvite),
+            [
+                {
+                    "public_id": f"i{i:011d}",
+                    "ad_id": 1 + i,  # ad i belongs to author i (i < authors)
+                    "sender_id": 1 + authors + i,
+                    "message": "Здравствуйте!",
+                    "status": "accepted",
+                    "created_at": now,
+                    "decided_at": now,
+                }
+                for i in range(chats)
+            ],
+        )
+        session.execute(
+            insert(BoardChat),
+            [
+                {
+                    "public_id": f"c{i:011d}",
+                    "invite_id": 1 + i,
+                    "ad_id": 1 + i,
+                    "author_id": 1 + i,
+                    "guest_id": 1 + authors + i,
+                    "author_alias": "#AB",
+                    "guest_alias": "#CD",
+                    "status": "active",
+                    "ended_reason": "",
+                    "created_at": now,
+                }
+                for i in range(chats)
+            ],
+        )
+    return [(GUEST_BASE + i, AUTHOR_BASE + i) for i in range(chats)]
+
+
+def signed_init_data(user_id: int) -> str:
+    fields = {
+        "auth_date": str(int(time.time())),
+        "query_id": "bench",
+        "user": json.dumps({"id": user_id, "first_name": "Bench", "language_code": "ru"}, separators=(",", ":")),
+    }
+    check = "\n".join(f"{key}={value}" for key, value in sorted(fields.items()))
+    secret = hmac.new(b"WebAppData", TOKEN.encode(), hashlib.sha256).digest()
+    fields["hash"] = hmac.new(secret, check.encode(), hashlib.sha256).hexdigest()
+    return urlencode(fields)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/api/openapi.json")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the board's web server did not answer")
+
+
+_message_ids = itertools.count(1)
+
+
+def relay_round(api: BotApiStandIn, sender: int, partner: int) -> float:
+    mark = len(api.core.calls)
+    update = {
+        "message": {
+            "message_id": next(_message_ids),
+            "date": int(time.time()),
+            "chat": {"id": sender, "type": "private"},
+            "from": {"id": sender, "is_bot": False, "first_name": "U", "language_code": "ru"},
+            "text": f"привет {mark}",
+        }
+    }
+    sent = time.monotonic()
+    api.core.push(update)
+    call = api.core.wait_for(
+        lambda c: c.method in ("copyMessage", "sendMessage") and int(c.params.get("chat_id", 0)) == partner,
+        timeout=30,
+        after=mark,
+    )
+    return call.at - sent
+
+
+def ads_round(connection: http.client.HTTPConnection, auth: str, pages: int) -> float:
+    sent = time.perf_counter()
+    connection.request("GET", f"/api/ads?page={random.randrange(pages)}", headers={"Authorization": auth})
+    response = connection.getresponse()
+    body = response.read()
+    elapsed = time.perf_counter() - sent
+    if response.status != 200 or not json.loads(body)["ads"]:
+        raise RuntimeError(f"ads list answered {response.status}: {body[:200]!r}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ads", type=int, default=10_000)
+    parser.add_argument("--chats", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(workdir=tmp) as redis_server:
+        workdir = Path(tmp)
+        database_url = f"sqlite:///{workdir / 'board.db'}"
+        pairs = populate(database_url, args.ads, args.chats)
+        api = BotApiStandIn().start()
+        port = free_port()
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(workdir),
+            "REDIS_URL": redis_server.url,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": SECRET_KEY,
+            "BOARD_BOT_TOKEN": TOKEN,
+            "BOARD_WEBAPP_URL": "https://board.example/",
+            "BOARD_LISTEN": f"127.0.0.1:{port}",
+            "TG_API_SERVER": api.url,
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT / "tests" / "netguard"),
+            "FLEET_NETGUARD": "1",
+        }
+        log = open(workdir / "board.log", "wb")
+        board = subprocess.Popen(
+            [sys.executable, str(ROOT / "run_board.py")], cwd=workdir, env=env, stdout=log, stderr=log
+        )
+        try:
+            wait_http(port)
+            api.core.wait_for(lambda c: c.method in ("deleteWebhook", "setChatMenuButton"), 60)  # polling next
+            for sender, partner in random.sample(pairs, 10):  # warm up
+                relay_round(api, sender, partner)
+            relays = [relay_round(api, *random.choice(pairs)) for _ in range(args.rounds)]
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            # Many readers, as on a real board (one reader alone would meet the API's per-person rate limit).
+            readers = [f"tma {signed_init_data(READER + index)}" for index in range(50)]
+            pages = max(1, args.ads // 20)
+            for index in range(10):
+                ads_round(connection, readers[index], pages)
+            listings = [ads_round(connection, readers[index % len(readers)], pages) for index in range(args.rounds)]
+            rss = rss_mb(board.pid)
+        except Exception:
+            print((workdir / "board.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
+        finally:
+            stop(board)  # type: ignore[arg-type]
+            api.stop()
+    relay_p95, ads_p95 = percentile(relays, 0.95), percentile(listings, 0.95)
+    print(f"board benchmark: {args.ads} open ads, {args.chats} open chats, SQLite, Redis and Bot API on loopback")
+    print(f"  relay, text update -> copy to partner   p95 {relay_p95 * 1000:6.2f} ms   (bar {BAR_RELAY * 1000:.0f} ms)")
+    print(f"  GET /api/ads, random page              p95 {ads_p95 * 1000:6.2f} ms   (bar {BAR_ADS * 1000:.0f} ms)")
+    print(f"  board process RSS                      {rss:6.1f} MB   (bar {BAR_RSS_MB:.0f} MB)")
+    ok = relay_p95 <= BAR_RELAY and ads_p95 <= BAR_ADS and rss <= BAR_RSS_MB
+    print(f"  -> {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

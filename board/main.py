@@ -1,0 +1,172 @@
+"""Runs the board in one process: the database and Redis, the bot (long polling, its FSM and pending choices in
+Redis), the Mini App and its API on BOARD_LISTEN, the chat menu button, and hourly history pruning.
+SIGTERM stops it cleanly; everything a restart needs is in the database and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+from aiogram.types import BotCommand, BotCommandScopeDefault, MenuButtonWebApp, WebAppInfo
+from aiohttp import web
+from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from board.bot import deliver_invite
+from board.bot.app import build_dispatcher
+from board.bot.relay import Relay
+from board.service import BoardService
+from board.texts import t
+from celery_app import keys
+from celery_app.crypto import SecretBox
+from config import DEFAULT_BOT_API_SERVER, BoardSettings, mask_url
+
+log = logging.getLogger(__name__)
+
+FSM_PREFIX = f"{keys.PREFIX}:board:fsm"
+FSM_TTL_SECONDS = 24 * 3600  # a message waiting for its chat to be chosen is forgotten after a day
+PRUNE_EVERY_SECONDS = 3600.0
+EXPIRE_EVERY_SECONDS = 60.0
+COMMANDS = ("start", "mychats", "endchat", "block", "report")
+
+
+class BoardUnavailable(RuntimeError):
+    """Redis or the database cannot be reached; the message says which and where."""
+
+
+def make_bot(settings: BoardSettings) -> Bot:
+    session = AiohttpSession()
+    if settings.api_server != DEFAULT_BOT_API_SERVER:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_server))
+    return Bot(settings.bot_token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+def open_service(settings: BoardSettings) -> tuple[Engine, BoardService]:
+    """The database (schema brought up to date) and the board's rules over it."""
+    from database.engine import open_database
+
+    try:
+        engine, sessions = open_database(settings.database_url)
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise BoardUnavailable(f"database unreachable at {mask_url(settings.database_url)}: {reason}") from None
+    return engine, BoardService(sessions, SecretBox(settings.secret_key), settings.limits)
+
+
+async def open_redis(url: str) -> AsyncRedis:
+    redis = AsyncRedis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+    try:
+        await redis.ping()
+    except RedisError as error:
+        await redis.aclose()
+        raise BoardUnavailable(f"Redis unreachable at {mask_url(url)}: {error}") from None
+    return redis
+
+
+def make_web_app(service: BoardService, bot: Bot, settings: BoardSettings) -> web.Application:
+    """The Mini App and its API (`board.web`), whose first messages the bot delivers to ads' authors."""
+    deliver = functools.partial(deliver_invite, bot, service)
+    try:
+        from board.web import create_web_app
+    except ModuleNotFoundError as error:
+        if error.name != "board.web":
+            raise
+        log.warning("board.web is not installed: serving only /healthz")
+        app = web.Application()
+        app.router.add_get("/healthz", lambda _request: web.json_response({"ok": True}))
+        return app
+    return create_web_app(service, settings.bot_token, deliver_invite=deliver)
+
+
+async def register_commands(bot: Bot) -> None:
+    for lang in ("ru", "en"):
+        commands = [BotCommand(command=name, description=t(lang, f"cmd.{name}")) for name in COMMANDS]
+        await bot.set_my_commands(commands, scope=BotCommandScopeDefault(), language_code=lang)
+    await bot.set_my_commands(
+        [BotCommand(command=name, description=t("ru", f"cmd.{name}")) for name in COMMANDS],
+        scope=BotCommandScopeDefault(),
+    )
+
+
+async def set_menu_button(bot: Bot, webapp_url: str) -> None:
+    """The button beside the message field opens the Mini App (every chat with the bot)."""
+    if not webapp_url:
+        return
+    button = MenuButtonWebApp(text=t("ru", "bot.menu_button"), web_app=WebAppInfo(url=webapp_url))
+    await bot.set_chat_menu_button(menu_button=button)
+
+
+async def prune_forever(service: BoardService, every: float = PRUNE_EVERY_SECONDS) -> None:
+    """Forget relayed messages older than BOARD_HISTORY_DAYS, hourly; mark expired ads every minute."""
+    next_prune = 0.0
+    while True:
+        try:
+            await asyncio.to_thread(service.expire_ads)
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + every
+                removed = await asyncio.to_thread(service.prune_history)
+                if removed:
+                    log.info("pruned %d relayed message(s) past the history limit", removed)
+        except (SQLAlchemyError, OSError) as error:
+            log.warning("board housekeeping failed: %s", type(error).__name__)
+        await asyncio.sleep(EXPIRE_EVERY_SECONDS)
+
+
+def _host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+async def run_board(settings: BoardSettings) -> None:
+    engine, service = open_service(settings)
+    redis = await open_redis(settings.redis_url)
+    storage = RedisStorage(
+        redis,
+        key_builder=DefaultKeyBuilder(prefix=FSM_PREFIX),
+        state_ttl=FSM_TTL_SECONDS,
+        data_ttl=FSM_TTL_SECONDS,
+    )
+    bot = make_bot(settings)
+    relay = Relay(service)
+    dispatcher = build_dispatcher(service, storage, settings.webapp_url, relay)
+    runner: web.AppRunner | None = None
+    pruner: asyncio.Task[None] | None = None
+    try:
+        me = await bot.get_me()
+        log.info("board bot @%s started (Bot API %s)", me.username, settings.api_server)
+        await register_commands(bot)
+        await set_menu_button(bot, settings.webapp_url)
+        if not settings.webapp_url:
+            log.warning("BOARD_WEBAPP_URL is not set: /start cannot offer the Mini App")
+        runner = web.AppRunner(make_web_app(service, bot, settings), access_log=None)
+        await runner.setup()
+        host, port = _host_port(settings.listen)
+        await web.TCPSite(runner, host, port).start()
+        log.info("board web app listening on %s", settings.listen)
+        pruner = asyncio.create_task(prune_forever(service))
+        await bot.delete_webhook(drop_pending_updates=False)
+        await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=False)
+    finally:
+        if pruner is not None:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
+        with contextlib.suppress(Exception):
+            await relay.settle()  # albums still being collected go out before the bot closes
+        if runner is not None:
+            await runner.cleanup()
+        await bot.session.close()
+        await redis.aclose()
+        engine.dispose()
+        log.info("board stopped")

@@ -1,0 +1,287 @@
+"""End to end: the real `run_board.py` process against the Bot API stand-in on 127.0.0.1, with real Redis and
+SQLite. People meet through an ad, chat (text, an album, a reply, an edit), survive a restart of the board
+process mid-chat, and part (block, decline, a partner who blocked the bot). No Telegram id reaches the log."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from board.service import BoardService
+from board.texts import t
+from celery_app.crypto import SecretBox
+from config import BoardLimits
+from database.engine import open_database
+from scripts.embedded_redis import free_port
+from tests.support.bot_api import TOKEN, BotApiStandIn
+from tests.support.stack import ROOT, TEST_SECRET_KEY, Stack, wait_until
+from tests.test_board_bot import PHOTO, Person
+
+pytestmark = pytest.mark.processes
+WEBAPP = "https://board.example/"
+AUTHOR, GUEST, THIRD = 7_314_159_001, 7_314_159_002, 7_314_159_003
+USER_IDS = (AUTHOR, GUEST, THIRD)
+SECRET_WORDS = "пароль-от-сейфа-42"  # message contents must never reach the log either
+WAIT = 60.0  # generous: a busy two-core machine may be slow, never wrong
+
+
+@pytest.fixture
+def api() -> Iterator[BotApiStandIn]:
+    stand_in = BotApiStandIn().start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture
+def service(sqlite_url: str) -> Iterator[BoardService]:
+    engine: Engine
+    engine, sessions = open_database(sqlite_url)
+    yield BoardService(sessions, SecretBox(TEST_SECRET_KEY), BoardLimits())
+    engine.dispose()
+
+
+class Board:
+    """The running board process and the people talking to it."""
+
+    def __init__(self, stack: Stack, api: BotApiStandIn, service: BoardService) -> None:
+        self.stack = stack
+        self.api = api
+        self.core = api.core
+        self.service = service
+        self.port = free_port()
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        mark = len(self.core.calls)
+        process = self.stack.spawn(
+            "run_board.py",
+            env={
+                "BOARD_BOT_TOKEN": TOKEN,
+                "TG_API_SERVER": self.api.url,
+                "BOARD_LISTEN": f"127.0.0.1:{self.port}",
+                "BOARD_WEBAPP_URL": WEBAPP,
+            },
+            log_name="board",
+        )
+        self.processes.append(process)
+        self.core.wait_for(lambda c: c.method == "setChatMenuButton", WAIT, after=mark)
+        wait_until(self._listening, WAIT, interval=0.2, message="the board's web app listens")
+        return process
+
+    def _listening(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=5):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answers
+        except OSError:
+            return False
+
+    def person(self, user_id: int, language: str = "ru") -> Person:
+        return Person(self.core, self.core.push, self.service, user_id, language)
+
+    def settled(self) -> None:
+        """Every queued update was fetched and its offset confirmed (a kill now loses and repeats nothing)."""
+        wait_until(lambda: not self.core.updates, WAIT, message="updates confirmed")
+
+    def api_invite(self, sender: int, ad_id: str, message: str, language: str = "ru") -> tuple[int, dict[str, Any]]:
+        """A first message through the Mini App's HTTP API, signed as Telegram signs initData."""
+        from tests.support.webapp_stub import sign_init_data, tg_user
+
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/ads/{ad_id}/invite",
+            data=json.dumps({"message": message}).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": "tma " + sign_init_data(tg_user(sender, language), bot_token=TOKEN),
+            },
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+                return int(response.status), json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def logs(self) -> str:
+        return "".join(self.stack.log_of(p) for p in self.processes)
+
+
+@pytest.fixture
+def board(stack: Stack, api: BotApiStandIn, service: BoardService) -> Board:
+    return Board(stack, api, service)
+
+
+def wait_call(board: Board, method: str, chat_id: int, after: int, **expect: Any) -> Any:
+    def matches(call: Any) -> bool:
+        if call.method != method or str(call.params.get("chat_id")) != str(chat_id):
+            return False
+        return all(str(value) in str(call.params.get(key, "")) for key, value in expect.items())
+
+    return board.core.wait_for(matches, WAIT, after=after)
+
+
+def new_ad(board: Board, author: int, title: str) -> str:
+    user = board.service.user(author, "ru")
+    return board.service.create_ad(user, title, f"Отдам недорого: {title}, самовывоз", "sale").id
+
+
+def card_of(board: Board, person: Person, after: int) -> dict[str, Any]:
+    """The invitation card the person got (after `after`), as the stand-in keeps it."""
+    wait_call(board, "sendMessage", person.id, after, reply_markup="bi:a:")
+    return person.last_with_buttons()
+
+
+def accept(board: Board, author: Person, guest: Person, after: int) -> None:
+    card = card_of(board, author, after)
+    mark = len(board.core.calls)
+    author.click("Принять", card)
+    wait_call(board, "sendMessage", author.id, mark, text="Чат открыт")
+    wait_call(board, "sendMessage", guest.id, mark, text="Чат открыт")
+
+
+def assert_private_logs(board: Board) -> None:
+    logs = board.logs()
+    assert "board bot @" in logs
+    for user_id in USER_IDS:
+        assert str(user_id) not in logs, f"a Telegram id is in the board's log:\n{logs}"
+    assert SECRET_WORDS not in logs
+    assert "Traceback" not in logs, logs
+
+
+def test_people_meet_chat_survive_a_restart_and_block(board: Board) -> None:
+    process = board.start()
+    menu = next(c for c in board.core.calls if c.method == "setChatMenuButton")
+    assert json.loads(menu.params["menu_button"])["web_app"]["url"] == WEBAPP.rstrip("/")
+    author, guest, third = board.person(AUTHOR), board.person(GUEST), board.person(THIRD)
+
+    mark = len(board.core.calls)
+    guest.say("/start")
+    welcome = wait_call(board, "sendMessage", GUEST, mark, text="Анонимная доска")
+    assert welcome.params["reply_markup"]["inline_keyboard"][0][0]["web_app"]["url"] == WEBAPP.rstrip("/")
+
+    # A first message through the Mini App's API reaches the author; accepting opens the chat.
+    bike = new_ad(board, AUTHOR, "Велосипед")
+    mark = len(board.core.calls)
+    status, body = board.api_invite(GUEST, bike, "Здравствуйте! Велосипед ещё продаётся?")
+    assert status == 201, body
+    accept(board, author, guest, mark)
+    [chat] = board.service.active_chats(author.ref)
+
+    # Text goes as a copy.
+    mark = len(board.core.calls)
+    hello = guest.say(f"Когда удобно посмотреть? {SECRET_WORDS}")
+    copy = wait_call(board, "copyMessage", AUTHOR, mark, message_id=hello["message_id"])
+    assert copy.params["from_chat_id"] == str(GUEST)
+
+    # An album stays an album: one copyMessages call.
+    mark = len(board.core.calls)
+    album = [author.send(media_group_id="e2e-album", photo=PHOTO, caption="вот он") for _ in range(2)]
+    copied = wait_call(board, "copyMessages", GUEST, mark)
+    assert json.loads(copied.params["message_ids"]) == [m["message_id"] for m in album]
+    second_photo = wait_until(lambda: board.service.counterpart(author.ref, chat.chat_id, album[1]["message_id"]), WAIT)
+
+    # A reply to the album's second photo lands on the author's original.
+    mark = len(board.core.calls)
+    guest.say("А этот ракурс почему такой?", reply_to=second_photo)
+    reply = wait_call(board, "copyMessage", AUTHOR, mark)
+    assert json.loads(reply.params["reply_parameters"])["message_id"] == album[1]["message_id"]
+
+    # An edit reaches the copy.
+    mark = len(board.core.calls)
+    guest.edit(hello, text="Когда удобно посмотреть? Можно завтра")
+    edit = wait_call(board, "editMessageText", AUTHOR, mark, text="Можно завтра")
+    assert int(edit.params["message_id"]) == board.service.counterpart(guest.ref, chat.chat_id, hello["message_id"])
+
+    # A second chat makes the author choose; the waiting message survives a restart of the board process.
+    sofa = new_ad(board, AUTHOR, "Диван")
+    mark = len(board.core.calls)
+    third.send_data(json.dumps({"ad_id": sofa, "message": "Диван ещё свободен?"}))
+    wait_call(board, "sendMessage", THIRD, mark, text="отправлено")
+    accept(board, author, third, mark)
+    mark = len(board.core.calls)
+    waiting = author.say("Всем спасибо за интерес!")
+    wait_call(board, "sendMessage", AUTHOR, mark, text=t("ru", "chat.choose_send"))
+    chooser = author.last_with_buttons()
+    board.settled()
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+
+    board.start()
+    mark = len(board.core.calls)
+    author.click("Диван", chooser)
+    wait_call(board, "copyMessage", THIRD, mark, message_id=waiting["message_id"])
+    mark = len(board.core.calls)
+    later = guest.say("Я тут, после перезапуска")
+    wait_call(board, "copyMessage", AUTHOR, mark, message_id=later["message_id"])
+
+    # Block: the chat ends for both, and the blocked guest cannot write to the author's ads again.
+    reply_to = wait_until(lambda: board.service.counterpart(guest.ref, chat.chat_id, later["message_id"]), WAIT)
+    mark = len(board.core.calls)
+    author.say("/block", reply_to=reply_to)
+    wait_call(board, "sendMessage", AUTHOR, mark, text="заблокирован")
+    wait_call(board, "sendMessage", GUEST, mark, text="завершил")
+    assert [side.ad_title for side in board.service.active_chats(author.ref)] == ["Диван"]
+    status, body = board.api_invite(GUEST, new_ad(board, AUTHOR, "Самокат"), "А самокат отдадите?")
+    assert (status, body.get("error")) == (403, "blocked")
+
+    assert board.stack.stop(board.processes[-1]) == 0  # SIGTERM stops it cleanly
+    assert_private_logs(board)
+
+
+def test_decline_and_a_partner_who_blocked_the_bot(board: Board) -> None:
+    board.start()
+    author, guest, third = board.person(AUTHOR), board.person(GUEST, "en"), board.person(THIRD)
+
+    # Decline: the sender hears nothing more.
+    mark = len(board.core.calls)
+    guest.send_data(json.dumps({"ad_id": new_ad(board, AUTHOR, "Шкаф"), "message": "Is the wardrobe free?"}))
+    wait_call(board, "sendMessage", GUEST, mark, text="went to the author")
+    card = card_of(board, author, mark)
+    after_invite = len(board.core.calls)
+    author.click("Отклонить", card)
+    wait_call(board, "sendMessage", AUTHOR, after_invite, text=t("ru", "invite.declined"))
+    assert guest.calls(after_invite) == []
+
+    # The partner blocked the bot: the next message ends the chat and the sender is told.
+    mark = len(board.core.calls)
+    third.send_data(json.dumps({"ad_id": new_ad(board, AUTHOR, "Стол"), "message": f"Стол ещё есть? {SECRET_WORDS}"}))
+    accept(board, author, third, mark)
+    board.core.fail(THIRD, 403, "Forbidden: bot was blocked by the user")
+    mark = len(board.core.calls)
+    author.say("Есть, приезжайте")
+    wait_call(board, "copyMessage", THIRD, mark)
+    wait_call(board, "sendMessage", AUTHOR, mark, text="недоступен")
+    assert board.service.active_chats(author.ref) == []
+    assert guest.calls(after_invite) == []
+
+    assert_private_logs(board)
+
+
+def test_configuration_errors_stop_it_with_one_line(stack: Stack) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run_board.py")],
+        cwd=stack.workdir,
+        env={**stack.env, "BOARD_BOT_TOKEN": "not-a-token"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 78
+    assert result.stderr.strip().splitlines() == [
+        "config error: BOARD_BOT_TOKEN must look like 123456:ABC-DEF... (the token from @BotFather)"
+    ]
+
+    version = subprocess.run(
+        [sys.executable, str(ROOT / "run_board.py"), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0 and version.stdout.strip()
