@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from bot.details import status_detail
 from bot.i18n import LanguageStore
 from bot.services import BotServices
 from bot.texts import t
@@ -45,11 +46,14 @@ class Alert:
     key: str
     values: dict[str, Any] = field(default_factory=dict)
     status: str | None = None
+    detail: str = ""  # the event's detail as the backend wrote it; shown in the admin's language
+    detail_format: str = " ({})"
 
     def render(self, lang: str) -> str:
         values = dict(self.values)
         if self.status is not None:
             values["status"] = account_status(lang, self.status)
+        values["detail"] = self.detail_format.format(escape(status_detail(lang, self.detail))) if self.detail else ""
         return t(lang, self.key, **values)
 
 
@@ -76,10 +80,9 @@ def build_alerts(events: Sequence[EventLine]) -> list[Alert]:
             alerts.append(Alert(many_key, {"n": len(group), "names": names}))
         else:
             for event in group:
-                detail = f" ({escape(event.detail)})" if event.detail else ""
-                values = {"name": escape(event.subject), "detail": detail, "repeats": event.repeat_count}
+                values = {"name": escape(event.subject), "repeats": event.repeat_count}
                 key = f"{single_key}.again" if event.repeat_count > 1 else single_key
-                alerts.append(Alert(key, values))
+                alerts.append(Alert(key, values, detail=event.detail))
     for status, group in accounts.items():
         ids = [e.subject.removeprefix("account:") for e in group]
         if len(group) >= GROUP_AT:
@@ -93,10 +96,8 @@ def build_alerts(events: Sequence[EventLine]) -> list[Alert]:
         else:
             for event, account_id in zip(group, ids, strict=True):
                 reason = event.detail.split(":", 1)[1].strip() if ":" in event.detail else ""
-                detail = f" — {escape(reason)}" if reason else ""
-                alerts.append(
-                    Alert("alert.account", {"icon": STATUS_ICON[status], "id": account_id, "detail": detail}, status)
-                )
+                values = {"icon": STATUS_ICON[status], "id": account_id}
+                alerts.append(Alert("alert.account", values, status, detail=reason, detail_format=" — {}"))
     return alerts
 
 

@@ -26,6 +26,7 @@ from bot.callbacks import (
     WorkerCard,
     WorkersPage,
 )
+from bot.details import status_detail
 from bot.texts import t
 
 Button = InlineKeyboardButton
@@ -47,17 +48,18 @@ def ago(lang: str, seconds: float | None) -> str:
     return t(lang, "ago.days", n=int(seconds // 86400))
 
 
-def duration(seconds: float | None) -> str:
+def duration(lang: str, seconds: float | None) -> str:
+    """How long, to the minute past an hour and to the second below it: "1 ч 2 мин", "7 мин 9 с"."""
     if seconds is None:
         return "—"
     days, rest = divmod(int(seconds), 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
     if days:
-        return f"{days}d {hours}h"
+        return t(lang, "duration.days", days=days, hours=hours)
     if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {int(seconds) % 60}s"
+        return t(lang, "duration.hours", hours=hours, minutes=minutes)
+    return t(lang, "duration.minutes", minutes=minutes, seconds=int(seconds) % 60)
 
 
 def worker_status(lang: str, view: WorkerView) -> str:
@@ -129,7 +131,7 @@ def worker_card(lang: str, worker_id: int, view: WorkerView, rejected: int = 0) 
         address=escape(view.address or "—"),
         heartbeat=ago(lang, view.seconds_since_heartbeat),
         version=escape(view.version or "—"),
-        uptime=duration(view.uptime_seconds),
+        uptime=duration(lang, view.uptime_seconds),
         running="?" if view.accounts_running is None else view.accounts_running,
         total=view.accounts,
     )
@@ -238,9 +240,10 @@ def account_card(
 ) -> tuple[str, InlineKeyboardMarkup]:
     detail = ""
     if override_status is None and view.detail:
-        detail = f" — {escape(view.detail)}"
+        detail = f" — {escape(status_detail(lang, view.detail))}"
     if override_status is None and view.status == "flood_wait" and view.flood_wait_until:
-        detail += t(lang, "account.flood_until", until=view.flood_wait_until.astimezone(UTC).strftime("%H:%M:%S UTC"))
+        until = view.flood_wait_until.astimezone(UTC).strftime("%H:%M:%S UTC")
+        detail += "\n" + t(lang, "account.flood_until", until=until)
     text = t(
         lang,
         "account.card",

@@ -116,7 +116,10 @@ def test_worker_card_switches_and_removal(harness: BotHarness, redis_client: Red
     chat.click("alive")
     text = chat.text()
     assert (
-        "<b>alive</b> — 🟢 Онлайн" in text and "203.0.113.5" in text and "с назад" in text and "аптайм: 1h 2m" in text
+        "<b>alive</b> — 🟢 Онлайн" in text
+        and "203.0.113.5" in text
+        and "с назад" in text
+        and "аптайм: 1 ч 2 мин" in text
     )
     assert "🗑 Удалить" not in chat.buttons()  # online: cannot be removed
     chat.click("Отключить")
@@ -157,12 +160,29 @@ def test_accounts_list_and_card_mask_the_phone(harness: BotHarness, redis_client
     assert "всего 1" in chat.text() and chat.buttons()[0] == "⚪ +7 *** ***-45-67"
     chat.click("+7 *** ***-45-67")
     text = chat.text()
-    assert "<b>+7 *** ***-45-67</b>" in text and "Воркер: w1" in text and "⚪ остановлен" in text
+    assert "<b>+7 *** ***-45-67</b>" in text and "Воркер: w1" in text and "⚪ остановлен — сессия импортирована" in text
     assert "79991234567" not in json.dumps([c.params for c in harness.core.calls])
     assert chat.buttons()[:4] == ["▶️ Запустить", "🔄 Перезапустить", "🔀 Перенести", "🗑 Удалить"]
     chat.click("Перенести")
     assert "Нет других онлайн-воркеров" in chat.text()
     assert account_id
+
+
+def test_moving_an_account_says_where_it_went_in_the_admins_language(harness: BotHarness, redis_client: Redis) -> None:
+    add_worker(harness, "old")  # offline: nothing to stop there
+    add_worker(harness, "new")
+    live_worker(redis_client, "new")
+    account_id = import_account(harness, "old")
+    chat = harness.chat(ADMIN)
+    chat.send("/accounts")
+    chat.click("+7 ***")
+    chat.click("Перенести")
+    assert "Куда перенести аккаунт" in chat.text() and "🟢 new" in chat.buttons()
+    chat.click("new")
+    assert "🔀 Аккаунт перенесён с воркера <b>old</b> на <b>new</b>." in chat.text()
+    assert "Воркер: new" in chat.text()
+    with harness.services.accounts.sessions() as session:
+        assert ops.get_account(session, account_id).worker_id == harness.services.workers.id_of("new")
 
 
 def test_start_on_an_offline_worker_offers_to_start_when_back(harness: BotHarness) -> None:
@@ -256,6 +276,7 @@ def test_alerts_are_grouped_when_many_workers_drop() -> None:
         "🔴 Worker <b>w1</b> is offline (no heartbeat for 61 s)",
         "⛔ Account #7: ⛔ banned — the account is banned by Telegram",
     ]
+    assert pair[0].render("ru") == "🔴 Воркер <b>w0</b> оффлайн (нет сигнала 61 с)"
     assert build_alerts([EventLine("account.status", "account:7", "running")]) == []
 
 
@@ -271,6 +292,6 @@ def test_alerts_reach_every_admin_in_their_language(harness: BotHarness) -> None
         if c.method == "sendMessage" and "fra-1" in c.params.get("text", "")
     }
     assert sent == {
-        ADMIN: "🔴 Воркер <b>fra-1</b> оффлайн (no heartbeat for 70 s)",
+        ADMIN: "🔴 Воркер <b>fra-1</b> оффлайн (нет сигнала 70 с)",
         OTHER_ADMIN: "🔴 Worker <b>fra-1</b> is offline (no heartbeat for 70 s)",
     }

@@ -137,17 +137,26 @@ async def move(query: CallbackQuery, callback_data: AccountCard, fleet: BotServi
     await show(query, *views.move_picker(lang, view, choices))
 
 
+def moved_note(lang: str, source: str | None, target: str, starting: bool) -> str:
+    """What a move did, in the bot's words (the service's `message` is for the CLI)."""
+    if source is None:
+        note = t(lang, "account.moved.to", target=escape(target))
+    else:
+        note = t(lang, "account.moved", source=escape(source), target=escape(target))
+    return f"{note} {t(lang, 'account.moved.starting')}" if starting else note
+
+
 @router.callback_query(MoveTo.filter())
 async def move_to(query: CallbackQuery, callback_data: MoveTo, fleet: BotServices, lang: str) -> None:
     target = await fleet.call(fleet.workers.name_of, callback_data.worker_id)
+    source = (await fleet.call(fleet.accounts.get_account, callback_data.id, 0)).worker
     try:
         result = await fleet.call(fleet.accounts.move, callback_data.id, target, actor(query.from_user))
     except AccountError as error:
         await render_card(query, fleet, lang, callback_data.id, note=error_note(lang, error))
         return
-    await render_card(
-        query, fleet, lang, callback_data.id, note=t(lang, "account.moved", message=escape(result.message))
-    )
+    note = moved_note(lang, source, target, result.dispatched)
+    await render_card(query, fleet, lang, callback_data.id, note=note)
 
 
 @router.callback_query(AccountCard.filter(F.action == AccountAction.REMOVE))

@@ -29,7 +29,7 @@ async def on_error(event: ErrorEvent, lang: str = DEFAULT_LANGUAGE) -> bool:
         text = t(lang, "unavailable", error=escape(error.__class__.__name__))
     else:
         log.exception("unexpected error while handling an update", exc_info=error)
-        text = t(lang, "unavailable", error="internal error")
+        text = t(lang, "unavailable", error=t(lang, "internal_error"))
     update = event.update
     with contextlib.suppress(TelegramAPIError):
         if update.callback_query is not None:

@@ -1,0 +1,351 @@
+## The admin bot's texts in Russian (the default language). Project Fluent syntax: https://projectfluent.org
+## Ids are the keys handlers pass to `bot.texts.t` with dots as dashes (`account.card` is `account-card`).
+## Counts select CLDR plural forms: [one] 1, 21, 101 · [few] 2-4, 22-24 · [many] 0, 5-20, 25-30, 11-14.
+## HTML as Telegram's parse mode takes it; the values are escaped by the code that passes them.
+## A leading space is written {" "} (Fluent trims the whitespace that starts a pattern).
+
+refused = ⛔ Этот бот только для администраторов.
+
+## Main menu
+
+menu-title =
+    🛰 <b>Управление флотом</b>
+    Выберите раздел:
+menu-workers = 🖥 Воркеры
+menu-accounts = 📱 Аккаунты
+menu-add_account = ➕ Добавить аккаунт
+menu-summary = 📊 Сводка
+# Bilingual on purpose: an admin who cannot read the current language still finds the switch.
+menu-language = 🌐 Язык / Language
+menu-board = 📋 Доска
+
+## Board
+
+board-off = 📋 Доска не подключена к этому боту.
+board-title-today = 📋 <b>Доска — последние 24 часа</b>
+board-title-week = 📋 <b>Доска — последние 7 дней</b>
+board-stats =
+    Объявления: размещено { $ads_posted } · открыто сейчас { $ads_open }
+    Приглашения: отправлено { $invites_sent } · принято { $invites_accepted } · отклонено { $invites_declined }
+    Доля принятых: { $accept_rate }
+    Активные чаты: { $chats_active }
+    Жалобы: открыто { $reports_open } · новых { $reports_new }
+board-by_day = <b>По дням</b> (объявления · приглашения · ✅ принято · ❌ отклонено)
+board-day = { $day }: { $ads } · { $invites } · ✅ { $accepted } · ❌ { $declined }
+board-btn-today = 📅 Сегодня
+board-btn-week = 📆 Неделя
+board-btn-reports = 🚩 Жалобы ({ $n })
+board-btn-board = 📋 Доска
+board-btn-ban = ⛔ Забанить
+board-btn-yes_ban = ⛔ Да, забанить
+board-btn-dismiss = ✅ Отклонить жалобу
+board-btn-hide = 🙈 Скрыть объявление
+board-queue-empty = 🚩 Открытых жалоб нет.
+board-report-title = 🚩 <b>Жалоба { $n } из { $total }</b> — { $target } · { $age }
+board-report-reported = На кого: <code>{ $handle }</code>{ $banned }
+board-report-banned = {" "}(уже забанен)
+board-report-reporter = Кто пожаловался: <code>{ $handle }</code>
+board-report-reason = Причина: { $reason }
+board-report-no_reason = не указана
+board-report-ad = Объявление: <b>{ $title }</b>
+board-report-ad_text = <b>Текст объявления:</b>
+board-report-invite_text = <b>Приглашение:</b>
+board-report-messages = <b>Последние сообщения чата:</b>
+board-report-no_messages = <i>сообщений не сохранилось</i>
+board-target-ad = объявление
+board-target-invite = приглашение
+board-target-chat = чат
+board-ban-confirm =
+    Забанить <code>{ $handle }</code>? Его объявления скроются, чаты завершатся, все открытые жалобы на него закроются.
+board-done-ban = ⛔ <code>{ $handle }</code> забанен.
+board-done-dismiss = ✅ Жалоба отклонена.
+board-done-hide = 🙈 Объявление «{ $title }» скрыто.
+board-err-report_not_found = Жалоба не найдена.
+board-err-no_ad = В этой жалобе нет объявления.
+board-err-report_closed = Эту жалобу уже рассмотрел другой модератор.
+board-err = ⚠️ { $error }
+
+## Buttons
+
+btn-back = ⬅️ Назад
+btn-menu = 🏠 Меню
+btn-refresh = 🔄 Обновить
+btn-prev = ◀️
+btn-next = ▶️
+btn-cancel = ✖️ Отмена
+btn-yes_remove = 🗑 Да, удалить
+btn-add_worker = ➕ Добавить воркер
+
+## Workers
+
+status-online = 🟢 Онлайн
+status-offline = 🔴 Оффлайн
+status-deactivated = ⏸ отключён админом
+workers-title = 🖥 <b>Воркеры</b> — стр. { $page }/{ $pages }, всего { $total }
+workers-empty = 🖥 Воркеров пока нет. Запустите <code>run_worker.py</code> на сервере или добавьте воркер.
+workers-row = { $icon } { $name } · { $running }/{ $total }
+worker-card =
+    🖥 <b>{ $name }</b> — { $status }
+    Адрес: <code>{ $address }</code>
+    Последний сигнал: { $heartbeat }
+    Версия: { $version } · аптайм: { $uptime }
+    Аккаунты: { $running ->
+        [one] работает
+       *[other] работают
+    } { $running } из { $total }
+worker-rejected = ⚠️ Отброшено битых сообщений из очереди: { $count }
+worker-btn-accounts = 📱 Аккаунты
+worker-btn-activate = ▶️ Включить
+worker-btn-deactivate = ⏸ Отключить
+worker-btn-remove = 🗑 Удалить
+worker-activated = Воркер { $name } включён
+worker-deactivated = Воркер { $name } отключён: новые аккаунты на нём не запускаются
+worker-remove-confirm = Удалить воркер <b>{ $name }</b> из списка? Это не останавливает сервер.
+worker-removed = 🗑 Воркер { $name } удалён.
+worker-add-name = Введите имя нового воркера (латиница, цифры, <code>.</code>, <code>_</code>, <code>-</code>):
+worker-add-address = Адрес сервера воркера <b>{ $name }</b> (IP или имя хоста):
+worker-added =
+    ✅ Воркер <b>{ $name }</b> добавлен. Он будет 🔴, пока на сервере не запустят <code>run_worker.py</code> с <code>WORKER_NAME={ $name }</code>.
+
+## Times: how long ago, how long
+
+ago-never = никогда
+ago-seconds = { $n } с назад
+ago-minutes = { $n } мин назад
+ago-hours = { $n } ч назад
+ago-days = { $n } { $n ->
+        [one] день
+        [few] дня
+       *[many] дней
+    } назад
+duration-days = { $days } { $days ->
+        [one] день
+        [few] дня
+       *[many] дней
+    } { $hours } ч
+duration-hours = { $hours } ч { $minutes } мин
+duration-minutes = { $minutes } мин { $seconds } с
+
+## Accounts
+
+accounts-title = 📱 <b>Аккаунты</b> — стр. { $page }/{ $pages }, всего { $total }
+accounts-title-worker = 📱 <b>Аккаунты на { $worker }</b> — стр. { $page }/{ $pages }, всего { $total }
+accounts-empty = 📱 Аккаунтов пока нет. Добавьте через «➕ Добавить аккаунт».
+account-card =
+    📱 <b>{ $phone }</b>
+    👤 { $who }
+    🖥 Воркер: { $worker }
+    Статус: { $status }{ $detail }
+account-flood_until = 🐢 Пауза из-за флуда до { $until }
+account-starting = ⏳ запускается…
+account-stopping = ⏳ останавливается…
+account-timeout = ⌛ Воркер пока не сообщил результат — обновите карточку позже.
+account-btn-start = ▶️ Запустить
+account-btn-stop = ⏹ Остановить
+account-btn-restart = 🔄 Перезапустить
+account-btn-move = 🔀 Перенести
+account-btn-remove = 🗑 Удалить
+account-btn-when_back = ⏰ Запустить, когда вернётся
+account-unavailable = ⚠️ { $reason }
+account-when_back = ⏰ Аккаунт { $id } запустится, когда воркер { $worker } вернётся.
+account-move-pick = Куда перенести аккаунт { $phone }? (только онлайн и включённые воркеры)
+account-move-none = Нет других онлайн-воркеров для переноса.
+account-moved = 🔀 Аккаунт перенесён с воркера <b>{ $source }</b> на <b>{ $target }</b>.
+account-moved-to = 🔀 Аккаунт перенесён на воркер <b>{ $target }</b>.
+account-moved-starting = Там он уже запускается.
+account-remove-confirm = Удалить аккаунт <b>{ $phone }</b>? Сессия будет стёрта.
+account-removed = 🗑 Аккаунт { $phone } удалён, сессия стёрта.
+account-error = ⚠️ { $error }
+account-stopped = ⏹ Аккаунт остановлен.
+
+## Account statuses
+
+st-running = 🟢 работает
+st-starting = ⏳ запускается
+st-stopping = ⏳ останавливается
+st-stopped = ⚪ остановлен
+st-login_pending = 🔑 ждёт входа
+st-error = ⚠️ ошибка
+st-unauthorized = 🚫 сессия отозвана
+st-banned = ⛔ забанен
+st-flood_wait = 🐢 пауза из-за флуда
+st-lost = ❓ потерян
+st-unknown = ❔ неизвестно
+
+## Status details the workers and the backend report (fixed texts of our own code; others are shown as they are)
+
+detail-imported = сессия импортирована
+detail-logged_in = вход выполнен
+detail-stopped = остановлен
+detail-restarting = перезапускается
+detail-restarted = перезапущен
+detail-restarted_pid = перезапущен, процесс { $pid }
+detail-worker_stopped = воркер остановлен
+detail-lease_taken = аккаунт перехватил другой воркер
+detail-lease_elsewhere = аккаунт занят другим воркером
+detail-not_running_here = не запущен на этом воркере
+detail-parked_stopped = остановлен (ждал возобновления)
+detail-connecting = подключается
+detail-reconnecting = переподключается (попытка { $attempt })
+detail-queued = в очереди
+detail-connect_turn = ждёт очереди на подключение ({ $rate } в секунду)
+detail-reconnect_turn = ждёт очереди на переподключение (попытка { $attempt }, { $rate } в секунду)
+detail-starting = запускается
+detail-already_running = уже запущен на этом воркере
+detail-shutting_down = воркер завершает работу
+detail-running_elsewhere = отказано: аккаунт работает на воркере { $worker }
+detail-waiting_for_worker = ждёт, пока воркер { $worker } отпустит аккаунт
+detail-session_not_authorized = сессия не авторизована (её отозвали или из неё вышли)
+detail-not_authorized = нет авторизации
+detail-auth_key_unregistered = сессию отозвали или из неё вышли (AUTH_KEY_UNREGISTERED)
+detail-session_revoked = сессия отозвана (SESSION_REVOKED)
+detail-session_expired = сессия истекла (SESSION_EXPIRED)
+detail-auth_key_invalid = ключ авторизации недействителен (AUTH_KEY_INVALID)
+detail-auth_key_duplicated =
+    AUTH_KEY_DUPLICATED: сессию использовали из двух мест сразу; Telegram её отозвал, войдите заново
+detail-user_banned = аккаунт забанен в Telegram (USER_DEACTIVATED_BAN)
+detail-user_deactivated = аккаунт удалён или деактивирован (USER_DEACTIVATED)
+detail-phone_banned = номер телефона заблокирован (PHONE_NUMBER_BANNED)
+detail-flood = Telegram просит подождать { $seconds } с
+detail-network = сеть: { $cause }
+detail-retry = { $detail }; повтор { $attempt } через { $delay } с
+detail-could_not_start = не удалось запустить: { $cause }
+detail-telegram_error = ошибка Telegram { $code }{ $name }
+detail-closed = сервер закрыл соединение
+detail-invalid_packet = сервер ответил некорректным пакетом
+detail-reset = соединение сброшено
+detail-aborted = соединение прервано
+detail-refused = в соединении отказано
+detail-broken = соединение оборвалось
+detail-timed_out = время ожидания истекло
+detail-checksum = пришёл повреждённый пакет
+detail-security = пакет не прошёл проверку безопасности
+detail-unknown_key = сервер не знает этот ключ авторизации
+detail-unassigned = не назначен воркеру
+detail-worker_offline = воркер { $worker } оффлайн
+detail-worker_offline_silent = воркер { $worker } оффлайн (молчит { $seconds } с)
+detail-worker_silent = воркер { $worker } молчит { $seconds } с
+detail-no_report = от воркера { $worker } ещё нет отчёта
+detail-not_running_on = не запущен на воркере { $worker }
+detail-no_heartbeat_yet = сигнала ещё не было
+detail-no_heartbeat = нет сигнала { $seconds } с
+detail-no_redis = нет связи с Redis { $seconds } с
+
+## The add-account wizard
+
+wizard-worker =
+    ➕ <b>Новый аккаунт</b>
+    Шаг 1. Выберите воркер (только онлайн и включённые):
+wizard-no_workers = Нет онлайн-воркеров. Запустите воркер и попробуйте снова.
+wizard-method = Шаг 2. Как добавить аккаунт?
+wizard-method-login = 🔑 Войти по коду
+wizard-method-import = 📦 Импорт сессии
+wizard-phone = Шаг 3. Номер телефона в международном формате, например <code>+79991234567</code>:
+wizard-api_id = Шаг 4. API ID (число с my.telegram.org):
+wizard-api_hash = Шаг 5. API hash (32 символа с my.telegram.org):
+wizard-code =
+    Шаг 6. Telegram отправил код входа.
+    ❗ Введите его <b>через пробелы</b>, например <code>1 2 3 4 5</code>: код, пересланный в Telegram как есть, Telegram аннулирует.
+wizard-password = 🔐 Включена двухэтапная проверка. Отправьте пароль — сообщение с ним будет сразу удалено.
+wizard-session = Шаг 6. Пришлите строку сессии Telethon или файл <code>.session</code> документом.
+wizard-sending_code = ⏳ Запрашиваю код…
+wizard-checking = ⏳ Проверяю…
+wizard-retry =
+    ❌ { $error }
+    Попробуйте ещё раз или /cancel.
+wizard-failed =
+    ❌ { $error }
+    Вход прерван. Начните заново: «➕ Добавить аккаунт».
+wizard-done = ✅ Аккаунт добавлен.
+wizard-expect_text = Нужен текст. Попробуйте ещё раз или /cancel.
+wizard-file_too_big = Файл слишком большой для сессии Telethon.
+cancelled = Отменено.
+nothing_to_cancel = Нечего отменять.
+unknown_button = Эта кнопка устарела. Откройте меню заново: /start
+unknown_input = Не понял. Откройте меню: /start
+
+## Fleet summary
+
+summary =
+    📊 <b>Сводка</b>
+    Воркеры: 🟢 { $online } · 🔴 { $offline }{ $deactivated }
+    Аккаунты: { $accounts }
+summary-deactivated = {" "}· ⏸ { $n } { $n ->
+        [one] отключён
+        [few] отключены
+       *[many] отключено
+    }
+summary-no_accounts = нет
+
+## Language
+
+# Bilingual on purpose, like the menu's button.
+language-pick = Выберите язык / Choose a language:
+language-set = Язык: русский 🇷🇺
+
+## Alerts
+
+alert-worker_offline = 🔴 Воркер <b>{ $name }</b> оффлайн{ $detail }
+alert-worker_online = 🟢 Воркер <b>{ $name }</b> снова онлайн{ $detail }
+alert-worker_offline-again = 🔴 Воркер <b>{ $name }</b> оффлайн{ $detail } — уже { $repeats }-й раз за час
+alert-worker_online-again = 🟢 Воркер <b>{ $name }</b> снова онлайн{ $detail } — уже { $repeats }-й раз за час
+alert-workers_offline = 🔴 Оффлайн сразу { $n } { $n ->
+        [one] воркер
+        [few] воркера
+       *[many] воркеров
+    }: { $names }
+alert-workers_online = 🟢 Снова онлайн { $n } { $n ->
+        [one] воркер
+        [few] воркера
+       *[many] воркеров
+    }: { $names }
+alert-account = { $icon } Аккаунт #{ $id }: { $status }{ $detail }
+alert-accounts = { $icon } { $n } { $n ->
+        [one] аккаунт
+        [few] аккаунта
+       *[many] аккаунтов
+    }: { $status } (#{ $ids })
+
+## Errors
+
+unavailable = ⚠️ Сервис недоступен: { $error }
+internal_error = внутренняя ошибка
+err-phone = Неверный номер телефона. Нужен международный формат, например <code>+79991234567</code>.
+err-api_id = API ID — это число с my.telegram.org, например <code>123456</code>.
+err-api_hash = API hash — это 32 шестнадцатеричных символа с my.telegram.org.
+err-login_code = Код — это 5 или 6 цифр. Введите его через пробелы, например <code>1 2 3 4 5</code>.
+err-invalid_code = Неверный код. Введите его через пробелы, например <code>1 2 3 4 5</code>.
+err-code_expired = Код истёк (или был переслан в Telegram как есть). Запросите новый.
+err-wrong_password = Неверный пароль двухэтапной проверки.
+err-invalid_phone = Telegram не принимает этот номер.
+err-banned = Этот номер заблокирован в Telegram.
+err-api_id_invalid = Telegram отклоняет эту пару API ID / API hash.
+err-flood_wait = Telegram просит подождать перед новой попыткой.
+err-network = Воркер не может связаться с Telegram.
+err-unknown_login = Вход истёк или был отменён. Начните заново.
+err-timeout = Воркер не ответил вовремя.
+err-no_answer = Воркер { $worker } не ответил вовремя.
+err-worker_offline = Воркер { $worker } оффлайн.
+err-worker_deactivated = Воркер { $worker } отключён админом.
+err-worker_still_online = Воркер { $name } онлайн: сначала остановите его, потом удаляйте.
+err-worker_has_accounts = На воркере { $name } ещё есть аккаунты: сначала перенесите или удалите их.
+err-session = Сессия не подходит: { $detail }
+err-proxy =
+    Неверный прокси: <code>socks5://user:pass@host:port</code>, <code>http://host:port</code> или <code>mtproxy://secret@host:port</code>.
+err-account_not_found = Аккаунт { $id } не найден.
+err-account_exists = Аккаунт с этим номером уже есть (#{ $id }).
+err-worker_not_found = Воркер { $name } не найден.
+err-worker_exists = Воркер { $name } уже есть.
+err-invalid_worker_name = Имя воркера: латиница, цифры, <code>. _ -</code>, до 64 символов.
+err-invalid_address = Адрес сервера: IP или имя хоста, например <code>10.0.0.5</code>.
+
+## Bot commands (Telegram's command menu)
+
+cmd-start = Главное меню
+cmd-workers = Воркеры
+cmd-accounts = Аккаунты
+cmd-add = Добавить аккаунт
+cmd-summary = Сводка по флоту
+cmd-language = Язык
+cmd-board = Доска: статистика и жалобы
+cmd-cancel = Отменить текущее действие
