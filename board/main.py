@@ -15,7 +15,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault, MenuButtonWebApp, WebAppInfo
 from aiohttp import web
 from redis.asyncio import Redis as AsyncRedis
@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from board.bot import deliver_invite
 from board.bot.app import build_dispatcher
+from board.bot.common import HashedKeyBuilder
 from board.bot.relay import Relay
 from board.service import BoardService
 from board.texts import t
@@ -133,7 +134,7 @@ async def run_board(settings: BoardSettings) -> None:
     redis = await open_redis(settings.redis_url)
     storage = RedisStorage(
         redis,
-        key_builder=DefaultKeyBuilder(prefix=FSM_PREFIX),
+        key_builder=HashedKeyBuilder(FSM_PREFIX, service.box),
         state_ttl=FSM_TTL_SECONDS,
         data_ttl=FSM_TTL_SECONDS,
     )

@@ -158,6 +158,25 @@ def assert_private_logs(board: Board) -> None:
     assert "Traceback" not in logs, logs
 
 
+def assert_nothing_personal_in_redis(board: Board, *texts: str) -> None:
+    """No board user's Telegram id, and no message text, in any Redis key or value (the FSM included)."""
+    from redis import Redis
+
+    redis = Redis.from_url(board.stack.env["REDIS_URL"])
+    dumped = []
+    for key in redis.scan_iter(count=1000):
+        kind = redis.type(key)
+        dumped.append(key)
+        if kind == b"string":
+            dumped.append(redis.get(key) or b"")
+        elif kind == b"hash":
+            dumped.extend(b"".join(pair) for pair in redis.hgetall(key).items())
+    everything = b"\n".join(dumped).decode(errors="replace")
+    assert any(":board:fsm:" in line for line in everything.splitlines())  # the pending message is there
+    for secret in (str(AUTHOR), str(GUEST), str(THIRD), *texts):
+        assert secret not in everything
+
+
 def test_people_meet_chat_survive_a_restart_and_block(board: Board) -> None:
     process = board.start()
     menu = next(c for c in board.core.calls if c.method == "setChatMenuButton")
@@ -213,6 +232,7 @@ def test_people_meet_chat_survive_a_restart_and_block(board: Board) -> None:
     wait_call(board, "sendMessage", AUTHOR, mark, text=t("ru", "chat.choose_send"))
     chooser = author.last_with_buttons()
     board.settled()
+    assert_nothing_personal_in_redis(board, "Всем спасибо за интерес")
     process.send_signal(signal.SIGKILL)
     process.wait(30)
 

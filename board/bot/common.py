@@ -9,15 +9,17 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from html import escape
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramRetryAfter
+from aiogram.fsm.storage.base import KeyBuilder, StorageKey
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
 
 from board.service import BoardService
 from board.texts import t
+from celery_app.crypto import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +114,18 @@ class BoardUserMiddleware(BaseMiddleware):
                 await event.message.answer(text)
             return None
         return await handler(event, data)
+
+
+class HashedKeyBuilder(KeyBuilder):
+    """Redis keys of the board's FSM name a person by a keyed hash, never by their Telegram id."""
+
+    def __init__(self, prefix: str, box: SecretBox) -> None:
+        self.prefix = prefix
+        self.box = box
+
+    def build(self, key: StorageKey, part: Literal["data", "state", "lock"] | None = None) -> str:
+        who = self.box.lookup(
+            f"board-fsm:{key.bot_id}:{key.chat_id}:{key.user_id}:{key.thread_id}:{key.business_connection_id}:"
+            f"{key.destiny}"
+        )[:40]
+        return ":".join(piece for piece in (self.prefix, who, part) if piece)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from board.bot.keyboards import chat_chooser
 from board.errors import BoardError
 from board.service import BoardService, ChatSide, UserRef
 from board.texts import t
+from celery_app.crypto import SecretError
 from database.board_models import MESSAGE_MAX
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,14 @@ class Relay:
         self._albums: dict[tuple[int, str], _Album] = {}
         self._pending_lock = asyncio.Lock()
 
+    def _unseal(self, sealed: object) -> object:
+        if not isinstance(sealed, str):
+            return None
+        try:
+            return json.loads(self.service.box.decrypt(sealed))
+        except (SecretError, ValueError):
+            return None
+
     # ---- incoming messages -----------------------------------------------------------------------------
 
     async def on_message(self, bot: Bot, message: Message, me: UserRef, lang: str, state: FSMContext) -> None:
@@ -238,7 +248,8 @@ class Relay:
         token = secrets.token_urlsafe(6)
         async with self._pending_lock:
             pending = dict((await state.get_data()).get(PENDING_KEY) or {})
-            pending[token] = outgoing.to_json()
+            # Sealed: the sender's chat id is their Telegram id, and the text is theirs (nothing in clear in Redis).
+            pending[token] = self.service.box.encrypt(json.dumps(outgoing.to_json()))
             while len(pending) > PENDING_MAX:
                 pending.pop(next(iter(pending)))
             await state.update_data({PENDING_KEY: pending})
@@ -256,7 +267,7 @@ class Relay:
     ) -> None:
         """A chat was picked for a waiting message: check the chat is still active, deliver, forget the message."""
         pending = (await state.get_data()).get(PENDING_KEY) or {}
-        outgoing = Outgoing.from_json(pending.get(button.token))
+        outgoing = Outgoing.from_json(self._unseal(pending.get(button.token)))
         if outgoing is None:
             await query.answer(t(lang, "chat.pending_gone"))
             return
