@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from config import DEFAULT_REDIS_URL, load_env_file, mask_url
 from scripts.embedded_redis import EmbeddedRedis, RedisUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = ROOT / ".local"
+LOCAL = Path(os.environ.get("FLEET_LOCAL_DIR") or ROOT / ".local")  # tests point it elsewhere
 
 
 def redis_answers(url: str) -> bool:
@@ -44,8 +45,41 @@ def secret_key() -> str:
         LOCAL.mkdir(exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
-        print(f"[stack] generated a SECRET_KEY in {path.relative_to(ROOT)} (set SECRET_KEY in .env for production)")
+        where = os.path.relpath(path, ROOT)
+        print(f"[stack] generated a SECRET_KEY in {where} (set SECRET_KEY in .env for production)")
     return path.read_text().strip()
+
+
+def stable_port() -> int | None:
+    """The embedded Redis's port of the last run when it is free again, so `.local/env` stays right."""
+    path = LOCAL / "redis_port"
+    try:
+        port = int(path.read_text().strip())
+    except (OSError, ValueError):
+        port = 0
+    if port:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                port = 0
+    if not port:
+        from scripts.embedded_redis import free_port
+
+        port = free_port()
+    path.write_text(str(port))
+    return port
+
+
+def write_local_env(env: dict[str, str]) -> Path:
+    """`.local/env`: what a second shell needs to reach this stack (`source .local/env`)."""
+    path = LOCAL / "env"
+    LOCAL.mkdir(exist_ok=True)
+    names = ("REDIS_URL", "DATABASE_URL", "SECRET_KEY", "HEARTBEAT_INTERVAL", "WORKER_OFFLINE_AFTER")
+    lines = [f"export {name}={shlex.quote(env[name])}" for name in names if env.get(name)]
+    path.write_text("# Written by `make run` for another shell: source .local/env\n" + "\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def pump(name: str, process: subprocess.Popen[str]) -> None:
@@ -56,7 +90,16 @@ def pump(name: str, process: subprocess.Popen[str]) -> None:
 
 
 def main() -> int:
-    load_env_file(ROOT / ".env")
+    embedded: list[EmbeddedRedis] = []
+    try:
+        return run_stack(embedded)
+    finally:
+        for server in embedded:  # whatever happened, no Redis of ours is left behind
+            server.stop()
+
+
+def run_stack(started: list[EmbeddedRedis]) -> int:
+    load_env_file()  # the project's .env (FLEET_ENV_FILE names another)
     env = dict(os.environ)
     embedded: EmbeddedRedis | None = None
     redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
@@ -65,10 +108,11 @@ def main() -> int:
     else:
         LOCAL.mkdir(exist_ok=True)
         try:
-            embedded = EmbeddedRedis(workdir=str(LOCAL)).start()
+            embedded = EmbeddedRedis(port=stable_port(), workdir=str(LOCAL)).start()
         except RedisUnavailable as error:
             print(f"[stack] Redis at {mask_url(redis_url)} does not answer and no embedded one could start: {error}")
             return 69
+        started.append(embedded)
         redis_url = embedded.url
         print(
             f"[stack] Redis at {mask_url(env.get('REDIS_URL') or DEFAULT_REDIS_URL)} does not answer; "
@@ -93,10 +137,12 @@ def main() -> int:
         processes[name] = process
         threading.Thread(target=pump, args=(name, process), daemon=True).start()
 
+    local_env = write_local_env(env)
     print(
         "[stack] running: " + ", ".join(f"{name} (pid {p.pid})" for name, p in processes.items()) + "\n"
-        f"[stack] look:    REDIS_URL={redis_url} .venv/bin/python run_cli.py list\n"
-        f"[stack]          REDIS_URL={redis_url} .venv/bin/python run_cli.py show {env['WORKER_NAME']}\n"
+        f"[stack] in another shell: source {os.path.relpath(local_env, ROOT)}   (Redis {mask_url(redis_url)})\n"
+        f"[stack]    then: .venv/bin/python run_cli.py list\n"
+        f"[stack]          .venv/bin/python run_cli.py show {env['WORKER_NAME']}\n"
         + ("" if "bot" in processes else "[stack] the bot is not started: set TG_BOT_TOKEN and ADMIN_IDS in .env\n")
         + "[stack] Ctrl-C stops everything started here"
     )
@@ -124,8 +170,6 @@ def main() -> int:
             process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
-    if embedded is not None:
-        embedded.stop()
     print("[stack] stopped")
     return exit_code
 

@@ -1,0 +1,88 @@
+"""`make run`'s stack (scripts/dev_stack.py) as a new user starts it: an embedded Redis when none answers, a
+backend and a worker, and `.local/env` for a second shell; Ctrl-C (SIGTERM) stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack import NETGUARD_DIR, ROOT, wait_until
+
+pytestmark = pytest.mark.processes
+
+
+def test_the_stack_runs_and_a_second_shell_reaches_it(tmp_path: Path, netguard_log: Path) -> None:
+    local = tmp_path / "local"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": f"{NETGUARD_DIR}:{ROOT}",
+        "FLEET_NETGUARD": "1",
+        "FLEET_NETGUARD_LOG": str(netguard_log),
+        "FLEET_ENV_FILE": str(tmp_path / ".env"),
+        "FLEET_LOCAL_DIR": str(local),
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing answers there: an embedded Redis is started
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'stack.db'}",
+        "HEARTBEAT_INTERVAL": "1",
+        "WORKER_OFFLINE_AFTER": "5",
+        "WORKER_NAME": "dev",
+        "PYTHONUNBUFFERED": "1",
+    }
+    stack = subprocess.Popen(
+        [sys.executable, "-m", "scripts.dev_stack"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    assert stack.stdout is not None
+    def read() -> None:
+        for line in stack.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any("source" in line for line in lines), 60, message="the stack says how to reach it")
+        assert any("started an embedded one" in line for line in lines)
+        sourced = subprocess.run(
+            ["bash", "-c", f"set -a; . {local / 'env'}; set +a; exec {sys.executable} {ROOT / 'run_cli.py'} list"],
+            cwd=tmp_path,  # another directory, another shell
+            env={k: v for k, v in env.items() if k not in ("REDIS_URL", "DATABASE_URL")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sourced.returncode == 0, sourced.stderr
+        wait_until(
+            lambda: (
+                "🟢 online  dev"
+                in subprocess.run(
+                    ["bash", "-c", f". {local / 'env'}; exec {sys.executable} {ROOT / 'run_cli.py'} list"],
+                    cwd=tmp_path,
+                    env={k: v for k, v in env.items() if k not in ("REDIS_URL", "DATABASE_URL")},
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                ).stdout
+            ),
+            60,
+            interval=0.5,
+            message="the stack's worker seen online from a second shell",
+        )
+        assert (local / "env").stat().st_mode & 0o077 == 0  # it holds SECRET_KEY
+    finally:
+        os.killpg(stack.pid, signal.SIGTERM) if stack.poll() is None else None
+        stack.wait(60)
+    reader.join(10)
+    assert any("[stack] stopped" in line for line in lines)
+    assert "Traceback" not in "".join(lines)
