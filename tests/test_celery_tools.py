@@ -60,3 +60,43 @@ def test_task_arguments_are_shown_masked() -> None:
     code = SubmitLoginCode(login_id="a" * 32, code="1 2 3 4 5")
     assert "12345" not in code.masked_repr() and "'code': '***'" in code.masked_repr()
     assert masked({"specs": [{"session_enc": "x"}]}) == {"specs": [{"session_enc": "***"}]}
+
+
+def test_celery_events_dump_shows_the_workers_task_events(stack: Stack) -> None:
+    import threading
+
+    from celery_app.app import create_celery_app
+    from celery_app.contract import TaskName, queue_for
+
+    stack.start_worker("w1")
+    wait_until(lambda: "pong" in celery(stack, "inspect", "ping").stdout, 60, interval=0.5, message="inspect ping")
+    dump = subprocess.Popen(
+        [CELERY, "-A", "celery_app", "events", "--dump"],
+        cwd=ROOT,
+        env={**stack.env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    stack.processes.append(dump)  # type: ignore[arg-type]
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in dump.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    app = create_celery_app(stack.env["REDIS_URL"])
+    try:
+        wait_until(lambda: any("heartbeat" in line for line in lines), 60, message="the dump receives events")
+
+        def task_seen() -> bool:
+            app.send_task(TaskName.PING.value, queue=queue_for("w1")).get(timeout=30)
+            return any("fleet.ping" in line for line in lines)
+
+        wait_until(task_seen, 60, interval=1, message="the ping task's events in the dump")
+    finally:
+        dump.terminate()
+        dump.wait(30)
+        app.close()
+    assert any("w1@" in line for line in lines)
