@@ -83,6 +83,19 @@ def _positive_int(name: str, default: int, maximum: int) -> int:
     return int(value)
 
 
+def _positive_rate(name: str, default: float, maximum: float) -> float:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number <= maximum:  # also refuses nan
+        raise ConfigError(f"{name} must be a number above 0 and at most {maximum:g} (per second), got {value!r}")
+    return number
+
+
 def _url(name: str, default: str, schemes: tuple[str, ...]) -> str:
     value = _text(name, default)
     parts = urlsplit(value)
@@ -253,6 +266,7 @@ class WorkerSettings:
     log_level: str
     mtproto: MTProtoEndpoint | None
     client_factory: str | None = None  # tests and benchmarks: `module:callable` instead of Telethon
+    connects_per_second: float = 20.0  # how fast this worker's clients may dial Telegram (a token bucket)
 
 
 @dataclass(frozen=True)
@@ -305,6 +319,7 @@ def load_worker_settings() -> WorkerSettings:
         log_level=_log_level(),
         mtproto=_mtproto_endpoint(),
         client_factory=_raw("FLEET_CLIENT_FACTORY"),
+        connects_per_second=_positive_rate("WORKER_CONNECTS_PER_SECOND", 20.0, 10_000),
     )
 
 

@@ -7,7 +7,8 @@ presence, then:
   `running`, whatever was recorded; one on an offline worker is `lost`);
 - starts what should run and runs nowhere, on its online and active worker: at most `batch` per worker per
   scan, never the same account again within `cooldown` seconds, doubling (up to `max_cooldown`) while its
-  starts keep failing;
+  starts keep failing, each wait shortened by a random quarter at most (jitter: accounts that failed together
+  are not all retried together; the worker paces their connects too);
 - stops what runs where it should not (desired stopped, moved, removed).
 Worker status events are recorded at once as they arrive (`apply_states`), older than the record skipped.
 """
@@ -15,6 +16,7 @@ Worker status events are recorded at once as they arrive (`apply_states`), older
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -62,6 +64,7 @@ class AccountSync:
         self.batch = batch
         self._last_start: dict[int, float] = {}
         self._attempts: dict[int, int] = {}
+        self._jitter: dict[int, float] = {}  # account -> the factor (0.75-1) of its current wait
         self._last_stop: dict[tuple[int, str], float] = {}
 
     # --- the fast path: statuses as workers report them
@@ -177,7 +180,7 @@ class AccountSync:
     def _start_due(self, account_id: int, clock: float) -> bool:
         last = self._last_start.get(account_id)
         attempts = self._attempts.get(account_id, 0)
-        wait = min(self.max_cooldown, self.cooldown * 2 ** max(0, attempts - 1))
+        wait = min(self.max_cooldown, self.cooldown * 2 ** max(0, attempts - 1)) * self._jitter.get(account_id, 1.0)
         return last is None or clock - last >= wait
 
     def _stop_due(self, stops: dict[str, list[int]], worker: str, account_id: int, clock: float) -> None:
@@ -219,6 +222,7 @@ class AccountSync:
             for spec in specs:
                 self._last_start[spec.account_id] = clock
                 self._attempts[spec.account_id] = self._attempts.get(spec.account_id, 0) + 1
+                self._jitter[spec.account_id] = random.uniform(0.75, 1.0)
         return messages
 
     def _stops(self, stops: dict[str, list[int]]) -> list[Message]:
@@ -231,7 +235,7 @@ class AccountSync:
         ]
 
     def _forget_gone(self, known: set[int]) -> None:
-        for table in (self._last_start, self._attempts):
+        for table in (self._last_start, self._attempts, self._jitter):
             for account_id in [a for a in table if a not in known]:
                 del table[account_id]
         horizon = time.monotonic() - self.max_cooldown

@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,7 @@ from celery_app.contract import (
     AccountRef,
     AccountSpec,
     CheckSession,
+    DeviceIdentity,
     LoginRef,
     SendLoginCode,
     StartAccount,
@@ -40,6 +41,7 @@ from celery_app.contract import (
     TaskName,
 )
 from celery_app.crypto import SecretBox
+from celery_app.devices import choose_identity, complete_identity
 from celery_app.presence import Liveness, liveness
 from celery_app.redaction import safe_detail
 from celery_app.sessions import parse_string_session, session_file_to_string
@@ -98,6 +100,7 @@ class AccountView:
     created_at: datetime
     status_changed_at: datetime | None
     live: bool = False  # a live source (the worker's report or status) says so now
+    device: DeviceIdentity | None = None  # what the account presents to Telegram (`describe()` for one line)
     events: list[EventView] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
@@ -118,6 +121,7 @@ class AccountView:
             "proxy": self.proxy,
             "created_at": iso_utc(self.created_at),
             "status_changed_at": iso_utc(self.status_changed_at),
+            "device": self.device.model_dump() if self.device is not None else None,
         }
         if self.events:
             document["events"] = [event.to_json() for event in self.events]
@@ -161,6 +165,7 @@ def account_spec(account: Account) -> AccountSpec:
         api_hash_enc=account.api_hash_enc,
         session_enc=account.session_enc,
         proxy_enc=account.proxy_enc,
+        device=ops.device_of(account),
     )
 
 
@@ -253,6 +258,7 @@ class AccountService:
                     created_at=account.created_at,
                     status_changed_at=account.status_changed_at,
                     live=seen.live,
+                    device=ops.device_of(account),
                 )
             )
         return views
@@ -357,9 +363,14 @@ class AccountService:
         session_file: bytes | None = None,
         phone: str | None = None,
         proxy: str | None = None,
+        device: DeviceIdentity | Mapping[str, str] | None = None,
         actor: str,
     ) -> AccountView:
-        """Store an existing session on a worker (nothing is sent to Telegram). The phone is required."""
+        """Store an existing session on a worker (nothing is sent to Telegram). The phone is required.
+
+        `device` is the identity the session was used with (from its export's sidecar: `celery_app.devices`),
+        whole or in part; what it does not give is taken from the identity chosen for the account.
+        """
         try:
             if session_file is not None:
                 string = session_file_to_string(session_file)
@@ -375,6 +386,10 @@ class AccountService:
             raise AccountError("the phone number of the imported account is required (--phone)", "phone")
         proxy_enc = self._validated_proxy(proxy)
         box = self.box
+        try:
+            identity = complete_identity(device, choose_identity(box.lookup(normalized_phone)))
+        except InvalidValue as error:
+            raise AccountError(str(error), "device") from None
         with self.sessions.begin() as session:
             target = ops.get_worker(session, worker)
             existing = ops.find_account_by_phone(session, box.lookups(normalized_phone))
@@ -393,6 +408,7 @@ class AccountService:
                 status=AccountStatus.STOPPED.value,
                 status_detail="imported",
             )
+            ops.set_device(account, identity)
             ops.create_account(session, account, FleetEventKind.ACCOUNT_IMPORTED, f"on {target.name}", actor)
             account_id = account.id
         return self.get_account(account_id)
@@ -437,6 +453,8 @@ class AccountService:
                 raise AccountError(
                     f"account {existing.id} with phone {mask_phone(normalized_phone)} exists and is {existing.status}"
                 )
+            # A known account logs in again as the device it has always been; a new one gets its identity now.
+            device = ops.device_of(existing) if existing is not None else choose_identity(box.lookup(normalized_phone))
         login_id = uuid.uuid4().hex
         api_hash_enc = box.encrypt(checked_hash)
         phone_enc = box.encrypt(normalized_phone)
@@ -446,6 +464,7 @@ class AccountService:
             api_id=checked_api_id,
             api_hash_enc=api_hash_enc,
             proxy_enc=proxy_enc,
+            device=device,
         )
         answer = self._login_call(target.name, TaskName.SEND_LOGIN_CODE, payload)
         if answer.get("state") != "code_sent":
@@ -456,6 +475,7 @@ class AccountService:
             "api_id": str(checked_api_id),
             "api_hash_enc": api_hash_enc,
             "proxy_enc": proxy_enc or "",
+            "device": device.model_dump_json(),
             "actor": actor,
         }
         self.redis.set(_login_key(login_id), json.dumps(record), ex=LOGIN_TTL_SECONDS)
@@ -539,6 +559,8 @@ class AccountService:
             account.tg_user_id = answer.get("user_id")
             account.tg_username = answer.get("username")
             account.tg_name = answer.get("name")
+            if record.get("device"):  # the identity the session was just created with
+                ops.set_device(account, DeviceIdentity.model_validate_json(record["device"]))
             ops.create_account(session, account, FleetEventKind.ACCOUNT_LOGGED_IN, f"on {worker.name}", record["actor"])
             account_id = account.id
         return LoginStep(login_id, "authorized", "logged in", self.get_account(account_id))

@@ -120,6 +120,7 @@ def show_account(context: Context, account_id: int, as_json: bool) -> None:
         ("API ID", str(view.api_id)),
         ("Session", "stored (encrypted)" if view.has_session else "none: log in"),
         ("Proxy", view.proxy or "none"),
+        ("Device", view.device.describe() if view.device is not None else "-"),
     ]
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
@@ -296,6 +297,14 @@ def import_accounts(
             raise click.UsageError("--api-id and --api-hash are required")
         if session_string == "-":
             session_string = sys.stdin.readline(MAX_SESSION_STRING).strip()
+        from celery_app.devices import identity_fields
+
+        device = None
+        if session_file is not None:  # a sidecar beside it says which device the session was used from
+            try:
+                device = identity_fields(_sidecar(session_file)) or None
+            except InvalidValue as error:
+                raise click.ClickException(f"{printable(session_file.name)}: {error}") from None
         view = service.import_session(
             worker,
             api_id,
@@ -304,6 +313,7 @@ def import_accounts(
             session_file=_read_session_file(session_file) if session_file else None,
             phone=phone,
             proxy=proxy,
+            device=device,
             actor=actor(),
         )
         click.echo(f"imported account {view.id} ({view.phone_masked}) on {view.worker}")
@@ -333,6 +343,7 @@ def _import_one(
 ) -> int:
     """Import one file of a folder; AccountError or InvalidValue say why it was skipped."""
     from backend.accounts_service import AccountError
+    from celery_app.devices import identity_fields
 
     content = read_small_file(path)
     side = _sidecar(path)
@@ -345,6 +356,7 @@ def _import_one(
             session_file=content,
             phone=file_phone or None,
             proxy=proxy,
+            device=identity_fields(side) or None,  # the device the session was used from; else one is chosen
             actor=actor(),
         )
     except AccountError as error:

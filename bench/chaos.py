@@ -58,6 +58,7 @@ def leader_started(fleet: ChaosFleet) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=400)
+    parser.add_argument("--connects-per-second", type=float, default=10000.0)
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--offline-after", type=float, default=6.0)
     parser.add_argument("--scan", type=float, default=2.0)
@@ -73,7 +74,13 @@ def main() -> int:
         guard_log = workdir / "netguard.log"
         guard_log.touch()
         stack = Stack(workdir / "stack", fleet_redis.url, f"sqlite:///{workdir / 'fleet.db'}", guard_log)
-        stack.env.update(HEARTBEAT_INTERVAL=str(hb), WORKER_OFFLINE_AFTER=str(args.offline_after))
+        # Recovery of the control plane itself: the connect pacing (WORKER_CONNECTS_PER_SECOND, default 20) would
+        # add accounts/rate seconds to every fault by design, so it is lifted here.
+        stack.env.update(
+            HEARTBEAT_INTERVAL=str(hb),
+            WORKER_OFFLINE_AFTER=str(args.offline_after),
+            WORKER_CONNECTS_PER_SECOND=str(args.connects_per_second),
+        )
         stack_.callback(stack.shutdown)
         started = time.monotonic()
         fleet = ChaosFleet(stack, fleet_redis, telegram_redis.url, per_worker=args.accounts // 2, scan_interval=scan)

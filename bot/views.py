@@ -244,6 +244,17 @@ def account_card(
     if override_status is None and view.status == "flood_wait" and view.flood_wait_until:
         until = view.flood_wait_until.astimezone(UTC).strftime("%H:%M:%S UTC")
         detail += "\n" + t(lang, "account.flood_until", until=until)
+    if view.device is not None:
+        device = view.device
+        detail += "\n" + t(
+            lang,
+            "account.device",
+            model=escape(device.device_model),
+            system=escape(device.system_version),
+            app=escape(device.app_version),
+            language=escape(device.lang_code),
+            system_lang=escape(device.system_lang_code),
+        )
     text = t(
         lang,
         "account.card",

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from celery_app.validation import InvalidValue, normalize_login_code
+from celery_app.validation import InvalidValue, has_unsafe_characters, normalize_login_code
 
 QUEUE_PREFIX = "worker."
 # Commands expire if a worker does not pick them up in time (it was offline): nothing runs stale.
@@ -86,6 +86,40 @@ def _as_value_error(check: Callable[[str], str]) -> Callable[[str], str]:
 LoginCode = Annotated[str, AfterValidator(_as_value_error(normalize_login_code))]
 
 
+def _device_text(value: str) -> str:
+    text = " ".join(value.split())
+    if not text:
+        raise ValueError("must not be empty")
+    if has_unsafe_characters(text):
+        raise ValueError("must not hold control or bidi characters")
+    return text
+
+
+DeviceText = Annotated[str, Field(max_length=128), AfterValidator(_device_text)]
+LanguageCode = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$", max_length=16)]
+LangPack = Annotated[str, Field(pattern=r"^[a-z0-9_]{0,32}$")]
+
+
+class DeviceIdentity(Payload):
+    """How an account presents itself to Telegram on connecting (InitConnection): stored with the account and
+    the same on every connect from every worker; a changed device fingerprint is a known ban risk."""
+
+    device_model: DeviceText  # "Samsung SM-S918B", "iPhone 14 Pro", "Desktop"
+    system_version: DeviceText  # "SDK 34", "17.5.1", "Windows 11"
+    app_version: Annotated[str, Field(max_length=64), AfterValidator(_device_text)]  # "11.2.3 (5335)"
+    lang_code: LanguageCode = "en"
+    system_lang_code: LanguageCode = "en-US"
+    lang_pack: LangPack = ""  # an official app's language pack ("tdesktop", "android"); empty for others
+
+    def describe(self) -> str:
+        """One line for people: `Samsung SM-S918B, SDK 34; app 11.2.3 (5335); en (system en-US)`."""
+        pack = f", pack {self.lang_pack}" if self.lang_pack else ""
+        return (
+            f"{self.device_model}, {self.system_version}; app {self.app_version}; "
+            f"{self.lang_code} (system {self.system_lang_code}{pack})"
+        )
+
+
 class PingResult(Payload):
     name: str
     address: str
@@ -107,6 +141,7 @@ class AccountSpec(Payload):
     api_hash_enc: Token
     session_enc: Token
     proxy_enc: Token | None = None
+    device: DeviceIdentity | None = None  # None from an older control plane: the worker chooses the same one
 
 
 class StartAccount(Payload):
@@ -161,6 +196,7 @@ class SendLoginCode(Payload):
     api_id: ApiId
     api_hash_enc: Token
     proxy_enc: Token | None = None
+    device: DeviceIdentity | None = None  # the identity the new session is created with, and keeps
 
 
 class SubmitLoginCode(Payload):

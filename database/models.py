@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
@@ -116,11 +118,26 @@ class DesiredState(enum.StrEnum):
     STOPPED = "stopped"
 
 
+def _chosen_device(field: str) -> Callable[[Any], str]:
+    """A column default: `field` of the device identity chosen for the row's phone (`celery_app.devices`), so
+    that a row inserted without one still gets the identity the account would have been given anyway."""
+
+    def default(context: Any) -> str:
+        from celery_app.devices import choose_identity
+
+        seed = context.get_current_parameters().get("phone_lookup") or ""
+        return str(getattr(choose_identity(seed), field))
+
+    return default
+
+
 class Account(Base):
     """A Telegram user account; its secrets and phone number are Fernet tokens (see `celery_app.crypto`).
 
     The phone number is kept three ways, none of them clear: encrypted (`phone_enc`, for the worker that
     logs in), as a keyed hash (`phone_lookup`, unique: "is this number known?") and masked for display.
+    The `device_*` columns are the device identity it presents to Telegram on every connect (chosen once, or
+    the one an imported session had; `celery_app.devices`), never changed afterwards.
     """
 
     __tablename__ = "accounts"
@@ -143,5 +160,11 @@ class Account(Base):
     tg_user_id: Mapped[int | None] = mapped_column(BigInteger)
     tg_username: Mapped[str | None] = mapped_column(String(64))
     tg_name: Mapped[str | None] = mapped_column(String(255))
+    device_model: Mapped[str] = mapped_column(String(128), default=_chosen_device("device_model"))
+    device_system_version: Mapped[str] = mapped_column(String(128), default=_chosen_device("system_version"))
+    device_app_version: Mapped[str] = mapped_column(String(64), default=_chosen_device("app_version"))
+    device_lang_code: Mapped[str] = mapped_column(String(16), default=_chosen_device("lang_code"))
+    device_system_lang_code: Mapped[str] = mapped_column(String(16), default=_chosen_device("system_lang_code"))
+    device_lang_pack: Mapped[str] = mapped_column(String(32), default=_chosen_device("lang_pack"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -7,16 +7,22 @@ of statements, not 10,000.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pydantic import ValidationError
 from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from celery_app.contract import DeviceIdentity, validation_message
+from celery_app.devices import choose_identity
 from celery_app.validation import MAX_ROW_ID
 from database.models import Account, DesiredState, FleetEvent, FleetEventKind, Worker, WorkerStatus, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class WorkerNotFound(LookupError):
@@ -375,6 +381,32 @@ def count_accounts(session: Session, worker_id: int | None = None, status: str |
     if status is not None:
         query = query.where(Account.status == status)
     return int(session.scalar(query) or 0)
+
+
+def device_of(account: Account) -> DeviceIdentity:
+    """The device identity the account presents to Telegram. One edited by hand into something a worker would
+    refuse gives way (with a warning) to the one chosen for the account, so the account can still start."""
+    try:
+        return DeviceIdentity(
+            device_model=account.device_model,
+            system_version=account.device_system_version,
+            app_version=account.device_app_version,
+            lang_code=account.device_lang_code,
+            system_lang_code=account.device_system_lang_code,
+            lang_pack=account.device_lang_pack or "",
+        )
+    except ValidationError as error:
+        log.warning("account %s: its stored device identity is unusable (%s)", account.id, validation_message(error))
+        return choose_identity(account.phone_lookup or "")
+
+
+def set_device(account: Account, device: DeviceIdentity) -> None:
+    account.device_model = device.device_model
+    account.device_system_version = device.system_version
+    account.device_app_version = device.app_version
+    account.device_lang_code = device.lang_code
+    account.device_system_lang_code = device.system_lang_code
+    account.device_lang_pack = device.lang_pack
 
 
 def create_account(session: Session, account: Account, kind: FleetEventKind, detail: str, actor: str) -> Account:

@@ -161,6 +161,7 @@ def test_accounts_list_and_card_mask_the_phone(harness: BotHarness, redis_client
     chat.click("+7 *** ***-45-67")
     text = chat.text()
     assert "<b>+7 *** ***-45-67</b>" in text and "Воркер: w1" in text and "⚪ остановлен — сессия импортирована" in text
+    assert "📲 Устройство: " in text and "приложение " in text  # the identity the account presents to Telegram
     assert "79991234567" not in json.dumps([c.params for c in harness.core.calls])
     assert chat.buttons()[:4] == ["▶️ Запустить", "🔄 Перезапустить", "🔀 Перенести", "🗑 Удалить"]
     chat.click("Перенести")

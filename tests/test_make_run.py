@@ -45,6 +45,7 @@ def test_the_stack_runs_and_a_second_shell_reaches_it(tmp_path: Path, netguard_l
     )
     lines: list[str] = []
     assert stack.stdout is not None
+
     def read() -> None:
         for line in stack.stdout:  # type: ignore[union-attr]
             lines.append(line)

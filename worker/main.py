@@ -30,6 +30,7 @@ from celery_app.rejections import Rejection
 from config import WorkerSettings, mask_url
 from version import __version__
 from worker import poison
+from worker.pacing import ConnectPacer, jittered
 from worker.presence import NameInUse, PresenceKeeper
 from worker.runtime import WorkerRuntime
 from worker.tasks import register_tasks
@@ -54,8 +55,9 @@ def wait_for_redis(redis: Redis, url: str) -> None:
             redis.ping()
             return
         except RedisError as error:
-            log.warning("Redis at %s unreachable (%s); retrying in %.0fs", mask_url(url), error, delay)
-            time.sleep(delay)
+            pause = jittered(delay)
+            log.warning("Redis at %s unreachable (%s); retrying in %.1fs", mask_url(url), error, pause)
+            time.sleep(pause)
             delay = min(delay * 2, 10)
 
 
@@ -72,13 +74,15 @@ def run_worker(settings: WorkerSettings) -> int:
         instance=uuid.uuid4().hex,
     )
     lease_ttl = settings.timing.offline_after
+    pacer = ConnectPacer(settings.connects_per_second)  # every client's connects, the manager's and Telethon's
     manager = AccountManager(
-        load_factory(settings.client_factory, settings.mtproto),
+        load_factory(settings.client_factory, settings.mtproto, pacer),
         redis,
         settings.worker_name,
         info.instance,
         settings.worker_threads,
         lease_ttl=lease_ttl,
+        pacer=pacer,
     )
 
     def renew_leases_and_resume() -> None:

@@ -22,6 +22,7 @@ from celery_app.contract import (
     CheckSessionResult,
     CommandResult,
     CommandResults,
+    DeviceIdentity,
     InvalidPayload,
     LoginRef,
     LoginResult,
@@ -36,6 +37,7 @@ from celery_app.contract import (
     validation_message,
 )
 from celery_app.crypto import SecretBox, SecretError
+from celery_app.devices import choose_identity
 from celery_app.presence import WorkerInfo
 from celery_app.sessions import parse_string_session
 from celery_app.validation import InvalidValue, normalize_phone, parse_proxy
@@ -63,15 +65,22 @@ class WorkerRuntime:
         proxy = parse_proxy(self.box.decrypt(spec.proxy_enc)) if spec.proxy_enc else None
         session = self.box.decrypt(spec.session_enc)
         parse_string_session(session)
+        phone = normalize_phone(self.box.decrypt(spec.phone_enc))
         return ClientSpec(
             spec.account_id,
-            normalize_phone(self.box.decrypt(spec.phone_enc)),
+            phone,
             spec.api_id,
             self.box.decrypt(spec.api_hash_enc),
             session,
             proxy,
             wire=spec.model_dump_json(),
+            device=spec.device or self._chosen_device(phone),
         )
+
+    def _chosen_device(self, phone: str) -> DeviceIdentity:
+        """A spec from a control plane older than device identities: the identity its database migration gave
+        the account (chosen by the same phone lookup key), so the account is the same device either way."""
+        return choose_identity(self.box.lookup(phone))
 
     def resume_from_registry(self) -> int:
         """Start the accounts this worker was running before it stopped or crashed (its spec registry).
@@ -199,7 +208,9 @@ class WorkerRuntime:
         try:
             proxy = parse_proxy(self.box.decrypt(payload.proxy_enc)) if payload.proxy_enc else None
             phone = normalize_phone(self.box.decrypt(payload.phone_enc))
-            spec = ClientSpec(0, phone, payload.api_id, self.box.decrypt(payload.api_hash_enc), "", proxy)
+            device = payload.device or self._chosen_device(phone)
+            api_hash = self.box.decrypt(payload.api_hash_enc)
+            spec = ClientSpec(0, phone, payload.api_id, api_hash, "", proxy, device=device)
         except (SecretError, InvalidValue) as error:
             return LoginResult(state=LoginState.FAILED, error="error", message=str(error)).model_dump()
         return self._login_answer(self.manager.send_code(payload.login_id, spec))

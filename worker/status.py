@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from celery_app import keys
 from celery_app.account_state import AccountState
+from worker.pacing import jittered
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class StatusReporter:
                 order.clear()
                 backoff = 0.2
             else:
-                time.sleep(backoff)
+                time.sleep(jittered(backoff))
                 backoff = min(backoff * 2, 5.0)
 
     @staticmethod

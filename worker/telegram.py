@@ -4,34 +4,81 @@ With a custom MTProto endpoint (`TG_MTPROTO_DC`), every session is pointed at it
 sessions: Telethon gives a session without a server address Telegram's production DC at `connect()`, so the
 address is set here, always, before the client exists. Flood waits are never slept through silently
 (`flood_sleep_threshold=0`): the manager reports them. This is the only module that imports Telethon.
+
+Each client presents its account's device identity (`ClientSpec.device`: device model, system and app
+versions, languages, and the official app's language pack if the account came with one). The manager paces
+the connects it makes; Telethon's own re-dials (its retries within a connect, and its automatic reconnect
+after a dropped connection) go through `_paced`, which waits a jittered moment and a turn in the same bucket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
+import random
 from typing import Any
 
+from celery_app.contract import DeviceIdentity
+from celery_app.devices import choose_identity
 from config import MTProtoEndpoint
+from worker.pacing import ConnectPacer
 from worker.telethon_manager import ClientFactory, ClientSpec, TelegramClientLike
 
 log = logging.getLogger(__name__)
 
-DEVICE_MODEL = "Fleet worker"
+REDIAL_JITTER = 1.0  # at most this many seconds at random before Telethon dials the same connection again
 
 
-def _proxy_arguments(spec: ClientSpec) -> dict[str, Any]:
+def device_arguments(device: DeviceIdentity) -> dict[str, str]:
+    """`TelegramClient` arguments for a device identity (the language pack is set apart: `_apply_lang_pack`)."""
+    return {
+        "device_model": device.device_model,
+        "system_version": device.system_version,
+        "app_version": device.app_version,
+        "lang_code": device.lang_code,
+        "system_lang_code": device.system_lang_code,
+    }
+
+
+def _apply_lang_pack(client: Any, lang_pack: str) -> None:
+    """Telethon sends an empty language pack (packs are for the official apps); an account exported from an
+    official app keeps the one it had, set on the InitConnection request Telethon sends at every connect."""
+    if lang_pack:
+        client._init_request.lang_pack = lang_pack
+
+
+def _paced(base: type, pacer: ConnectPacer) -> type:
+    """A subclass of Telethon's connection class `base` whose every dial after the first (the manager paces
+    that one) waits a jittered moment and its turn in the worker's connect bucket."""
+
+    class Paced(base):  # type: ignore[misc, valid-type]
+        _dials = 0
+
+        async def connect(self, timeout: float | None = None, ssl: Any = None) -> None:
+            if self._dials:
+                await asyncio.sleep(random.uniform(0.0, REDIAL_JITTER))
+                delay = pacer.reserve()
+                try:
+                    await asyncio.sleep(delay)
+                except asyncio.CancelledError:  # the client was disconnected meanwhile: the turn goes unused
+                    pacer.give_back()
+                    raise
+            self._dials += 1
+            await super().connect(timeout=timeout, ssl=ssl)
+
+    Paced.__name__ = Paced.__qualname__ = f"Paced{base.__name__}"
+    return Paced
+
+
+def _proxy_arguments(spec: ClientSpec, connections: dict[str, type]) -> dict[str, Any]:
     proxy = spec.proxy
     if proxy is None:
-        return {}
+        return {"connection": connections["tcp"]}
     if proxy.kind == "mtproxy":
-        from telethon import connection
-
-        return {
-            "connection": connection.ConnectionTcpMTProxyRandomizedIntermediate,
-            "proxy": (proxy.host, proxy.port, proxy.password),
-        }
+        return {"connection": connections["mtproxy"], "proxy": (proxy.host, proxy.port, proxy.password)}
     return {
+        "connection": connections["tcp"],
         "proxy": {
             "proxy_type": proxy.kind,
             "addr": proxy.host,
@@ -39,7 +86,7 @@ def _proxy_arguments(spec: ClientSpec) -> dict[str, Any]:
             "username": proxy.username,
             "password": proxy.password,
             "rdns": True,
-        }
+        },
     }
 
 
@@ -51,17 +98,25 @@ def load_public_key(path: str) -> None:
     log.info("using the MTProto server public key from %s", path)
 
 
-def telethon_factory(endpoint: MTProtoEndpoint | None) -> ClientFactory:
-    from telethon import TelegramClient
+def telethon_factory(endpoint: MTProtoEndpoint | None, pacer: ConnectPacer | None = None) -> ClientFactory:
+    """Builds Telethon clients; `pacer` is the worker's connect bucket (the manager's), for Telethon's re-dials."""
+    from telethon import TelegramClient, connection
     from telethon.sessions import StringSession
 
     if endpoint is not None and endpoint.public_key_file:
         load_public_key(endpoint.public_key_file)
+    redials = pacer or ConnectPacer(1000.0)
+    connections = {
+        "tcp": _paced(connection.ConnectionTcpFull, redials),
+        "mtproxy": _paced(connection.ConnectionTcpMTProxyRandomizedIntermediate, redials),
+    }
 
     def create(spec: ClientSpec) -> TelegramClientLike:
         session = StringSession(spec.session or None)
         if endpoint is not None:
             session.set_dc(endpoint.dc_id, endpoint.host, endpoint.port)
+        # The runtime always gives the account's own identity; a bare spec gets the one chosen for its phone.
+        device = spec.device or choose_identity(spec.phone)
         client = TelegramClient(
             session,
             spec.api_id,
@@ -71,18 +126,21 @@ def telethon_factory(endpoint: MTProtoEndpoint | None) -> ClientFactory:
             retry_delay=1,
             request_retries=2,
             timeout=10,
-            device_model=DEVICE_MODEL,
-            **_proxy_arguments(spec),
+            **device_arguments(device),
+            **_proxy_arguments(spec, connections),
         )
+        _apply_lang_pack(client, device.lang_pack)
         return client  # type: ignore[return-value]
 
     return create
 
 
-def load_factory(dotted: str | None, endpoint: MTProtoEndpoint | None) -> ClientFactory:
+def load_factory(
+    dotted: str | None, endpoint: MTProtoEndpoint | None, pacer: ConnectPacer | None = None
+) -> ClientFactory:
     """The Telethon factory, or `module:callable` from FLEET_CLIENT_FACTORY (the tests' fake Telegram)."""
     if not dotted:
-        return telethon_factory(endpoint)
+        return telethon_factory(endpoint, pacer)
     module_name, _, attribute = dotted.partition(":")
     factory = getattr(importlib.import_module(module_name), attribute or "factory")
     log.warning("using client factory %s instead of Telethon", dotted)

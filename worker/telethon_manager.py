@@ -7,6 +7,11 @@ is retried with backoff, flood waits are reported with their end time and waited
 accounts stop. One client's failure never touches another's. Telethon is reached only through the client
 factory, so tests run the manager against fakes.
 
+Pacing: every connect — a start, a batch start, a resume, a reconnect — waits for its turn in the worker's
+connect bucket (`worker.pacing`, WORKER_CONNECTS_PER_SECOND), and every retry waits a jittered delay, so a
+start-all or a network blip never has every client dial at the same moment. Each client connects with its
+account's own device identity (`ClientSpec.device`).
+
 Ownership: before a runner starts, the worker must hold the account's lease (`celery_app.leases`); the
 presence heartbeat renews all leases at once, and a lease that is lost stops its client at once.
 
@@ -34,8 +39,10 @@ from redis import Redis
 
 from celery_app import keys, leases, report
 from celery_app.account_state import AccountState, AccountStatus
+from celery_app.contract import DeviceIdentity
 from celery_app.redaction import safe_detail
 from celery_app.validation import ProxySpec
+from worker.pacing import DEFAULT_CONNECTS_PER_SECOND, ConnectPacer, jittered
 from worker.status import StatusReporter
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,8 @@ DISCONNECT_TIMEOUT = 5.0
 STOP_TIMEOUT = 20.0
 LOGIN_TTL = 300.0
 MAX_BACKOFF = 300.0
+MAX_FLOOD_JITTER = 60.0
+QUEUE_NOTICE_SECONDS = 1.0  # a wait for the connect turn longer than this is shown in the status
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class ClientSpec:
     session: str  # a StringSession, or "" for a new login
     proxy: ProxySpec | None = None
     wire: str = ""  # the encrypted AccountSpec it came from (kept in Redis so the worker can resume it)
+    device: DeviceIdentity | None = None  # how the client presents itself to Telegram (the account's own)
 
     def __repr__(self) -> str:
         return f"ClientSpec(account_id={self.account_id}, api_id={self.api_id}, secrets=***)"
@@ -179,8 +189,13 @@ def classify(error: BaseException) -> Outcome:
 def backoff_delay(attempt: int) -> float:
     """Seconds before reconnect attempt `attempt`: doubling up to MAX_BACKOFF, with jitter so that many
     clients dropped at once do not all dial again at the same moment."""
-    base = float(min(MAX_BACKOFF, 2 ** min(attempt, 9)))
-    return base * random.uniform(0.75, 1.25)
+    return jittered(float(min(MAX_BACKOFF, 2 ** min(attempt, 9))))
+
+
+def flood_delay(seconds: float) -> float:
+    """Seconds to wait out a flood wait: never less than Telegram asked, plus a little at random, so that the
+    accounts a flood stopped together do not all come back in the same second."""
+    return seconds + random.uniform(0.0, min(MAX_FLOOD_JITTER, max(1.0, seconds * 0.1)))
 
 
 # --- loops ------------------------------------------------------------------------------------------------
@@ -298,9 +313,23 @@ class AccountRunner:
             if acquired:
                 self.holds_lease = True
                 return True
-            if time.monotonic() >= deadline or await self._sleep_or_stop(0.2):
+            if time.monotonic() >= deadline or await self._sleep_or_stop(jittered(0.2)):
                 return False
         return False
+
+    async def _wait_turn(self, attempt: int) -> bool:
+        """Wait for this connect's turn in the worker's connect bucket; False if a stop came meanwhile."""
+        pacer = self.manager.pacer
+        delay = pacer.reserve()
+        if delay <= 0:
+            return True
+        if delay > QUEUE_NOTICE_SECONDS:
+            what = "connect" if attempt == 0 else f"reconnect (attempt {attempt + 1})"
+            self.report(AccountStatus.STARTING, f"waiting for its turn to {what} ({pacer.rate:g} per second)")
+        if await self._sleep_or_stop(delay):
+            pacer.give_back()
+            return False
+        return True
 
     async def _watch(self, client: TelegramClientLike) -> None:
         """Return when a stop is requested; raise the connection's own error when it drops."""
@@ -331,6 +360,8 @@ class AccountRunner:
             client = self.manager.factory(self.spec)
             while not self._stop.is_set():
                 try:
+                    if not await self._wait_turn(attempt):
+                        break
                     self.report(
                         AccountStatus.STARTING,
                         "connecting" if attempt == 0 else f"reconnecting (attempt {attempt + 1})",
@@ -357,7 +388,7 @@ class AccountRunner:
                     if outcome.wait_seconds is not None:
                         until = time.time() + outcome.wait_seconds
                         self.report(AccountStatus.FLOOD_WAIT, outcome.detail, until=until)
-                        if await self._sleep_or_stop(outcome.wait_seconds):
+                        if await self._sleep_or_stop(flood_delay(outcome.wait_seconds)):
                             break
                         continue
                     attempt += 1
@@ -481,8 +512,10 @@ class AccountManager:
         threads: int,
         lease_ttl: float,
         reporter: StatusReporter | None = None,
+        pacer: ConnectPacer | None = None,
     ) -> None:
         self.factory = factory
+        self.pacer = pacer or ConnectPacer(DEFAULT_CONNECTS_PER_SECOND)
         self.redis = redis
         self.worker_name = worker_name
         self.holder = leases.holder_id(worker_name, instance)
@@ -767,6 +800,9 @@ class AccountManager:
     def send_code(self, login_id: str, spec: ClientSpec) -> LoginOutcome:
         self.expire_logins()
         loop_thread = self._least_loaded_loop()
+
+        # An admin is waiting: a login goes ahead of the queue, but its connect counts in the worker's pace.
+        self.pacer.reserve()
 
         async def begin() -> LoginOutcome:
             client = self.factory(spec)

@@ -12,6 +12,8 @@ with FAKE_TELEGRAM_REDIS set, live connections are tracked in that Redis across 
 phone) and every such attempt is recorded in the list `fake:violations`, which tests assert stays empty.
 That Redis is Telegram's state: tests that restart the fleet's Redis give the fake a Redis of its own. As a
 real server sees a killed process's TCP connections close, a connection whose process has died is gone.
+Like Telegram, it sees the device identity each client connects with: recorded per phone in the hash
+`fake:devices` (JSON, or "null" for a client given none) at every connect.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from celery_app.sessions import SessionData
 from worker.telethon_manager import ClientSpec
 
 VIOLATIONS = "fake:violations"
+DEVICES = "fake:devices"
 
 
 def pid_alive(pid: int) -> bool:
@@ -148,10 +151,13 @@ class FakeClient:
         if delay:
             await asyncio.sleep(delay)
         mode = str(script.get("connect", "ok"))
+        redis = _redis()
+        if redis is not None:
+            device = self.spec.device
+            redis.hset(DEVICES, self.spec.phone, device.model_dump_json() if device is not None else "null")
         if mode == "network":
             raise ConnectionRefusedError(111, "Connection refused (fake)")
         if self._authorized:
-            redis = _redis()
             if redis is not None:
                 me = f"{os.getpid()}:{id(self)}"
                 holder = _claim(redis, self._key, me, "")

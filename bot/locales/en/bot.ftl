@@ -123,6 +123,7 @@ account-card =
     👤 { $who }
     🖥 Worker: { $worker }
     Status: { $status }{ $detail }
+account-device = 📲 Device: { $model }, { $system }; app { $app }; language { $language } (system { $system_lang })
 account-flood_until = 🐢 Flood wait until { $until }
 account-starting = ⏳ starting…
 account-stopping = ⏳ stopping…

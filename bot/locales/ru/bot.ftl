@@ -136,6 +136,7 @@ account-card =
     👤 { $who }
     🖥 Воркер: { $worker }
     Статус: { $status }{ $detail }
+account-device = 📲 Устройство: { $model }, { $system }; приложение { $app }; язык { $language } (система { $system_lang })
 account-flood_until = 🐢 Пауза из-за флуда до { $until }
 account-starting = ⏳ запускается…
 account-stopping = ⏳ останавливается…
