@@ -1,0 +1,289 @@
+"""The control surface: an MTProto server on 127.0.0.1 in a thread of its own, driven by a test.
+
+    server = MTProtoServer().start()             # own RSA key pair, a free port, DC 2
+    server.register_key_with_telethon()          # or TG_MTPROTO_PUBKEY=server.write_public_key(path)
+    server.add_account("+15550000001", code="12345", password=None, first_name="Ann")
+    client.session.set_dc(2, "127.0.0.1", server.port)  # or TG_MTPROTO_DC=server.dc_setting
+
+Every method is safe to call from any thread. Faults: `revoke`, `ban`, `flood`, `refuse_duplicates`,
+`drop_all`, `stall`. Observations: `calls`, `live_connections`, `peak_connections`, `duplicates`,
+`init_connection`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from .connection import Connection
+from .crypto import AuthKeyData, ServerKey, SrpVerifier
+from .store import Account, AuthKeyRecord, Call, FloodRule, Store, normalize_phone
+
+ALL = "all"
+
+
+class MTProtoServer:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        dc_id: int = 2,
+        key: ServerKey | None = None,
+        mtproxy_secret: bytes | None = None,
+        refuse_duplicates: bool = False,
+    ) -> None:
+        self.host, self.port, self.dc_id = host, port, dc_id
+        self.key = key or ServerKey()
+        self.mtproxy_secret = mtproxy_secret
+        self.store = Store()
+        self.store.refuse_duplicates = refuse_duplicates
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mtproto-server", daemon=True)
+        self._server: asyncio.Server | None = None
+        self._open: set[Connection] = set()  # every TCP connection, live or still in the key exchange
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    def start(self) -> MTProtoServer:
+        self._thread.start()
+        self._server = self._run(asyncio.start_server(self._accept, self.host, self.port))
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            assert self._server is not None
+            self._server.close()
+            for connection in list(self._open):
+                connection.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+        self._run(shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def __enter__(self) -> MTProtoServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = Connection(self, reader, writer)
+        self._open.add(connection)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await connection.serve()
+        finally:
+            self._open.discard(connection)
+            self._tasks.discard(task)
+
+    # --- how clients find it ----------------------------------------------------------------------------------
+
+    @property
+    def dc_setting(self) -> str:
+        """The worker's TG_MTPROTO_DC for this server: "2@127.0.0.1:PORT"."""
+        return f"{self.dc_id}@{self.host}:{self.port}"
+
+    @property
+    def public_key_pem(self) -> str:
+        return self.key.public_pem
+
+    def write_public_key(self, path: str | Path) -> str:
+        """Write the PEM for TG_MTPROTO_PUBKEY; returns the path."""
+        Path(path).write_text(self.public_key_pem)
+        return str(path)
+
+    def register_key_with_telethon(self) -> None:
+        """Let Telethon in this process encrypt to this server (as a current key, like the worker does)."""
+        from telethon.crypto import rsa
+
+        rsa.add_key(self.public_key_pem, old=False)
+
+    def session_string(self, phone: str | None = None) -> str:
+        """A Telethon StringSession pointed at this server (DC, 127.0.0.1, port) with a fresh auth key, logged
+        in as `phone` if given: what `accounts import --session-string` takes."""
+        from telethon.crypto import AuthKey
+        from telethon.sessions import StringSession
+
+        while (key := os.urandom(256))[0] == 0:
+            pass
+        data = AuthKeyData(key)
+        record = AuthKeyRecord(data, salt=int.from_bytes(os.urandom(8), "little", signed=True))
+        with self.store.lock:
+            if phone is not None:
+                record.user_id = self._account(phone).user_id
+            self.store.keys[data.key_id] = record
+        session = StringSession()
+        session.set_dc(self.dc_id, self.host, self.port)
+        session.auth_key = AuthKey(key)
+        return str(session.save())
+
+    # --- accounts ---------------------------------------------------------------------------------------------
+
+    def add_account(
+        self,
+        phone: str,
+        *,
+        code: str = "12345",
+        password: str | None = None,
+        first_name: str = "Test",
+        last_name: str = "",
+        username: str | None = None,
+        user_id: int | None = None,
+    ) -> Account:
+        """An account that can log in with `code` (and `password`, its 2FA, checked by SRP: ~0.1 s here)."""
+        verifier = SrpVerifier.create(password) if password is not None else None
+        with self.store.lock:
+            account = Account(
+                phone=normalize_phone(phone),
+                code=code,
+                user_id=user_id or self.store.new_user_id(),
+                first_name=first_name,
+                last_name=last_name,
+                username=username,
+                password=password,
+                verifier=verifier,
+            )
+            self.store.accounts[account.phone] = account
+        return account
+
+    def account(self, phone: str) -> Account:
+        """The account with this phone number (any format); KeyError if there is none."""
+        with self.store.lock:
+            return self._account(phone)
+
+    def _account(self, phone: str) -> Account:
+        account = self.store.accounts.get(normalize_phone(phone))
+        if account is None:
+            raise KeyError(f"no account {phone}")
+        return account
+
+    def authorizations(self, phone: str) -> int:
+        """How many auth keys are logged in as this account."""
+        with self.store.lock:
+            user_id = self._account(phone).user_id
+            return sum(1 for record in self.store.keys.values() if record.user_id == user_id)
+
+    # --- faults -----------------------------------------------------------------------------------------------
+
+    def revoke(self, phone: str) -> None:
+        """Terminate every authorization of the account: their auth keys get AUTH_KEY_UNREGISTERED (401) from
+        the next request on, and their live connections are closed now."""
+        user_id = self.account(phone).user_id
+
+        def unbind() -> None:
+            for record in self.store.keys.values():
+                if record.user_id == user_id:
+                    record.user_id = None
+
+        self._close(lambda c: c.record is not None and c.record.user_id == user_id, then=unbind)
+
+    def ban(self, phone: str, banned: bool = True) -> None:
+        """USER_DEACTIVATED_BAN (401) for every call of the account's keys; PHONE_NUMBER_BANNED at login."""
+        with self.store.lock:
+            self._account(phone).banned = banned
+
+    def flood(self, target: str, calls: int, seconds: int, method: str | None = None) -> None:
+        """The next `calls` calls of the account (`target` a phone, or "all") answer FLOOD_WAIT_`seconds` (420);
+        only of `method` (a TL name such as "users.getUsers") if given. help.getConfig is never flooded."""
+        phone = None if target == ALL else self._account(target).phone
+        with self.store.lock:
+            self.store.floods.append(FloodRule(phone, calls, seconds, method))
+
+    @property
+    def refuse_duplicates(self) -> bool:
+        """When on, a second live connection of an auth key gets AUTH_KEY_DUPLICATED (406) for each of its calls
+        (and is recorded in `duplicates`), as Telegram answers a session used from two places at once."""
+        with self.store.lock:
+            return self.store.refuse_duplicates
+
+    @refuse_duplicates.setter
+    def refuse_duplicates(self, on: bool) -> None:
+        with self.store.lock:
+            self.store.refuse_duplicates = on
+
+    def drop_all(self) -> None:
+        """Close every connection (clients see the server go away and reconnect)."""
+        self._close(lambda _connection: True)
+
+    def stall(self, on: bool = True) -> None:
+        """Keep accepting and reading, and answer nothing (a hung server); `stall(False)` answers again."""
+        with self.store.lock:
+            self.store.stalled = on
+
+    def _close(self, which: Callable[[Connection], bool], then: Callable[[], None] | None = None) -> None:
+        """Close the connections `which` picks, and run `then`, in the server's loop under the lock; returns
+        when done (the connections are closed on our side and no longer live)."""
+
+        async def close() -> None:
+            with self.store.lock:
+                for connection in [c for c in self._open if which(c)]:
+                    connection.close()
+                if then is not None:
+                    then()
+
+        self._run(close())
+
+    # --- observations -----------------------------------------------------------------------------------------
+
+    def calls(self, phone: str | None = None, method: str | None = None) -> list[Call]:
+        """Every RPC received (wrappers removed), in order; only the account's / the method's if given."""
+        with self.store.lock:
+            found = list(self.store.calls)
+        if phone is not None:
+            found = [c for c in found if c.phone == normalize_phone(phone)]
+        if method is not None:
+            found = [c for c in found if c.method == method]
+        return found
+
+    def clear_calls(self) -> None:
+        with self.store.lock:
+            self.store.calls.clear()
+
+    def live_connections(self, phone: str) -> int:
+        """Open connections whose auth key is logged in as the account."""
+        with self.store.lock:
+            return len(self.store.connections_of(self._account(phone).phone))
+
+    def peak_connections(self, phone: str) -> int:
+        """The most live connections the account ever had at once (a test asserts 1: it never ran twice)."""
+        with self.store.lock:
+            return self.store.peak.get(self._account(phone).phone, 0)
+
+    def open_connections(self) -> int:
+        """Every open TCP connection, logged in or not."""
+        return len(self._open)
+
+    @property
+    def duplicates(self) -> list[str]:
+        """Phones (or "key:ID" before a login) whose second live connection was refused."""
+        with self.store.lock:
+            return list(self.store.duplicates)
+
+    def init_connection(self, phone: str) -> dict[str, Any] | None:
+        """The device fields (device_model, app_version, lang_pack, ...) of the latest initConnection sent with
+        an auth key logged in as the account."""
+        with self.store.lock:
+            user_id = self._account(phone).user_id
+            for record in reversed(list(self.store.keys.values())):
+                if record.user_id == user_id and record.init_connection is not None:
+                    return dict(record.init_connection)
+        return None

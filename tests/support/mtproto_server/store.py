@@ -1,0 +1,121 @@
+"""What the server remembers: accounts, auth keys (and whom they are logged in as), sessions, the call log,
+the faults a test asked for, and which connections are open. Guarded by one lock: the server's loop thread
+and the test's thread both use it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .crypto import AuthKeyData, SrpChallenge, SrpVerifier
+
+
+def normalize_phone(phone: str) -> str:
+    """Digits only, as Telethon sends phone numbers ("+1 555..." -> "1555...")."""
+    return re.sub(r"\D", "", phone)
+
+
+@dataclass
+class Account:
+    phone: str  # digits only
+    code: str
+    user_id: int
+    first_name: str
+    last_name: str = ""
+    username: str | None = None
+    password: str | None = None
+    verifier: SrpVerifier | None = None
+    access_hash: int = field(default_factory=lambda: int.from_bytes(os.urandom(8), "little", signed=True))
+    banned: bool = False
+
+
+@dataclass
+class ServerSession:
+    """One MTProto session (the client's session_id) of an auth key: our msg_id and seq_no counters."""
+
+    session_id: int
+    last_msg_id: int = 0
+    sequence: int = 0
+    announced: bool = False  # new_session_created sent
+    seen: deque[int] = field(default_factory=lambda: deque(maxlen=500))
+
+
+@dataclass
+class AuthKeyRecord:
+    auth_key: AuthKeyData
+    salt: int
+    user_id: int | None = None  # logged in as
+    sessions: dict[int, ServerSession] = field(default_factory=dict)
+    sent_codes: dict[str, str] = field(default_factory=dict)  # phone -> phone_code_hash
+    password_user: int | None = None  # signed in with the code, the 2FA password still to come
+    srp: SrpChallenge | None = None
+    init_connection: dict[str, Any] | None = None  # the last initConnection's device fields
+
+
+@dataclass(frozen=True)
+class Call:
+    """One RPC the server received (wrappers removed): TL method name and the account it ran as (before a
+    login: the phone number auth.sendCode / auth.signIn named; digits only)."""
+
+    method: str
+    phone: str | None
+    auth_key_id: int
+
+
+@dataclass
+class FloodRule:
+    phone: str | None  # None: every account (and calls made before login)
+    remaining: int
+    seconds: int
+    method: str | None = None
+
+
+class Store:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.accounts: dict[str, Account] = {}
+        self.keys: dict[int, AuthKeyRecord] = {}
+        self.calls: list[Call] = []
+        self.floods: list[FloodRule] = []
+        self.connections: set[Any] = set()  # open `Connection`s
+        self.peak: dict[str, int] = {}  # phone -> most connections it ever had open at once
+        self.duplicates: list[str] = []  # phones (or key ids) refused with AUTH_KEY_DUPLICATED
+        self.refuse_duplicates = False
+        self.stalled = False
+        self._next_user_id = 100000
+
+    def new_user_id(self) -> int:
+        self._next_user_id += 1
+        return self._next_user_id
+
+    def account_of(self, record: AuthKeyRecord | None) -> Account | None:
+        if record is None or record.user_id is None:
+            return None
+        return next((a for a in self.accounts.values() if a.user_id == record.user_id), None)
+
+    def phone_of(self, record: AuthKeyRecord | None) -> str | None:
+        account = self.account_of(record)
+        return account.phone if account else None
+
+    def connections_of(self, phone: str) -> list[Any]:
+        account = self.accounts.get(phone)
+        if account is None:
+            return []
+        return [c for c in self.connections if c.record is not None and c.record.user_id == account.user_id]
+
+    def note_peak(self, phone: str | None) -> None:
+        if phone is not None:
+            self.peak[phone] = max(self.peak.get(phone, 0), len(self.connections_of(phone)))
+
+    def take_flood(self, phone: str | None, method: str) -> int | None:
+        """Seconds of FLOOD_WAIT for this call, if a flood rule covers it (consuming one of its calls)."""
+        for rule in self.floods:
+            if rule.remaining > 0 and rule.phone in (None, phone) and rule.method in (None, method):
+                rule.remaining -= 1
+                return rule.seconds
+        return None
