@@ -98,10 +98,33 @@ def load_public_key(path: str) -> None:
     log.info("using the MTProto server public key from %s", path)
 
 
+def _fleet_client_class() -> type:
+    """Telethon's client, made to tell the manager what Telegram said instead of swallowing it.
+
+    Telethon's `is_user_authorized()` turns every RPC error into False and `get_me()` turns every
+    UnauthorizedError into None: a banned account (USER_DEACTIVATED_BAN is a 401) would read as merely not
+    authorized. Here both make the request and let Telegram's error through, for `classify` to name.
+    """
+    from telethon import TelegramClient, functions, types
+
+    class FleetClient(TelegramClient):  # type: ignore[misc]
+        async def is_user_authorized(self) -> bool:
+            await self(functions.updates.GetStateRequest())
+            return True
+
+        async def get_me(self, input_peer: bool = False) -> Any:
+            users = await self(functions.users.GetUsersRequest([types.InputUserSelf()]))
+            return users[0] if users else None
+
+    return FleetClient
+
+
 def telethon_factory(endpoint: MTProtoEndpoint | None, pacer: ConnectPacer | None = None) -> ClientFactory:
     """Builds Telethon clients; `pacer` is the worker's connect bucket (the manager's), for Telethon's re-dials."""
-    from telethon import TelegramClient, connection
+    from telethon import connection
     from telethon.sessions import StringSession
+
+    client_class = _fleet_client_class()
 
     if endpoint is not None and endpoint.public_key_file:
         load_public_key(endpoint.public_key_file)
@@ -117,10 +140,14 @@ def telethon_factory(endpoint: MTProtoEndpoint | None, pacer: ConnectPacer | Non
             session.set_dc(endpoint.dc_id, endpoint.host, endpoint.port)
         # The runtime always gives the account's own identity; a bare spec gets the one chosen for its phone.
         device = spec.device or choose_identity(spec.phone)
-        client = TelegramClient(
+        client = client_class(
             session,
             spec.api_id,
             spec.api_hash,
+            # A dropped connection ends the client's run (`disconnected` completes) and the manager reconnects,
+            # paced and with backoff, checking the session again: Telethon's own reconnect would swallow a
+            # revocation (its after-reconnect get_me() hides AUTH_KEY_UNREGISTERED) and keep reading running.
+            auto_reconnect=False,
             flood_sleep_threshold=0,
             connection_retries=2,
             retry_delay=1,
