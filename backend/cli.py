@@ -6,13 +6,14 @@ unreachable, 78 bad configuration. Logs go to stderr; with `--json`, stdout carr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import json
 import logging
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -80,6 +81,20 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     buffer = io.StringIO()
     Console(file=buffer, width=100_000, color_system=None, emoji=False, highlight=False).print(grid)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[], None]]:
+    """A `rich` progress bar on stderr (stdout stays for the result); yields `advance()`. On a terminal it
+    redraws in place; piped or captured, it prints its final state once."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True, highlight=False)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda: progress.advance(task)
 
 
 class AccountIdType(click.ParamType):

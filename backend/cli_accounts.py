@@ -9,7 +9,18 @@ from typing import Any
 
 import click
 
-from backend.cli import ACCOUNT_ID, SECONDS, Context, actor, emit_json, json_option, pass_context, say, table
+from backend.cli import (
+    ACCOUNT_ID,
+    SECONDS,
+    Context,
+    actor,
+    emit_json,
+    json_option,
+    pass_context,
+    progress_bar,
+    say,
+    table,
+)
 from celery_app.account_state import UNKNOWN, AccountState, AccountStatus
 from celery_app.sessions import MAX_SIDECAR_BYTES, read_small_file
 from celery_app.validation import InvalidValue, is_ascii_number, printable
@@ -325,12 +336,13 @@ def import_accounts(
     if not files:
         raise click.ClickException(f"no .session files in {folder}")
     imported, failures = [], []
-    with click.progressbar(files, label="importing", file=sys.stderr, show_pos=True) as bar:
-        for path in bar:
+    with progress_bar("importing", len(files)) as advance:
+        for path in files:
             try:
                 imported.append(_import_one(service, path, worker, api_id, api_hash, proxy, start_now))
             except (AccountError, InvalidValue) as error:
                 failures.append((path.name, str(error)))
+            advance()
     click.echo(f"imported {len(imported)} of {len(files)} session file(s) onto {worker}")
     for name, reason in failures:
         say(f"  skipped {name}: {reason}")
