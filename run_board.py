@@ -12,11 +12,17 @@ EXIT_UNAVAILABLE = 69  # sysexits.h EX_UNAVAILABLE
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "--version":
-        from version import __version__
+    import argparse
 
-        print(__version__)
-        return 0
+    from version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="run_board.py",
+        description="Run the anonymous board: its bot (BOARD_BOT_TOKEN), its Mini App and the Mini App's API "
+        "on BOARD_LISTEN. Settings come from the environment or .env (see .env.example).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.parse_args(argv)
     load_env_file()
     try:
         settings = load_board_settings()
