@@ -103,9 +103,10 @@ def _fleet_client_class() -> type:
 
     Telethon's `is_user_authorized()` turns every RPC error into False and `get_me()` turns every
     UnauthorizedError into None: a banned account (USER_DEACTIVATED_BAN is a 401) would read as merely not
-    authorized. Here both make the request and let Telegram's error through, for `classify` to name.
+    authorized. Here both make the request and let Telegram's error through, for `classify` to name (only
+    "not logged in yet" stays None in `get_me()`, which Telethon asks itself during a login).
     """
-    from telethon import TelegramClient, functions, types
+    from telethon import TelegramClient, errors, functions, types
 
     class FleetClient(TelegramClient):  # type: ignore[misc]
         async def is_user_authorized(self) -> bool:
@@ -113,7 +114,12 @@ def _fleet_client_class() -> type:
             return True
 
         async def get_me(self, input_peer: bool = False) -> Any:
-            users = await self(functions.users.GetUsersRequest([types.InputUserSelf()]))
+            try:
+                users = await self(functions.users.GetUsersRequest([types.InputUserSelf()]))
+            except (errors.AuthKeyUnregisteredError, errors.SessionPasswordNeededError):
+                # Not logged in (yet): Telethon's own connect() and sign_in() ask this of a new login. A revoked
+                # session is still told apart: the runner's is_user_authorized() raises AUTH_KEY_UNREGISTERED.
+                return None
             return users[0] if users else None
 
     return FleetClient
