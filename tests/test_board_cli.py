@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -89,7 +90,7 @@ def test_reports_table_and_json(env: dict[str, str]) -> None:
     assert [row.split()[0] for row in rows] == list(data.reports.values())  # oldest first
     assert rows[0].split()[1] == "ad" and handles["carol"] in rows[0] and "Cheap phones" in rows[0]
     assert rows[2].split()[1] == "invite" and rows[3].split()[1] == "chat" and handles["bob"] in rows[3]
-    assert "0 s ago" in rows[0] and "5 open reports shown" in out
+    assert re.search(r"\b\d+ s ago$", rows[0]) and "5 open reports shown" in out  # no clock bound: busy CI
 
     code, out, _ = run("board", "reports", "--json")
     reports = json.loads(out)
