@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(PY) -m scripts.dev_stack
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
