@@ -77,16 +77,20 @@ if current and current ~= ARGV[1] and current ~= ARGV[4] then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 6))
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 redis.call('ZADD', KEYS[3], now, ARGV[3])
-redis.call('HSET', KEYS[4], 'at', now, 'instance', ARGV[1], 'accounts', ARGV[5])
+local at = now
+if ARGV[6] ~= '' then at = ARGV[6] end
+redis.call('HSET', KEYS[4], 'at', at, 'instance', ARGV[1], 'accounts', ARGV[5])
 redis.call('PEXPIRE', KEYS[4], ARGV[2])
 return {1, ''}
 """
 
 # A heartbeat renews the name, records the time and rewrites the report of what runs here, in one step.
+# The report's `at` is the Redis time taken just before the worker took its snapshot, when it passes one: a
+# status hash written after the snapshot then always reads as newer than the report (see backend.observed).
 _BEAT = """
 local current = redis.call('GET', KEYS[1])
 if current and current ~= ARGV[1] then
@@ -96,7 +100,9 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 redis.call('ZADD', KEYS[2], now, ARGV[3])
-redis.call('HSET', KEYS[3], 'at', now, 'instance', ARGV[1], 'accounts', ARGV[4])
+local at = now
+if ARGV[5] ~= '' then at = ARGV[5] end
+redis.call('HSET', KEYS[3], 'at', at, 'instance', ARGV[1], 'accounts', ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 if current then return 1 end
 return 0
@@ -129,7 +135,12 @@ EMPTY_REPORT = "{}"
 
 
 def register(
-    redis: Redis, info: WorkerInfo, offline_after: float, take_over_from: str = "", report: str = EMPTY_REPORT
+    redis: Redis,
+    info: WorkerInfo,
+    offline_after: float,
+    take_over_from: str = "",
+    report: str = EMPTY_REPORT,
+    report_at: float | None = None,
 ) -> RegisterResult:
     """Claim the name for `info.instance` and publish its info, a first heartbeat and report, atomically."""
     flat: list[str] = []
@@ -147,6 +158,7 @@ def register(
         info.name,
         take_over_from,
         report,
+        _time_arg(report_at),
         *flat,
     )
     if owner:
@@ -154,8 +166,16 @@ def register(
     return RegisterResult(False, holder.decode() if isinstance(holder, bytes) else str(holder))
 
 
-def beat(redis: Redis, name: str, instance: str, offline_after: float, report: str = EMPTY_REPORT) -> BeatResult:
-    """Renew ownership, record a heartbeat at Redis server time and rewrite the report (`celery_app.report`)."""
+def beat(
+    redis: Redis,
+    name: str,
+    instance: str,
+    offline_after: float,
+    report: str = EMPTY_REPORT,
+    report_at: float | None = None,
+) -> BeatResult:
+    """Renew ownership, record a heartbeat at Redis server time and rewrite the report (`celery_app.report`),
+    stamped `report_at` (the Redis time before the snapshot) when given, else the heartbeat's time."""
     result = redis.eval(
         _BEAT,
         3,
@@ -166,8 +186,13 @@ def beat(redis: Redis, name: str, instance: str, offline_after: float, report: s
         int(offline_after * 1000),
         name,
         report,
+        _time_arg(report_at),
     )
     return BeatResult(int(result))
+
+
+def _time_arg(at: float | None) -> str:
+    return "" if at is None else f"{at:.6f}"
 
 
 def unregister(redis: Redis, name: str, instance: str) -> bool:

@@ -63,7 +63,7 @@ def test_admin_starts_an_account_from_the_menus(stack: Stack, api: BotApiStandIn
     mark = len(api.core.calls)
     admin.click("Запустить")
     edits = lambda: [c.params["text"] for c in api.core.calls[mark:] if c.method == "editMessageText"]  # noqa: E731
-    wait_until(lambda: any("🟢 работает" in text for text in edits()), 20, message="card shows running")
+    wait_until(lambda: any("🟢 работает" in text for text in edits()), 45, message="card shows running")
     assert "⏳ запускается…" in edits()[0]  # shown at once, before the outcome
     assert "@user4567" in admin.text() and admin.buttons()[0] == "⏹ Остановить"
     admin.click("Остановить")

@@ -90,3 +90,32 @@ def test_malformed_stream_entries_are_recognised(redis_client: Redis) -> None:
     events.ensure_group(redis_client)
     batch = events.read_group(redis_client, 100)
     assert [e.kind for e in batch] == ["invalid", "invalid"]
+
+
+def test_a_status_written_after_the_heartbeat_snapshot_reads_as_newer(redis_client: Redis) -> None:
+    """The report is stamped before its snapshot: a status that changes meanwhile is not hidden by it."""
+    from backend.observed import Recorded, observe, sight
+    from celery_app.account_state import AccountState, AccountStatus, read_states
+    from celery_app.report import encode, read_reports
+    from worker.status import StatusReporter
+
+    reporter = StatusReporter(redis_client, "i1")
+    reporter.start()
+
+    def snapshot_then_change() -> str:
+        taken = encode([(7, "starting")])  # the account was still starting when the snapshot was taken
+        reporter.report(AccountState(7, AccountStatus.RUNNING, "w1", active=True))
+        assert reporter.flush()  # ...and its "running" reached Redis before the heartbeat did
+        return taken
+
+    keeper = PresenceKeeper(redis_client, _info(), 0.2, 5, report=snapshot_then_change)
+    keeper.register()
+    try:
+        snapshot = presence.read_all_heartbeats(redis_client)
+        worker = sight("w1", snapshot.beats["w1"], snapshot.now, 5, read_reports(redis_client, ["w1"])["w1"])
+        latest = read_states(redis_client, [7])[7]
+        seen = observe(7, Recorded("starting", "", None, "running"), worker, latest)
+        assert seen.status == "running" and seen.live
+    finally:
+        keeper.go_offline()
+        reporter.close()

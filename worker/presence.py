@@ -75,7 +75,7 @@ class PresenceKeeper:
 
     def register(self) -> None:
         """Claim the name, or take it over from a dead process on this host; raise NameInUse otherwise."""
-        result = presence.register(self.redis, self.info, self.offline_after, report=self.report())
+        result = presence.register(self.redis, self.info, self.offline_after, "", *self._snapshot())
         if not result.registered:
             holder = presence.read_infos(self.redis, [self.info.name]).get(self.info.name)
             if holder is not None and holder.host == self.info.host and not pid_alive(holder.pid):
@@ -84,8 +84,8 @@ class PresenceKeeper:
                     self.redis,
                     self.info,
                     self.offline_after,
-                    take_over_from=result.holder_instance or "",
-                    report=self.report(),
+                    result.holder_instance or "",
+                    *self._snapshot(),
                 )
             if not result.registered:
                 where = f" (host {holder.host}, pid {holder.pid})" if holder else ""
@@ -96,6 +96,12 @@ class PresenceKeeper:
         self.last_contact = time.monotonic()
         events.emit(self.redis, events.WireEventKind.WORKER_ONLINE, self.info.name, self.info.to_dict())
         log.info("registered as worker %r (instance %s)", self.info.name, self.info.instance)
+
+    def _snapshot(self) -> tuple[str, float]:
+        """The report of what runs here, stamped with a Redis time read just before it was taken: a status
+        written after the snapshot is then stamped later than the report, so views never prefer the older."""
+        at = presence.server_time(self.redis)
+        return self.report(), at
 
     # --- heartbeats --------------------------------------------------------------------------------------
 
@@ -128,7 +134,7 @@ class PresenceKeeper:
                 return False
             try:
                 result = presence.beat(
-                    self.redis, self.info.name, self.info.instance, self.offline_after, self.report()
+                    self.redis, self.info.name, self.info.instance, self.offline_after, *self._snapshot()
                 )
             except RedisError as error:
                 if not self._redis_down:
