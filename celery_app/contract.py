@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from celery_app.operations import OperationName
 from celery_app.validation import InvalidValue, has_unsafe_characters, normalize_login_code
 
 QUEUE_PREFIX = "worker."
@@ -40,6 +41,7 @@ class TaskName(enum.StrEnum):
     SUBMIT_LOGIN_PASSWORD = "fleet.login.submit_password"  # noqa: S105 - a task name
     CANCEL_LOGIN = "fleet.login.cancel"
     CHECK_SESSION = "fleet.session.check"
+    OPERATE = "fleet.account.operate"
 
 
 class Payload(BaseModel):
@@ -53,7 +55,7 @@ class Payload(BaseModel):
 
 
 # Fields that are secret in clear; every `*_enc` field (encrypted) is masked too, being of no use to a reader.
-SECRET_FIELDS = frozenset({"code", "password", "session", "api_hash", "phone"})
+SECRET_FIELDS = frozenset({"code", "password", "session", "api_hash", "phone", "photo_b64"})
 
 
 def masked(value: Any) -> Any:
@@ -240,6 +242,70 @@ class CheckSessionResult(Payload):
     ok: bool
     message: str = ""
     dc_id: int | None = None
+
+
+# --- account operations (`celery_app.operations`)
+
+PHOTO_MAX_BYTES = 5 * 1024 * 1024
+Username = Annotated[str, Field(pattern=r"^$|^[A-Za-z][A-Za-z0-9_]{3,31}$")]
+
+
+def _profile_text(value: str) -> str:
+    if has_unsafe_characters(value):
+        raise ValueError("must not hold control or bidi characters")
+    return value.strip()
+
+
+ProfileText = Annotated[str, AfterValidator(_profile_text)]
+
+
+class ProfileParams(Payload):
+    """`profile`: what to change; a field left out stays as it is (`""` clears last name, bio, username)."""
+
+    first_name: Annotated[ProfileText, Field(min_length=1, max_length=64)] | None = None
+    last_name: Annotated[ProfileText, Field(max_length=64)] | None = None
+    bio: Annotated[ProfileText, Field(max_length=70)] | None = None
+    username: Username | None = None
+    photo_b64: Annotated[str, Field(max_length=(PHOTO_MAX_BYTES * 4) // 3 + 4)] | None = None  # JPEG or PNG
+
+
+class TwoFaParams(Payload):
+    """`2fa`: without `new_password_enc`, only report whether a password is set."""
+
+    current_password_enc: Token | None = None
+    new_password_enc: Token | None = None
+    hint: Annotated[ProfileText, Field(max_length=64)] = ""
+
+
+class NoParams(Payload):
+    pass
+
+
+OPERATION_PARAMS: dict[OperationName, type[Payload]] = {
+    OperationName.CHECK: NoParams,
+    OperationName.SESSIONS: NoParams,
+    OperationName.TERMINATE_OTHERS: NoParams,
+    OperationName.TWO_FA: TwoFaParams,
+    OperationName.PROFILE: ProfileParams,
+}
+
+
+class OperationRequest(Payload):
+    """Run one operation on an account; `spec` lets a worker connect an account that is not running."""
+
+    operation_id: Annotated[int, Field(gt=0, lt=2**63)]
+    name: OperationName
+    params: dict[str, Any] = Field(default_factory=dict)
+    spec: AccountSpec
+
+
+class OperateMany(Payload):
+    requests: Annotated[list[OperationRequest], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class OperationsAccepted(Payload):
+    accepted: list[int]  # operation ids queued on the worker
+    refused: dict[int, str] = Field(default_factory=dict)  # operation id -> why (bad params, undecryptable)
 
 
 class InvalidPayload(Payload):

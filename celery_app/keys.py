@@ -61,3 +61,33 @@ def worker_specs(name: str) -> str:
 def worker_rejected(name: str) -> str:
     """Hash: reason -> how many messages the worker dropped from its queue as malformed or foreign."""
     return f"{PREFIX}:worker:{name}:rejected"
+
+
+def operation(operation_id: int) -> str:
+    """Hash with expiry: where an account operation stands, as the worker running it writes it.
+
+    Fields: `status` (`celery_app.operations.OperationStatus`), `worker`, `instance`, `result` (JSON),
+    `error`, `until` (flood wait end), `at`. The CLI and the backend read it; the database keeps the outcome.
+    """
+    return f"{PREFIX}:op:{operation_id}"
+
+
+OPERATION_TTL_SECONDS = 7 * 24 * 3600
+
+# Counter: bumped at every change of any account's plugin configuration; workers re-read on a change.
+PLUGINS_VERSION = f"{PREFIX}:plugins:version"
+
+
+def account_plugins(account_id: int) -> str:
+    """Hash: plugin name -> JSON config of each plugin enabled for the account (the database's mirror)."""
+    return f"{PREFIX}:account:{account_id}:plugins"
+
+
+def plugin_status(account_id: int) -> str:
+    """Hash: plugin name -> JSON {state, errors, last_error, at} as the worker running the account reports it."""
+    return f"{PREFIX}:account:{account_id}:plugin_status"
+
+
+def plugin_store(plugin: str, account_id: int) -> str:
+    """Hash: a plugin's own key-value store for one account (`context.kv`)."""
+    return f"{PREFIX}:plugin:{plugin}:{account_id}:kv"

@@ -29,6 +29,8 @@ from typing import Any
 from telethon import errors
 
 from celery_app.sessions import SessionData
+from tests.support.fake_account_api import AccountApiMixin
+from tests.support.fake_events import EventsMixin
 from worker.telethon_manager import ClientSpec
 
 VIOLATIONS = "fake:violations"
@@ -129,7 +131,7 @@ class FakeSession:
         return self.value
 
 
-class FakeClient:
+class FakeClient(AccountApiMixin, EventsMixin):
     """Matches the signatures of the `TelegramClient` methods the manager uses (a test checks it)."""
 
     def __init__(self, spec: ClientSpec) -> None:
