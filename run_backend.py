@@ -45,10 +45,13 @@ def main(argv: list[str]) -> int:
         return EXIT_CONFIG
     configure_logging(settings.log_level)
 
+    from backend.plugins_service import PluginsService
+
     from backend.account_sync import AccountSync
     from backend.connections import ServiceUnavailable, connect_database, connect_redis
     from backend.dispatch import Dispatcher
     from backend.listener import LeaderLock, Reconciler, run_listener
+    from backend.operations_service import OperationsService
 
     try:
         _engine, sessions = connect_database(settings.database_url)
@@ -61,8 +64,15 @@ def main(argv: list[str]) -> int:
     redis = connect_redis(settings.redis_url, check=False)
     dispatcher = Dispatcher(settings.redis_url)
     accounts = AccountSync(dispatcher, lease_wait=settings.timing.offline_after + 5, cooldown=max(3 * interval, 15.0))
+    operations = OperationsService(redis, sessions, dispatcher, settings.timing.offline_after)
+    plugins = PluginsService(redis, sessions)
     reconciler = Reconciler(
-        redis, sessions, settings.timing.offline_after, accounts, retention_days=settings.event_retention_days
+        redis,
+        sessions,
+        settings.timing.offline_after,
+        accounts,
+        retention_days=settings.event_retention_days,
+        after_scan=[operations.reconcile, plugins.restore_mirror],
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -102,6 +102,9 @@ class AccountView:
     live: bool = False  # a live source (the worker's report or status) says so now
     device: DeviceIdentity | None = None  # what the account presents to Telegram (`describe()` for one line)
     events: list[EventView] = field(default_factory=list)
+    check_verdict: str | None = None  # the last `check` (`celery_app.operations.Verdict`), None if never checked
+    checked_at: datetime | None = None
+    check_summary: str = ""
 
     def to_json(self) -> dict[str, object]:
         document: dict[str, object] = {
@@ -122,6 +125,13 @@ class AccountView:
             "created_at": iso_utc(self.created_at),
             "status_changed_at": iso_utc(self.status_changed_at),
             "device": self.device.model_dump() if self.device is not None else None,
+            "check": {
+                "verdict": self.check_verdict,
+                "at": iso_utc(self.checked_at),
+                "summary": self.check_summary,
+            }
+            if self.check_verdict
+            else None,
         }
         if self.events:
             document["events"] = [event.to_json() for event in self.events]
@@ -259,6 +269,9 @@ class AccountService:
                     status_changed_at=account.status_changed_at,
                     live=seen.live,
                     device=ops.device_of(account),
+                    check_verdict=account.check_verdict,
+                    checked_at=account.checked_at,
+                    check_summary=account.check_summary or "",
                 )
             )
         return views

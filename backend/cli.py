@@ -425,6 +425,8 @@ def main() -> None:
 
 from backend.cli_accounts import accounts  # noqa: E402 - it builds on the helpers above
 from backend.cli_board import board  # noqa: E402 - likewise; it imports board/ only inside its commands
+from backend.cli_plugins import plugins  # noqa: E402 - likewise
 
 cli.add_command(accounts)
 cli.add_command(board)
+cli.add_command(plugins)

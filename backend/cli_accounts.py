@@ -100,10 +100,34 @@ def list_accounts(context: Context, worker: str | None, status: str | None, as_j
         click.echo("no accounts: add one with `accounts login` or `accounts import`")
         return
     rows = [
-        [str(v.id), v.phone_masked, _who(v), v.worker or "-", _status_text(v), v.desired_state, v.detail[:60] or ""]
+        [
+            str(v.id),
+            v.phone_masked,
+            _who(v),
+            v.worker or "-",
+            _status_text(v),
+            v.desired_state,
+            _check_text(v),
+            v.detail[:60] or "",
+        ]
         for v in views
     ]
-    click.echo(table(["ID", "PHONE", "TELEGRAM", "WORKER", "STATUS", "DESIRED", "DETAIL"], rows))
+    click.echo(table(["ID", "PHONE", "TELEGRAM", "WORKER", "STATUS", "DESIRED", "CHECK", "DETAIL"], rows))
+
+
+VERDICT_ICONS = {"ok": "✅", "limited": "⚠️", "restricted": "⛔", "unauthorized": "🚫", "banned": "⛔"}
+
+
+def _check_text(view: Any) -> str:
+    """The last check's verdict and how long ago, or "-" if never checked."""
+    if not view.check_verdict or view.checked_at is None:
+        return "-"
+    from datetime import UTC, datetime
+
+    from backend.cli import ago
+
+    age = ago((datetime.now(UTC) - view.checked_at).total_seconds())
+    return f"{VERDICT_ICONS.get(view.check_verdict, '')} {view.check_verdict} ({age})".strip()
 
 
 @accounts.command("show")
@@ -132,6 +156,7 @@ def show_account(context: Context, account_id: int, as_json: bool) -> None:
         ("Session", "stored (encrypted)" if view.has_session else "none: log in"),
         ("Proxy", view.proxy or "none"),
         ("Device", view.device.describe() if view.device is not None else "-"),
+        ("Check", _check_text(view) + (f" — {view.check_summary}" if view.check_summary else "")),
     ]
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
@@ -437,3 +462,9 @@ def login(
         started = service.start(step.account.id, actor())
         click.echo(started.message)
         _wait_and_report(context, step.account.id, 30.0, started.run)
+
+
+from backend.cli_operations import list_operations, operate  # noqa: E402 - they build on the helpers above
+
+accounts.add_command(operate)
+accounts.add_command(list_operations)

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ from backend.observed import sight
 from celery_app import events, keys, presence, report
 from celery_app.events import WireEvent, WireEventKind
 from celery_app.presence import Liveness, WorkerInfo, liveness
+from celery_app.redaction import safe_detail
 from database import operations as ops
 from database.models import FleetEventKind, Worker, WorkerStatus
 from database.operations import NewEvent, epoch_to_datetime
@@ -57,6 +59,26 @@ class ScanReport:
     went_offline: list[str] = field(default_factory=list)
     accounts: SyncReport | None = None
     seconds: float = 0.0
+
+
+PLUGIN_EVENT, PLUGIN_ERROR = "plugin.event", "plugin.error"  # worker.plugins' wire events
+
+
+def plugin_event(event: WireEvent) -> NewEvent | None:
+    """A plugin's `emit` (an alert if it asked for one) or a failure it had, as a line of the fleet's history."""
+    if not event.subject.isdigit():
+        return None
+    data = event.data
+    plugin = str(data.get("plugin", "?"))[:64]
+    subject = ops.account_subject(int(event.subject))
+    at = epoch_to_datetime(event.at) if event.at else None
+    if event.kind == PLUGIN_EVENT:
+        kind = FleetEventKind.PLUGIN_ALERT if data.get("alert") else FleetEventKind.PLUGIN_EVENT
+        detail = f"{plugin}: {str(data.get('kind', 'event'))[:40]}: {safe_detail(str(data.get('text', '')), 1000)}"
+        return NewEvent(kind, subject, detail, actor=f"plugin:{plugin}", at=at)
+    what = "blocked its event loop" if data.get("blocked") else "failed"
+    detail = f"{plugin} {what}: {safe_detail(str(data.get('error', '')), 300)}"
+    return NewEvent(FleetEventKind.PLUGIN_ERROR, subject, detail, actor=f"plugin:{plugin}", at=at)
 
 
 def _worker_columns(info: WorkerInfo | None) -> dict[str, object]:
@@ -84,7 +106,9 @@ class Reconciler:
         offline_after: float,
         accounts: AccountSync | None = None,
         retention_days: float = 30.0,
+        after_scan: list[Callable[[], object]] | None = None,
     ) -> None:
+        self.after_scan = after_scan or []  # further level-triggered steps: operations, plugin configuration
         self.redis = redis
         self.sessions = sessions
         self.offline_after = offline_after
@@ -120,6 +144,13 @@ class Reconciler:
                 )
         if self.accounts is not None and result.accounts is not None:
             self.accounts.send(result.accounts)
+        for step in self.after_scan:
+            try:
+                step()
+            except (RedisError, SQLAlchemyError):
+                raise
+            except Exception:
+                log.exception("scan step %s failed", getattr(step, "__qualname__", step))
         result.seconds = time.perf_counter() - started
         if result.discovered or result.went_online or result.went_offline:
             log.info(
@@ -218,6 +249,10 @@ class Reconciler:
         if account_events and self.accounts is not None:
             with self.sessions.begin() as session:
                 self.accounts.apply_states(session, account_events)
+        plugin_events = [plugin_event(e) for e in batch if e.kind in (PLUGIN_EVENT, PLUGIN_ERROR)]
+        if any(plugin_events):
+            with self.sessions.begin() as session:
+                ops.record_events(session, [e for e in plugin_events if e is not None])
         worker_events = [e for e in batch if e.kind in (WireEventKind.WORKER_ONLINE, WireEventKind.WORKER_OFFLINE)]
         names = sorted({e.subject for e in worker_events})
         if not names:

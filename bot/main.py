@@ -22,6 +22,8 @@ from backend.accounts_service import AccountService
 from backend.connections import connect_database, connect_redis
 from backend.dispatch import Dispatcher as TaskDispatcher
 from backend.fleet import FleetService
+from backend.operations_service import OperationsService
+from backend.plugins_service import PluginsService
 from board.service import BoardService
 from bot.alerts import AlertNotifier
 from bot.app import build_dispatcher
@@ -31,7 +33,7 @@ from bot.services import BotServices
 from bot.texts import t
 from celery_app import keys
 from celery_app.crypto import SecretBox
-from config import DEFAULT_BOT_API_SERVER, BotSettings, load_board_limits
+from config import DEFAULT_BOT_API_SERVER, BotSettings, load_board_limits, plugins_dir
 from database.operations import account_counts
 
 log = logging.getLogger(__name__)
@@ -55,10 +57,14 @@ def make_services(settings: BotSettings) -> BotServices:
     _engine, sessions = connect_database(settings.database_url)
     box = SecretBox(settings.secret_key)
     offline_after = settings.timing.offline_after
+    dispatcher = TaskDispatcher(settings.redis_url)
+    accounts = AccountService(redis, sessions, dispatcher, offline_after, lambda: box)
     return BotServices(
         workers=FleetService(redis, sessions, offline_after, account_counts),
-        accounts=AccountService(redis, sessions, TaskDispatcher(settings.redis_url), offline_after, lambda: box),
+        accounts=accounts,
         board=BoardService(sessions, box, load_board_limits()),
+        operations=OperationsService(redis, sessions, dispatcher, offline_after, accounts),
+        plugins=PluginsService(redis, sessions, plugins_dir()),
     )
 
 

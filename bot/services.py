@@ -10,6 +10,8 @@ from typing import ParamSpec, TypeVar
 
 from backend.accounts_service import AccountService
 from backend.fleet import FleetService
+from backend.operations_service import OperationsService
+from backend.plugins_service import PluginsService
 from board.service import BoardService
 
 P = ParamSpec("P")
@@ -21,6 +23,8 @@ class BotServices:
     workers: FleetService
     accounts: AccountService
     board: BoardService | None = None  # the anonymous board's moderation and statistics (the Board section)
+    operations: OperationsService | None = None  # account operations (check, sessions, 2FA, profile)
+    plugins: PluginsService | None = None  # plugins per account
 
     async def call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking service call (Redis, the database, Celery) in a thread."""

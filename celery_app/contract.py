@@ -246,7 +246,7 @@ class CheckSessionResult(Payload):
 
 # --- account operations (`celery_app.operations`)
 
-PHOTO_MAX_BYTES = 5 * 1024 * 1024
+PHOTO_MAX_BYTES = 2 * 1024 * 1024  # a profile photo; Telegram scales it down anyway
 Username = Annotated[str, Field(pattern=r"^$|^[A-Za-z][A-Za-z0-9_]{3,31}$")]
 
 

@@ -25,6 +25,8 @@ class WireEventKind(enum.StrEnum):
     WORKER_ONLINE = "worker.online"
     WORKER_OFFLINE = "worker.offline"
     ACCOUNT_STATUS = "account.status"
+    PLUGIN_EVENT = "plugin.event"  # subject: account id; data: {plugin, kind, text, alert}
+    PLUGIN_ERROR = "plugin.error"  # subject: account id; data: {plugin, error, count, blocked}
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,48 @@ def verdict_of(report: dict[str, Any]) -> Verdict:
     if report.get("spam") == "limited":
         return Verdict.SPAM_LIMITED
     return Verdict.OK
+
+
+def describe_result(name: str, result: dict[str, Any]) -> str:
+    """One line for people about an operation's result (the results table, the bot, the account card)."""
+    if name == OperationName.CHECK:
+        verdict = str(result.get("verdict") or verdict_of(result).value)
+        parts = [verdict]
+        if result.get("restriction"):
+            parts.append(f"restricted: {str(result['restriction'])[:80]}")
+        if result.get("authorized") and not result.get("banned"):
+            parts.append(f"spam: {result.get('spam', 'unknown')}")
+            others = result.get("other_sessions")
+            if isinstance(others, int):
+                parts.append(f"{others} other session{'s' if others != 1 else ''}")
+            if result.get("premium"):
+                parts.append("premium")
+        return " · ".join(parts)
+    if name == OperationName.SESSIONS:
+        sessions = [s for s in result.get("sessions", []) if isinstance(s, dict)]
+        others = [s for s in sessions if not s.get("current")]
+        shown = ", ".join(f"{s.get('device') or '?'} ({s.get('app') or s.get('platform') or '?'})" for s in others[:3])
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        if not others:
+            return "no other sessions"
+        return f"{len(others)} other session{'s' if len(others) != 1 else ''}: {shown}{more}"
+    if name == OperationName.TERMINATE_OTHERS:
+        ended = int(result.get("terminated") or 0)
+        return f"ended {ended} other session{'s' if ended != 1 else ''}" if ended else "no other sessions to end"
+    if name == OperationName.TWO_FA:
+        if result.get("changed"):
+            return "password changed"
+        return "password set" if result.get("has_password") else "no password"
+    if name == OperationName.PROFILE:
+        changed = [str(item) for item in result.get("changed", [])]
+        return f"changed {', '.join(changed)}" if changed else "nothing to change"
+    return ""
+
+
+def image_kind(data: bytes) -> str | None:
+    """"jpeg" or "png" from the first bytes (what Telegram takes for a profile photo), else None."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    return None

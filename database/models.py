@@ -85,6 +85,14 @@ class FleetEventKind(enum.StrEnum):
     ACCOUNT_STATUS = "account.status"
     ACCOUNT_MOVED = "account.moved"
     ACCOUNT_REMOVED = "account.removed"
+    ACCOUNT_CHECKED = "account.checked"
+    ACCOUNT_VERDICT_WORSE = "account.verdict_worse"
+    OPERATION_FINISHED = "operation.finished"
+    PLUGIN_ENABLED = "plugin.enabled"
+    PLUGIN_DISABLED = "plugin.disabled"
+    PLUGIN_EVENT = "plugin.event"
+    PLUGIN_ALERT = "plugin.alert"
+    PLUGIN_ERROR = "plugin.error"
 
 
 class FleetEvent(Base):
@@ -166,5 +174,54 @@ class Account(Base):
     device_lang_code: Mapped[str] = mapped_column(String(16), default=_chosen_device("lang_code"))
     device_system_lang_code: Mapped[str] = mapped_column(String(16), default=_chosen_device("system_lang_code"))
     device_lang_pack: Mapped[str] = mapped_column(String(32), default=_chosen_device("lang_pack"))
+    # The last `check` (`celery_app.operations`): its verdict, when, and its one-line summary.
+    check_verdict: Mapped[str | None] = mapped_column(String(16))
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    check_summary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class AccountOperation(Base):
+    """One operation (`celery_app.operations`) on one account; a `batch` groups those asked for together.
+
+    `params` is the operation's parameters as sent (JSON: a 2FA password in it is a Fernet token, never clear
+    text), kept so that an operation whose worker went away can be sent again.
+    """
+
+    __tablename__ = "account_operations"
+    __table_args__ = (
+        Index("ix_account_operations_batch", "batch"),
+        Index("ix_account_operations_status", "status"),
+        Index("ix_account_operations_account_id_id", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    batch: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(32))
+    params: Mapped[str] = mapped_column(Text, default="{}")  # JSON; a 2FA password in it is encrypted
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    result: Mapped[str] = mapped_column(Text, default="")  # JSON
+    error: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    actor: Mapped[str] = mapped_column(String(64), default="system")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AccountPlugin(Base):
+    """A plugin enabled for an account, with its configuration (JSON, valid for the plugin's schema)."""
+
+    __tablename__ = "account_plugins"
+    __table_args__ = (Index("uq_account_plugins_account_id_plugin", "account_id", "plugin", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    plugin: Mapped[str] = mapped_column(String(64))
+    config: Mapped[str] = mapped_column(Text, default="{}")
+    actor: Mapped[str] = mapped_column(String(64), default="system")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 import uuid
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -30,6 +31,7 @@ from celery_app.rejections import Rejection
 from config import WorkerSettings, mask_url
 from version import __version__
 from worker import poison
+from worker.operator import OperationExecutor
 from worker.pacing import ConnectPacer, jittered
 from worker.presence import NameInUse, PresenceKeeper
 from worker.runtime import WorkerRuntime
@@ -85,11 +87,14 @@ def run_worker(settings: WorkerSettings) -> int:
         pacer=pacer,
     )
 
+    manager.plugins = plugin_host(redis, settings)
+
     def renew_leases_and_resume() -> None:
         lost = leases.renew(redis, manager.held_accounts(), manager.holder, lease_ttl)
         if lost:
             manager.lease_lost(lost)
         manager.resume_parked()
+        manager.sync_plugins()
 
     keeper = PresenceKeeper(
         redis,
@@ -115,9 +120,9 @@ def run_worker(settings: WorkerSettings) -> int:
         rejections.count(redis, settings.worker_name, reason)
 
     consumer_cls = poison.install(app, settings.redis_url, queue_for(settings.worker_name), count_rejection)
-    runtime = WorkerRuntime(
-        info=info, threads=settings.worker_threads, manager=manager, box=SecretBox(settings.secret_key)
-    )
+    box = SecretBox(settings.secret_key)
+    operator = OperationExecutor(manager, box, info.instance, settings.operations)
+    runtime = WorkerRuntime(info=info, threads=settings.worker_threads, manager=manager, box=box, operator=operator)
     register_tasks(app, runtime)
     celery_worker = app.Worker(
         hostname=f"{settings.worker_name}@{info.host}",
@@ -159,6 +164,17 @@ def run_worker(settings: WorkerSettings) -> int:
     try:
         celery_worker.start()
     finally:
+        operator.close()
         keeper.go_offline()
         manager.shutdown()
     return int(celery_worker.exitcode or 0)
+
+
+def plugin_host(redis: Redis, settings: WorkerSettings) -> Any:
+    """The plugins this worker can load (`worker.plugins`): found once at start, loaded per account."""
+    from worker.plugins import PluginHost, discover
+
+    catalogue = discover(settings.plugins_dir)
+    usable = sorted(name for name, info in catalogue.items() if info.error is None)
+    log.info("plugins available: %s", ", ".join(usable) or "none")
+    return PluginHost(redis, settings.worker_name, catalogue, block_threshold=settings.plugin_block_seconds)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -27,6 +27,8 @@ from celery_app.contract import (
     LoginRef,
     LoginResult,
     LoginState,
+    OperateMany,
+    OperationsAccepted,
     PingResult,
     SendLoginCode,
     StartAccount,
@@ -43,6 +45,9 @@ from celery_app.sessions import parse_string_session
 from celery_app.validation import InvalidValue, normalize_phone, parse_proxy
 from worker.telethon_manager import AccountManager, ClientSpec, LoginOutcome
 
+if TYPE_CHECKING:
+    from worker.operator import OperationExecutor
+
 log = logging.getLogger(__name__)
 Answer = dict[str, Any]
 
@@ -53,6 +58,7 @@ class WorkerRuntime:
     threads: int
     manager: AccountManager
     box: SecretBox
+    operator: OperationExecutor | None = None
 
     def ping(self) -> Answer:
         return PingResult(
@@ -183,6 +189,20 @@ class WorkerRuntime:
             for s in sorted(self.manager.running_states(), key=lambda s: s.account_id)
         ]
         return AccountList(accounts=views).model_dump()
+
+    # --- operations
+
+    def operate(self, raw: Any) -> Answer:
+        """Queue account operations (`worker.operator`); their progress and outcome go to Redis as they run."""
+        payload = parse_payload(OperateMany, raw)
+        if isinstance(payload, InvalidPayload):
+            return payload.model_dump()
+        assert isinstance(payload, OperateMany)
+        if self.operator is None:
+            refused = {request.operation_id: "this worker does not run operations" for request in payload.requests}
+            return OperationsAccepted(accepted=[], refused=refused).model_dump()
+        accepted, refused = self.operator.submit(list(payload.requests), self._client_spec)
+        return OperationsAccepted(accepted=accepted, refused=refused).model_dump()
 
     # --- logins
 

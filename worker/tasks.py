@@ -61,3 +61,7 @@ def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
     @task(TaskName.CHECK_SESSION)
     def check_session(payload: Any = None) -> Answer:
         return runtime.check_session(payload)
+
+    @task(TaskName.OPERATE)
+    def operate(payload: Any = None) -> Answer:
+        return runtime.operate(payload)

@@ -198,6 +198,14 @@ def flood_delay(seconds: float) -> float:
     return seconds + random.uniform(0.0, min(MAX_FLOOD_JITTER, max(1.0, seconds * 0.1)))
 
 
+def operation_holder(worker_name: str, instance: str) -> str:
+    """The lease holder of a connection made only for an operation (`worker.operator`): not the runner's, so
+    that neither takes the other's lease as its own (`leases.acquire` takes over a holder of the same name)."""
+    return leases.holder_id(f"{worker_name}#op", instance)
+
+
+OPERATION_LEASE_WAIT = 150.0  # a start waits this long for an operation's own connection to end
+
 # --- loops ------------------------------------------------------------------------------------------------
 
 
@@ -274,6 +282,7 @@ class AccountRunner:
         self.park = False
         self.keep_lease = False  # do not release the lease at the end (it is not ours to release)
         self.holds_lease = False
+        self.client: TelegramClientLike | None = None  # while running: operations use it
         self._stop = asyncio.Event()
         self.done: concurrent.futures.Future[None] | None = None
 
@@ -373,7 +382,13 @@ class AccountRunner:
                     self.identity = identity_of(await asyncio.wait_for(client.get_me(), CALL_TIMEOUT))
                     self.report(AccountStatus.RUNNING, "")
                     attempt = 0
-                    await self._watch(client)
+                    self.client = client
+                    await self.manager.attach_plugins(self.spec.account_id, client)
+                    try:
+                        await self._watch(client)
+                    finally:
+                        self.client = None
+                        await self.manager.detach_plugins(self.spec.account_id)
                     if self._stop.is_set():
                         break
                 except asyncio.CancelledError:
@@ -519,6 +534,9 @@ class AccountManager:
         self.redis = redis
         self.worker_name = worker_name
         self.holder = leases.holder_id(worker_name, instance)
+        self.operation_holder = operation_holder(worker_name, instance)
+        self.plugins: Any = None  # a worker.plugins.PluginHost, when the worker runs plugins
+        self._plugins_version: int | None = None
         self.lease_ttl = lease_ttl
         self.reporter = reporter or StatusReporter(redis, self.holder)
         self.loops = [LoopThread(index) for index in range(threads)]
@@ -605,6 +623,8 @@ class AccountManager:
                 return CommandOutcome(True, existing.state.status, "already running on this worker", existing.run_id)
         acquired, holder = leases.acquire(self.redis, spec.account_id, self.holder, self.lease_ttl)
         other = leases.worker_of_holder(holder)
+        if not acquired and holder == self.operation_holder:
+            wait_for_lease = max(wait_for_lease, OPERATION_LEASE_WAIT)  # connected here for an operation
         if not acquired and wait_for_lease <= 0:
             with self._lock:
                 self.parked.pop(spec.account_id, None)
@@ -678,6 +698,71 @@ class AccountManager:
     def restart(self, spec: ClientSpec) -> CommandOutcome:
         self.stop(spec.account_id, "restarting")
         return self.start(spec, wait_for_lease=2.0)
+
+    def runner_of(self, account_id: int) -> AccountRunner | None:
+        with self._lock:
+            return self.runners.get(account_id)
+
+    def loop_for(self, account_id: int) -> LoopThread:
+        """The loop of the account's runner, or the least loaded one."""
+        with self._lock:
+            runner = self.runners.get(account_id)
+            return runner.loop_thread if runner is not None else self._least_loaded_loop()
+
+    # --- plugins (worker.plugins): loaded while an account runs, re-applied when their configuration changes
+
+    async def attach_plugins(self, account_id: int, client: TelegramClientLike) -> None:
+        if self.plugins is None:
+            return
+        from celery_app import plugin_config
+
+        loop = asyncio.get_running_loop()
+        try:
+            configs = (await loop.run_in_executor(None, plugin_config.read_desired, self.redis, [account_id])).get(
+                account_id, {}
+            )
+        except Exception as error:  # noqa: BLE001 - the account runs without plugins rather than not at all
+            log.warning("account %d: plugin configuration unavailable (%s)", account_id, describe_error(error))
+            configs = {}
+        self.plugins.watch(loop)
+        try:
+            await self.plugins.attach(account_id, client, configs)
+        except Exception:
+            log.exception("account %d: plugins could not be attached", account_id)
+
+    async def detach_plugins(self, account_id: int) -> None:
+        if self.plugins is None:
+            return
+        try:
+            await self.plugins.detach(account_id)
+        except Exception:
+            log.exception("account %d: plugins could not be detached", account_id)
+
+    def sync_plugins(self) -> None:
+        """Called with every heartbeat: when any account's plugin configuration changed (a version counter),
+        re-read those of the accounts running here and apply them without restarting anything."""
+        if self.plugins is None:
+            return
+        from celery_app import plugin_config
+
+        version = plugin_config.version(self.redis)
+        if version == self._plugins_version:
+            return
+        with self._lock:
+            running = {account_id: runner for account_id, runner in self.runners.items() if runner.client is not None}
+        desired = plugin_config.read_desired(self.redis, list(running))
+        for account_id, runner in running.items():
+            runner.loop_thread.submit(self._apply_plugins(account_id, desired.get(account_id, {})))
+        self._plugins_version = version
+
+    async def _apply_plugins(self, account_id: int, configs: dict[str, Any]) -> None:
+        runner = self.runner_of(account_id)
+        if runner is None or runner.client is None:
+            return
+        try:
+            await self.plugins.apply(account_id, configs)
+        except Exception:
+            log.exception("account %d: plugin configuration could not be applied", account_id)
 
     def status_of(self, account_id: int) -> AccountState | None:
         with self._lock:

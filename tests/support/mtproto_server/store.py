@@ -1,6 +1,6 @@
-"""What the server remembers: accounts, auth keys (and whom they are logged in as), sessions, the call log,
-the faults a test asked for, and which connections are open. Guarded by one lock: the server's loop thread
-and the test's thread both use it.
+"""What the server remembers: accounts (profile, 2FA, photos, messages), auth keys (and whom they are logged in
+as: one auth key is one authorisation), sessions, the call log, the faults a test asked for, and which
+connections are open. Guarded by one lock: the server's loop thread and the test's thread both use it.
 """
 
 from __future__ import annotations
@@ -8,11 +8,16 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from .crypto import AuthKeyData, SrpChallenge, SrpVerifier
+
+
+def random_long() -> int:
+    return int.from_bytes(os.urandom(8), "little", signed=True)
 
 
 def normalize_phone(phone: str) -> str:
@@ -30,8 +35,50 @@ class Account:
     username: str | None = None
     password: str | None = None
     verifier: SrpVerifier | None = None
-    access_hash: int = field(default_factory=lambda: int.from_bytes(os.urandom(8), "little", signed=True))
+    access_hash: int = field(default_factory=random_long)
     banned: bool = False
+    about: str = ""
+    premium: bool = False
+    hint: str = ""  # of the 2FA password
+    restrictions: list[tuple[str, str, str]] = field(default_factory=list)  # (platform, reason, text)
+    spam: str = "free"  # what @SpamBot answers: "free", "limited" or "silent" (no answer)
+    spam_reply: str | None = None  # instead of the standard text of `spam`
+    spam_delay: float = 0.0  # seconds before @SpamBot's answer shows
+    photos: list[ProfilePhoto] = field(default_factory=list)  # newest first; photos[0] is the current one
+    pts: int = 1  # the account's update sequence (each message in or out adds one)
+    messages: list[StoredMessage] = field(default_factory=list)  # every private-chat message, oldest first
+    pending: list[PendingMessage] = field(default_factory=list)  # messages to arrive later (a bot's answer)
+    random_ids: set[int] = field(default_factory=set)  # of messages.sendMessage, against resends
+
+
+@dataclass
+class ProfilePhoto:
+    id: int
+    access_hash: int
+    date: float
+    kind: str  # "jpeg" or "png"
+    width: int
+    height: int
+    data: bytes
+
+
+@dataclass
+class StoredMessage:
+    """A message in one of an account's private chats, as that account sees it (its own ids and pts)."""
+
+    id: int
+    peer_id: int  # the user on the other side
+    out: bool
+    text: str
+    date: float
+    pts: int
+
+
+@dataclass
+class PendingMessage:
+    due: float  # time.time() when it arrives
+    peer_id: int  # who sends it
+    text: str
 
 
 @dataclass
@@ -55,6 +102,15 @@ class AuthKeyRecord:
     password_user: int | None = None  # signed in with the code, the 2FA password still to come
     srp: SrpChallenge | None = None
     init_connection: dict[str, Any] | None = None  # the last initConnection's device fields
+    # As account.getAuthorizations shows it: `hash` names it to account.resetAuthorization; `device` overrides
+    # what initConnection said (device_model, platform, app_name, country, ...), for made-up authorisations.
+    hash: int = field(default_factory=lambda: random_long() or 1)
+    created: float = field(default_factory=time.time)  # when the key was made
+    logged_in: float | None = None  # when it was logged in (the current login)
+    active: float = field(default_factory=time.time)  # its last request
+    device: dict[str, Any] = field(default_factory=dict)
+    new_salt1: bytes | None = None  # the new_algo.salt1 of the last account.getPassword (a new password's prefix)
+    uploads: dict[int, dict[int, bytes]] = field(default_factory=dict)  # file_id -> part number -> bytes
 
 
 @dataclass(frozen=True)
@@ -88,6 +144,7 @@ class Store:
         self.refuse_duplicates = False
         self.stalled = False
         self._next_user_id = 100000
+        self.fresh_reset_window = 0.0  # seconds after its login a key may not end other authorisations
 
     def new_user_id(self) -> int:
         self._next_user_id += 1
@@ -97,6 +154,20 @@ class Store:
         if record is None or record.user_id is None:
             return None
         return next((a for a in self.accounts.values() if a.user_id == record.user_id), None)
+
+    def account_by_id(self, user_id: int | None) -> Account | None:
+        return next((a for a in self.accounts.values() if a.user_id == user_id), None) if user_id else None
+
+    def records_of(self, user_id: int) -> list[AuthKeyRecord]:
+        """The auth keys logged in as the user (its authorisations), oldest first."""
+        return sorted((r for r in self.keys.values() if r.user_id == user_id), key=lambda r: r.created)
+
+    def unbind(self, record: AuthKeyRecord) -> None:
+        """End an authorisation: its key gets AUTH_KEY_UNREGISTERED from now on; its live connections close."""
+        record.user_id = None
+        record.logged_in = None
+        for connection in [c for c in self.connections if c.record is record]:
+            connection.close()
 
     def phone_of(self, record: AuthKeyRecord | None) -> str | None:
         account = self.account_of(record)

@@ -1,0 +1,207 @@
+"""`run_cli.py accounts op NAME …`: run an account operation on one account, a selection, a worker's or all,
+with a progress bar while they run and a results table (or `--json`) at the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from backend.cli import SECONDS, Context, actor, emit_json, json_option, pass_context, progress_bar, say, table
+from celery_app.account_state import UNKNOWN, AccountStatus
+from celery_app.contract import PHOTO_MAX_BYTES
+from celery_app.operations import OperationName, OperationStatus
+
+POLL_SECONDS = 0.5
+STATUS_ICONS = {
+    OperationStatus.QUEUED: "⏳",
+    OperationStatus.RUNNING: "⏳",
+    OperationStatus.FLOOD_WAIT: "🐢",
+    OperationStatus.DONE: "✅",
+    OperationStatus.FAILED: "❌",
+    OperationStatus.WORKER_LOST: "❓",
+}
+
+
+def operations_service(context: Context) -> Any:
+    from backend.cli_accounts import _service
+    from backend.dispatch import Dispatcher
+    from backend.operations_service import OperationsService
+
+    accounts = _service(context)
+    return context.service(
+        "operations",
+        lambda: OperationsService(
+            context.redis(),
+            context.sessions(),
+            Dispatcher(context.settings.redis_url),
+            context.settings.timing.offline_after,
+            accounts,
+        ),
+    )
+
+
+def _read_photo(path: Path) -> bytes:
+    if not path.is_file():
+        raise click.BadParameter(f"{path} is not a file", param_hint="--photo")
+    with path.open("rb") as handle:
+        data = handle.read(PHOTO_MAX_BYTES + 1)
+    return data
+
+
+@click.command("op")
+@click.argument("name", metavar="NAME")
+@click.argument("account_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
+@click.option("--worker", help="Every account of this worker.")
+@click.option("--all", "all_accounts", is_flag=True, help="Every account of the fleet.")
+@click.option(
+    "--status",
+    type=click.Choice([*(s.value for s in AccountStatus), UNKNOWN]),
+    help="Only accounts in this live status (with IDs, --worker or alone).",
+)
+@click.option("--first-name", help="profile: the first name.")
+@click.option("--last-name", help='profile: the last name ("" clears it).')
+@click.option("--bio", help='profile: the bio, up to 70 characters ("" clears it).')
+@click.option("--username", help='profile: the username, without @ ("" removes it).')
+@click.option("--photo", type=click.Path(path_type=Path), help="profile: a JPEG or PNG file for the profile photo.")
+@click.option("--set-password", is_flag=True, help="2fa: set or change the cloud password (asked for, never shown).")
+@click.option("--hint", help="2fa: a hint for the new password.")
+@click.option("--wait/--no-wait", default=True, help="Follow the operations to their end (default).")
+@click.option("--timeout", type=SECONDS, default=600.0, show_default=True, help="Seconds to follow them.")
+@json_option
+@pass_context
+def operate(
+    context: Context,
+    name: str,
+    account_ids: tuple[int, ...],
+    worker: str | None,
+    all_accounts: bool,
+    status: str | None,
+    first_name: str | None,
+    last_name: str | None,
+    bio: str | None,
+    username: str | None,
+    photo: Path | None,
+    set_password: bool,
+    hint: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Run an operation on accounts: check, sessions, terminate-others, 2fa or profile.
+
+    \b
+    Examples:
+      run_cli.py accounts op check --all
+      run_cli.py accounts op terminate-others 3 4 5
+      run_cli.py accounts op profile 7 --first-name Anna --photo anna.jpg
+      run_cli.py accounts op 2fa 7 --set-password
+    """
+    from backend.accounts_service import AccountError
+
+    service = operations_service(context)
+    operation = service.operation_name(name)
+    if sum(bool(x) for x in (account_ids, worker, all_accounts)) > 1:
+        raise click.UsageError("choose accounts one way: IDs, --worker or --all")
+    if not (account_ids or worker or all_accounts or status):
+        raise click.UsageError("choose accounts: give IDs, --worker NAME, --status STATUS or --all")
+    options: dict[str, Any] = {}
+    if operation is OperationName.PROFILE:
+        options = {"first_name": first_name, "last_name": last_name, "bio": bio, "username": username}
+        if photo is not None:
+            options["photo"] = _read_photo(photo)
+    elif any(v is not None for v in (first_name, last_name, bio, username, photo)):
+        raise click.UsageError("--first-name, --last-name, --bio, --username and --photo are for the profile operation")
+    if operation is OperationName.TWO_FA:
+        if set_password:
+            options["current_password"] = click.prompt(
+                "Current 2FA password (empty if none)", hide_input=True, default="", show_default=False, err=True
+            )
+            options["new_password"] = click.prompt(
+                "New 2FA password", hide_input=True, confirmation_prompt=True, err=True
+            )
+        options["hint"] = hint
+    elif set_password or hint is not None:
+        raise click.UsageError("--set-password and --hint are for the 2fa operation")
+    service.build_params(operation, options)  # bad input: refused before any account is chosen
+    chosen = service.select(account_ids, worker=worker, status=status)
+    if not chosen:
+        raise AccountError("no accounts match", "no_accounts")
+    batch = service.submit(operation, chosen, options, actor())
+    views = batch.operations
+    if wait:
+        views = _follow(service, batch.batch, views, timeout, show_progress=not as_json or sys.stderr.isatty())
+    if as_json:
+        emit_json({"batch": batch.batch, "operation": operation.value, "operations": [v.to_json() for v in views]})
+    else:
+        _print_results(views)
+    unfinished = [v for v in views if not v.final]
+    failed = [v for v in views if v.status in (OperationStatus.FAILED, OperationStatus.WORKER_LOST)]
+    if unfinished and wait:
+        say(
+            f"{len(unfinished)} still running after {timeout:g} s; follow them with "
+            f"`accounts ops --batch {batch.batch}`",
+            err=True,
+        )
+    if failed:
+        say(f"{len(failed)} of {len(views)} failed", err=True)
+        click.get_current_context().exit(1)
+
+
+def _follow(service: Any, batch: str, views: list[Any], timeout: float, show_progress: bool) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    done = sum(1 for v in views if v.final)
+    if not show_progress:
+        while done < len(views) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            views = service.progress(batch)
+            done = sum(1 for v in views if v.final)
+        return views
+    with progress_bar(f"{views[0].name if views else 'operation'}", len(views)) as advance:
+        for _ in range(done):
+            advance()
+        while done < len(views) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            views = service.progress(batch)
+            now_done = sum(1 for v in views if v.final)
+            for _ in range(now_done - done):
+                advance()
+            done = now_done
+    return views
+
+
+def _print_results(views: list[Any]) -> None:
+    rows = [
+        [
+            str(v.account_id),
+            v.phone_masked,
+            f"{STATUS_ICONS.get(OperationStatus(v.status), '')} {v.status}".strip(),
+            v.worker or "-",
+            v.summary[:100],
+        ]
+        for v in sorted(views, key=lambda v: v.account_id)
+    ]
+    click.echo(table(["ID", "PHONE", "STATUS", "WORKER", "RESULT"], rows))
+
+
+@click.command("ops")
+@click.option("--batch", help="The operations of one batch (as `accounts op` printed it).")
+@click.option("--account", "account_id", type=click.IntRange(min=1), help="One account's latest operations.")
+@json_option
+@pass_context
+def list_operations(context: Context, batch: str | None, account_id: int | None, as_json: bool) -> None:
+    """Show operations: a batch's, or an account's latest."""
+    service = operations_service(context)
+    if bool(batch) == bool(account_id):
+        raise click.UsageError("give --batch or --account")
+    views = service.progress(batch) if batch else service.recent(account_id, limit=20)
+    if as_json:
+        emit_json([v.to_json() for v in views])
+        return
+    if not views:
+        click.echo("no operations")
+        return
+    _print_results(views)

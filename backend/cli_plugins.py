@@ -1,0 +1,146 @@
+"""`run_cli.py plugins …`: the operator's code in accounts — list what exists, enable with a configuration,
+disable, and see how each fares where it runs. Thin commands over `backend.plugins_service`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from backend.cli import Context, actor, emit_json, json_option, pass_context, say, table
+
+STATE_ICONS = {"running": "🟢", "failing": "⚠️", "blocked": "🐢", "error": "❌", "not running": "⚪"}
+
+
+def _service(context: Context) -> Any:
+    from backend.plugins_service import PluginsService
+    from config import plugins_dir
+
+    return context.service("plugins", lambda: PluginsService(context.redis(), context.sessions(), plugins_dir()))
+
+
+def _running_accounts(context: Context, worker: str | None) -> set[int]:
+    from backend.cli_accounts import _service as accounts_service
+
+    return {v.id for v in accounts_service(context).list_accounts(worker=worker) if v.status == "running" and v.live}
+
+
+@click.group("plugins")
+def plugins() -> None:
+    """Plugins: the operator's own code running in accounts."""
+
+
+@plugins.command("list")
+@json_option
+@pass_context
+def list_plugins(context: Context, as_json: bool) -> None:
+    """The plugins found here (the `fleet.plugins` entry points, PLUGINS_DIR, the shipped ones)."""
+    catalogue = _service(context).catalogue()
+    if as_json:
+        emit_json(
+            [
+                {
+                    "name": info.name,
+                    "description": info.description,
+                    "source": info.source,
+                    "schema": info.schema,
+                    "error": info.error,
+                }
+                for info in sorted(catalogue.values(), key=lambda i: i.name)
+            ]
+        )
+        return
+    if not catalogue:
+        click.echo("no plugins found: put one in PLUGINS_DIR (see README, Writing a plugin)")
+        return
+    rows = [
+        [info.name, info.source, f"❌ {info.error}" if info.error else info.description]
+        for info in sorted(catalogue.values(), key=lambda i: i.name)
+    ]
+    click.echo(table(["NAME", "SOURCE", "DESCRIPTION"], rows))
+
+
+def _read_config(path: Path | None) -> dict[str, Any]:
+    from backend.plugins_service import MAX_CONFIG_BYTES, parse_config
+
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise click.BadParameter(f"{path} is not a file", param_hint="--config")
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_CONFIG_BYTES + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{path} is not UTF-8 text", param_hint="--config") from None
+    return parse_config(text)
+
+
+def _targets(account_ids: tuple[int, ...], worker: str | None) -> None:
+    if not account_ids and not worker:
+        raise click.UsageError("give account IDs or --worker NAME")
+
+
+@plugins.command("enable")
+@click.argument("name")
+@click.argument("account_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
+@click.option("--worker", help="Every account of this worker.")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="A JSON file with the plugin's configuration."
+)
+@pass_context
+def enable(
+    context: Context, name: str, account_ids: tuple[int, ...], worker: str | None, config_path: Path | None
+) -> None:
+    """Enable (or reconfigure) a plugin for accounts; running accounts pick it up without a restart."""
+    _targets(account_ids, worker)
+    config = _read_config(config_path)
+    ids = _service(context).enable(name, account_ids, config, actor(), worker=worker)
+    say(f"plugin {name} enabled for {len(ids)} account(s): {', '.join(map(str, ids))}")
+
+
+@plugins.command("disable")
+@click.argument("name")
+@click.argument("account_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
+@click.option("--worker", help="Every account of this worker.")
+@pass_context
+def disable(context: Context, name: str, account_ids: tuple[int, ...], worker: str | None) -> None:
+    """Disable a plugin for accounts; it unloads from running accounts without a restart."""
+    _targets(account_ids, worker)
+    ids = _service(context).disable(name, account_ids, actor(), worker=worker)
+    if not ids:
+        say(f"plugin {name} was not enabled for those accounts: nothing changed")
+        return
+    say(f"plugin {name} disabled for {len(ids)} account(s): {', '.join(map(str, ids))}")
+
+
+@plugins.command("status")
+@click.argument("account_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
+@click.option("--worker", help="Only this worker's accounts.")
+@click.option("--plugin", "plugin", help="Only this plugin.")
+@json_option
+@pass_context
+def status(
+    context: Context, account_ids: tuple[int, ...], worker: str | None, plugin: str | None, as_json: bool
+) -> None:
+    """Enabled plugins per account, and how each fares where the account runs (errors, last error)."""
+    rows = _service(context).status(account_ids, worker, plugin, running=_running_accounts(context, worker))
+    if as_json:
+        emit_json([row.to_json() for row in rows])
+        return
+    if not rows:
+        click.echo("no plugins enabled: enable one with `plugins enable NAME ID… --config FILE`")
+        return
+    lines = [
+        [
+            str(row.account_id),
+            row.phone_masked,
+            row.plugin,
+            f"{STATE_ICONS.get(row.state, '')} {row.state}".strip(),
+            str(row.live.errors) if row.live else "-",
+            (row.live.last_error if row.live else "")[:80],
+        ]
+        for row in rows
+    ]
+    click.echo(table(["ID", "PHONE", "PLUGIN", "STATE", "ERRORS", "LAST ERROR"], lines))

@@ -1,0 +1,271 @@
+"""Plugins per account: enable (with a configuration the plugin's schema accepts), disable, and how they fare.
+
+The database holds what each account should run (`account_plugins`); Redis holds its mirror, which workers
+read (`celery_app.plugin_config`): every change rewrites the accounts' mirror and bumps the version, and the
+worker running an account applies it without restarting the account. The backend's scan writes the whole
+mirror again when Redis lost it (`restore_mirror`). What runs is shown only from the worker's live report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis import Redis
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.accounts_service import AccountError
+from celery_app import keys, plugin_config
+from celery_app.plugin_config import PluginStatus
+from database import operations as ops
+from database.models import Account, AccountPlugin, FleetEventKind, Worker, utcnow
+from database.operations import NewEvent
+
+if TYPE_CHECKING:
+    from celery_app.plugin_catalogue import PluginInfo
+
+log = logging.getLogger(__name__)
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PluginRow:
+    """One plugin enabled for one account, with what its worker reports about it now (None: not running)."""
+
+    account_id: int
+    phone_masked: str
+    plugin: str
+    config: dict[str, Any]
+    live: PluginStatus | None
+
+    @property
+    def state(self) -> str:
+        return self.live.state if self.live is not None else "not running"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "account_id": self.account_id,
+            "phone": self.phone_masked,
+            "plugin": self.plugin,
+            "config": self.config,
+            "state": self.state,
+            "errors": self.live.errors if self.live else 0,
+            "last_error": (self.live.last_error or None) if self.live else None,
+        }
+
+
+def parse_config(text: str) -> dict[str, Any]:
+    """A plugin configuration from JSON text: an object, or a clear AccountError."""
+    if len(text.encode()) > MAX_CONFIG_BYTES:
+        raise AccountError(f"the configuration is larger than {MAX_CONFIG_BYTES // 1024} KB", "invalid_config")
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise AccountError(f"the configuration is not valid JSON ({error})", "invalid_config") from None
+    if not isinstance(config, dict):
+        raise AccountError("the configuration must be a JSON object", "invalid_config")
+    return config
+
+
+class PluginsService:
+    def __init__(self, redis: Redis, sessions: sessionmaker[Session], plugins_dir: str | None = None) -> None:
+        self.redis = redis
+        self.sessions = sessions
+        self.plugins_dir = plugins_dir
+        self._catalogue: dict[str, PluginInfo] | None = None
+
+    def catalogue(self) -> dict[str, PluginInfo]:
+        """The plugins found on this host (entry points, PLUGINS_DIR, the shipped ones); workers find theirs."""
+        if self._catalogue is None:
+            from celery_app.plugin_catalogue import discover
+
+            self._catalogue = discover(self.plugins_dir)
+        return self._catalogue
+
+    def plugin(self, name: str) -> PluginInfo:
+        catalogue = self.catalogue()
+        info = catalogue.get(name)
+        if info is None:
+            known = ", ".join(sorted(catalogue)) or "none"
+            raise AccountError(f"unknown plugin {name!r}; available: {known}", "unknown_plugin")
+        if info.error:
+            raise AccountError(f"plugin {name!r} cannot be loaded: {info.error}", "plugin_broken")
+        return info
+
+    def validate(self, name: str, config: dict[str, Any]) -> None:
+        from celery_app.plugin_catalogue import validate_config
+
+        problems = validate_config(self.plugin(name), config)
+        if problems:
+            raise AccountError(
+                f"the configuration does not fit plugin {name!r}: " + "; ".join(problems[:5]), "invalid_config"
+            )
+
+    # --- changes
+
+    def _accounts(self, session: Session, account_ids: Iterable[int], worker: str | None) -> list[Account]:
+        ids = sorted(set(account_ids))
+        if worker:
+            worker_row = ops.get_worker(session, worker)
+            found = list(session.scalars(select(Account).where(Account.worker_id == worker_row.id)))
+            if ids:
+                found = [a for a in found if a.id in set(ids)]
+        else:
+            found = list(session.scalars(select(Account).where(Account.id.in_(ids))))
+            missing = [str(i) for i in ids if i not in {a.id for a in found}]
+            if missing:
+                raise AccountError(f"no account with id {', '.join(missing)}", "account_not_found")
+        if not found:
+            raise AccountError("no accounts match", "no_accounts")
+        return found
+
+    def enable(
+        self, name: str, account_ids: Iterable[int], config: dict[str, Any], actor: str, worker: str | None = None
+    ) -> list[int]:
+        """Enable (or reconfigure) `name` for the accounts; all or nothing: any refusal changes nothing."""
+        self.validate(name, config)
+        text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+        with self.sessions.begin() as session:
+            accounts = self._accounts(session, account_ids, worker)
+            deactivated = self._on_deactivated_workers(session, accounts)
+            if deactivated:
+                raise AccountError(
+                    "; ".join(f"account {a} is on deactivated worker {w!r}" for a, w in deactivated[:5])
+                    + ": activate the worker or move the accounts first",
+                    "worker_deactivated",
+                )
+            ids = [a.id for a in accounts]
+            existing = {
+                row.account_id: row
+                for row in session.scalars(
+                    select(AccountPlugin).where(AccountPlugin.account_id.in_(ids), AccountPlugin.plugin == name)
+                )
+            }
+            now = utcnow()
+            for account_id in ids:
+                row = existing.get(account_id)
+                if row is None:
+                    session.add(
+                        AccountPlugin(account_id=account_id, plugin=name, config=text, actor=actor[:64], created_at=now)
+                    )
+                else:
+                    row.config, row.actor, row.updated_at = text, actor[:64], now
+            ops.record_events(
+                session,
+                [NewEvent(FleetEventKind.PLUGIN_ENABLED, ops.account_subject(i), name, actor) for i in ids],
+            )
+            session.flush()
+            self._mirror(session, ids)
+        return ids
+
+    def disable(self, name: str, account_ids: Iterable[int], actor: str, worker: str | None = None) -> list[int]:
+        """Disable `name` for the accounts (those without it are left alone); returns those it was on."""
+        with self.sessions.begin() as session:
+            accounts = self._accounts(session, account_ids, worker)
+            ids = [a.id for a in accounts]
+            had = list(
+                session.scalars(
+                    select(AccountPlugin.account_id).where(
+                        AccountPlugin.account_id.in_(ids), AccountPlugin.plugin == name
+                    )
+                )
+            )
+            if not had:
+                return []
+            session.execute(
+                delete(AccountPlugin).where(AccountPlugin.account_id.in_(had), AccountPlugin.plugin == name)
+            )
+            ops.record_events(
+                session,
+                [NewEvent(FleetEventKind.PLUGIN_DISABLED, ops.account_subject(i), name, actor) for i in had],
+            )
+            self._mirror(session, had)
+        return sorted(had)
+
+    @staticmethod
+    def _on_deactivated_workers(session: Session, accounts: list[Account]) -> list[tuple[int, str]]:
+        worker_ids = {a.worker_id for a in accounts if a.worker_id is not None}
+        if not worker_ids:
+            return []
+        inactive = {
+            w.id: w.name
+            for w in session.scalars(select(Worker).where(Worker.id.in_(worker_ids), Worker.is_active.is_(False)))
+        }
+        return [(a.id, inactive[a.worker_id]) for a in accounts if a.worker_id in inactive]
+
+    def _desired(self, session: Session, account_ids: list[int] | None) -> dict[int, dict[str, dict[str, Any]]]:
+        query = select(AccountPlugin.account_id, AccountPlugin.plugin, AccountPlugin.config)
+        if account_ids is not None:
+            query = query.where(AccountPlugin.account_id.in_(account_ids))
+        desired: dict[int, dict[str, dict[str, Any]]] = {i: {} for i in account_ids or []}
+        for account_id, plugin, config in session.execute(query):
+            try:
+                desired.setdefault(account_id, {})[plugin] = json.loads(config)
+            except ValueError:
+                log.warning("account %d: plugin %r has an unreadable configuration; not mirrored", account_id, plugin)
+        return desired
+
+    def _mirror(self, session: Session, account_ids: list[int]) -> None:
+        plugin_config.write_desired_many(self.redis, self._desired(session, account_ids))
+
+    def restore_mirror(self) -> bool:
+        """Write the whole mirror again if Redis lost it (the version counter is gone); True if it did."""
+        if plugin_config.version(self.redis) is not None:
+            return False
+        with self.sessions() as session:
+            desired = self._desired(session, None)
+        if desired:
+            plugin_config.write_desired_many(self.redis, desired)
+        else:
+            self.redis.set(keys.PLUGINS_VERSION, 0, nx=True)
+        log.info("plugin configuration of %d account(s) written to Redis again", len(desired))
+        return True
+
+    # --- views
+
+    def status(
+        self,
+        account_ids: Iterable[int] = (),
+        worker: str | None = None,
+        plugin: str | None = None,
+        running: set[int] | None = None,
+    ) -> list[PluginRow]:
+        """Every enabled plugin of the accounts (all if none given), with its live status where it runs:
+        given `running` (the accounts a live worker reports running), a status left behind by a worker that
+        died is not shown as a fact."""
+        with self.sessions() as session:
+            query = select(AccountPlugin, Account.phone_masked, Account.worker_id).join(
+                Account, Account.id == AccountPlugin.account_id
+            )
+            ids = sorted(set(account_ids))
+            if ids:
+                query = query.where(AccountPlugin.account_id.in_(ids))
+            if worker:
+                query = query.where(Account.worker_id == ops.get_worker(session, worker).id)
+            if plugin:
+                query = query.where(AccountPlugin.plugin == plugin)
+            rows = session.execute(query.order_by(AccountPlugin.account_id, AccountPlugin.plugin)).all()
+        live = plugin_config.read_status(self.redis, sorted({row.AccountPlugin.account_id for row in rows}))
+        result = []
+        for row in rows:
+            enabled: AccountPlugin = row.AccountPlugin
+            try:
+                config = json.loads(enabled.config)
+            except ValueError:
+                config = {}
+            result.append(
+                PluginRow(
+                    enabled.account_id,
+                    row.phone_masked,
+                    enabled.plugin,
+                    config if isinstance(config, dict) else {},
+                    None
+                    if running is not None and enabled.account_id not in running
+                    else live.get(enabled.account_id, {}).get(enabled.plugin),
+                )
+            )
+        return result
