@@ -267,7 +267,7 @@ class WorkerSettings:
     mtproto: MTProtoEndpoint | None
     client_factory: str | None = None  # tests and benchmarks: `module:callable` instead of Telethon
     connects_per_second: float = 20.0  # how fast this worker's clients may dial Telegram (a token bucket)
-    operations: int = 4  # account operations (check, 2fa, …) running at once on this worker
+    operations: int = 16  # account operations (check, 2fa, …) running at once on this worker
     plugins_dir: str | None = None  # the operator's plugins (besides `fleet.plugins` entry points)
     plugin_block_seconds: float = 1.0  # a plugin holding its event loop longer than this is reported
 
@@ -323,7 +323,7 @@ def load_worker_settings() -> WorkerSettings:
         mtproto=_mtproto_endpoint(),
         client_factory=_raw("FLEET_CLIENT_FACTORY"),
         connects_per_second=_positive_rate("WORKER_CONNECTS_PER_SECOND", 20.0, 10_000),
-        operations=_positive_int("WORKER_OPERATIONS", 4, 256),
+        operations=_positive_int("WORKER_OPERATIONS", 16, 256),
         plugins_dir=plugins_dir(),
         plugin_block_seconds=_positive_number("PLUGIN_BLOCK_SECONDS", 1.0),
     )

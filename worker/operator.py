@@ -49,7 +49,7 @@ from worker.telethon_manager import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 16
 OPERATION_TIMEOUT = 120.0
 WAIT_FOR_RUNNING = 30.0  # an account starting here is given this long to come up before its operation runs
 
