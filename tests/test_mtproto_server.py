@@ -414,13 +414,13 @@ def test_help_methods_and_an_unknown_method(server: MTProtoServer) -> None:
             config = await client(functions.help.GetConfigRequest())
             assert [(o.ip_address, o.port) for o in config.dc_options] == [("127.0.0.1", server.port)]
             with pytest.raises(errors.RPCError) as caught:
-                await client(functions.account.GetAuthorizationsRequest())
+                await client(functions.account.GetWallPapersRequest(hash=0))
             assert (caught.value.code, caught.value.message) == (400, "METHOD_NOT_SUPPORTED")
         finally:
             await client.disconnect()
 
     run(scenario())
-    assert "account.getAuthorizations" in [call.method for call in server.calls(PHONE)]
+    assert "account.getWallPapers" in [call.method for call in server.calls(PHONE)]
 
 
 # --- real clients: faults ----------------------------------------------------------------------------------

@@ -282,6 +282,8 @@ class OperationExecutor:
 
     async def _with_own_connection(self, pending: Pending, perform: Any) -> dict[str, Any]:
         """Connect the account just for this operation, under its lease, and leave it as it was."""
+        from worker.operations import gone_report
+
         account_id = pending.spec.account_id
         loop = asyncio.get_running_loop()
         acquired, holder = await loop.run_in_executor(
@@ -296,7 +298,15 @@ class OperationExecutor:
             delay = self.manager.pacer.reserve()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT)
+            try:
+                await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT)
+            except Exception as error:
+                # Telethon asks who it is while connecting: a banned or revoked account fails right here, and
+                # for `check` that is the answer, not a failure.
+                report = gone_report(error) if pending.request.name is OperationName.CHECK else None
+                if report is None:
+                    raise
+                return report
             if request_needs_login(pending.request.name) and not await asyncio.wait_for(
                 client.is_user_authorized(), CALL_TIMEOUT
             ):

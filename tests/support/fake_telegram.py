@@ -116,6 +116,10 @@ class FakeUser:
     first_name: str | None
     last_name: str | None
     phone: str | None
+    restricted: bool = False
+    restriction_reason: list[Any] | None = None
+    premium: bool = False
+    deleted: bool = False
 
 
 @dataclass
@@ -203,7 +207,7 @@ class FakeClient(AccountApiMixin, EventsMixin):
         if mode.startswith("flood:"):
             raise errors.FloodWaitError(request=None, capture=int(mode.split(":", 1)[1]))
         digits = self.spec.phone.lstrip("+")
-        return FakeUser(int(digits[-9:]), f"user{digits[-4:]}", "Test", digits[-4:], digits)
+        return FakeUser(id=int(digits[-9:]), phone=digits, **self._account_me())  # the account's profile
 
     def disconnect(self) -> Coroutine[Any, Any, None]:
         """Like Telethon's: a plain method returning a coroutine while the loop runs."""

@@ -3,6 +3,9 @@
 `dispatch` takes one request (still wrapped in invokeWithLayer / initConnection / ...), applies the faults a
 test asked for (duplicate key, flood wait, ban) and the login rules, and returns the answer object or raises
 `RpcFault` (sent to the client as rpc_error). Anything without a handler is a 400 METHOD_NOT_SUPPORTED.
+
+Here: the login, help.*, users.*; account_api.py: authorisations, 2FA settings, profile, photos;
+messages_api.py: private chats, @SpamBot, and the update state (updates.getState / getDifference).
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
+from . import account_api, messages_api
 from .crypto import DH_G, DH_PRIME, be_bytes, srp_challenge, srp_check
-from .store import Account, AuthKeyRecord, Call, Store, normalize_phone
+from .rpc import Context, RpcFault, input_user, me, user_object
+from .store import Account, Call, normalize_phone
+
+__all__ = ["Context", "RpcFault", "dispatch", "method_name", "serialize"]
 
 BOOL_TRUE, BOOL_FALSE = b"\xb5\x75\x72\x99", b"\x37\x97\x79\xbc"
 VECTOR = b"\x15\xc4\xb5\x1c"
@@ -34,28 +40,6 @@ WRAPPERS = (
 OPEN_METHODS = {"help.getConfig", "help.getNearestDc"}
 # Answered without a login.
 LOGIN_METHODS = OPEN_METHODS | {"auth.sendCode", "auth.signIn", "auth.checkPassword", "account.getPassword"}
-
-
-class RpcFault(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{code} {message}")
-        self.code, self.message = code, message
-
-
-@dataclass
-class Context:
-    """What a handler may see: the server's state, this connection's auth key, the server's address."""
-
-    store: Store
-    record: AuthKeyRecord
-    dc_id: int
-    host: str
-    port: int
-    duplicate: bool = False  # this connection is a second live one of its auth key (and refusing is on)
-
-    @property
-    def account(self) -> Account | None:
-        return self.store.account_of(self.record)
 
 
 def method_name(request: object) -> str:
@@ -117,6 +101,9 @@ def dispatch(ctx: Context, request: object) -> object:
             raise RpcFault(401, "USER_DEACTIVATED_BAN")
     if account is None and name not in LOGIN_METHODS:
         raise RpcFault(401, "AUTH_KEY_UNREGISTERED")
+    if account is not None:
+        ctx.record.active = time.time()
+        messages_api.deliver_due(ctx.store, account)
     handler = HANDLERS.get(type(request))
     if handler is None:
         raise RpcFault(400, "METHOD_NOT_SUPPORTED")
@@ -126,36 +113,14 @@ def dispatch(ctx: Context, request: object) -> object:
 # --- handlers ----------------------------------------------------------------------------------------------
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _user(account: Account, *, is_self: bool = True) -> types.User:
-    return types.User(
-        id=account.user_id,
-        is_self=is_self,
-        access_hash=account.access_hash,
-        first_name=account.first_name,
-        last_name=account.last_name or None,
-        username=account.username,
-        phone=account.phone,
-    )
-
-
-def _me(ctx: Context) -> Account:
-    account = ctx.account
-    if account is None:
-        raise RpcFault(401, "AUTH_KEY_UNREGISTERED")
-    return account
-
-
 def _login(ctx: Context, account: Account) -> types.auth.Authorization:
     ctx.record.user_id = account.user_id
     ctx.record.password_user = None
     ctx.record.srp = None
     ctx.record.sent_codes.pop(account.phone, None)
+    ctx.record.logged_in = time.time()
     ctx.store.note_peak(account.phone)
-    return types.auth.Authorization(user=_user(account))
+    return types.auth.Authorization(user=user_object(ctx, account))
 
 
 def get_config(ctx: Context, _request: functions.help.GetConfigRequest) -> types.Config:
@@ -246,9 +211,10 @@ def _password_account(ctx: Context) -> Account:
 
 def get_password(ctx: Context, _request: functions.account.GetPasswordRequest) -> types.account.Password:
     account = _password_account(ctx)
+    ctx.record.new_salt1 = os.urandom(8)  # a new password's salt1 must start with it (the client adds 32 bytes)
     common: dict[str, Any] = {
         "new_algo": types.PasswordKdfAlgoSHA256SHA256PBKDF2HMACSHA512iter100000SHA256ModPow(
-            salt1=os.urandom(8), salt2=os.urandom(16), g=DH_G, p=be_bytes(DH_PRIME)
+            salt1=ctx.record.new_salt1, salt2=os.urandom(16), g=DH_G, p=be_bytes(DH_PRIME)
         ),
         "new_secure_algo": types.SecurePasswordKdfAlgoSHA512(salt=os.urandom(8)),
         "secure_random": os.urandom(32),
@@ -261,7 +227,12 @@ def get_password(ctx: Context, _request: functions.account.GetPasswordRequest) -
         salt1=account.verifier.salt1, salt2=account.verifier.salt2, g=DH_G, p=be_bytes(DH_PRIME)
     )
     return types.account.Password(
-        has_password=True, current_algo=current, srp_B=challenge.B_bytes, srp_id=challenge.srp_id, **common
+        has_password=True,
+        current_algo=current,
+        srp_B=challenge.B_bytes,
+        srp_id=challenge.srp_id,
+        hint=account.hint or None,
+        **common,
     )
 
 
@@ -284,39 +255,27 @@ def log_out(ctx: Context, _request: functions.auth.LogOutRequest) -> types.auth.
     return types.auth.LoggedOut()
 
 
-def _resolve_user(ctx: Context, wanted: object) -> Account | None:
-    me = _me(ctx)
-    if isinstance(wanted, types.InputUserSelf) or getattr(wanted, "user_id", None) == me.user_id:
-        return me
-    user_id = getattr(wanted, "user_id", None)
-    return next((a for a in ctx.store.accounts.values() if a.user_id == user_id), None)
-
-
 def get_users(ctx: Context, request: functions.users.GetUsersRequest) -> list[types.User]:
-    me = _me(ctx)
-    found = [_resolve_user(ctx, wanted) for wanted in request.id]
-    return [_user(account, is_self=account is me) for account in found if account is not None]
+    me(ctx)
+    found = [input_user(ctx, wanted) for wanted in request.id]
+    return [user_object(ctx, who) for who in found if who is not None]
 
 
 def get_full_user(ctx: Context, request: functions.users.GetFullUserRequest) -> types.users.UserFull:
-    account = _resolve_user(ctx, request.id)
-    if account is None:
+    me(ctx)
+    who = input_user(ctx, request.id)
+    if who is None:
         raise RpcFault(400, "USER_ID_INVALID")
+    photo = account_api.photo_object(ctx, who.photos[0]) if isinstance(who, Account) and who.photos else None
     full = types.UserFull(
-        id=account.user_id,
+        id=who.user_id,
         settings=types.PeerSettings(),
         notify_settings=types.PeerNotifySettings(),
         common_chats_count=0,
+        about=who.about if isinstance(who, Account) else "Send /start to check your account's limits.",
+        profile_photo=photo,
     )
-    return types.users.UserFull(full_user=full, chats=[], users=[_user(account, is_self=account is ctx.account)])
-
-
-def get_state(_ctx: Context, _request: functions.updates.GetStateRequest) -> types.updates.State:
-    return types.updates.State(pts=1, qts=0, date=_now(), seq=1, unread_count=0)
-
-
-def get_difference(_ctx: Context, _request: functions.updates.GetDifferenceRequest) -> types.updates.DifferenceEmpty:
-    return types.updates.DifferenceEmpty(date=_now(), seq=1)
+    return types.users.UserFull(full_user=full, chats=[], users=[user_object(ctx, who)])
 
 
 HANDLERS: dict[type, Callable[[Context, Any], object]] = {
@@ -329,6 +288,6 @@ HANDLERS: dict[type, Callable[[Context, Any], object]] = {
     functions.auth.LogOutRequest: log_out,
     functions.users.GetUsersRequest: get_users,
     functions.users.GetFullUserRequest: get_full_user,
-    functions.updates.GetStateRequest: get_state,
-    functions.updates.GetDifferenceRequest: get_difference,
+    **account_api.HANDLERS,
+    **messages_api.HANDLERS,
 }

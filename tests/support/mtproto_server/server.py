@@ -8,6 +8,12 @@
 Every method is safe to call from any thread. Faults: `revoke`, `ban`, `flood`, `refuse_duplicates`,
 `drop_all`, `stall`. Observations: `calls`, `live_connections`, `peak_connections`, `duplicates`,
 `init_connection`.
+
+What an account is like, as the account operations see it: `restrict` (restriction reason on the user),
+`set_premium`, `set_spam` (what @SpamBot answers, and when), `add_authorization(s)` (other sessions of the
+account, listed by account.getAuthorizations), `fresh_reset_window` (Telegram's "no ending other sessions
+within 24 h of a login"). What they changed: `profile`, `photos`, `has_password` / `password_matches` /
+`password_hint`, `sessions`, `chat`.
 """
 
 from __future__ import annotations
@@ -15,15 +21,20 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from .account_api import authorization_object
 from .connection import Connection
-from .crypto import AuthKeyData, ServerKey, SrpVerifier
-from .store import Account, AuthKeyRecord, Call, FloodRule, Store, normalize_phone
+from .crypto import DH_G, DH_PRIME, AuthKeyData, ServerKey, SrpVerifier, password_hash
+from .messages_api import deliver_due
+from .rpc import BOTS
+from .store import Account, AuthKeyRecord, Call, FloodRule, ProfilePhoto, Store, StoredMessage, normalize_phone
 
 ALL = "all"
+RESTRICTED_TEXT = "This account was restricted for violating the Telegram Terms of Service."
 
 
 class MTProtoServer:
@@ -91,6 +102,10 @@ class MTProtoServer:
         self._tasks.add(task)
         try:
             await connection.serve()
+        except asyncio.CancelledError:
+            # `stop` cancels it; ending normally spares asyncio's start_server callback (3.11) from logging the
+            # CancelledError that task.exception() raises for a cancelled task.
+            pass
         finally:
             self._open.discard(connection)
             self._tasks.discard(task)
@@ -130,6 +145,7 @@ class MTProtoServer:
         with self.store.lock:
             if phone is not None:
                 record.user_id = self._account(phone).user_id
+                record.logged_in = time.time()
             self.store.keys[data.key_id] = record
         session = StringSession()
         session.set_dc(self.dc_id, self.host, self.port)
@@ -148,6 +164,8 @@ class MTProtoServer:
         last_name: str = "",
         username: str | None = None,
         user_id: int | None = None,
+        about: str = "",
+        premium: bool = False,
     ) -> Account:
         """An account that can log in with `code` (and `password`, its 2FA, checked by SRP: ~0.1 s here)."""
         verifier = SrpVerifier.create(password) if password is not None else None
@@ -161,6 +179,8 @@ class MTProtoServer:
                 username=username,
                 password=password,
                 verifier=verifier,
+                about=about,
+                premium=premium,
             )
             self.store.accounts[account.phone] = account
         return account
@@ -181,6 +201,144 @@ class MTProtoServer:
         with self.store.lock:
             user_id = self._account(phone).user_id
             return sum(1 for record in self.store.keys.values() if record.user_id == user_id)
+
+    def restrict(
+        self, phone: str, text: str | None = RESTRICTED_TEXT, *, reason: str = "spam", platform: str = "all"
+    ) -> None:
+        """Telegram restricts the account: its user has `restricted` and a restriction_reason (platform, reason,
+        text); `text=None` lifts it."""
+        with self.store.lock:
+            self._account(phone).restrictions = [] if text is None else [(platform, reason, text)]
+
+    def set_premium(self, phone: str, premium: bool = True) -> None:
+        with self.store.lock:
+            self._account(phone).premium = premium
+
+    def set_spam(self, phone: str, state: str = "limited", *, reply: str | None = None, delay: float = 0.0) -> None:
+        """What @SpamBot answers the account: "free", "limited" (a limited account also gets PEER_FLOOD writing
+        to another account) or "silent" (no answer); `reply` instead of the standard text; after `delay` s."""
+        if state not in ("free", "limited", "silent"):
+            raise ValueError(f"unknown spam state {state!r}")
+        with self.store.lock:
+            account = self._account(phone)
+            account.spam, account.spam_reply, account.spam_delay = state, reply, delay
+
+    def add_authorization(
+        self,
+        phone: str,
+        *,
+        device_model: str = "iPhone 15",
+        platform: str = "ios",
+        system_version: str = "iOS 17.4",
+        app_name: str = "Telegram iOS",
+        app_version: str = "10.9.1",
+        api_id: int = 8,
+        official_app: bool = True,
+        ip: str = "203.0.113.7",
+        country: str = "Germany",
+        region: str = "Berlin",
+        age: float = 86400.0,
+    ) -> int:
+        """Another authorisation of the account (an auth key of its own, made `age` seconds ago, nobody connected
+        with it), as account.getAuthorizations lists it; returns its hash."""
+        while (key := os.urandom(256))[0] == 0:
+            pass
+        data = AuthKeyData(key)
+        created = time.time() - age
+        record = AuthKeyRecord(data, salt=int.from_bytes(os.urandom(8), "little", signed=True), created=created)
+        record.logged_in, record.active = created, time.time() - min(age, 3600.0)
+        record.init_connection = {"api_id": api_id, "device_model": device_model, "system_version": system_version}
+        record.init_connection["app_version"] = app_version
+        record.device = {"platform": platform, "app_name": app_name, "official_app": official_app}
+        record.device |= {"ip": ip, "country": country, "region": region}
+        with self.store.lock:
+            record.user_id = self._account(phone).user_id
+            self.store.keys[data.key_id] = record
+        return record.hash
+
+    def add_authorizations(self, phone: str, count: int) -> list[int]:
+        """`count` other authorisations (phones and desktops of assorted kinds); their hashes."""
+        kinds = [
+            {"device_model": "Samsung Galaxy S23", "platform": "android", "system_version": "SDK 34"},
+            {"device_model": "MacBook Pro", "platform": "macos", "system_version": "macOS 14.4"},
+            {"device_model": "iPhone 15", "platform": "ios", "system_version": "iOS 17.4"},
+        ]
+        return [self.add_authorization(phone, **kinds[i % len(kinds)]) for i in range(count)]
+
+    @property
+    def fresh_reset_window(self) -> float:
+        """Seconds after its login an authorisation may not end others (FRESH_RESET_AUTHORISATION_FORBIDDEN, 406;
+        Telegram: 24 h). 0 (the default): no such rule."""
+        with self.store.lock:
+            return self.store.fresh_reset_window
+
+    @fresh_reset_window.setter
+    def fresh_reset_window(self, seconds: float) -> None:
+        with self.store.lock:
+            self.store.fresh_reset_window = seconds
+
+    # --- what the account is like now -------------------------------------------------------------------------
+
+    def profile(self, phone: str) -> dict[str, Any]:
+        """first_name, last_name, about, username, premium, restricted, photos (how many)."""
+        with self.store.lock:
+            account = self._account(phone)
+            return {
+                "first_name": account.first_name,
+                "last_name": account.last_name,
+                "about": account.about,
+                "username": account.username,
+                "premium": account.premium,
+                "restricted": bool(account.restrictions),
+                "photos": len(account.photos),
+            }
+
+    def photos(self, phone: str) -> list[ProfilePhoto]:
+        """The account's profile photos, newest (the current one) first."""
+        with self.store.lock:
+            return list(self._account(phone).photos)
+
+    def has_password(self, phone: str) -> bool:
+        with self.store.lock:
+            return self._account(phone).verifier is not None
+
+    def password_matches(self, phone: str, password: str) -> bool:
+        """Whether `password` is the account's 2FA password now (~0.1 s)."""
+        with self.store.lock:
+            verifier = self._account(phone).verifier
+        if verifier is None:
+            return False
+        return pow(DH_G, password_hash(password, verifier.salt1, verifier.salt2), DH_PRIME) == verifier.v
+
+    def password_hint(self, phone: str) -> str:
+        with self.store.lock:
+            return self._account(phone).hint
+
+    def sessions(self, phone: str) -> list[dict[str, Any]]:
+        """Every authorisation of the account (oldest first), as account.getAuthorizations shows it to another
+        session (hash, device_model, platform, app_name, country, ...), plus `live`: connected now."""
+        with self.store.lock:
+            account = self._account(phone)
+            found = []
+            for record in self.store.records_of(account.user_id):
+                shown = authorization_object(record, current=False).to_dict()
+                shown.pop("_", None)
+                shown["live"] = any(c.record is record for c in self.store.connections)
+                found.append(shown)
+            return found
+
+    def chat(self, phone: str, peer: str = "SpamBot") -> list[StoredMessage]:
+        """The account's messages with `peer` (a bot's or account's username, or an account's phone), oldest
+        first, as the account sees them (only what has arrived by now)."""
+        with self.store.lock:
+            account = self._account(phone)
+            deliver_due(self.store, account)
+            wanted = peer.lstrip("@").lower()
+            ids = [b.user_id for b in BOTS.values() if b.username.lower() == wanted]
+            ids += [a.user_id for a in self.store.accounts.values() if (a.username or "").lower() == wanted]
+            if not ids and normalize_phone(peer):
+                ids = [a.user_id for a in self.store.accounts.values() if a.phone == normalize_phone(peer)]
+            return [m for m in account.messages if m.peer_id in ids]
 
     # --- faults -----------------------------------------------------------------------------------------------
 

@@ -1,0 +1,109 @@
+"""What every API handler shares: the rpc_error exception, a handler's context, and the users as they go on the
+wire (the accounts, and the built-in bots such as @SpamBot)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from telethon.tl import types
+
+from .store import Account, AuthKeyRecord, Store
+
+
+class RpcFault(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code} {message}")
+        self.code, self.message = code, message
+
+
+@dataclass
+class Context:
+    """What a handler may see: the server's state, this connection's auth key, the server's address."""
+
+    store: Store
+    record: AuthKeyRecord
+    dc_id: int
+    host: str
+    port: int
+    duplicate: bool = False  # this connection is a second live one of its auth key (and refusing is on)
+
+    @property
+    def account(self) -> Account | None:
+        return self.store.account_of(self.record)
+
+
+@dataclass(frozen=True)
+class Bot:
+    """A bot every account can reach, answered by the server itself."""
+
+    user_id: int
+    access_hash: int
+    username: str
+    first_name: str
+
+
+SPAMBOT = Bot(user_id=178220800, access_hash=-2147283647123456789, username="SpamBot", first_name="Spam Info Bot")
+BOTS = {SPAMBOT.user_id: SPAMBOT}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(int(seconds), UTC)
+
+
+def me(ctx: Context) -> Account:
+    account = ctx.account
+    if account is None:
+        raise RpcFault(401, "AUTH_KEY_UNREGISTERED")
+    return account
+
+
+def user_object(ctx: Context, who: Account | Bot) -> types.User:
+    """A user as this connection's account sees it (itself with `is_self` and its phone)."""
+    if isinstance(who, Bot):
+        return types.User(
+            id=who.user_id,
+            bot=True,
+            verified=True,
+            bot_nochats=True,
+            access_hash=who.access_hash,
+            first_name=who.first_name,
+            username=who.username,
+            bot_info_version=1,
+        )
+    restrictions = [types.RestrictionReason(*restriction) for restriction in who.restrictions]
+    photo = types.UserProfilePhoto(photo_id=who.photos[0].id, dc_id=ctx.dc_id) if who.photos else None
+    return types.User(
+        id=who.user_id,
+        is_self=who is ctx.account,
+        access_hash=who.access_hash,
+        first_name=who.first_name,
+        last_name=who.last_name or None,
+        username=who.username,
+        phone=who.phone,
+        premium=who.premium or None,
+        restricted=bool(restrictions) or None,
+        restriction_reason=restrictions or None,
+        photo=photo,
+    )
+
+
+def find_user(ctx: Context, user_id: int | None) -> Account | Bot | None:
+    if user_id is None:
+        return None
+    return BOTS.get(user_id) or ctx.store.account_by_id(user_id)
+
+
+def input_user(ctx: Context, wanted: object, *, check_hash: bool = False) -> Account | Bot | None:
+    """The account or bot an InputUser / InputPeerUser (or InputUserSelf / InputPeerSelf) names; with
+    `check_hash`, None unless its access_hash is the one this server gave out."""
+    if isinstance(wanted, types.InputUserSelf | types.InputPeerSelf):
+        return me(ctx)
+    who = find_user(ctx, getattr(wanted, "user_id", None))
+    if who is None or who is ctx.account or not check_hash:
+        return who
+    return who if getattr(wanted, "access_hash", None) == who.access_hash else None

@@ -1,0 +1,538 @@
+"""The account operations themselves, on a connected, authorised Telethon client (or the tests' fake).
+
+`perform(client, name, params)` runs one operation (`celery_app.operations.OperationName`) and returns a
+small JSON-ready result; `worker.operator` decides where and when it runs. Parameters come decrypted.
+
+Errors:
+- Telegram's flood waits (`FloodWaitError`, `SlowModeWaitError`, any 420) propagate unchanged: the caller
+  reschedules the account's work after the wait.
+- Errors that mean the account itself is gone (banned, deactivated, revoked session) propagate unchanged,
+  except in `check`, where they are the answer.
+- Network errors and anything that is not a Telegram error propagate unchanged.
+- Every other Telegram error becomes `OperationFailed(code, message)`: a clear English sentence that never
+  holds a phone number, a session, a password or raw protocol bytes.
+
+Telethon is imported inside the functions: this module is imported lazily by `worker.operator`, and nothing
+Telethon-specific is needed to import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import re
+import unicodedata
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from celery_app.contract import PHOTO_MAX_BYTES
+from celery_app.operations import OperationName, describe_result, verdict_of
+from celery_app.redaction import safe_detail
+from worker.telethon_manager import _BANNED, _UNAUTHORIZED, _names
+
+__all__ = [
+    "SPAMBOT",
+    "SPAMBOT_POLL",
+    "SPAMBOT_TIMEOUT",
+    "OperationFailed",
+    "describe_result",
+    "image_kind",
+    "perform",
+    "spam_status",
+]
+
+T = TypeVar("T")
+
+SPAMBOT = "SpamBot"
+SPAMBOT_TIMEOUT = 15.0  # seconds to wait for @SpamBot's answer
+SPAMBOT_POLL = 0.5  # seconds between looks for it
+SPAM_TEXT_MAX = 300
+
+
+class OperationFailed(Exception):
+    """A clear failure of an operation (Telegram's refusal or bad input); nothing was changed by it unless the
+    message says so."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"OperationFailed({self.code!r}, {self.message!r})"
+
+
+# --- Telegram's errors ------------------------------------------------------------------------------------
+
+_FLOOD = frozenset({"FloodError", "FloodWaitError", "FloodPremiumWaitError", "SlowModeWaitError"})
+_GONE_BANNED = frozenset(_BANNED)
+_GONE_UNAUTHORIZED = frozenset(_UNAUTHORIZED) | {"AuthKeyDuplicatedError"}
+
+_USERNAME_RULES = "5 to 32 letters, digits or underscores, starting with a letter"
+_PHOTO_RULES = "use a JPEG or PNG image of at least 160×160 pixels"
+
+# Telethon's error class name -> (code, message); the message may use {username} and {wait}.
+_FAILURES: dict[str, tuple[str, str]] = {
+    "UsernameOccupiedError": ("username_taken", "the username @{username} is already taken"),
+    "UsernamePurchaseAvailableError": (
+        "username_taken",
+        "the username @{username} is already taken (it can only be bought on fragment.com)",
+    ),
+    "UsernameInvalidError": ("username_invalid", "the username @{username} is not valid: " + _USERNAME_RULES),
+    "FirstNameInvalidError": ("first_name_invalid", "Telegram refused the first name (it must not be empty)"),
+    "FirstnameInvalidError": ("first_name_invalid", "Telegram refused the first name (it must not be empty)"),
+    "LastNameInvalidError": ("last_name_invalid", "Telegram refused the last name"),
+    "AboutTooLongError": ("bio_too_long", "the bio is too long for Telegram (70 characters without Premium)"),
+    "PhotoInvalidDimensionsError": ("photo_invalid", "Telegram refused the photo's dimensions: " + _PHOTO_RULES),
+    "PhotoCropSizeSmallError": ("photo_invalid", "the photo is too small: " + _PHOTO_RULES),
+    "ImageProcessFailedError": ("photo_invalid", "Telegram could not process the photo: " + _PHOTO_RULES),
+    "PhotoExtInvalidError": ("photo_invalid", "Telegram refused the photo's format: " + _PHOTO_RULES),
+    "PhotoInvalidError": ("photo_invalid", "Telegram refused the photo: " + _PHOTO_RULES),
+    "PhotoFileMissingError": ("photo_invalid", "the photo did not reach Telegram; try again"),
+    "PhotoSaveFileInvalidError": ("photo_invalid", "the photo did not reach Telegram intact; try again"),
+    "FilePartsInvalidError": ("photo_invalid", "the photo did not reach Telegram intact; try again"),
+    "FilePartInvalidError": ("photo_invalid", "the photo did not reach Telegram intact; try again"),
+    "PasswordHashInvalidError": ("wrong_password", "the current 2FA password is wrong"),
+    "PasswordTooFreshError": (
+        "password_too_fresh",
+        "the 2FA password was set too recently for Telegram to allow a change; try again{wait}",
+    ),
+    "SessionTooFreshError": (
+        "session_too_fresh",
+        "this session is too new for Telegram to allow a 2FA change; try again{wait}",
+    ),
+    "FreshResetAuthorisationForbiddenError": (
+        "session_too_fresh",
+        "this session is too new for Telegram to allow ending the others (it must be at least 24 hours old)",
+    ),
+    "NewSaltInvalidError": ("password_change_refused", "Telegram refused the new 2FA settings; try again"),
+    "NewSettingsInvalidError": ("password_change_refused", "Telegram refused the new 2FA settings; try again"),
+    "SrpIdInvalidError": ("password_change_refused", "the 2FA settings changed meanwhile; try again"),
+    "SrpPasswordChangedError": ("password_change_refused", "the 2FA password changed meanwhile; try again"),
+    "EmailUnconfirmedError": ("password_change_refused", "Telegram asks to confirm a recovery email first"),
+    "PasswordRequiredError": ("password_needed", "Telegram asks for the account's 2FA password first"),
+    "HashInvalidError": ("session_not_found", "that session no longer exists"),
+}
+
+_error_names: dict[type, str] | None = None
+
+
+def _telegram_name(error: BaseException) -> str:
+    """Telegram's own name for an error (`USERNAME_OCCUPIED`), or "" if it has none."""
+    global _error_names
+    if _error_names is None:
+        try:
+            from telethon.errors import rpcerrorlist
+        except ImportError:  # pragma: no cover - Telethon is a dependency
+            _error_names = {}
+        else:
+            names = {cls: name for name, cls in rpcerrorlist.rpc_errors_dict.items()}
+            for pattern, cls in rpcerrorlist.rpc_errors_re:
+                names.setdefault(cls, re.sub(r"_?\(.*$", "", getattr(pattern, "pattern", str(pattern))))
+            _error_names = names
+    name = _error_names.get(type(error))
+    if name:
+        return name
+    message = getattr(error, "message", None)
+    if isinstance(message, str) and re.fullmatch(r"[A-Z][A-Z0-9_]{2,63}", message):
+        return message
+    return ""
+
+
+def _is_telegram_error(error: BaseException) -> bool:
+    return "RPCError" in _names(error)
+
+
+def is_flood(error: BaseException) -> bool:
+    """A wait Telegram asks for (FLOOD_WAIT, SLOWMODE_WAIT, …): the caller waits and runs the work again."""
+    return bool(_FLOOD.intersection(_names(error))) or (
+        _is_telegram_error(error) and getattr(error, "code", None) == 420
+    )
+
+
+def gone(error: BaseException) -> str | None:
+    """ "banned" or "unauthorized" when the error means the account itself is gone; else None."""
+    names = _names(error)
+    if _GONE_BANNED.intersection(names):
+        return "banned"
+    if _GONE_UNAUTHORIZED.intersection(names):
+        return "unauthorized"
+    return None
+
+
+def _passes_through(error: BaseException) -> bool:
+    """Errors the caller handles itself: not Telegram's, flood waits, and the account being gone."""
+    return not _is_telegram_error(error) or is_flood(error) or gone(error) is not None
+
+
+def _wait_text(error: BaseException) -> str:
+    seconds = getattr(error, "seconds", None)
+    if not isinstance(seconds, int) or seconds <= 0:
+        return " later"
+    if seconds < 120:
+        return f" in {seconds} s"
+    if seconds < 2 * 3600:
+        return f" in about {round(seconds / 60)} minutes"
+    return f" in about {round(seconds / 3600)} hours"
+
+
+def failure_of(error: BaseException, username: str = "") -> OperationFailed:
+    """The `OperationFailed` a Telegram error becomes."""
+    context = {"username": username, "wait": _wait_text(error)}
+    for name in _names(error):
+        if name in _FAILURES:
+            code, text = _FAILURES[name]
+            return OperationFailed(code, text.format(**context))
+    telegram = _telegram_name(error)
+    if telegram:
+        return OperationFailed(telegram.lower(), f"Telegram refused the request ({telegram})")
+    return OperationFailed("telegram_error", "Telegram refused the request")
+
+
+async def _rpc(call: Awaitable[T], username: str = "") -> T:
+    """Await one call to Telegram; its refusals become `OperationFailed`, the rest propagate unchanged."""
+    try:
+        return await call
+    except Exception as error:
+        if _passes_through(error):
+            raise
+        raise failure_of(error, username) from None
+
+
+def _clean(text: Any, limit: int) -> str:
+    """Telegram's own text (a bot's answer, a device name) on one line: no control or bidi characters, at most
+    `limit` characters. Not `safe_detail`: that masks digit runs as phone numbers, and dates and versions
+    ("29 May 2024, 12:43", "10.14.5 (49527)") are such runs; none of these texts holds the account's phone."""
+    visible = "".join(" " if unicodedata.category(ch)[0] in ("C", "Z") else ch for ch in str(text or ""))
+    cleaned = " ".join(visible.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
+
+
+# --- check ------------------------------------------------------------------------------------------------
+
+_FREE = (
+    "no limits",
+    "free as a bird",
+    "not limited",
+    "свободен от",
+    "хорошие новости",
+    "не наложены",
+    "ограничений нет",
+    "нет ограничений",
+)
+_LIMITED = ("limited", "annoying", "restricted", "ограничен", "заблокирован", "жалоб")
+
+
+def spam_status(text: str) -> str:
+    """@SpamBot's answer in a word: "free", "limited", or "unknown" (an answer not recognised)."""
+    lowered = " ".join(text.replace("’", "'").lower().split())
+    if not lowered:
+        return "unknown"
+    if any(phrase in lowered for phrase in _FREE):
+        return "free"
+    if any(phrase in lowered for phrase in _LIMITED):
+        return "limited"
+    return "unknown"
+
+
+async def _ask_spambot(client: Any) -> tuple[str, str]:
+    """Send /start to @SpamBot and wait for its answer: (status, text); ("unknown", "") with no answer."""
+    sent = await _rpc(client.send_message(SPAMBOT, "/start"))
+    sent_id = int(getattr(sent, "id", 0) or 0)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SPAMBOT_TIMEOUT
+    while True:
+        messages = await _rpc(client.get_messages(SPAMBOT, limit=1))
+        for message in list(messages or []):
+            if not getattr(message, "out", False) and int(getattr(message, "id", 0) or 0) > sent_id:
+                text = str(getattr(message, "message", None) or "")
+                return spam_status(text), _clean(text, SPAM_TEXT_MAX)
+        left = deadline - loop.time()
+        if left <= 0:
+            return "unknown", ""
+        await asyncio.sleep(min(SPAMBOT_POLL, left))
+
+
+def _restriction_text(user: Any) -> str | None:
+    texts: list[str] = []
+    for reason in getattr(user, "restriction_reason", None) or []:
+        text = str(getattr(reason, "text", "") or getattr(reason, "reason", "") or "").strip()
+        if text and text not in texts:
+            texts.append(text)
+    return _clean("; ".join(texts), 300) or None
+
+
+async def _answer_or_gone(report: dict[str, Any], call: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+    """Run one step of `check`: (True, value), or (False, None) with `report` saying the account is gone."""
+    try:
+        return True, await call()
+    except Exception as error:
+        kind = gone(error)
+        if kind is None:
+            raise
+        report["authorized"] = False
+        report["banned"] = kind == "banned"
+        return False, None
+
+
+def _empty_report() -> dict[str, Any]:
+    return {
+        "authorized": False,
+        "deleted": False,
+        "banned": False,
+        "restricted": False,
+        "restriction": None,
+        "spam": "unknown",
+        "spam_text": "",
+        "premium": False,
+        "other_sessions": None,
+    }
+
+
+def gone_report(error: BaseException) -> dict[str, Any] | None:
+    """The `check` report of an account Telegram refused outright (banned, or its session revoked) — e.g. on
+    connecting, where Telethon already asks who it is — or None when the error says nothing of the kind."""
+    kind = gone(error)
+    if kind is None:
+        return None
+    report = _empty_report()
+    report["banned"] = kind == "banned"
+    report["verdict"] = verdict_of(report).value
+    return report
+
+
+async def _check(client: Any, params: dict[str, Any]) -> dict[str, Any]:
+    from telethon.tl import functions
+
+    report = _empty_report()
+
+    def done() -> dict[str, Any]:
+        report["verdict"] = verdict_of(report).value
+        return report
+
+    ok, authorized = await _answer_or_gone(report, lambda: _rpc(client.is_user_authorized()))
+    if not ok or not authorized:
+        return done()
+    ok, me = await _answer_or_gone(report, lambda: _rpc(client.get_me()))
+    if not ok:
+        return done()
+    if me is None:  # Telethon: not logged in
+        return done()
+    report["authorized"] = True
+    report["deleted"] = bool(getattr(me, "deleted", False))
+    report["restricted"] = bool(getattr(me, "restricted", False))
+    report["restriction"] = _restriction_text(me) if report["restricted"] else None
+    report["premium"] = bool(getattr(me, "premium", False))
+    if report["deleted"]:
+        return done()
+
+    # The rest is best-effort: a refusal of one part leaves that part unknown, the report stands.
+    async def authorizations() -> Any:
+        return await client(functions.account.GetAuthorizationsRequest())
+
+    try:
+        ok, found = await _answer_or_gone(report, authorizations)
+    except Exception as error:
+        if _passes_through(error):
+            raise
+        ok, found = True, None
+    if not ok:
+        return done()
+    if found is not None:
+        report["other_sessions"] = sum(1 for auth in found.authorizations if not getattr(auth, "current", False))
+
+    try:
+        ok, answer = await _answer_or_gone(report, lambda: _ask_spambot(client))
+    except OperationFailed:  # SpamBot blocked, a peer flood, …: the spam status stays unknown
+        ok, answer = True, None
+    if not ok:
+        return done()
+    if answer is not None:
+        report["spam"], report["spam_text"] = answer
+    return done()
+
+
+# --- sessions -----------------------------------------------------------------------------------------------
+
+
+def _epoch(value: Any) -> int | None:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return int(value.timestamp())
+    if isinstance(value, int | float):
+        return int(value)
+    return None
+
+
+def _text(value: Any) -> str:
+    return _clean(value, 128)
+
+
+def session_view(auth: Any) -> dict[str, Any]:
+    """One authorisation for people: device, app, place (country and region: never the IP address)."""
+    app = " ".join(part for part in (_text(auth.app_name), _text(auth.app_version)) if part)
+    place = ", ".join(part for part in (_text(auth.country), _text(auth.region)) if part)
+    return {
+        "hash": str(auth.hash),
+        "current": bool(getattr(auth, "current", False)),
+        "device": _text(auth.device_model),
+        "platform": _text(auth.platform),
+        "system": _text(auth.system_version),
+        "app": app,
+        "place": place,
+        "created": _epoch(getattr(auth, "date_created", None)),
+        "last_active": _epoch(getattr(auth, "date_active", None)),
+    }
+
+
+async def _authorizations(client: Any) -> list[Any]:
+    from telethon.tl import functions
+
+    found = await _rpc(client(functions.account.GetAuthorizationsRequest()))
+    return list(found.authorizations)
+
+
+async def _sessions(client: Any, params: dict[str, Any]) -> dict[str, Any]:
+    views = [session_view(auth) for auth in await _authorizations(client)]
+    views.sort(key=lambda view: (not view["current"], -(view["last_active"] or 0)))
+    return {"sessions": views}
+
+
+async def _terminate_others(client: Any, params: dict[str, Any]) -> dict[str, Any]:
+    from telethon.tl import functions
+
+    others = [auth for auth in await _authorizations(client) if not getattr(auth, "current", False)]
+    if not others:
+        return {"terminated": 0}
+    await _rpc(client(functions.auth.ResetAuthorizationsRequest()))
+    return {"terminated": len(others)}
+
+
+# --- 2fa ------------------------------------------------------------------------------------------------------
+
+
+async def _two_fa(client: Any, params: dict[str, Any]) -> dict[str, Any]:
+    from telethon.tl import functions
+
+    current = params.get("current_password") or None
+    new = params.get("new_password")
+    hint = str(params.get("hint") or "")
+    state = await _rpc(client(functions.account.GetPasswordRequest()))
+    has_password = bool(getattr(state, "has_password", False))
+    if new is None:
+        return {"has_password": has_password, "changed": False}
+    if not isinstance(new, str) or not new:
+        raise OperationFailed("password_invalid", "the new 2FA password must not be empty")
+    if hint and hint.strip() == new.strip():
+        raise OperationFailed("hint_invalid", "the hint must not be the password itself")
+    if has_password and not current:
+        raise OperationFailed(
+            "current_password_needed", "this account already has a 2FA password: give the current one to change it"
+        )
+    await _rpc(client.edit_2fa(current_password=current if has_password else None, new_password=new, hint=hint))
+    return {"has_password": True, "changed": True}
+
+
+# --- profile ----------------------------------------------------------------------------------------------------
+
+
+def image_kind(data: bytes) -> str | None:
+    """ "jpeg" or "png" from the first bytes of an image; None for anything else."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    return None
+
+
+_PROFILE_FIELDS = {"first_name": "first_name", "last_name": "last_name", "bio": "about"}
+
+
+def _partly(failure: OperationFailed, changed: list[str]) -> OperationFailed:
+    if not changed:
+        return failure
+    return OperationFailed(failure.code, f"{failure.message} ({', '.join(changed)} already changed)")
+
+
+async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
+    from telethon.tl import functions
+
+    texts = {key: params[key] for key in (*_PROFILE_FIELDS, "username") if params.get(key) is not None}
+    for key, value in texts.items():
+        if not isinstance(value, str):
+            raise OperationFailed(f"{key}_invalid", f"the {key.replace('_', ' ')} must be text")
+    photo = params.get("photo")
+    kind = None
+    if photo is not None:
+        kind = image_kind(bytes(photo)) if isinstance(photo, bytes | bytearray) else None
+        if kind is None:
+            raise OperationFailed("photo_invalid", "the photo is not a JPEG or PNG image")
+        if len(photo) > PHOTO_MAX_BYTES:
+            raise OperationFailed("photo_invalid", f"the photo is larger than {PHOTO_MAX_BYTES // (1024 * 1024)} MB")
+    if "first_name" in texts and not texts["first_name"].strip():
+        raise OperationFailed("first_name_invalid", "the first name must not be empty")
+
+    # Before changing anything: a username that cannot be had fails the whole operation, nothing changed.
+    username = texts.get("username")
+    if username is not None:
+        me = await _rpc(client.get_me())
+        if username == (getattr(me, "username", None) or ""):
+            username = None  # already the account's
+        elif username and username.lower() != str(getattr(me, "username", None) or "").lower():
+            available = await _rpc(client(functions.account.CheckUsernameRequest(username)), username)
+            if not available:
+                raise OperationFailed("username_taken", f"the username @{username} is already taken")
+
+    changed: list[str] = []
+    names = {field: texts[key] for key, field in _PROFILE_FIELDS.items() if key in texts}
+    if names:
+        await _rpc(client(functions.account.UpdateProfileRequest(**names)))
+        changed.extend(key for key in _PROFILE_FIELDS if key in texts)
+    if username is not None:
+        try:
+            await client(functions.account.UpdateUsernameRequest(username))
+        except Exception as error:
+            if "UsernameNotModifiedError" in _names(error):
+                pass  # it already was the account's: no change, no failure
+            elif _passes_through(error):
+                raise
+            else:
+                raise _partly(failure_of(error, username), changed) from None
+        else:
+            changed.append("username")
+    if photo is not None:
+        file_name = "photo.jpg" if kind == "jpeg" else "photo.png"
+        try:
+            uploaded = await _rpc(client.upload_file(bytes(photo), file_name=file_name))
+            await _rpc(client(functions.photos.UploadProfilePhotoRequest(file=uploaded)))
+        except OperationFailed as failure:
+            raise _partly(failure, changed) from None
+        changed.append("photo")
+    return {"changed": changed}
+
+
+# --- dispatch ---------------------------------------------------------------------------------------------------
+
+_OPERATIONS: dict[OperationName, Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+    OperationName.CHECK: _check,
+    OperationName.SESSIONS: _sessions,
+    OperationName.TERMINATE_OTHERS: _terminate_others,
+    OperationName.TWO_FA: _two_fa,
+    OperationName.PROFILE: _profile,
+}
+
+
+async def perform(client: Any, name: OperationName | str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run operation `name` on a connected, authorised client; its result (JSON-ready, nothing secret).
+
+    Raises `OperationFailed` for a clear failure; flood waits, the account being gone (outside `check`),
+    network and other errors propagate unchanged.
+    """
+    try:
+        operation = OperationName(name)
+    except ValueError:
+        raise OperationFailed(
+            "unknown_operation", f"there is no operation named {safe_detail(str(name), 40)!r}"
+        ) from None
+    return await _OPERATIONS[operation](client, dict(params or {}))
