@@ -333,8 +333,9 @@ class OperationsService:
         """Where each operation of the batch stands now; final outcomes are recorded as they are seen."""
         with self.sessions.begin() as session:
             rows = list(session.scalars(select(AccountOperation).where(AccountOperation.batch == batch)))
-            self._record(session, rows, read_live(self.redis, [r.id for r in rows if r.status in _OPEN]))
-            return self._views(session, rows)
+            live = read_live(self.redis, [r.id for r in rows if r.status in _OPEN])
+            self._record(session, rows, live)
+            return self._views(session, rows, live)
 
     def recent(self, account_id: int, limit: int = 5) -> list[OperationView]:
         with self.sessions.begin() as session:
@@ -346,23 +347,27 @@ class OperationsService:
                     .limit(limit)
                 )
             )
-            self._record(session, rows, read_live(self.redis, [r.id for r in rows if r.status in _OPEN]))
-            return self._views(session, rows)
+            live = read_live(self.redis, [r.id for r in rows if r.status in _OPEN])
+            self._record(session, rows, live)
+            return self._views(session, rows, live)
 
-    def _views(self, session: Session, rows: list[AccountOperation]) -> list[OperationView]:
+    def _views(
+        self, session: Session, rows: list[AccountOperation], live: dict[int, LiveOperation]
+    ) -> list[OperationView]:
+        """Views from the rows and the same live read `_record` saw (one read: a worker finishing meanwhile
+        cannot pair a final status with a result not read yet)."""
         ids = sorted({r.account_id for r in rows})
         masked = dict(session.execute(select(Account.id, Account.phone_masked).where(Account.id.in_(ids))).all())
-        live = read_live(self.redis, [r.id for r in rows if r.status in _OPEN])
         views = []
         for row in rows:
             seen = live.get(row.id)
-            status, error, until = row.status, row.error, None
-            if seen is not None and row.status in _OPEN:
-                status, error, until = seen.status, seen.error, seen.until
             try:
                 result = json.loads(row.result) if row.result else {}
             except ValueError:
                 result = {}
+            status, error, until = row.status, row.error, None
+            if seen is not None and row.status in _OPEN:
+                status, error, until, result = seen.status, seen.error, seen.until, seen.result
             views.append(
                 OperationView(
                     row.id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -220,8 +221,9 @@ class PluginsService:
             desired = self._desired(session, None)
         if desired:
             plugin_config.write_desired_many(self.redis, desired)
-        else:
-            self.redis.set(keys.PLUGINS_VERSION, 0, nx=True)
+        # A version no worker has applied yet (a counter restarted from 0 could repeat one), so every worker
+        # re-reads its accounts' configuration.
+        self.redis.set(keys.PLUGINS_VERSION, time.time_ns() // 1_000_000)
         log.info("plugin configuration of %d account(s) written to Redis again", len(desired))
         return True
 

@@ -1,29 +1,35 @@
-"""Alerts to admins from the fleet event log: workers offline/online, accounts banned/revoked/flood/error.
+"""Alerts to admins from the fleet event log: workers offline/online, accounts banned/revoked/flood/error,
+a check that found an account worse than before, a plugin's message to the admins, a plugin failing.
 
 `build_alerts` turns a batch of new events into messages, grouping: when several workers drop (or accounts
-fall into the same status) in one batch, admins get one summary, not one message each. A transition the
-log folded (the same one again within the hour: a flapping account) is not alerted again; a flapping
-worker is, with how often it happened. `AlertNotifier` polls the log and sends each alert to every admin in
-their language.
+fall into the same status, or get worse at a check, or have plugins failing) in one batch, admins get one
+summary, not one message each. A transition the log folded (the same one again within the hour: a flapping
+account) is not alerted again; a flapping worker is, with how often it happened. A plugin failing on an
+account is alerted at most once an hour (its errors may differ each time, so the log does not fold them).
+`AlertNotifier` polls the log and sends each alert to every admin in their language.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
 from redis.exceptions import RedisError
+from sqlalchemy import select
 
 from bot.details import status_detail
 from bot.i18n import LanguageStore
 from bot.services import BotServices
 from bot.texts import t
-from bot.views import STATUS_ICON, account_status
+from bot.views import STATUS_ICON, account_status, verdict_text
 from celery_app import keys
+from database.models import Account, FleetEventKind
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,9 @@ GROUP_AT = 3  # this many alike alerts in one batch become one summary
 ALERTING_STATUSES = ("banned", "unauthorized", "flood_wait", "error")
 POLL_SECONDS = 1.0
 GROUP_WINDOW_SECONDS = 1.5
+PLUGIN_MESSAGES_AT_ONCE = 10  # a plugin's messages to admins in one batch; the rest are counted
+PLUGIN_ERROR_EVERY = 3600.0  # a plugin failing on an account is alerted once in this many seconds
+_PLUGIN_ERROR = re.compile(r"(?P<plugin>\S+) (?P<what>failed|blocked its event loop): (?P<error>.*)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -48,28 +57,100 @@ class Alert:
     status: str | None = None
     detail: str = ""  # the event's detail as the backend wrote it; shown in the admin's language
     detail_format: str = " ({})"
+    verdicts: tuple[str, str] | None = None  # a check's verdicts, before and after (shown in the admin's words)
 
     def render(self, lang: str) -> str:
         values = dict(self.values)
         if self.status is not None:
             values["status"] = account_status(lang, self.status)
+        if self.verdicts is not None:
+            values["before"], values["after"] = (verdict_text(lang, verdict) for verdict in self.verdicts)
         values["detail"] = self.detail_format.format(escape(status_detail(lang, self.detail))) if self.detail else ""
         return t(lang, self.key, **values)
 
 
-def build_alerts(events: Sequence[EventLine]) -> list[Alert]:
+def account_id_of(subject: str) -> int | None:
+    number = subject.removeprefix("account:")
+    return int(number) if number.isdigit() else None
+
+
+def account_label(subject: str, phones: Mapping[int, str]) -> str:
+    """How an alert names an account: its masked phone and id when the phone is known, else "#7" (safe HTML)."""
+    account_id = account_id_of(subject)
+    phone = phones.get(account_id) if account_id is not None else None
+    number = escape(subject.removeprefix("account:"))
+    return f"{escape(phone)} (#{number})" if phone else f"#{number}"
+
+
+def plugin_error_of(detail: str) -> tuple[str, bool, str] | None:
+    """(plugin, blocked, error) from a `plugin.error` event's detail (`backend.listener.plugin_event`)."""
+    match = _PLUGIN_ERROR.fullmatch(detail.strip())
+    if match is None:
+        return None
+    return match.group("plugin"), match.group("what") != "failed", match.group("error")
+
+
+def _ids(group: Sequence[EventLine], limit: int = 30) -> str:
+    ids = [escape(e.subject.removeprefix("account:")) for e in group]
+    return ", #".join(ids[:limit]) + (" …" if len(ids) > limit else "")
+
+
+def _operation_alerts(
+    worse: list[EventLine], messages: list[EventLine], failing: list[EventLine], phones: Mapping[int, str]
+) -> list[Alert]:
+    alerts: list[Alert] = []
+    if len(worse) >= GROUP_AT:
+        alerts.append(Alert("alert.verdicts_worse", {"n": len(worse), "ids": _ids(worse)}))
+    else:
+        for event in worse:
+            before, _, after = event.detail.partition(" → ")
+            label = account_label(event.subject, phones)
+            alerts.append(Alert("alert.verdict_worse", {"account": label}, verdicts=(before.strip(), after.strip())))
+    for event in messages[:PLUGIN_MESSAGES_AT_ONCE]:
+        plugin, _, rest = event.detail.partition(": ")
+        _kind, _, text = rest.partition(": ")
+        values = {"plugin": escape(plugin), "account": account_label(event.subject, phones), "text": escape(text)}
+        alerts.append(Alert("alert.plugin", values))
+    if len(messages) > PLUGIN_MESSAGES_AT_ONCE:
+        alerts.append(Alert("alert.plugin_more", {"n": len(messages) - PLUGIN_MESSAGES_AT_ONCE}))
+    parsed = [(event, plugin_error_of(event.detail)) for event in failing]
+    known = [(event, found) for event, found in parsed if found is not None]
+    if len(known) >= GROUP_AT:
+        items = ", ".join(f"{escape(found[0])} #{escape(e.subject.removeprefix('account:'))}" for e, found in known)
+        alerts.append(Alert("alert.plugin_errors", {"n": len(known), "items": items}))
+    else:
+        for event, (plugin, blocked, error) in known:
+            values = {"plugin": escape(plugin), "account": account_label(event.subject, phones), "error": escape(error)}
+            alerts.append(Alert("alert.plugin_blocked" if blocked else "alert.plugin_error", values))
+    return alerts
+
+
+def build_alerts(events: Sequence[EventLine], phones: Mapping[int, str] | None = None) -> list[Alert]:
+    """The alerts for a batch of new events; `phones` (account id -> masked phone) names accounts in the
+    operations' and plugins' alerts."""
     offline: list[EventLine] = []
     online: list[EventLine] = []
     accounts: dict[str, list[EventLine]] = {}
+    worse: list[EventLine] = []
+    plugin_messages: list[EventLine] = []
+    plugin_errors: list[EventLine] = []
     for event in events:
-        if event.kind == "worker.offline":
+        if event.kind == FleetEventKind.WORKER_OFFLINE:
             offline.append(event)
-        elif event.kind == "worker.online":
+        elif event.kind == FleetEventKind.WORKER_ONLINE:
             online.append(event)
-        elif event.kind == "account.status" and event.repeat_count == 1:
+        elif event.repeat_count > 1:
+            continue  # the same again within the hour: said already
+        elif event.kind == FleetEventKind.ACCOUNT_STATUS:
             status = event.detail.split(":", 1)[0]
             if status in ALERTING_STATUSES:
                 accounts.setdefault(status, []).append(event)
+        elif event.kind == FleetEventKind.ACCOUNT_VERDICT_WORSE:
+            worse.append(event)
+        elif event.kind == FleetEventKind.PLUGIN_ALERT:
+            plugin_messages.append(event)
+        elif event.kind == FleetEventKind.PLUGIN_ERROR:
+            plugin_errors.append(event)
     alerts: list[Alert] = []
     for group, single_key, many_key in (
         (offline, "alert.worker_offline", "alert.workers_offline"),
@@ -98,7 +179,32 @@ def build_alerts(events: Sequence[EventLine]) -> list[Alert]:
                 reason = event.detail.split(":", 1)[1].strip() if ":" in event.detail else ""
                 values = {"icon": STATUS_ICON[status], "id": account_id}
                 alerts.append(Alert("alert.account", values, status, detail=reason, detail_format=" — {}"))
-    return alerts
+    return alerts + _operation_alerts(worse, plugin_messages, plugin_errors, phones or {})
+
+
+class PluginErrorThrottle:
+    """Lets one `plugin.error` alert through per plugin and account in PLUGIN_ERROR_EVERY seconds."""
+
+    def __init__(self, every: float = PLUGIN_ERROR_EVERY) -> None:
+        self.every = every
+        self._last: dict[tuple[str, str], float] = {}
+
+    def allow(self, event: EventLine, now: float) -> bool:
+        if event.kind != FleetEventKind.PLUGIN_ERROR:
+            return True
+        found = plugin_error_of(event.detail)
+        key = (found[0] if found else event.detail, event.subject)
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            return False
+        self._last[key] = now
+        if len(self._last) > 10_000:  # forget the oldest half; a restart forgets all, which is fine
+            for stale in sorted(self._last, key=self._last.__getitem__)[:5_000]:
+                del self._last[stale]
+        return True
+
+
+_NAMED_KINDS = {FleetEventKind.ACCOUNT_VERDICT_WORSE, FleetEventKind.PLUGIN_ALERT, FleetEventKind.PLUGIN_ERROR}
 
 
 class AlertNotifier:
@@ -108,6 +214,7 @@ class AlertNotifier:
         self.admin_ids = admin_ids
         self.languages = languages
         self.last_id: int | None = None
+        self.plugin_errors = PluginErrorThrottle()
 
     async def run(self) -> None:
         while True:
@@ -130,7 +237,12 @@ class AlertNotifier:
         if not events:
             return 0
         self.last_id = events[-1].id
-        alerts = build_alerts([EventLine(e.kind, e.subject, e.detail, e.repeat_count) for e in events])
+        now = time.monotonic()
+        lines = [EventLine(e.kind, e.subject, e.detail, e.repeat_count) for e in events]
+        lines = [line for line in lines if self.plugin_errors.allow(line, now)]
+        named = {account_id_of(line.subject) for line in lines if line.kind in _NAMED_KINDS}
+        phones = await self.services.call(self._phones, {i for i in named if i is not None}) if named else {}
+        alerts = build_alerts(lines, phones)
         for alert in alerts:
             delivered = False
             for admin in sorted(self.admin_ids):
@@ -143,6 +255,15 @@ class AlertNotifier:
             if delivered:
                 await self.services.call(self._count, alert)
         return len(alerts)
+
+    def _phones(self, account_ids: Iterable[int]) -> dict[int, str]:
+        """Masked phones of the accounts the alerts name (one query)."""
+        ids = sorted(account_ids)
+        if not ids:
+            return {}
+        with self.services.accounts.sessions() as session:
+            rows = session.execute(select(Account.id, Account.phone_masked).where(Account.id.in_(ids))).all()
+        return {account_id: phone for account_id, phone in rows}
 
     def _count(self, alert: Alert) -> None:
         """Count it for the backend's /metrics (`fleet_alerts_sent_total{kind}`)."""

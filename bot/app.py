@@ -6,7 +6,7 @@ from aiogram import Dispatcher
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 
-from bot.handlers import accounts, add_account, board, errors, fallback, menu, workers
+from bot.handlers import accounts, add_account, board, errors, fallback, menu, operations, plugins, workers
 from bot.i18n import LanguageStore
 from bot.live import StatusWatcher
 from bot.middlewares import AccessMiddleware
@@ -25,6 +25,9 @@ def build_dispatcher(
     dispatcher = Dispatcher(storage=storage, events_isolation=SimpleEventIsolation(), fleet=services, watcher=watcher)
     dispatcher.update.outer_middleware(AccessMiddleware(admin_ids, languages))
     dispatcher.include_routers(
-        *(module.router.build() for module in (errors, menu, workers, accounts, add_account, board, fallback))
+        *(
+            module.router.build()
+            for module in (errors, menu, workers, accounts, operations, plugins, add_account, board, fallback)
+        )
     )
     return dispatcher

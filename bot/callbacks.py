@@ -36,6 +36,34 @@ class AccountAction(enum.StrEnum):
     REMOVE = "rm"
     REMOVE_CONFIRMED = "rm!"
     START_WHEN_BACK = "wb"
+    CHECK = "ck"  # the operations on the card
+    SESSIONS = "ss"
+    END_SESSIONS = "es"  # asks to confirm
+    END_SESSIONS_CONFIRMED = "es!"
+    TWO_FA = "2f"  # whether a cloud password is set
+    PASSWORD = "pw"  # noqa: S105 - an action's name: set or change the cloud password (a form)
+    PROFILE = "pf"  # which field to change
+    PLUGINS = "pl"  # the plugins for this account
+
+
+class WorkerOpAction(enum.StrEnum):
+    CHECK = "ck"
+    END_SESSIONS = "es"  # asks to confirm
+    END_SESSIONS_CONFIRMED = "es!"
+
+
+class ProfileField(enum.StrEnum):
+    FIRST_NAME = "first_name"
+    LAST_NAME = "last_name"
+    BIO = "bio"
+    USERNAME = "username"
+    PHOTO = "photo"
+
+
+class FormAction(enum.StrEnum):
+    NO_PASSWORD = "np"  # noqa: S105 - an action's name: the account has no cloud password yet
+    DEFAULT_CONFIG = "dc"  # enable a plugin with the configuration {}
+    CANCEL = "x"
 
 
 class BoardAction(enum.StrEnum):
@@ -71,6 +99,32 @@ class AccountsPage(CallbackData, prefix="ap"):
 class AccountCard(CallbackData, prefix="a"):
     id: int
     action: AccountAction = AccountAction.CARD
+
+
+class WorkerOps(CallbackData, prefix="wo"):
+    """An operation on every account of a worker (from its accounts page)."""
+
+    worker_id: int
+    action: WorkerOpAction
+
+
+class ProfileEdit(CallbackData, prefix="pe"):
+    id: int
+    field: ProfileField
+
+
+class PluginToggle(CallbackData, prefix="pt"):
+    """Enable or disable a plugin for an account: by name, or "#n" (its place in the sorted catalogue) for a
+    name too long for the 64 bytes."""
+
+    id: int
+    plugin: str
+
+
+class Form(CallbackData, prefix="f"):
+    """A button of the form in progress (the account and what is asked are in the form's state)."""
+
+    action: FormAction
 
 
 class MoveTo(CallbackData, prefix="mv"):

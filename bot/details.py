@@ -9,6 +9,7 @@ set. A detail that no longer matches after a change there is merely shown in Eng
 from __future__ import annotations
 
 import re
+from html import escape
 
 from bot.texts import t
 
@@ -104,3 +105,45 @@ def status_detail(lang: str, detail: str) -> str:
             }
             return t(lang, key, **values)
     return detail
+
+
+# Why an operation or a plugin change failed, as the worker or the service words it (English by design); the
+# ones an admin meets most often have catalogue texts, others are shown as they came (or as a status detail).
+_QUOTED_WORKER = r"'(?P<worker>[\w.\-]+)'"
+_PROBLEMS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"the username @(?P<username>\w*) is already taken.*"), "problem.username_taken"),
+    (re.compile(r"the username @(?P<username>\w*) is not valid:.*"), "problem.username_invalid"),
+    (re.compile(r"the current 2FA password is wrong"), "problem.wrong_password"),
+    (
+        re.compile(r"this account already has a 2FA password: give the current one to change it"),
+        "problem.current_password_needed",
+    ),
+    (re.compile(r"the new 2FA password must not be empty"), "problem.password_empty"),
+    (re.compile(r"this session is too new for Telegram to allow ending the others.*"), "problem.too_fresh_to_end"),
+    (re.compile(r"this session is too new for Telegram to allow a 2FA change.*"), "problem.too_fresh_for_2fa"),
+    (re.compile(r"the photo is not a JPEG or PNG image"), "problem.photo_not_image"),
+    (re.compile(r"the photo is larger than (?P<mb>[0-9]+) MB"), "problem.photo_too_big"),
+    (re.compile(r"the configuration is not valid JSON \((?P<detail>.*)\)"), "problem.config_not_json"),
+    (re.compile(r"the configuration must be a JSON object"), "problem.config_not_object"),
+    (
+        re.compile(r"the configuration does not fit plugin '(?P<plugin>[^']+)': (?P<problems>.*)", re.DOTALL),
+        "problem.config_unfit",
+    ),
+    (re.compile(r"worker lost: (?P<worker>\S+) went away before it finished"), "problem.worker_lost"),
+    (re.compile(rf"worker {_QUOTED_WORKER} is offline"), "problem.worker_offline"),
+    (re.compile(rf"worker {_QUOTED_WORKER} is deactivated.*"), "problem.worker_deactivated"),
+    (re.compile(r"the account has no session: log in first"), "problem.no_session"),
+    (re.compile(r"the account is not assigned to a worker"), "problem.no_worker"),
+    (re.compile(rf"the account is running on worker {_QUOTED_WORKER}"), "problem.running_elsewhere"),
+    (re.compile(rf"timed out after (?P<seconds>{_NUMBER}) s"), "problem.timed_out"),
+]
+
+
+def problem_text(lang: str, problem: str) -> str:
+    """Why an operation or a plugin change failed, in `lang` where we have the words; safe HTML either way."""
+    problem = problem.strip()
+    for pattern, key in _PROBLEMS:
+        match = pattern.fullmatch(problem)
+        if match is not None:
+            return t(lang, key, **{name: escape(value) for name, value in match.groupdict().items()})
+    return escape(status_detail(lang, problem))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from html import escape
 
@@ -12,6 +13,7 @@ from backend.accounts_service import AccountsPage as AccountsPageView
 from backend.accounts_service import AccountView
 from backend.fleet import FleetSummary, WorkerView
 from backend.fleet import WorkersPage as WorkersPageView
+from backend.plugins_service import PluginRow
 from bot.callbacks import (
     AccountAction,
     AccountCard,
@@ -24,6 +26,8 @@ from bot.callbacks import (
     WizardWorker,
     WorkerAction,
     WorkerCard,
+    WorkerOpAction,
+    WorkerOps,
     WorkersPage,
 )
 from bot.details import status_detail
@@ -157,10 +161,12 @@ def worker_card(lang: str, worker_id: int, view: WorkerView, rejected: int = 0) 
     )
 
 
-def confirm(lang: str, text: str, yes: str, no: str) -> tuple[str, InlineKeyboardMarkup]:
+def confirm(
+    lang: str, text: str, yes: str, no: str, yes_key: str = "btn.yes_remove"
+) -> tuple[str, InlineKeyboardMarkup]:
     return text, keyboard(
         [
-            Button(text=t(lang, "btn.yes_remove"), callback_data=yes),
+            Button(text=t(lang, yes_key), callback_data=yes),
             Button(text=t(lang, "btn.cancel"), callback_data=no),
         ]
     )
@@ -189,8 +195,10 @@ def account_who(view: AccountView) -> str:
 
 
 def accounts_page(
-    lang: str, page: AccountsPageView, worker_id: int, worker_name: str | None
+    lang: str, page: AccountsPageView, worker_id: int, worker_name: str | None, operations: bool = True
 ) -> tuple[str, InlineKeyboardMarkup]:
+    """A page of accounts (all, or a worker's: then with "check all" and "end other sessions for all" when the
+    bot has the operations service)."""
     back = (
         Button(text=t(lang, "btn.back"), callback_data=WorkerCard(id=worker_id).pack())
         if worker_id
@@ -222,8 +230,25 @@ def accounts_page(
         )
     else:
         title = t(lang, "accounts.title", page=page.page + 1, pages=page.pages, total=page.total)
+    fleet_wide = (
+        [
+            Button(
+                text=t(lang, "accounts.btn.check_all"),
+                callback_data=WorkerOps(worker_id=worker_id, action=WorkerOpAction.CHECK).pack(),
+            ),
+            Button(
+                text=t(lang, "accounts.btn.end_sessions_all"),
+                callback_data=WorkerOps(worker_id=worker_id, action=WorkerOpAction.END_SESSIONS).pack(),
+            ),
+        ]
+        if worker_id and operations
+        else []
+    )
     return title, keyboard(
-        *rows, _pager(lang, page.page, page.pages, lambda n: AccountsPage(worker_id=worker_id, page=n).pack()), [back]
+        *rows,
+        _pager(lang, page.page, page.pages, lambda n: AccountsPage(worker_id=worker_id, page=n).pack()),
+        fleet_wide,
+        [back],
     )
 
 
@@ -235,9 +260,113 @@ def account_status(lang: str, status: str) -> str:
 _KNOWN_STATUS_KEYS = {f"st.{s}" for s in STATUS_ICON}
 
 
+# --- the last check and the plugins, on the card
+
+VERDICT_ICON = {"ok": "✅", "limited": "⚠️", "restricted": "🔒", "unauthorized": "🚫", "banned": "⛔"}
+SPAM_WORDS = ("free", "limited", "unknown")
+PLUGIN_STATE_KEYS = {
+    "running": "plugin.state.running",
+    "failing": "plugin.state.failing",
+    "blocked": "plugin.state.blocked",
+    "error": "plugin.state.error",
+}
+
+
+def verdict_text(lang: str, verdict: str | None) -> str:
+    """A check's verdict with its icon: "⚠️ limited (spam)"."""
+    if verdict in VERDICT_ICON:
+        return t(lang, f"verdict.{verdict}")
+    return escape(verdict or "?")
+
+
+def _check_part(lang: str, part: str) -> str:
+    if part == "premium":
+        return t(lang, "check.premium")
+    if match := re.fullmatch(r"spam: (\w+)", part):
+        word = match.group(1)
+        return t(lang, "check.spam", status=t(lang, f"check.spam.{word}") if word in SPAM_WORDS else escape(word))
+    if match := re.fullmatch(r"([0-9]+) other sessions?", part):
+        return t(lang, "check.other_sessions", n=int(match.group(1)))
+    if match := re.fullmatch(r"restricted: (.*)", part, re.DOTALL):
+        return t(lang, "check.restricted", reason=escape(match.group(1)))
+    return escape(part)
+
+
+def check_details(lang: str, summary: str) -> str:
+    """What a check found besides its verdict, in `lang`, from its one-line (English) summary
+    (`celery_app.operations.describe_result`): "spam: free · 2 other sessions · premium"."""
+    parts = [part.strip() for part in summary.split(" · ") if part.strip()]
+    if parts and parts[0] in VERDICT_ICON:
+        parts = parts[1:]
+    return " · ".join(_check_part(lang, part) for part in parts)
+
+
+def check_line(lang: str, view: AccountView, now: datetime | None = None) -> str:
+    if not view.check_verdict:
+        return t(lang, "check.never")
+    seconds = None
+    if view.checked_at is not None:
+        checked = view.checked_at if view.checked_at.tzinfo else view.checked_at.replace(tzinfo=UTC)
+        seconds = max(0.0, ((now or now_utc()) - checked).total_seconds())
+    details = check_details(lang, view.check_summary)
+    return t(
+        lang,
+        "check.line",
+        verdict=verdict_text(lang, view.check_verdict),
+        ago=ago(lang, seconds),
+        details=f" — {details}" if details else "",
+    )
+
+
+def plugin_state(lang: str, row: PluginRow) -> str:
+    """One enabled plugin as its worker reports it: 🟢 running, ⚠️ failing (last error), 🐢, ❌, ⚪ not running."""
+    name = escape(row.plugin)
+    live = row.live
+    if live is None:
+        return t(lang, "plugin.state.stopped", name=name)
+    key = PLUGIN_STATE_KEYS.get(live.state)
+    if key is None:
+        return f"❔ {name} ({escape(live.state)})"
+    return t(lang, key, name=name, error=escape((live.last_error or "?")[:160]), count=live.errors)
+
+
+def plugins_line(lang: str, rows: Sequence[PluginRow]) -> str:
+    return t(lang, "plugins.line", plugins=", ".join(plugin_state(lang, row) for row in rows)) if rows else ""
+
+
+def operation_rows(lang: str, account_id: int, with_plugins: bool = True) -> list[list[Button]]:
+    """The card's operations: two rows of three, short labels (they must fit a phone's width)."""
+
+    def action(key: str, act: AccountAction) -> Button:
+        return Button(text=t(lang, key), callback_data=AccountCard(id=account_id, action=act).pack())
+
+    return [
+        [
+            action("account.btn.check", AccountAction.CHECK),
+            action("account.btn.sessions", AccountAction.SESSIONS),
+            action("account.btn.end_sessions", AccountAction.END_SESSIONS),
+        ],
+        [
+            action("account.btn.two_fa", AccountAction.TWO_FA),
+            action("account.btn.profile", AccountAction.PROFILE),
+            *([action("account.btn.plugins", AccountAction.PLUGINS)] if with_plugins else []),
+        ],
+    ]
+
+
 def account_card(
-    lang: str, view: AccountView, worker_id: int | None, override_status: str | None = None
+    lang: str,
+    view: AccountView,
+    worker_id: int | None,
+    override_status: str | None = None,
+    plugins: Sequence[PluginRow] = (),
+    extra_rows: Sequence[list[Button]] = (),
+    operations: bool = True,
+    with_plugins: bool = True,
 ) -> tuple[str, InlineKeyboardMarkup]:
+    """The card; `plugins` are the account's enabled plugins with their live state, `extra_rows` buttons an
+    operation's outcome offers (shown above the card's own). `operations`/`with_plugins`: whether the bot
+    has those services (their buttons)."""
     detail = ""
     if override_status is None and view.detail:
         detail = f" — {escape(status_detail(lang, view.detail))}"
@@ -264,6 +393,9 @@ def account_card(
         status=override_status or account_status(lang, view.status),
         detail=detail,
     )
+    text += "\n" + check_line(lang, view)
+    if plugins:
+        text += "\n" + plugins_line(lang, plugins)
 
     def action(key: str, act: AccountAction) -> Button:
         return Button(text=t(lang, key), callback_data=AccountCard(id=view.id, action=act).pack())
@@ -273,9 +405,12 @@ def account_card(
         [action("account.btn.stop", AccountAction.STOP)] if live else [action("account.btn.start", AccountAction.START)]
     )
     first.append(action("account.btn.restart", AccountAction.RESTART))
+    operation_buttons = operation_rows(lang, view.id, with_plugins) if view.has_session and operations else []
     return text, keyboard(
+        *extra_rows,
         first,
         [action("account.btn.move", AccountAction.MOVE), action("account.btn.remove", AccountAction.REMOVE)],
+        *operation_buttons,
         [
             Button(text=t(lang, "btn.back"), callback_data=AccountsPage(worker_id=worker_id or 0).pack()),
             Button(text=t(lang, "btn.refresh"), callback_data=AccountCard(id=view.id).pack()),

@@ -50,7 +50,12 @@ class PluginStatus:
     def from_json(cls, raw: str | bytes) -> PluginStatus | None:
         try:
             data = json.loads(raw)
-            return cls(str(data["state"]), int(data.get("errors", 0)), str(data.get("last_error", "")), float(data.get("at", 0)))
+            return cls(
+                str(data["state"]),
+                int(data.get("errors", 0)),
+                str(data.get("last_error", "")),
+                float(data.get("at", 0)),
+            )
         except (ValueError, TypeError, KeyError):
             return None
 

@@ -87,7 +87,7 @@ def run_worker(settings: WorkerSettings) -> int:
         pacer=pacer,
     )
 
-    manager.plugins = plugin_host(redis, settings)
+    manager.plugins = plugin_host(redis, settings, manager.holder)
 
     def renew_leases_and_resume() -> None:
         lost = leases.renew(redis, manager.held_accounts(), manager.holder, lease_ttl)
@@ -167,14 +167,18 @@ def run_worker(settings: WorkerSettings) -> int:
         operator.close()
         keeper.go_offline()
         manager.shutdown()
+        manager.plugins.close()
     return int(celery_worker.exitcode or 0)
 
 
-def plugin_host(redis: Redis, settings: WorkerSettings) -> Any:
+def plugin_host(redis: Redis, settings: WorkerSettings, holder: str) -> Any:
     """The plugins this worker can load (`worker.plugins`): found once at start, loaded per account."""
-    from worker.plugins import PluginHost, discover
+    from celery_app.plugin_catalogue import discover
+    from worker.plugins import PluginHost
 
     catalogue = discover(settings.plugins_dir)
     usable = sorted(name for name, info in catalogue.items() if info.error is None)
     log.info("plugins available: %s", ", ".join(usable) or "none")
-    return PluginHost(redis, settings.worker_name, catalogue, block_threshold=settings.plugin_block_seconds)
+    return PluginHost(
+        redis, settings.worker_name, catalogue, block_threshold=settings.plugin_block_seconds, holder=holder
+    )

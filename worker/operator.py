@@ -306,6 +306,7 @@ class OperationExecutor:
                 report = gone_report(error) if pending.request.name is OperationName.CHECK else None
                 if report is None:
                     raise
+                log.info("account %d: refused on connecting (%s)", account_id, describe_error(error))
                 return report
             if request_needs_login(pending.request.name) and not await asyncio.wait_for(
                 client.is_user_authorized(), CALL_TIMEOUT

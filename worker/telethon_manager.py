@@ -746,8 +746,8 @@ class AccountManager:
         from celery_app import plugin_config
 
         version = plugin_config.version(self.redis)
-        if version == self._plugins_version:
-            return
+        if version is None or version == self._plugins_version:
+            return  # unchanged, or Redis lost it and the control plane has not written it again yet
         with self._lock:
             running = {account_id: runner for account_id, runner in self.runners.items() if runner.client is not None}
         desired = plugin_config.read_desired(self.redis, list(running))

@@ -9,11 +9,13 @@ from typing import Any
 
 from aiogram import F
 from aiogram.filters import Command
-from aiogram.types import CallbackQuery, Message
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from backend.accounts_service import AccountError, WorkerUnavailable
 from bot import views
 from bot.callbacks import AccountAction, AccountCard, AccountsPage, Menu, MenuAction, MoveTo
+from bot.forms import leave_card_form
 from bot.handlers.base import RouterSpec, actor, show
 from bot.live import Expectation, StatusWatcher
 from bot.services import BotServices
@@ -28,7 +30,7 @@ OUTCOME_TIMEOUT = 30.0
 async def render_page(event: Message | CallbackQuery, fleet: BotServices, lang: str, worker_id: int, page: int) -> None:
     data = await fleet.call(fleet.accounts.accounts_page, page, PER_PAGE, worker_id or None)
     worker_name = await fleet.call(fleet.workers.name_of, worker_id) if worker_id else None
-    await show(event, *views.accounts_page(lang, data, worker_id, worker_name))
+    await show(event, *views.accounts_page(lang, data, worker_id, worker_name, fleet.operations is not None))
 
 
 @router.message(Command("accounts"))
@@ -46,6 +48,34 @@ def error_note(lang: str, error: BaseException) -> str:
     return t(lang, "account.error", error=error_text(lang, error))
 
 
+async def card_screen(
+    fleet: BotServices,
+    lang: str,
+    account_id: int,
+    note: str = "",
+    status: str | None = None,
+    extra_rows: list[list[views.Button]] | None = None,
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The account's card (with its enabled plugins as the worker reports them) and `note` under it."""
+    view = await fleet.call(fleet.accounts.get_account, account_id, 0)
+    worker_id = await fleet.call(fleet.workers.id_of, view.worker) if view.worker else None
+    plugins = []
+    if fleet.plugins is not None:
+        running = {account_id} if view.live and view.status == AccountStatus.RUNNING else set()
+        plugins = await fleet.call(fleet.plugins.status, [account_id], running=running)
+    text, markup = views.account_card(
+        lang,
+        view,
+        worker_id,
+        override_status=status,
+        plugins=plugins,
+        extra_rows=extra_rows or [],
+        operations=fleet.operations is not None,
+        with_plugins=fleet.plugins is not None,
+    )
+    return (f"{text}\n\n{note}" if note else text), markup
+
+
 async def render_card(
     event: Message | CallbackQuery,
     fleet: BotServices,
@@ -54,14 +84,14 @@ async def render_card(
     note: str = "",
     status: str | None = None,
 ) -> None:
-    view = await fleet.call(fleet.accounts.get_account, account_id, 0)
-    worker_id = await fleet.call(fleet.workers.id_of, view.worker) if view.worker else None
-    text, markup = views.account_card(lang, view, worker_id, override_status=status)
-    await show(event, f"{text}\n\n{note}" if note else text, markup)
+    await show(event, *await card_screen(fleet, lang, account_id, note, status))
 
 
 @router.callback_query(AccountCard.filter(F.action == AccountAction.CARD))
-async def card(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
+async def card(
+    query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str, state: FSMContext
+) -> None:
+    await leave_card_form(state)
     await render_card(query, fleet, lang, callback_data.id)
 
 

@@ -59,5 +59,11 @@ async def show(target: Message | CallbackQuery, text: str, markup: InlineKeyboar
     await target.answer(text, reply_markup=markup)
 
 
+async def edit(message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+    """Edit a message the bot sent (a follow-up's screen); unchanged or gone meanwhile is not an error."""
+    with contextlib.suppress(TelegramBadRequest):
+        await message.edit_text(text, reply_markup=markup)
+
+
 def actor(user: User | None) -> str:
     return f"bot:{user.id}" if user else "bot"

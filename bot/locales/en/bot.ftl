@@ -325,6 +325,149 @@ err-worker_exists = Worker { $name } already exists.
 err-invalid_worker_name = Worker names: letters, digits, <code>. _ -</code>, up to 64 characters.
 err-invalid_address = Server address: an IP or a host name, e.g. <code>10.0.0.5</code>.
 
+## Account operations (the card, a worker's accounts page), plugins, and their alerts
+
+account-btn-check = 🩺 Check
+account-btn-sessions = 📱 Sessions
+account-btn-end_sessions = ✂️ End others
+account-btn-two_fa = 🔐 2FA
+account-btn-profile = 👤 Profile
+account-btn-plugins = 🧩 Plugins
+account-btn-password = 🔑 Set or change the password
+accounts-btn-check_all = 🩺 Check all
+accounts-btn-end_sessions_all = ✂️ End other sessions for all
+btn-yes_end = ✂️ Yes, end them
+btn-no_password = 🆓 No password
+btn-default_config = 📄 Default ({ $value })
+
+check-never = 🩺 Not checked yet
+check-line = 🩺 Check: { $verdict } · { $ago }{ $details }
+check-spam = spam: { $status }
+check-spam-free = no limits
+check-spam-limited = limited
+check-spam-unknown = unknown
+check-restricted = restricted: { $reason }
+check-other_sessions = { $n } other { $n ->
+        [one] session
+       *[other] sessions
+    }
+check-premium = Premium
+verdict-ok = ✅ ok
+verdict-limited = ⚠️ limited (spam)
+verdict-restricted = 🔒 restricted by Telegram
+verdict-unauthorized = 🚫 session revoked
+verdict-banned = ⛔ banned
+
+plugins-line = 🧩 Plugins: { $plugins }
+plugin-state-running = 🟢 { $name }
+plugin-state-failing = ⚠️ { $name } (failing: { $error })
+plugin-state-blocked = 🐢 { $name } (blocks the event loop: { $error })
+plugin-state-error = ❌ { $name } (did not load: { $error })
+plugin-state-stopped = ⚪ { $name } (not running)
+
+op-name-check = Check
+op-name-sessions = Sessions
+op-name-end_sessions = Ending other sessions
+op-name-two_fa = Cloud password
+op-name-profile = Profile
+op-running = ⏳ { $op }…
+op-timeout = ⌛ { $op }: the worker has not finished yet — refresh the card later.
+op-flood = 🐢 { $op }: Telegram asked to wait { $seconds } s, it resumes by itself.
+op-failed = ❌ { $op }: { $error }
+op-lost = ❓ { $op }: { $error }
+op-more = … and { $n } more
+op-done-check = 🩺 Check: { $verdict }{ $details }
+op-done-sessions = 📱 Other sessions: { $n }
+op-done-no_sessions = 📱 No other sessions.
+op-session = • { $device } — { $app } · { $place } · { $active }
+op-done-ended = ✂️ Other sessions ended: { $n }
+op-done-nothing_to_end = ✂️ No other sessions to end.
+op-done-password_set = 🔐 A cloud password is set.
+op-done-no_password = 🔐 No cloud password is set.
+op-done-password_changed = 🔐 Cloud password changed.
+op-done-profile = 👤 Profile changed: { $fields }
+op-done-profile_same = 👤 Nothing changed in the profile.
+op-end_sessions-confirm = End every other session of account <b>{ $phone }</b>? Only the fleet's own stays.
+
+password-current =
+    🔐 Send the <b>current</b> cloud password of { $phone }. The message is deleted as soon as the bot reads it.
+    No password yet? Tap «No password».
+password-new = 🔐 Send the <b>new</b> cloud password for { $phone }. The message is deleted at once.
+password-repeat = 🔐 Send the new password for { $phone } <b>once more</b>.
+password-mismatch = ❌ The passwords do not match. Send the new password for { $phone } again.
+
+profile-pick = 👤 What to change in the profile of { $phone }?
+profile-btn-first_name = First name
+profile-btn-last_name = Last name
+profile-btn-bio = Bio
+profile-btn-username = Username
+profile-btn-photo = 🖼 Photo
+profile-field-first_name = first name
+profile-field-last_name = last name
+profile-field-bio = bio
+profile-field-username = username
+profile-field-photo = photo
+profile-ask-first_name = 👤 Send the new first name for { $phone }.
+profile-ask-last_name = 👤 Send the new last name for { $phone } (<code>-</code> to remove it).
+profile-ask-bio = 👤 Send the new bio for { $phone }, up to 70 characters (<code>-</code> to remove it).
+profile-ask-username = 👤 Send the new username for { $phone }: 5–32 letters, digits or underscores (<code>-</code> to remove it).
+profile-ask-photo = 🖼 Send the new profile photo for { $phone } — as a photo or as a file (<code>JPEG</code> or <code>PNG</code>).
+profile-expect_photo = Please send a photo — as a photo or as a file. Or /cancel.
+
+plugins-title = 🧩 <b>Plugins</b> of { $phone }
+plugins-none = No plugins are installed on this server.
+plugins-hint = Tap a plugin to enable or disable it.
+plugins-broken = cannot be used: { $error }
+plugins-missing = not installed on this server
+plugins-gone = This plugin is no longer on the server.
+plugins-enabled = ✅ Plugin <b>{ $name }</b> enabled.
+plugins-disabled = ⏹ Plugin <b>{ $name }</b> disabled.
+plugins-config-ask = 🧩 Send the configuration of plugin <b>{ $name }</b> for { $phone } as a <code>JSON</code> object.
+plugins-config-fields = Fields: { $fields } (* required)
+
+batch-header = 🖥 <b>{ $worker }</b>
+batch-progress = { $op }: { $done }/{ $total } done · ✅ { $ok } · ⚠️ { $warn } · ❌ { $bad }
+batch-waiting = 🐢 Waiting as Telegram asked: { $n } (they resume by themselves)
+batch-line = { $icon } { $phone }: { $text }
+batch-finished = ✅ All done.
+batch-timeout = ⌛ Not all have finished — the rest of the results will be on the accounts' cards.
+batch-end_sessions-confirm = ✂️ End every other session of every account on worker <b>{ $worker }</b>? Only the fleet's own sessions stay.
+
+alert-verdict_worse = ⚠️ Account { $account }: check got worse: { $before } → { $after }
+alert-verdicts_worse = ⚠️ Check got worse on { $n } { $n ->
+        [one] account
+       *[other] accounts
+    } (#{ $ids })
+alert-plugin = 🔔 { $plugin } · { $account }: { $text }
+alert-plugin_more = 🔔 And more messages from plugins: { $n }
+alert-plugin_error = ❌ Plugin <b>{ $plugin }</b> failing on account { $account }: { $error }
+alert-plugin_blocked = 🐢 Plugin <b>{ $plugin }</b> blocks the event loop of account { $account }: { $error }
+alert-plugin_errors = ❌ Plugins failing on { $n } { $n ->
+        [one] account
+       *[other] accounts
+    }: { $items }
+
+err-no_accounts = No accounts match.
+problem-username_taken = the username @{ $username } is already taken
+problem-username_invalid = the username @{ $username } is not valid: 5 to 32 letters, digits or underscores, starting with a letter
+problem-wrong_password = the current 2FA password is wrong
+problem-current_password_needed = this account already has a 2FA password: give the current one to change it
+problem-password_empty = the new 2FA password must not be empty
+problem-too_fresh_to_end = this session is too new for Telegram to allow ending the others (it must be at least 24 hours old)
+problem-too_fresh_for_2fa = this session is too new for Telegram to allow a 2FA change; try again later
+problem-photo_not_image = the photo is not a JPEG or PNG image
+problem-photo_too_big = the photo is larger than { $mb } MB
+problem-config_not_json = the configuration is not valid JSON ({ $detail })
+problem-config_not_object = the configuration must be a JSON object
+problem-config_unfit = the configuration does not fit plugin { $plugin }: { $problems }
+problem-worker_lost = worker { $worker } went away before it finished
+problem-worker_offline = worker { $worker } is offline
+problem-worker_deactivated = worker { $worker } is deactivated: activate it or move the account
+problem-no_session = the account has no session: log in first
+problem-no_worker = the account is not assigned to a worker
+problem-running_elsewhere = the account is running on worker { $worker }
+problem-timed_out = the worker did not finish in { $seconds } s
+
 ## Bot commands (Telegram's command menu)
 
 cmd-start = Main menu

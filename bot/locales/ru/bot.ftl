@@ -340,6 +340,150 @@ err-worker_exists = Воркер { $name } уже есть.
 err-invalid_worker_name = Имя воркера: латиница, цифры, <code>. _ -</code>, до 64 символов.
 err-invalid_address = Адрес сервера: IP или имя хоста, например <code>10.0.0.5</code>.
 
+## Account operations (the card, a worker's accounts page), plugins, and their alerts
+
+account-btn-check = 🩺 Проверить
+account-btn-sessions = 📱 Сеансы
+account-btn-end_sessions = ✂️ Выйти везде
+account-btn-two_fa = 🔐 Пароль
+account-btn-profile = 👤 Профиль
+account-btn-plugins = 🧩 Плагины
+account-btn-password = 🔑 Задать или сменить пароль
+accounts-btn-check_all = 🩺 Проверить все
+accounts-btn-end_sessions_all = ✂️ Выйти везде у всех
+btn-yes_end = ✂️ Да, завершить
+btn-no_password = 🆓 Пароля нет
+btn-default_config = 📄 По умолчанию ({ $value })
+
+check-never = 🩺 Ещё не проверялся
+check-line = 🩺 Проверка: { $verdict } · { $ago }{ $details }
+check-spam = спам: { $status }
+check-spam-free = ограничений нет
+check-spam-limited = есть ограничения
+check-spam-unknown = неизвестно
+check-restricted = ограничен Telegram: { $reason }
+check-other_sessions = { $n } { $n ->
+        [one] другой сеанс
+        [few] других сеанса
+       *[many] других сеансов
+    }
+check-premium = Премиум
+verdict-ok = ✅ в порядке
+verdict-limited = ⚠️ ограничен (спам)
+verdict-restricted = 🔒 ограничен Telegram
+verdict-unauthorized = 🚫 сессия отозвана
+verdict-banned = ⛔ заблокирован
+
+plugins-line = 🧩 Плагины: { $plugins }
+plugin-state-running = 🟢 { $name }
+plugin-state-failing = ⚠️ { $name } (сбоит: { $error })
+plugin-state-blocked = 🐢 { $name } (блокирует цикл событий: { $error })
+plugin-state-error = ❌ { $name } (не загрузился: { $error })
+plugin-state-stopped = ⚪ { $name } (не запущен)
+
+op-name-check = Проверка
+op-name-sessions = Сеансы
+op-name-end_sessions = Завершение других сеансов
+op-name-two_fa = Облачный пароль
+op-name-profile = Профиль
+op-running = ⏳ { $op }…
+op-timeout = ⌛ { $op }: воркер ещё не закончил — обновите карточку позже.
+op-flood = 🐢 { $op }: Telegram попросил подождать { $seconds } с, операция продолжится сама.
+op-failed = ❌ { $op }: { $error }
+op-lost = ❓ { $op }: { $error }
+op-more = … и ещё { $n }
+op-done-check = 🩺 Проверка: { $verdict }{ $details }
+op-done-sessions = 📱 Других сеансов: { $n }
+op-done-no_sessions = 📱 Других сеансов нет.
+op-session = • { $device } — { $app } · { $place } · { $active }
+op-done-ended = ✂️ Завершено других сеансов: { $n }
+op-done-nothing_to_end = ✂️ Других сеансов нет — завершать нечего.
+op-done-password_set = 🔐 Облачный пароль установлен.
+op-done-no_password = 🔐 Облачного пароля нет.
+op-done-password_changed = 🔐 Облачный пароль изменён.
+op-done-profile = 👤 Профиль изменён: { $fields }
+op-done-profile_same = 👤 В профиле ничего не изменилось.
+op-end_sessions-confirm = Завершить все другие сеансы аккаунта <b>{ $phone }</b>? Останется только сеанс флота.
+
+password-current =
+    🔐 Пришлите <b>текущий</b> облачный пароль аккаунта { $phone }. Сообщение будет удалено сразу, как только бот его прочтёт.
+    Пароля ещё нет — нажмите «Пароля нет».
+password-new = 🔐 Пришлите <b>новый</b> облачный пароль для { $phone }. Сообщение будет удалено сразу.
+password-repeat = 🔐 Пришлите новый пароль для { $phone } <b>ещё раз</b>.
+password-mismatch = ❌ Пароли не совпали. Пришлите новый пароль для { $phone } заново.
+
+profile-pick = 👤 Что изменить в профиле { $phone }?
+profile-btn-first_name = Имя
+profile-btn-last_name = Фамилия
+profile-btn-bio = О себе
+profile-btn-username = Имя пользователя
+profile-btn-photo = 🖼 Фото
+profile-field-first_name = имя
+profile-field-last_name = фамилия
+profile-field-bio = «о себе»
+profile-field-username = имя пользователя
+profile-field-photo = фото
+profile-ask-first_name = 👤 Пришлите новое имя для { $phone }.
+profile-ask-last_name = 👤 Пришлите новую фамилию для { $phone } (<code>-</code> — убрать).
+profile-ask-bio = 👤 Пришлите новый текст «о себе» для { $phone }, до 70 символов (<code>-</code> — убрать).
+profile-ask-username = 👤 Пришлите новое имя пользователя для { $phone }: 5–32 латинские буквы, цифры или подчёркивания (<code>-</code> — убрать).
+profile-ask-photo = 🖼 Пришлите новое фото профиля для { $phone } — фотографией или файлом (<code>JPEG</code> или <code>PNG</code>).
+profile-expect_photo = Пришлите фото — фотографией или файлом. Или /cancel.
+
+plugins-title = 🧩 <b>Плагины</b> аккаунта { $phone }
+plugins-none = На этом сервере нет ни одного плагина.
+plugins-hint = Нажмите на плагин, чтобы включить или выключить его.
+plugins-broken = не может работать: { $error }
+plugins-missing = на этом сервере его нет
+plugins-gone = Этого плагина больше нет на сервере.
+plugins-enabled = ✅ Плагин <b>{ $name }</b> включён.
+plugins-disabled = ⏹ Плагин <b>{ $name }</b> выключен.
+plugins-config-ask = 🧩 Пришлите настройки плагина <b>{ $name }</b> для { $phone } — объект <code>JSON</code>.
+plugins-config-fields = Поля: { $fields } (* — обязательные)
+
+batch-header = 🖥 <b>{ $worker }</b>
+batch-progress = { $op }: готово { $done }/{ $total } · ✅ { $ok } · ⚠️ { $warn } · ❌ { $bad }
+batch-waiting = 🐢 Ждут по просьбе Telegram: { $n } (продолжат сами)
+batch-line = { $icon } { $phone }: { $text }
+batch-finished = ✅ Готово.
+batch-timeout = ⌛ Закончили не все — остальные результаты появятся в карточках аккаунтов.
+batch-end_sessions-confirm = ✂️ Завершить все другие сеансы у каждого аккаунта воркера <b>{ $worker }</b>? Останутся только сеансы флота.
+
+alert-verdict_worse = ⚠️ Аккаунт { $account }: проверка хуже прежней: { $before } → { $after }
+alert-verdicts_worse = ⚠️ Проверка хуже прежней у { $n } { $n ->
+        [one] аккаунта
+       *[other] аккаунтов
+    } (#{ $ids })
+alert-plugin = 🔔 { $plugin } · { $account }: { $text }
+alert-plugin_more = 🔔 И ещё сообщений от плагинов: { $n }
+alert-plugin_error = ❌ Плагин <b>{ $plugin }</b> сбоит на аккаунте { $account }: { $error }
+alert-plugin_blocked = 🐢 Плагин <b>{ $plugin }</b> блокирует цикл событий аккаунта { $account }: { $error }
+alert-plugin_errors = ❌ Плагины сбоят на { $n } { $n ->
+        [one] аккаунте
+       *[other] аккаунтах
+    }: { $items }
+
+err-no_accounts = Нет подходящих аккаунтов.
+problem-username_taken = имя пользователя @{ $username } уже занято
+problem-username_invalid = имя пользователя @{ $username } не подходит: 5–32 латинские буквы, цифры или подчёркивания, первая — буква
+problem-wrong_password = текущий облачный пароль неверен
+problem-current_password_needed = у аккаунта уже есть облачный пароль: чтобы сменить, укажите текущий
+problem-password_empty = новый пароль не может быть пустым
+problem-too_fresh_to_end = сеанс флота слишком новый: Telegram разрешает завершать другие сеансы только через 24 часа
+problem-too_fresh_for_2fa = сеанс флота слишком новый: Telegram пока не даёт сменить облачный пароль, попробуйте позже
+problem-photo_not_image = это не изображение <code>JPEG</code> или <code>PNG</code>
+problem-photo_too_big = фото больше { $mb } МБ
+problem-config_not_json = настройки — не <code>JSON</code> ({ $detail })
+problem-config_not_object = настройки должны быть объектом <code>JSON</code>
+problem-config_unfit = настройки не подходят плагину { $plugin }: { $problems }
+problem-worker_lost = воркер { $worker } пропал, не закончив операцию
+problem-worker_offline = воркер { $worker } оффлайн
+problem-worker_deactivated = воркер { $worker } отключён админом: включите его или перенесите аккаунт
+problem-no_session = у аккаунта нет сессии: сначала войдите
+problem-no_worker = аккаунт не закреплён ни за одним воркером
+problem-running_elsewhere = аккаунт работает на воркере { $worker }
+problem-timed_out = воркер не успел за { $seconds } с
+
 ## Bot commands (Telegram's command menu)
 
 cmd-start = Главное меню
