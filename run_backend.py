@@ -45,13 +45,12 @@ def main(argv: list[str]) -> int:
         return EXIT_CONFIG
     configure_logging(settings.log_level)
 
-    from backend.plugins_service import PluginsService
-
     from backend.account_sync import AccountSync
     from backend.connections import ServiceUnavailable, connect_database, connect_redis
     from backend.dispatch import Dispatcher
     from backend.listener import LeaderLock, Reconciler, run_listener
     from backend.operations_service import OperationsService
+    from backend.plugins_service import PluginsService
 
     try:
         _engine, sessions = connect_database(settings.database_url)

@@ -106,7 +106,7 @@ def describe_result(name: str, result: dict[str, Any]) -> str:
 
 
 def image_kind(data: bytes) -> str | None:
-    """"jpeg" or "png" from the first bytes (what Telegram takes for a profile photo), else None."""
+    """ "jpeg" or "png" from the first bytes (what Telegram takes for a profile photo), else None."""
     if data.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if data.startswith(b"\x89PNG\r\n\x1a\n"):

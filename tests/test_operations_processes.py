@@ -86,7 +86,9 @@ def test_profile_sessions_and_2fa_from_the_cli_with_telegrams_refusals_passed_on
     assert fake_account(redis_client, phone)["sessions"] == []
     report = stack.cli("accounts", "op", "2fa", str(account_id))
     assert "no password" in report.stdout
-    set_it = stack.cli("accounts", "op", "2fa", str(account_id), "--set-password", input_text="\ns3cret-pw\ns3cret-pw\n")
+    set_it = stack.cli(
+        "accounts", "op", "2fa", str(account_id), "--set-password", input_text="\ns3cret-pw\ns3cret-pw\n"
+    )
     assert set_it.returncode == 0, set_it.stdout + set_it.stderr
     assert "password changed" in set_it.stdout and "s3cret-pw" not in set_it.stdout + set_it.stderr
     assert fake_account(redis_client, phone)["password"] == "s3cret-pw"

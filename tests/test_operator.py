@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +17,10 @@ from celery_app.account_state import AccountStatus
 from celery_app.contract import AccountSpec, OperationRequest
 from celery_app.crypto import SecretBox
 from celery_app.operations import OperationName
-from tests.support import fake_account_api
+from tests.support import fake_account_api, fake_telegram
 from tests.support.fake_telegram import session_for
 from tests.support.stack import wait_until
-from tests.test_manager import API_HASH, Script, make_manager, script, spec, wait_status  # noqa: F401 - fixtures
+from tests.test_manager import API_HASH, Script, spec, wait_status
 from worker import operations
 from worker.operator import OperationExecutor
 from worker.telethon_manager import AccountManager, ClientSpec
@@ -36,17 +37,28 @@ def _fresh_fake_accounts() -> Iterator[None]:
 
 
 @pytest.fixture
-def executor(make_manager: Callable[..., AccountManager]) -> Iterator[Callable[..., OperationExecutor]]:
-    made: list[OperationExecutor] = []
+def script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Script:
+    monkeypatch.setenv("FAKE_TELEGRAM_SCRIPT", str(tmp_path / "telegram.json"))
+    monkeypatch.setenv("FAKE_TELEGRAM_REDIS", redis_url)
+    monkeypatch.setattr(fake_telegram, "_redis_client", None)
+    return Script(tmp_path / "telegram.json")
 
-    def make(concurrency: int = 4, manager: AccountManager | None = None) -> OperationExecutor:
-        operator = OperationExecutor(manager or make_manager(), BOX, "inst-w1", concurrency)
-        made.append(operator)
+
+@pytest.fixture
+def executor(redis_client: Redis, script: Script) -> Iterator[Callable[..., OperationExecutor]]:
+    made: list[tuple[OperationExecutor, AccountManager]] = []
+
+    def make(concurrency: int = 4) -> OperationExecutor:
+        manager = AccountManager(fake_telegram.factory, redis_client, "w1", "inst-w1", 2, 5.0)
+        manager.open()
+        operator = OperationExecutor(manager, BOX, "inst-w1", concurrency)
+        made.append((operator, manager))
         return operator
 
     yield make
-    for operator in made:
+    for operator, manager in made:
         operator.close()
+        manager.shutdown(timeout=5)
 
 
 def request(operation_id: int, account_id: int, name: OperationName, **params: Any) -> OperationRequest:

@@ -426,3 +426,45 @@ def test_the_bot_wizard_logs_in_with_a_spaced_code_and_2fa_and_the_account_runs(
     document = wait_status(stack, account["id"], "running")
     assert document["user_id"] == server.account(PHONE_2FA).user_id and "Guarded" in document["name"]
     assert server.live_connections(PHONE_2FA) == 1 and server.authorizations(PHONE_2FA) == 1
+
+
+PNG_PHOTO = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x00\x00\x00\x02\x00\x08\x02\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
+def test_account_operations_through_the_worker_on_the_real_client(
+    stack: Stack, server: MTProtoServer, worker: str, tmp_path: Any
+) -> None:
+    """`accounts op` from the CLI, run by the real worker's Telethon on a stopped account (its own connection)
+    and on a running one (its client), with the server's own answers and refusals."""
+    server.add_account("+15550007009", first_name="Other", username="taken_name")
+    server.add_authorizations(PHONE, 2)
+    server.set_spam(PHONE, "limited")
+    account_id = import_account(stack, worker, server.session_string(PHONE))
+    checked = stack.cli("accounts", "op", "check", str(account_id), "--json", timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    result = json.loads(checked.stdout)["operations"][0]["result"]
+    assert result["verdict"] == "limited" and result["other_sessions"] == 2 and result["authorized"] is True
+    assert shown(stack, account_id)["status"] == "stopped"  # left as it was
+    assert not any(session["live"] for session in server.sessions(PHONE))  # its own connection closed
+    assert stack.cli("accounts", "start", str(account_id)).returncode == 0
+    wait_status(stack, account_id, "running")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(PNG_PHOTO)
+    taken = stack.cli("accounts", "op", "profile", str(account_id), "--username", "Taken_Name", "--first-name", "X")
+    assert taken.returncode == 1 and "already taken" in taken.stdout
+    assert server.profile(PHONE)["first_name"] == "Real"  # nothing changed
+    changed = stack.cli("accounts", "op", "profile", str(account_id), "--first-name", "Anna", "--bio", "hello")
+    assert changed.returncode == 0 and "changed first_name, bio" in changed.stdout
+    assert server.profile(PHONE)["first_name"] == "Anna" and server.profile(PHONE)["about"] == "hello"
+    ended = stack.cli("accounts", "op", "terminate-others", str(account_id))
+    assert ended.returncode == 0 and "ended 2 other sessions" in ended.stdout, ended.stdout + ended.stderr
+    assert len(server.sessions(PHONE)) == 1
+    answers = "\nnew-secret\nnew-secret\n"
+    set_it = stack.cli("accounts", "op", "2fa", str(account_id), "--set-password", input_text=answers, timeout=120)
+    assert set_it.returncode == 0 and "password changed" in set_it.stdout, set_it.stdout + set_it.stderr
+    assert server.password_matches(PHONE, "new-secret")
+    assert shown(stack, account_id)["status"] == "running"  # the account ran through all of it
+    assert server.live_connections(PHONE) == 1  # never two connections of the account
