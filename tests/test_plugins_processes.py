@@ -86,8 +86,10 @@ def test_autoreply_enabled_changed_and_disabled_on_a_running_account_without_res
     config.write_text(json.dumps({"text": "New text", "cooldown_minutes": 0}))
     assert stack.cli("plugins", "enable", "autoreply", str(account_id), "--config", str(config)).returncode == 0
     wait_until(
-        lambda: deliver(redis_client, PHONE, chat_id=333, text="ping") and sent(redis_client, PHONE)[-1]["text"]
-        == "New text",
+        lambda: (
+            deliver(redis_client, PHONE, chat_id=333, text="ping")
+            and sent(redis_client, PHONE)[-1]["text"] == "New text"
+        ),
         20,
         interval=0.5,
         message="the new text is used",
@@ -96,9 +98,7 @@ def test_autoreply_enabled_changed_and_disabled_on_a_running_account_without_res
     disabled = stack.cli("plugins", "disable", "autoreply", str(account_id))
     assert disabled.returncode == 0 and "disabled for 1 account(s)" in disabled.stdout
     wait_until(lambda: status_of(stack, account_id, "autoreply") == {}, 10, message="gone from status")
-    wait_until(
-        lambda: not redis_client.exists(f"fleet:account:{account_id}:plugin_status"), 20, message="unloaded"
-    )
+    wait_until(lambda: not redis_client.exists(f"fleet:account:{account_id}:plugin_status"), 20, message="unloaded")
     before = len(sent(redis_client, PHONE))
     deliver(redis_client, PHONE, chat_id=444, text="anyone?")
     time.sleep(1.5)  # a loaded handler would answer within a poll (0.1 s); none must
