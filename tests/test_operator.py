@@ -217,3 +217,23 @@ def test_a_start_waits_for_an_operations_own_connection_instead_of_running_twice
 
 def test_operations_do_not_import_telethon_until_they_run() -> None:
     assert operations.SPAMBOT == "SpamBot"  # importing worker.operator/operations alone is cheap
+
+
+def test_check_on_a_stopped_account_telegram_refuses_at_connect_reports_it_banned(
+    executor: Callable[..., OperationExecutor], redis_client: Redis, script: Script
+) -> None:
+    """Telethon asks who it is inside connect() for a string session, so a banned account fails right there:
+    for `check` that is the verdict; any other operation fails with the reason."""
+    from telethon import errors
+
+    class BannedAtConnect(fake_telegram.FakeClient):
+        async def connect(self) -> None:
+            raise errors.UserDeactivatedBanError(request=None)
+
+    operator = executor()
+    operator.manager.factory = BannedAtConnect
+    operator.submit([request(13, 7, OperationName.CHECK), request(14, 7, OperationName.SESSIONS)], decode)
+    check, sessions = finished(redis_client, 13, 14)
+    assert check["status"] == "done" and json.loads(check["result"])["verdict"] == "banned"
+    assert sessions["status"] == "failed" and "banned" in sessions["error"]
+    assert leases.holder_of(redis_client, 7) is None
