@@ -10,7 +10,18 @@ from typing import Any
 
 import click
 
-from backend.cli import SECONDS, Context, actor, emit_json, json_option, pass_context, progress_bar, say, table
+from backend.cli import (
+    SECONDS,
+    Context,
+    actor,
+    ago,
+    emit_json,
+    json_option,
+    pass_context,
+    progress_bar,
+    say,
+    table,
+)
 from celery_app.account_state import UNKNOWN, AccountStatus
 from celery_app.contract import PHOTO_MAX_BYTES
 from celery_app.operations import OperationName, OperationStatus
@@ -185,6 +196,30 @@ def _print_results(views: list[Any]) -> None:
         for v in sorted(views, key=lambda v: v.account_id)
     ]
     click.echo(table(["ID", "PHONE", "STATUS", "WORKER", "RESULT"], rows))
+    for view in sorted(views, key=lambda v: v.account_id):
+        if view.name == OperationName.SESSIONS and view.status == OperationStatus.DONE:
+            _print_sessions(view)
+
+
+def _print_sessions(view: Any) -> None:
+    """Every authorisation of one account: the fleet's own (marked) and the others, most recent first."""
+    sessions = [s for s in view.result.get("sessions", []) if isinstance(s, dict)]
+    if not sessions:
+        return
+    now = time.time()
+    rows = [
+        [
+            "this (the fleet)" if item.get("current") else str(item.get("hash", "")),
+            str(item.get("device") or "-"),
+            " ".join(part for part in (str(item.get("platform") or ""), str(item.get("system") or "")) if part) or "-",
+            str(item.get("app") or "-"),
+            str(item.get("place") or "-"),
+            ago(max(0.0, now - float(item["last_active"]))) if item.get("last_active") else "-",
+        ]
+        for item in sessions
+    ]
+    click.echo(f"\nAccount {view.account_id} ({view.phone_masked}): {len(sessions)} session(s)")
+    click.echo(table(["SESSION", "DEVICE", "SYSTEM", "APP", "PLACE", "LAST ACTIVE"], rows))
 
 
 @click.command("ops")

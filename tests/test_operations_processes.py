@@ -81,6 +81,8 @@ def test_profile_sessions_and_2fa_from_the_cli_with_telegrams_refusals_passed_on
     assert refused.returncode == 1 and "not a JPEG or PNG" in refused.stderr
     sessions = stack.cli("accounts", "op", "sessions", str(account_id))
     assert "2 other sessions" in sessions.stdout, fake_account(redis_client, phone)
+    assert "LAST ACTIVE" in sessions.stdout and "this (the fleet)" in sessions.stdout
+    assert "Pixel 7" in sessions.stdout and "Germany, Berlin" in sessions.stdout and "198.51.100" not in sessions.stdout
     ended = stack.cli("accounts", "op", "terminate-others", str(account_id))
     assert "ended 2 other sessions" in ended.stdout
     assert fake_account(redis_client, phone)["sessions"] == []
