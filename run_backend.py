@@ -72,6 +72,7 @@ def main(argv: list[str]) -> int:
         accounts,
         retention_days=settings.event_retention_days,
         after_scan=[operations.reconcile, plugins.restore_mirror],
+        on_operations_finished=operations.record,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

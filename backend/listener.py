@@ -33,6 +33,7 @@ from backend.account_sync import AccountSync, SyncReport
 from backend.observed import sight
 from celery_app import events, keys, presence, report
 from celery_app.events import WireEvent, WireEventKind
+from celery_app.operations import FINAL_STATUSES
 from celery_app.presence import Liveness, WorkerInfo, liveness
 from celery_app.redaction import safe_detail
 from database import operations as ops
@@ -61,7 +62,8 @@ class ScanReport:
     seconds: float = 0.0
 
 
-PLUGIN_EVENT, PLUGIN_ERROR = "plugin.event", "plugin.error"  # worker.plugins' wire events
+PLUGIN_EVENT, PLUGIN_ERROR = WireEventKind.PLUGIN_EVENT, WireEventKind.PLUGIN_ERROR  # worker.plugins' events
+FINAL = frozenset(status.value for status in FINAL_STATUSES)
 
 
 def plugin_event(event: WireEvent) -> NewEvent | None:
@@ -107,7 +109,9 @@ class Reconciler:
         accounts: AccountSync | None = None,
         retention_days: float = 30.0,
         after_scan: list[Callable[[], object]] | None = None,
+        on_operations_finished: Callable[[list[int]], object] | None = None,
     ) -> None:
+        self.on_operations_finished = on_operations_finished  # records outcomes as workers report them
         self.after_scan = after_scan or []  # further level-triggered steps: operations, plugin configuration
         self.redis = redis
         self.sessions = sessions
@@ -249,6 +253,13 @@ class Reconciler:
         if account_events and self.accounts is not None:
             with self.sessions.begin() as session:
                 self.accounts.apply_states(session, account_events)
+        finished = [
+            int(e.subject)
+            for e in batch
+            if e.kind == WireEventKind.OPERATION_STATUS and e.subject.isdigit() and e.data.get("status") in FINAL
+        ]
+        if finished and self.on_operations_finished is not None:
+            self.on_operations_finished(finished)
         plugin_events = [plugin_event(e) for e in batch if e.kind in (PLUGIN_EVENT, PLUGIN_ERROR)]
         if any(plugin_events):
             with self.sessions.begin() as session:

@@ -337,6 +337,12 @@ class OperationsService:
             self._record(session, rows, live)
             return self._views(session, rows, live)
 
+    def record(self, operation_ids: list[int]) -> None:
+        """Record the outcomes of these operations now (their workers said they finished: the event path)."""
+        with self.sessions.begin() as session:
+            rows = list(session.scalars(select(AccountOperation).where(AccountOperation.id.in_(operation_ids))))
+            self._record(session, rows, read_live(self.redis, [r.id for r in rows if r.status in _OPEN]))
+
     def recent(self, account_id: int, limit: int = 5) -> list[OperationView]:
         with self.sessions.begin() as session:
             rows = list(

@@ -27,6 +27,7 @@ class WireEventKind(enum.StrEnum):
     ACCOUNT_STATUS = "account.status"
     PLUGIN_EVENT = "plugin.event"  # subject: account id; data: {plugin, kind, text, alert}
     PLUGIN_ERROR = "plugin.error"  # subject: account id; data: {plugin, error, count, blocked}
+    OPERATION_STATUS = "operation.status"  # subject: operation id; data: {account_id, name, status, error, until}
 
 
 @dataclass(frozen=True)

@@ -237,3 +237,36 @@ def test_a_check_that_got_worse_is_recorded_for_the_alerts(service: OperationsSe
         kinds = [(e.kind, e.detail) for e in session.scalars(select(FleetEvent).order_by(FleetEvent.id))]
     assert ("account.verdict_worse", "ok → banned") in kinds
     assert sum(1 for kind, _ in kinds if kind == "account.checked") == 2
+
+
+def test_the_backend_records_an_outcome_as_soon_as_the_worker_reports_it(
+    service: OperationsService, redis_client: Redis
+) -> None:
+    """The event path: an `operation.status` event of a finished operation is recorded without a scan."""
+    from backend.listener import Reconciler
+    from celery_app import events
+
+    reconciler = Reconciler(redis_client, service.sessions, OFFLINE_AFTER, on_operations_finished=service.record)
+    worker_id = add_worker(service, "w1")
+    beat(redis_client, "w1")
+    account_id = add_account(service, worker_id)
+    batch = service.submit(OperationName.TWO_FA, [account_id], {}, "test")
+    operation_id = batch.operations[0].id
+    worker_writes(redis_client, operation_id, "done", "w1", "inst-w1", result={"has_password": True, "changed": False})
+    data = {"account_id": str(account_id), "name": "2fa", "status": "done", "error": "", "until": ""}
+    events.emit(redis_client, events.WireEventKind.OPERATION_STATUS, str(operation_id), data)
+    reconciler.apply_events(_all_events(redis_client))
+    with service.sessions() as session:
+        row = session.get(AccountOperation, operation_id)
+        assert row.status == "done" and json.loads(row.result) == {"has_password": True, "changed": False}
+        assert row.finished_at is not None
+
+
+def _all_events(redis: Redis) -> list[Any]:
+    from celery_app import events
+
+    return [
+        events.WireEvent.from_fields(entry_id, fields)
+        for entry_id, fields in redis.xrange(keys.EVENTS_STREAM)
+        if events.WireEvent.from_fields(entry_id, fields) is not None
+    ]

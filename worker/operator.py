@@ -28,7 +28,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from celery_app import keys, leases
+from celery_app import events, keys, leases
 from celery_app.account_state import AccountStatus
 from celery_app.contract import OPERATION_PARAMS, OperationRequest, TwoFaParams, validation_message
 from celery_app.crypto import SecretBox, SecretError
@@ -361,6 +361,13 @@ class OperationExecutor:
                 pipe = self.redis.pipeline(transaction=True)
                 pipe.hset(key, mapping=fields)
                 pipe.expire(key, keys.OPERATION_TTL_SECONDS)
+                # The fast path to the control plane (the hash stays the truth the scan reads).
+                events.emit(
+                    pipe,
+                    events.WireEventKind.OPERATION_STATUS,
+                    str(request.operation_id),
+                    {name: fields[name] for name in ("account_id", "name", "status", "error", "until")},
+                )
                 pipe.execute()
                 return
             except RedisError as problem:
