@@ -39,20 +39,9 @@ STATUS_ICONS = {
 
 def operations_service(context: Context) -> Any:
     from backend.cli_accounts import _service
-    from backend.dispatch import Dispatcher
     from backend.operations_service import OperationsService
 
-    accounts = _service(context)
-    return context.service(
-        "operations",
-        lambda: OperationsService(
-            context.redis(),
-            context.sessions(),
-            Dispatcher(context.settings.redis_url),
-            context.settings.timing.offline_after,
-            accounts,
-        ),
-    )
+    return context.service("operations", lambda: OperationsService.over(_service(context)))
 
 
 def _read_photo(path: Path) -> bytes:

@@ -60,6 +60,8 @@ MAX_ATTEMPTS = 3  # sends of one operation (the first and two after its worker w
 UNCLAIMED_AFTER = COMMAND_EXPIRES_SECONDS + 30  # sent, never picked up: the message expired unseen
 LOST_AFTER = 180.0  # its worker silent this long and the account runs nowhere else: "worker lost"
 _OPEN = [status.value for status in OperationStatus if status not in FINAL_STATUSES]
+_FINAL = frozenset(status.value for status in FINAL_STATUSES)
+_KNOWN = frozenset(status.value for status in OperationStatus)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class OperationView:
 
     @property
     def final(self) -> bool:
-        return self.status in {s.value for s in FINAL_STATUSES}
+        return self.status in _FINAL
 
     @property
     def summary(self) -> str:
@@ -128,7 +130,7 @@ class LiveOperation:
 
     @classmethod
     def from_fields(cls, raw: dict[str, str]) -> LiveOperation | None:
-        if not raw or raw.get("status") not in {s.value for s in OperationStatus}:
+        if not raw or raw.get("status") not in _KNOWN:
             return None
         try:
             result = json.loads(raw.get("result") or "{}")
@@ -180,6 +182,11 @@ class OperationsService:
         self._accounts = accounts  # choosing accounts by live status and encrypting passwords need it
         self.lost_after = lost_after
 
+    @classmethod
+    def over(cls, accounts: AccountService) -> OperationsService:
+        """For a front end (CLI, bot): on the accounts service's own connections."""
+        return cls(accounts.redis, accounts.sessions, accounts.dispatcher, accounts.offline_after, accounts)
+
     @property
     def accounts(self) -> AccountService:
         if self._accounts is None:
@@ -204,7 +211,8 @@ class OperationsService:
                 return ids
         views = self.accounts.list_accounts(worker=worker, status=status)
         chosen = [view.id for view in views]
-        return [i for i in chosen if i in set(ids)] if ids else chosen
+        wanted = set(ids)
+        return [i for i in chosen if i in wanted] if ids else chosen
 
     def build_params(self, name: OperationName, options: dict[str, Any]) -> dict[str, Any]:
         """The wire parameters from what the operator gave (clear passwords are encrypted here; a photo is
@@ -398,7 +406,7 @@ class OperationsService:
         now = utcnow()
         for row in rows:
             seen = live.get(row.id)
-            if seen is None or row.status not in _OPEN or seen.status not in {s.value for s in FINAL_STATUSES}:
+            if seen is None or row.status not in _OPEN or seen.status not in _FINAL:
                 continue
             claimed = session.execute(
                 update(AccountOperation)

@@ -57,13 +57,12 @@ def make_services(settings: BotSettings) -> BotServices:
     _engine, sessions = connect_database(settings.database_url)
     box = SecretBox(settings.secret_key)
     offline_after = settings.timing.offline_after
-    dispatcher = TaskDispatcher(settings.redis_url)
-    accounts = AccountService(redis, sessions, dispatcher, offline_after, lambda: box)
+    accounts = AccountService(redis, sessions, TaskDispatcher(settings.redis_url), offline_after, lambda: box)
     return BotServices(
         workers=FleetService(redis, sessions, offline_after, account_counts),
         accounts=accounts,
         board=BoardService(sessions, box, load_board_limits()),
-        operations=OperationsService(redis, sessions, dispatcher, offline_after, accounts),
+        operations=OperationsService.over(accounts),
         plugins=PluginsService(redis, sessions, plugins_dir()),
     )
 

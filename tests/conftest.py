@@ -174,6 +174,18 @@ def secret_key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
+def script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Any:
+    """In-process fake Telegram clients: their per-phone script, and Telegram's state in the test's Redis."""
+    from tests.support import fake_telegram
+    from tests.test_manager import Script
+
+    monkeypatch.setenv("FAKE_TELEGRAM_SCRIPT", str(tmp_path / "telegram.json"))
+    monkeypatch.setenv("FAKE_TELEGRAM_REDIS", redis_url)
+    monkeypatch.setattr(fake_telegram, "_redis_client", None)
+    return Script(tmp_path / "telegram.json")
+
+
+@pytest.fixture
 def telegram(stack: Stack, tmp_path: Path) -> Any:
     """Workers of this stack talk to the fake Telegram; its per-phone script is the returned object."""
     from tests.test_manager import Script

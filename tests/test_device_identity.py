@@ -141,14 +141,6 @@ def test_the_real_client_is_built_with_exactly_the_identity(tmp_path: Path) -> N
 # --- the worker ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Script:
-    monkeypatch.setenv("FAKE_TELEGRAM_SCRIPT", str(tmp_path / "telegram.json"))
-    monkeypatch.setenv("FAKE_TELEGRAM_REDIS", redis_url)
-    monkeypatch.setattr(fake_telegram, "_redis_client", None)
-    return Script(tmp_path / "telegram.json")
-
-
 def _runtime(redis: Redis, name: str, box: SecretBox) -> WorkerRuntime:
     manager = AccountManager(fake_telegram.factory, redis, name, f"inst-{name}", 1, 5.0)
     manager.open()

@@ -41,14 +41,6 @@ class Script:
 
 
 @pytest.fixture
-def script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Script:
-    monkeypatch.setenv("FAKE_TELEGRAM_SCRIPT", str(tmp_path / "telegram.json"))
-    monkeypatch.setenv("FAKE_TELEGRAM_REDIS", redis_url)
-    monkeypatch.setattr(fake_telegram, "_redis_client", None)
-    return Script(tmp_path / "telegram.json")
-
-
-@pytest.fixture
 def make_manager(redis_client: Redis, script: Script) -> Iterator[Callable[..., AccountManager]]:
     managers: list[AccountManager] = []
 

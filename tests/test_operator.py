@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,14 +33,6 @@ def _fresh_fake_accounts() -> Iterator[None]:
     fake_account_api.reset_accounts()
     yield
     fake_account_api.reset_accounts()
-
-
-@pytest.fixture
-def script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Script:
-    monkeypatch.setenv("FAKE_TELEGRAM_SCRIPT", str(tmp_path / "telegram.json"))
-    monkeypatch.setenv("FAKE_TELEGRAM_REDIS", redis_url)
-    monkeypatch.setattr(fake_telegram, "_redis_client", None)
-    return Script(tmp_path / "telegram.json")
 
 
 @pytest.fixture
