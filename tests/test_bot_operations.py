@@ -141,7 +141,7 @@ def test_the_card_shows_the_last_check_and_the_plugins_as_they_run(
     assert "🧩 Плагины: 🟢 autoreply, ⚪ greeter (не запущен), ⚠️ watch (сбоит: ValueError: boom &lt;x&gt;)" in text
     buttons = chat.buttons()
     assert buttons[:4] == ["⏹ Остановить", "🔄 Перезапустить", "🔀 Перенести", "🗑 Удалить"]  # the card's own, first
-    assert buttons[4:10] == ["🩺 Проверить", "📱 Сеансы", "✂️ Выйти везде", "🔐 Пароль", "👤 Профиль", "🧩 Плагины"]
+    assert buttons[4:10] == ["🩺 Проверить", "📱 Сеансы", "✂️ Завершить другие", "🔐 Пароль", "👤 Профиль", "🧩 Плагины"]
 
     # Not running any more: what its worker reported earlier is not shown as a fact.
     worker.running.clear()
@@ -224,7 +224,7 @@ def test_sessions_show_a_flood_wait_then_the_list_and_ending_them_asks_first(
     assert "• iPhone &lt;15&gt; — Telegram iOS · — · никогда" in listed.params["text"]
     assert "Fleet 1.0" not in listed.params["text"]  # the fleet's own session is not an "other"
 
-    chat.click("Выйти везде")
+    chat.click("Завершить другие")
     assert "Завершить все другие сеансы аккаунта <b>+7 *** ***-45-67</b>?" in chat.text()
     assert chat.buttons() == ["✂️ Да, завершить", "✖️ Отмена"]
     mark = len(harness.core.calls)
@@ -364,7 +364,7 @@ def test_check_all_updates_one_message_as_results_arrive(
     chat.send("/workers")
     chat.click("w1")
     chat.click("Аккаунты")
-    assert chat.buttons()[-3:] == ["🩺 Проверить все", "✂️ Выйти везде у всех", "⬅️ Назад"]
+    assert chat.buttons()[-3:] == ["🩺 Проверить все", "✂️ Завершить другие сеансы у всех", "⬅️ Назад"]
     page = chat.screen()["message_id"]
     mark = len(harness.core.calls)
     chat.click("Проверить все")
@@ -397,12 +397,12 @@ def test_ending_other_sessions_for_all_asks_first(
     chat.send("/workers")
     chat.click("w1")
     chat.click("Аккаунты")
-    chat.click("Выйти везде у всех")
+    chat.click("Завершить другие сеансы у всех")
     assert "у каждого аккаунта воркера <b>w1</b>?" in chat.text()
     assert worker.pending() == [] and worker.answered == []  # nothing asked yet
     chat.click("Отмена")
     assert "Аккаунты на w1" in chat.text()
-    chat.click("Выйти везде у всех")
+    chat.click("Завершить другие сеансы у всех")
     mark = len(harness.core.calls)
     chat.click("Да, завершить")
     final = wait_for_text(harness, mark, "✅ Готово.")

@@ -344,13 +344,13 @@ err-invalid_address = Адрес сервера: IP или имя хоста, н
 
 account-btn-check = 🩺 Проверить
 account-btn-sessions = 📱 Сеансы
-account-btn-end_sessions = ✂️ Выйти везде
+account-btn-end_sessions = ✂️ Завершить другие
 account-btn-two_fa = 🔐 Пароль
 account-btn-profile = 👤 Профиль
 account-btn-plugins = 🧩 Плагины
 account-btn-password = 🔑 Задать или сменить пароль
 accounts-btn-check_all = 🩺 Проверить все
-accounts-btn-end_sessions_all = ✂️ Выйти везде у всех
+accounts-btn-end_sessions_all = ✂️ Завершить другие сеансы у всех
 btn-yes_end = ✂️ Да, завершить
 btn-no_password = 🆓 Пароля нет
 btn-default_config = 📄 По умолчанию ({ $value })
