@@ -158,3 +158,29 @@ def test_a_failing_plugin_is_reported_and_the_account_and_other_plugins_keep_wor
         20,
         message="not running once stopped",
     )
+
+
+def test_redis_losing_its_data_leaves_the_plugin_running_and_shown_as_such(
+    stack: Stack, telegram: Script, redis_client: Redis, tmp_path: Path
+) -> None:
+    plugins_dir = tmp_path / "plugins"
+    plugins_dir.mkdir()
+    account_id = running_account(stack, plugins_dir)
+    config = tmp_path / "away.json"
+    config.write_text(json.dumps({"text": "Away", "cooldown_minutes": 0}))
+    assert stack.cli("plugins", "enable", "autoreply", str(account_id), "--config", str(config)).returncode == 0
+    wait_until(lambda: status_of(stack, account_id, "autoreply").get("state") == "running", 20, message="loaded")
+    redis_client.flushall()  # a Redis restart with empty data: the mirror, the statuses, the leases are gone
+    wait_until(
+        lambda: redis_client.hget(f"fleet:account:{account_id}:plugins", "autoreply") is not None,
+        30,
+        message="the backend wrote the plugin configuration again",
+    )
+    wait_until(
+        lambda: status_of(stack, account_id, "autoreply").get("state") == "running",
+        30,
+        message="the worker reports the plugin again",
+    )
+    deliver(redis_client, PHONE, chat_id=555, text="hello after the restart")
+    wait_until(lambda: {"chat_id": 555, "text": "Away"} in sent(redis_client, PHONE), 20, message="it still answers")
+    assert stack.cli_json("accounts", "show", str(account_id))["status"] == "running"

@@ -717,6 +717,13 @@ class PluginHost:
             items = list(account.loaded.items()) if account is not None else []
         return {name: copy.deepcopy(loaded.config) for name, loaded in items}
 
+    def reassert(self) -> None:
+        """After Redis lost its data: write the status of every plugin loaded here again."""
+        with self._lock:
+            loaded = [plugin for account in self._accounts.values() for plugin in account.loaded.values()]
+        for plugin in loaded:
+            self._status(plugin.account_id, plugin.info.name, plugin.state, plugin.errors, plugin.last_error)
+
     def watch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the blocking detection for an event loop (once per loop; later calls do nothing)."""
         with self._lock:

@@ -609,6 +609,8 @@ class AccountManager:
         for runner in runners:
             self.reporter.report(runner.state)
         self.remember(specs)
+        if self.plugins is not None:
+            self.plugins.reassert()
 
     # --- commands (called from Celery task threads)
 
