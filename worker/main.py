@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from typing import Any
@@ -94,7 +95,6 @@ def run_worker(settings: WorkerSettings) -> int:
         if lost:
             manager.lease_lost(lost)
         manager.resume_parked()
-        manager.sync_plugins()
 
     keeper = PresenceKeeper(
         redis,
@@ -155,6 +155,7 @@ def run_worker(settings: WorkerSettings) -> int:
     runtime.resume_from_registry()
     keeper.beat_once()  # publish what runs here now, not one heartbeat later
     keeper.start()
+    follow_plugin_changes(manager, settings.timing.heartbeat_interval)
     log.info(
         "worker %r consuming %s (Redis %s)",
         settings.worker_name,
@@ -169,6 +170,23 @@ def run_worker(settings: WorkerSettings) -> int:
         manager.shutdown()
         manager.plugins.close()
     return int(celery_worker.exitcode or 0)
+
+
+def follow_plugin_changes(manager: AccountManager, interval: float) -> None:
+    """Apply plugin configuration changes to the running accounts, checked every `interval` seconds on a thread
+    of its own: the heartbeat's round trips (which the fence times) stay as few as they were."""
+
+    def run() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                manager.sync_plugins()
+            except RedisError as error:
+                log.debug("plugin configuration not checked (%s)", error)
+            except Exception:  # the next check tries again
+                log.exception("plugin configuration could not be applied")
+
+    threading.Thread(target=run, name="plugins-sync", daemon=True).start()
 
 
 def plugin_host(redis: Redis, settings: WorkerSettings, holder: str) -> Any:
