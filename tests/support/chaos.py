@@ -154,7 +154,7 @@ class ChaosFleet:
         self.processes[name] = self.stack.start_worker(name, REDIS_URL=self.proxies[name].url())
         return self.processes[name]
 
-    def wait_online(self, *names: str, timeout: float = 30) -> None:
+    def wait_online(self, *names: str, timeout: float = 60) -> None:
         wait_until(lambda: all(self._online(name) for name in names), timeout, interval=0.1, message=f"{names} online")
 
     def _online(self, name: str) -> bool:
