@@ -9,13 +9,10 @@ come from users. The catalogues are read on first use (Fluent and Babel cost ~13
 
 from __future__ import annotations
 
-import threading
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from fluent.runtime import FluentBundle
+from common.catalogue import Catalogue, CatalogueError, message_id
 
 DEFAULT_LANGUAGE = "ru"
 LANGUAGES = ("ru", "en")
@@ -32,57 +29,17 @@ _ERRORS_BY_TYPE: dict[str, tuple[str, dict[str, str]]] = {
     "WorkerDidNotAnswer": ("no_answer", {"worker": "worker"}),
 }
 
-_bundles: dict[str, FluentBundle] = {}
-_loading = threading.Lock()
-
-
-class CatalogueError(ValueError):
-    """A catalogue that does not parse, or a text formatted without a value it needs."""
-
-
-def message_id(key: str) -> str:
-    """The catalogue id of a dotted key (Fluent ids cannot hold dots)."""
-    return key.replace(".", "-")
+_catalogue = Catalogue(LOCALES, CATALOGUE, LANGUAGES, DEFAULT_LANGUAGE)
+__all__ = ["LANGUAGES", "CatalogueError", "catalogue_path", "error_text", "has_text", "message_id", "t"]
 
 
 def catalogue_path(lang: str) -> Path:
-    return LOCALES / lang / CATALOGUE
+    return _catalogue.path(lang)
 
 
-def load_catalogue(lang: str) -> FluentBundle:
-    """Parse one language's catalogue; a syntax error anywhere in it is an error, not a silently missing text."""
-    from fluent.runtime import FluentBundle, FluentResource
-    from fluent.syntax import ast
-
-    resource = FluentResource(catalogue_path(lang).read_text(encoding="utf-8"))
-    junk = [entry for entry in resource.body if isinstance(entry, ast.Junk)]
-    if junk:
-        problems = "; ".join(f"{a.code} {a.message}" for entry in junk for a in entry.annotations)
-        raise CatalogueError(f"{catalogue_path(lang)}: {problems or 'unparsable entry'}: {junk[0].content[:80]!r}")
-    # No Unicode isolation marks around values: Telegram's HTML and the tests want the plain text.
-    bundle = FluentBundle([lang], use_isolating=False)
-    bundle.add_resource(resource)
-    return bundle
-
-
-def _bundle(lang: str) -> FluentBundle:
-    bundle = _bundles.get(lang)
-    if bundle is None:
-        with _loading:
-            bundle = _bundles.get(lang)
-            if bundle is None:
-                bundle = _bundles[lang] = load_catalogue(lang)
-    return bundle
-
-
-def _fluent_value(value: object) -> Any:
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int | float):
-        from fluent.runtime.types import fluent_number
-
-        return fluent_number(value, useGrouping=False)  # ids and counts as they are: 12345, not 12 345
-    return value if isinstance(value, str) else str(value)
+def load_catalogue(lang: str) -> object:
+    """Parse one language's catalogue (a syntax error anywhere in it is an error)."""
+    return _catalogue.load(lang)
 
 
 def language_for(telegram_code: str | None) -> str:
@@ -95,23 +52,11 @@ def language_for(telegram_code: str | None) -> str:
 
 def t(lang: str, key: str, **values: object) -> str:
     """The text `key` in `lang` (else in the default language) with `values` put in; KeyError if neither has it."""
-    ident = message_id(key)
-    bundle = _bundle(lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
-    if not bundle.has_message(ident):
-        bundle = _bundle(DEFAULT_LANGUAGE)
-        if not bundle.has_message(ident):
-            raise KeyError(key)
-    pattern = bundle.get_message(ident).value
-    if pattern is None:
-        raise KeyError(key)
-    text, errors = bundle.format_pattern(pattern, {name: _fluent_value(v) for name, v in values.items()})
-    if errors:
-        raise CatalogueError(f"{key}: {'; '.join(str(error) for error in errors)}")
-    return text
+    return _catalogue.text(lang, key, **values)
 
 
 def has_text(lang: str, key: str) -> bool:
-    return _bundle(lang if lang in LANGUAGES else DEFAULT_LANGUAGE).has_message(message_id(key))
+    return _catalogue.has(lang, key)
 
 
 def error_text(lang: str, error: BaseException) -> str:
