@@ -2,7 +2,8 @@
 
 An ad or a first message is refused, with a reason the user is shown, when it carries a link, a stop word
 from BOARD_STOP_WORDS, one character or word repeated over and over, or when it is nearly the same as
-several of the sender's recent texts (a flood of similar texts).
+several of the sender's recent texts (a flood of similar texts). The rules read the text as `board.text`
+resolves it for filters: fullwidth forms and look-alike letters do not hide a link or a stop word.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from difflib import SequenceMatcher
+
+from board.text import fold, for_filters
 
 # Links: schemes, www., t.me / telegram.me, @usernames, and bare domains with a common top-level domain.
 _LINK = re.compile(
@@ -30,7 +33,7 @@ class SpamReason:
 
 
 def normalized(text: str) -> str:
-    return re.sub(r"\s+", " ", text.casefold()).strip()
+    return re.sub(r"\s+", " ", fold(text)).strip()
 
 
 def _repeats_itself(text: str) -> bool:
@@ -42,12 +45,13 @@ def _repeats_itself(text: str) -> bool:
 
 def spam_reason(text: str, stop_words: Iterable[str] = (), recent: Iterable[str] = ()) -> str | None:
     """Why `text` is spam (a `SpamReason`), or None. `recent`: the same sender's recent texts."""
+    text = for_filters(text)
     if _LINK.search(text):
         return SpamReason.LINK
     folded = normalized(text)
     words = set(re.findall(r"\w+", folded))
     for stop in stop_words:
-        stop = stop.casefold().strip()
+        stop = fold(stop).strip()
         if stop and (stop in words or (" " in stop and stop in folded)):
             return SpamReason.STOP_WORD
     if _repeats_itself(text):
