@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-import database.board_models  # noqa: F401 - registers the board's tables on the same metadata
+from database.board_models import is_modelled
 from database.models import Base
 
 config = context.config
@@ -24,6 +24,7 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
+            include_name=is_modelled,  # the board's full-text index lives outside the models
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
