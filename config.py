@@ -349,6 +349,7 @@ class BoardLimits:
     hide_after_reports: int = 3
     history_days: int = 30
     stop_words: tuple[str, ...] = ()
+    reports_per_day: int = 10
 
 
 @dataclass(frozen=True)
@@ -364,6 +365,7 @@ class BoardSettings:
     secret_key: str
     log_level: str
     limits: BoardLimits
+    send_rate: float = 30.0  # Bot API messages a second, all chats together (BOARD_SEND_RATE)
 
 
 def load_board_limits() -> BoardLimits:
@@ -375,6 +377,7 @@ def load_board_limits() -> BoardLimits:
         hide_after_reports=_positive_int("BOARD_HIDE_AFTER_REPORTS", 3, 1000),
         history_days=_positive_int("BOARD_HISTORY_DAYS", 30, 3650),
         stop_words=words,
+        reports_per_day=_positive_int("BOARD_REPORTS_PER_DAY", 10, 10_000),
     )
 
 
@@ -396,6 +399,7 @@ def load_board_settings() -> BoardSettings:
         secret_key=_secret_key(),
         log_level=_log_level(),
         limits=load_board_limits(),
+        send_rate=_positive_rate("BOARD_SEND_RATE", 30.0, 1000.0),
     )
 
 

@@ -1,0 +1,1 @@
+"""The board's rules, one module per aggregate, composed into `board.service.BoardService`."""
