@@ -1,13 +1,18 @@
-"""Runs the board in one process: the database and Redis, the bot (long polling, its FSM and pending choices in
-Redis), the Mini App and its API on BOARD_LISTEN, the chat menu button, and hourly history pruning.
-SIGTERM stops it cleanly; everything a restart needs is in the database and Redis."""
+"""Runs the board in one process: the database and Redis, the bot (ordered long polling, its FSM and pending
+choices in Redis), the outbox every message leaves through, the Mini App and its API on BOARD_LISTEN, the chat
+menu button, and housekeeping (expiry every minute, history and settled outbox rows hourly).
+
+SIGTERM (or Ctrl-C) stops it cleanly: no new updates are fetched, the ones being handled finish, albums being
+collected are queued, the handled updates are confirmed to Telegram, and the sends in flight finish; what is
+still queued stays in the database for the next start. Everything a restart needs is in the database and
+Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
+import signal
 import time
 
 from aiogram import Bot
@@ -23,12 +28,16 @@ from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from board.bot import deliver_invite
 from board.bot.app import build_dispatcher
 from board.bot.common import HashedKeyBuilder
+from board.bot.outbox import Outbox
+from board.bot.polling import OrderedPolling
 from board.bot.relay import Relay
+from board.bot.render import Renderer
+from board.bot.replies import Replies
 from board.service import BoardService
 from board.texts import t
+from board.web.serving import make_runner
 from celery_app import keys
 from celery_app.crypto import SecretBox
 from config import DEFAULT_BOT_API_SERVER, BoardSettings, mask_url
@@ -75,9 +84,8 @@ async def open_redis(url: str) -> AsyncRedis:
     return redis
 
 
-def make_web_app(service: BoardService, bot: Bot, settings: BoardSettings) -> web.Application:
-    """The Mini App and its API (`board.web`), whose first messages the bot delivers to ads' authors."""
-    deliver = functools.partial(deliver_invite, bot, service)
+def make_web_app(service: BoardService, outbox: Outbox, settings: BoardSettings) -> web.Application:
+    """The Mini App and its API (`board.web`); the first messages it stores wake the bot's outbox."""
     try:
         from board.web import create_web_app
     except ModuleNotFoundError as error:
@@ -87,7 +95,7 @@ def make_web_app(service: BoardService, bot: Bot, settings: BoardSettings) -> we
         app = web.Application()
         app.router.add_get("/healthz", lambda _request: web.json_response({"ok": True}))
         return app
-    return create_web_app(service, settings.bot_token, deliver_invite=deliver)
+    return create_web_app(service, settings.bot_token, on_enqueued=outbox.wake)
 
 
 async def register_commands(bot: Bot) -> None:
@@ -109,7 +117,8 @@ async def set_menu_button(bot: Bot, webapp_url: str) -> None:
 
 
 async def prune_forever(service: BoardService, every: float = PRUNE_EVERY_SECONDS) -> None:
-    """Forget relayed messages older than BOARD_HISTORY_DAYS, hourly; mark expired ads every minute."""
+    """Forget relayed messages older than BOARD_HISTORY_DAYS and settled outbox rows, hourly; mark expired ads
+    every minute."""
     next_prune = 0.0
     while True:
         try:
@@ -119,6 +128,7 @@ async def prune_forever(service: BoardService, every: float = PRUNE_EVERY_SECOND
                 removed = await asyncio.to_thread(service.prune_history)
                 if removed:
                     log.info("pruned %d relayed message(s) past the history limit", removed)
+                await asyncio.to_thread(service.prune_outbox)
         except (SQLAlchemyError, OSError) as error:
             log.warning("board housekeeping failed: %s", type(error).__name__)
         await asyncio.sleep(EXPIRE_EVERY_SECONDS)
@@ -139,10 +149,16 @@ async def run_board(settings: BoardSettings) -> None:
         data_ttl=FSM_TTL_SECONDS,
     )
     bot = make_bot(settings)
-    relay = Relay(service)
-    dispatcher = build_dispatcher(service, storage, settings.webapp_url, relay)
+    outbox = Outbox(service, bot, Renderer(settings.webapp_url), rate=settings.send_rate)
+    replies = Replies(service, outbox.wake)
+    relay = Relay(service, replies)
+    dispatcher = build_dispatcher(service, storage, settings.webapp_url, relay, replies)
+    polling = OrderedPolling(dispatcher, bot, allowed_updates=dispatcher.resolve_used_update_types())
     runner: web.AppRunner | None = None
     pruner: asyncio.Task[None] | None = None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, polling.stop)
     try:
         me = await bot.get_me()
         log.info("board bot @%s started (Bot API %s)", me.username, settings.api_server)
@@ -150,23 +166,27 @@ async def run_board(settings: BoardSettings) -> None:
         await set_menu_button(bot, settings.webapp_url)
         if not settings.webapp_url:
             log.warning("BOARD_WEBAPP_URL is not set: /start cannot offer the Mini App")
-        runner = web.AppRunner(make_web_app(service, bot, settings), access_log=None)
+        outbox.start()
+        runner = make_runner(make_web_app(service, outbox, settings))
         await runner.setup()
         host, port = _host_port(settings.listen)
         await web.TCPSite(runner, host, port).start()
         log.info("board web app listening on %s", settings.listen)
         pruner = asyncio.create_task(prune_forever(service))
         await bot.delete_webhook(drop_pending_updates=False)
-        await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=False)
+        await polling.run()
+        log.info("board stopping: finishing the updates in hand")
+        await polling.drain(relay.settle)
     finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
         if pruner is not None:
             pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
-        with contextlib.suppress(Exception):
-            await relay.settle()  # albums still being collected go out before the bot closes
         if runner is not None:
             await runner.cleanup()
+        await outbox.stop()
         await bot.session.close()
         await redis.aclose()
         engine.dispose()

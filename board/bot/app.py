@@ -1,12 +1,12 @@
-"""Builds the board bot's dispatcher: the user gate, the routers in order, the service and relay in its data."""
+"""Builds the board bot's dispatcher: the user gate, the routers in order, the service, the replies (through the
+outbox) and the relay in its data."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
+from typing import Any
 
 from aiogram import Dispatcher, Router
-from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import CallbackQuery, ErrorEvent
@@ -14,32 +14,34 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from board.bot import chats, invites, relay, start
-from board.bot.common import BoardUserMiddleware, error_summary
+from board.bot.common import BoardUserMiddleware, answer, error_summary
 from board.bot.relay import Relay
+from board.bot.replies import Replies
 from board.errors import BoardError
-from board.service import BoardService
+from board.service import BoardService, UserRef
 from board.texts import t
 
 log = logging.getLogger(__name__)
 
 
-async def on_error(event: ErrorEvent, lang: str = "ru") -> bool:
+async def on_error(event: ErrorEvent, replies: Replies, lang: str = "ru", me: UserRef | None = None) -> bool:
     """A refusal becomes its text in the user's language; anything else a short notice (and a log line)."""
     error = event.exception
+    key, values = "bot.unavailable", {}
     if isinstance(error, BoardError):
-        text = t(lang, f"error.{error.code}", **error.values)
+        key, values = f"error.{error.code}", dict(error.values)
     elif isinstance(error, RedisError | SQLAlchemyError):
         log.error("service unavailable while handling an update: %s", type(error).__name__)
-        text = t(lang, "bot.unavailable")
     else:
         log.error("unexpected error while handling an update: %s", error_summary(error))
-        text = t(lang, "bot.unavailable")
     update = event.update
-    with contextlib.suppress(TelegramAPIError):
-        if update.callback_query is not None:
-            await update.callback_query.answer(text)
-        elif update.message is not None:
-            await update.message.answer(text)
+    if update.callback_query is not None:
+        await answer(update.callback_query, t(lang, key, **values))
+    elif me is not None and not isinstance(error, SQLAlchemyError):
+        try:
+            await replies.notice(me.id, key, values)
+        except SQLAlchemyError:
+            log.error("could not queue the error notice: the database is unavailable")
     return True
 
 
@@ -47,7 +49,7 @@ def _fallback_router() -> Router:
     router = Router(name="board.bot.fallback")
 
     async def unknown_button(query: CallbackQuery, lang: str) -> None:
-        await query.answer(t(lang, "bot.unknown_button"))
+        await answer(query, t(lang, "bot.unknown_button"))
 
     router.callback_query.register(unknown_button)
     router.errors.register(on_error)
@@ -55,15 +57,24 @@ def _fallback_router() -> Router:
 
 
 def build_dispatcher(
-    service: BoardService, storage: BaseStorage, webapp_url: str = "", relay_: Relay | None = None
+    service: BoardService,
+    storage: BaseStorage,
+    webapp_url: str = "",
+    relay_: Relay | None = None,
+    replies: Replies | None = None,
+    **data: Any,
 ) -> Dispatcher:
-    """`webapp_url` empty: the Mini App is not configured (/start says so)."""
+    """`webapp_url` empty: the Mini App is not configured (/start says so). `replies` queue into the outbox
+    (the board process passes one that wakes its outbox)."""
+    replies = replies or (relay_.replies if relay_ is not None else Replies(service))
     dispatcher = Dispatcher(
         storage=storage,
         events_isolation=SimpleEventIsolation(),
         board=service,
-        relay=relay_ or Relay(service),
+        replies=replies,
+        relay=relay_ or Relay(service, replies),
         webapp_url=webapp_url,
+        **data,
     )
     dispatcher.update.outer_middleware(BoardUserMiddleware(service))
     dispatcher.include_routers(

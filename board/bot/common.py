@@ -1,19 +1,19 @@
-"""What every board handler shares: the gate that resolves who is writing (and stops banned users), calling
-the synchronous service off the event loop, sending with bounded retries on flood waits, and labels."""
+"""What every board handler shares: the gate that resolves who is writing (and stops banned users), calling the
+synchronous service off the event loop, a log-safe error summary, and the FSM's hashed Redis keys."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
-from html import escape
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from aiogram import BaseMiddleware, Bot
+from aiogram import BaseMiddleware
 from aiogram.enums import ChatType
-from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramRetryAfter
+from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.base import KeyBuilder, StorageKey
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
 
@@ -26,39 +26,16 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-RETRY_ATTEMPTS = 3  # one try and two retries after a flood wait
-MAX_RETRY_WAIT = 30.0  # a longer flood wait is a failure, not something to sit out inside a handler
-TEXT_LIMIT = 4096
-
 
 async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a (synchronous, database-bound) service call in a worker thread."""
     return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
 
-async def with_retry(request: Callable[[], Awaitable[T]], attempts: int = RETRY_ATTEMPTS) -> T:
-    """Make a Bot API request; on 429 wait `retry_after` and try again, a bounded number of times."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return await request()
-        except TelegramRetryAfter as error:
-            if attempt == attempts or error.retry_after > MAX_RETRY_WAIT:
-                raise
-            log.info("flood wait of %ss from the Bot API, retry %d", error.retry_after, attempt)
-            await asyncio.sleep(error.retry_after)
-    raise AssertionError("unreachable")
-
-
-async def notify(bot: Bot, chat_id: int, text: str, **kwargs: Any) -> bool:
-    """Send a notice; False when the person cannot be reached (blocked the bot, gone, or Telegram refused)."""
-    try:
-        await with_retry(lambda: bot.send_message(chat_id, text, **kwargs))
-    except TelegramForbiddenError:
-        return False
-    except TelegramAPIError as error:
-        log.warning("a notice was not delivered: %s", type(error).__name__)
-        return False
-    return True
+async def answer(query: CallbackQuery, text: str | None = None, alert: bool = False) -> None:
+    """Answer a button press (not a message: it does not go through the outbox); a failure is not fatal."""
+    with contextlib.suppress(TelegramAPIError):
+        await query.answer(text, show_alert=alert)
 
 
 def error_summary(error: BaseException) -> str:
@@ -66,13 +43,6 @@ def error_summary(error: BaseException) -> str:
     error) may quote Telegram ids or what people wrote, and neither may reach the log."""
     frames = "".join(traceback.format_tb(error.__traceback__)).rstrip()
     return f"{type(error).__name__}\n{frames}" if frames else type(error).__name__
-
-
-def partner_label(lang: str, alias: str, ad_title: str, html: bool = True) -> str:
-    """How one side of a chat names the other: "Собеседник #K7 · <ad title>"."""
-    if html:
-        return t(lang, "chat.partner", alias=escape(alias), title=escape(ad_title))
-    return t(lang, "chat.partner", alias=alias, title=ad_title)
 
 
 def _sender(update: Update) -> tuple[User | None, Message | CallbackQuery | None]:
@@ -107,11 +77,10 @@ class BoardUserMiddleware(BaseMiddleware):
         data["me"] = me
         data["lang"] = me.lang
         if me.banned:
-            text = t(me.lang, "bot.banned")
             if isinstance(source, CallbackQuery):
-                await source.answer(text, show_alert=True)
+                await answer(source, t(me.lang, "bot.banned"), alert=True)
             elif event.message is not None:
-                await event.message.answer(text)
+                await data["replies"].notice(me.id, "bot.banned")
             return None
         return await handler(event, data)
 

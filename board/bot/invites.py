@@ -1,50 +1,23 @@
-"""Invitations: a first message from the Mini App (`sendData`, or the HTTP API through `deliver_invite`) reaches
-the ad's author with Accept / Decline / Report; accepting opens an anonymous chat and tells both sides."""
+"""Invitations: a first message from the Mini App (`sendData`, or the HTTP API) is stored with its card for the
+ad's author queued in the outbox (Accept / Decline / Report); accepting opens an anonymous chat, and the
+sender hears of it. A decline tells the sender nothing."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from html import escape
 
-from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
+from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
 from board.bot.callbacks import InviteAction, InviteButton
-from board.bot.common import TEXT_LIMIT, call, notify, partner_label, with_retry
-from board.bot.keyboards import invite_keyboard
-from board.service import BoardService, InviteSent, UserRef
-from board.texts import t
+from board.bot.common import answer, call
+from board.bot.replies import Replies
+from board.service import BoardService, UserRef
+from board.services.outbox import partner
 from database.board_models import ReportTarget
 
 log = logging.getLogger(__name__)
-
-
-async def deliver_invite(bot: Bot, service: BoardService, sent: InviteSent) -> None:
-    """Show the ad's author the ad's title, the first message and the answer buttons, in the author's language.
-
-    The invitation is already stored: an author who cannot be reached now is simply not told (logged).
-    `service` is unused for now (the invitation carries all it needs); callers pass it for what may come.
-    """
-    lang = sent.author.lang
-    markup = invite_keyboard(lang, sent.invite_id)
-    text = t(lang, "invite.new", title=escape(sent.ad_title), message=escape(sent.message))
-    visible = t(lang, "invite.new", title=sent.ad_title, message=sent.message).replace("<b>", "").replace("</b>", "")
-    try:
-        if len(visible) <= TEXT_LIMIT:
-            await with_retry(lambda: bot.send_message(sent.author.tg_id, text, reply_markup=markup))
-        else:  # title + a message of the full 4096 characters: the header first, the message on its own
-            header = t(lang, "invite.new_header", title=escape(sent.ad_title))
-            await with_retry(lambda: bot.send_message(sent.author.tg_id, header))
-            await with_retry(
-                lambda: bot.send_message(sent.author.tg_id, sent.message, reply_markup=markup, parse_mode=None)
-            )
-    except TelegramForbiddenError:
-        log.info("an invitation was not shown: its author has blocked the bot")
-    except TelegramAPIError as error:
-        log.warning("an invitation was not shown: %s", type(error).__name__)
 
 
 def _invite_payload(raw: str) -> tuple[str, str] | None:
@@ -61,64 +34,37 @@ def _invite_payload(raw: str) -> tuple[str, str] | None:
     return ad_id, text  # an "author_tg_id" or anything else in it is ignored
 
 
-async def _drop_buttons(query: CallbackQuery) -> None:
-    if isinstance(query.message, Message):
-        with contextlib.suppress(TelegramAPIError):
-            await query.message.edit_reply_markup(reply_markup=None)
-
-
 def build_router() -> Router:
     router = Router(name=__name__)
 
-    async def web_app_data(message: Message, bot: Bot, board: BoardService, me: UserRef, lang: str) -> None:
+    async def web_app_data(message: Message, board: BoardService, replies: Replies, me: UserRef) -> None:
         assert message.web_app_data is not None
         payload = _invite_payload(message.web_app_data.data)
         if payload is None:
-            await message.answer(t(lang, "invite.bad_data"))
+            await replies.notice(me.id, "invite.bad_data")
             return
         sent = await call(board.send_invite, me, *payload)
-        await deliver_invite(bot, board, sent)
-        await message.answer(t(lang, "invite.sent", title=escape(sent.ad_title)))
+        await replies.notice(me.id, "invite.sent", {"title": sent.ad_title})
 
     async def answered(
-        query: CallbackQuery, callback_data: InviteButton, bot: Bot, board: BoardService, me: UserRef, lang: str
+        query: CallbackQuery, callback_data: InviteButton, board: BoardService, replies: Replies, me: UserRef
     ) -> None:
         invite_id = callback_data.id
+        card = query.message.message_id if isinstance(query.message, Message) else None
         if callback_data.action is InviteAction.ACCEPT:
             decision = await call(board.decide_invite, me, invite_id, True)
-            await _drop_buttons(query)
-            assert decision.chat_id is not None and decision.guest is not None
-            title = decision.ad_title
-            await notify(
-                bot,
-                query.from_user.id,
-                t(lang, "invite.accepted_author", partner=partner_label(lang, decision.author_alias, title)),
-            )
-            guest = decision.guest
-            told = await notify(
-                bot,
-                guest.tg_id,
-                t(
-                    guest.lang,
-                    "invite.accepted_guest",
-                    title=escape(title),
-                    partner=partner_label(guest.lang, decision.guest_alias, title),
-                ),
-            )
-            if not told:  # the guest blocked the bot meanwhile: the chat cannot work
-                side = await call(board.chat_side, me, decision.chat_id)
-                await call(board.end_unreachable, decision.chat_id, side.partner_user_id)
-                gone = t(lang, "chat.partner_gone", partner=partner_label(lang, side.alias, title))
-                await notify(bot, query.from_user.id, gone)
+            label = partner(decision.author_alias, decision.ad_title)
+            reply = ("invite.accepted_author", {"partner": label})
         elif callback_data.action is InviteAction.DECLINE:
             await call(board.decide_invite, me, invite_id, False)
-            await _drop_buttons(query)
-            await notify(bot, query.from_user.id, t(lang, "invite.declined"))
+            reply = ("invite.declined", {})
         else:
             await call(board.report, me, ReportTarget.INVITE, invite_id, "")
-            await _drop_buttons(query)
-            await notify(bot, query.from_user.id, t(lang, "invite.reported"))
-        await query.answer()
+            reply = ("invite.reported", {})
+        if card is not None:
+            await replies.edit(me.id, card)
+        await replies.notice(me.id, *reply)
+        await answer(query)
 
     router.message.register(web_app_data, F.web_app_data)
     router.callback_query.register(answered, InviteButton.filter())

@@ -13,8 +13,6 @@ from aiogram.types import (
 )
 
 from board.bot.callbacks import ChatAction, ChatButton, InviteAction, InviteButton
-from board.bot.common import partner_label
-from board.service import ChatSide
 from board.texts import t
 
 BUTTON_TEXT_MAX = 60
@@ -43,13 +41,15 @@ def invite_keyboard(lang: str, invite_id: str) -> InlineKeyboardMarkup:
     )
 
 
-def chat_chooser(lang: str, chats: Sequence[ChatSide], action: ChatAction, token: str = "") -> InlineKeyboardMarkup:
-    """One button per active chat: "Собеседник #K7 · <ad title>"."""
+def chat_chooser(
+    lang: str, chats: Sequence[tuple[str, str, str]], action: ChatAction, token: str = ""
+) -> InlineKeyboardMarkup:
+    """One button per chat `(chat id, alias, ad title)`: "Собеседник #K7 · <ad title>"."""
     rows = []
-    for side in chats:
-        label = partner_label(lang, side.alias, side.ad_title, html=False)
+    for chat_id, alias, title in chats:
+        label = t(lang, "chat.partner", alias=alias, title=title)
         if len(label) > BUTTON_TEXT_MAX:
             label = label[: BUTTON_TEXT_MAX - 1] + "…"
-        data = ChatButton(action=action, id=side.chat_id, token=token).pack()
+        data = ChatButton(action=action, id=chat_id, token=token).pack()
         rows.append([InlineKeyboardButton(text=label, callback_data=data)])
     return InlineKeyboardMarkup(inline_keyboard=rows)

@@ -6,24 +6,24 @@ from aiogram import Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import Message
 
-from board.bot.keyboards import open_board_inline, open_board_keyboard
-from board.texts import t
+from board.bot.replies import Replies, open_board
+from board.service import UserRef
 
 
 def build_router() -> Router:
     router = Router(name=__name__)
 
-    async def start(message: Message, lang: str, webapp_url: str) -> None:
+    async def start(message: Message, replies: Replies, me: UserRef, webapp_url: str) -> None:
         if not webapp_url:
-            await message.answer(t(lang, "bot.welcome"))
-            await message.answer(t(lang, "bot.no_webapp"))
+            await replies.notice(me.id, "bot.welcome")
+            await replies.notice(me.id, "bot.no_webapp")
             return
-        await message.answer(t(lang, "bot.welcome"), reply_markup=open_board_inline(lang, webapp_url))
+        await replies.notice(me.id, "bot.welcome", keyboard=open_board("inline"))
         # Only a Mini App opened from a keyboard button can send data back (an invitation) through the bot.
-        await message.answer(t(lang, "bot.keyboard_hint"), reply_markup=open_board_keyboard(lang, webapp_url))
+        await replies.notice(me.id, "bot.keyboard_hint", keyboard=open_board("keyboard"))
 
-    async def help_(message: Message, lang: str) -> None:
-        await message.answer(t(lang, "bot.help"))
+    async def help_(message: Message, replies: Replies, me: UserRef) -> None:
+        await replies.notice(me.id, "bot.help")
 
     router.message.register(start, CommandStart())
     router.message.register(help_, Command("help"))

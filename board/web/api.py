@@ -22,21 +22,25 @@ from typing import Any
 from aiohttp import web
 
 from board.errors import BoardError, not_found
-from board.service import CATEGORIES, BoardService, InviteSent, UserRef
+from board.service import CATEGORIES, BoardService, UserRef
+from board.services.ad_states import REOPEN_WINDOW
 from board.texts import lang_of, t
 from board.web.auth import Unauthorized, authenticate, claimed_language
 from board.web.openapi import AD_ID_MAX, MAX_PAGE, openapi_document
-from database.board_models import AD_TEXT_MAX, MESSAGE_MAX, REASON_MAX, TITLE_MAX, ReportTarget
+from database.board_models import AD_TEXT_MAX, INVITE_MAX, REASON_MAX, TITLE_MAX, ReportTarget
 
 log = logging.getLogger(__name__)
 
 WEBAPP_DIR = Path(__file__).resolve().parent.parent / "webapp"
 TELEGRAM_SCRIPT_URL = "https://telegram.org/js/telegram-web-app.js"
 LOCAL_SCRIPT_PATH = "/telegram-web-app.js"
+# The page's scripts, in the order index.html loads them.
+WEBAPP_SCRIPTS = ("i18n.js", "telegram.js", "views.js", "api.js", "app.js")
 BODY_LIMIT = 64 * 1024
+URL_LIMIT = 4096  # longer addresses are refused as bad requests (the server reads up to 64 KiB of one)
 DEFAULT_REQUESTS_PER_MINUTE = 120
 
-InviteDelivery = Callable[[InviteSent], Awaitable[None]]
+Wake = Callable[[], None]
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 USER_KEY = web.RequestKey("board_user", UserRef)
@@ -134,9 +138,9 @@ def _ad_id(request: web.Request) -> str:
     return value
 
 
-def _only_query(request: web.Request, names: tuple[str, ...]) -> None:
-    """Refuse query parameters the endpoint does not know (or repeats): a typo should not pass silently."""
-    keys = list(request.query.keys())
+def _only_query(request: web.Request, names: tuple[str, ...] = ()) -> None:
+    """Refuse query parameters the endpoint does not know, or repeats: a typo should not pass silently."""
+    keys = [key for key, _value in request.query.items()]  # every occurrence (`.keys()` folds repeats)
     if len(keys) != len(set(keys)) or not set(keys) <= set(names):
         raise bad_request()
 
@@ -150,7 +154,10 @@ def _query_text(request: web.Request, name: str) -> str | None:
 
 def _error(lang: str, error: BoardError) -> web.Response:
     message = t(lang, f"error.{error.code}", **error.values)
-    return _json_response({"error": error.code, "message": message}, status=error.status)
+    body: dict[str, object] = {"error": error.code, "message": message}
+    if error.field:
+        body["field"] = error.field
+    return _json_response(body, status=error.status)
 
 
 def _language_asked(request: web.Request) -> str:
@@ -165,7 +172,7 @@ def _language_asked(request: web.Request) -> str:
 class BoardApi:
     service: BoardService
     bot_token: str
-    deliver_invite: InviteDelivery | None
+    on_enqueued: Wake | None
     max_age: float
     limiter: RateLimiter
     clock: Callable[[], float]
@@ -179,6 +186,8 @@ class BoardApi:
     async def errors(self, request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
         """Every failure as JSON in the caller's language; nothing unexpected leaks out as an HTML page."""
         try:
+            if len(request.raw_path) > URL_LIMIT:
+                raise bad_request()
             return await handler(request)
         except BoardError as error:
             return _error(request.get(LANG_KEY) or _language_asked(request), error)
@@ -220,9 +229,11 @@ class BoardApi:
     # ---- API ---------------------------------------------------------------------------------------------
 
     async def openapi(self, request: web.Request) -> web.Response:
+        _only_query(request)
         return _json_response(openapi_document(self.service.limits))
 
     async def me(self, request: web.Request) -> web.Response:
+        _only_query(request)
         user = request[USER_KEY]
         limits = self.service.limits
         return _json_response(
@@ -232,16 +243,19 @@ class BoardApi:
                 "limits": {
                     "title_max": TITLE_MAX,
                     "text_max": AD_TEXT_MAX,
-                    "message_max": MESSAGE_MAX,
+                    "message_max": INVITE_MAX,
                     "reason_max": REASON_MAX,
                     "ads_per_user": limits.ads_per_user,
                     "invites_per_day": limits.invites_per_day,
+                    "reports_per_day": limits.reports_per_day,
                     "ad_days": limits.ad_days,
+                    "reopen_minutes": int(REOPEN_WINDOW.total_seconds() // 60),
                 },
             }
         )
 
     async def categories(self, request: web.Request) -> web.Response:
+        _only_query(request)
         lang = request[LANG_KEY]
         return _json_response({"categories": [{"id": c, "name": t(lang, f"category.{c}")} for c in CATEGORIES]})
 
@@ -256,6 +270,7 @@ class BoardApi:
         return _json_response(page.to_json())
 
     async def create_ad(self, request: web.Request) -> web.Response:
+        _only_query(request)
         body = await _json_body(request, ("title", "text", "category"))
         ad = await asyncio.to_thread(
             self.service.create_ad, request[USER_KEY], body["title"], body["text"], body["category"]
@@ -263,29 +278,38 @@ class BoardApi:
         return _json_response(ad.to_json(), status=201)
 
     async def get_ad(self, request: web.Request) -> web.Response:
+        _only_query(request)
         ad = await asyncio.to_thread(self.service.get_ad, request[USER_KEY], _ad_id(request))
         return _json_response(ad.to_json())
 
     async def close_ad(self, request: web.Request) -> web.Response:
+        _only_query(request)
         ad = await asyncio.to_thread(self.service.close_ad, request[USER_KEY], _ad_id(request))
         return _json_response(ad.to_json())
 
+    async def reopen_ad(self, request: web.Request) -> web.Response:
+        _only_query(request)
+        ad = await asyncio.to_thread(self.service.reopen_ad, request[USER_KEY], _ad_id(request))
+        return _json_response(ad.to_json())
+
     async def my_ads(self, request: web.Request) -> web.Response:
+        _only_query(request)
         ads = await asyncio.to_thread(self.service.my_ads, request[USER_KEY])
         return _json_response({"ads": [ad.to_json() for ad in ads]})
 
     async def invite(self, request: web.Request) -> web.Response:
+        """The first message is stored with its delivery to the author queued, in one transaction (the outbox);
+        the answer is the same whoever the author is and whatever stands between the two."""
+        _only_query(request)
         ad_id = _ad_id(request)
         body = await _json_body(request, ("message",))
         sent = await asyncio.to_thread(self.service.send_invite, request[USER_KEY], ad_id, body["message"])
-        if self.deliver_invite is not None:
-            try:
-                await self.deliver_invite(sent)
-            except Exception:  # the invitation is recorded; the bot side owns retrying its delivery
-                log.exception("board API: delivering invitation %s failed", sent.invite_id)
+        if self.on_enqueued is not None:
+            self.on_enqueued()
         return _json_response({"invite_id": sent.invite_id}, status=201)
 
     async def report(self, request: web.Request) -> web.Response:
+        _only_query(request)
         ad_id = _ad_id(request)
         body = await _json_body(request, ("reason",))
         report_id = await asyncio.to_thread(
@@ -327,16 +351,17 @@ def create_web_app(
     service: BoardService,
     bot_token: str,
     *,
-    deliver_invite: InviteDelivery | None = None,
+    on_enqueued: Wake | None = None,
     max_age: float = 86400.0,
     webapp_dir: Path | None = None,
     telegram_script: Path | None = None,
     requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """The Mini App's page (`/`, `/app.js`, `/style.css`) and its API (`/api/...`) on one aiohttp app.
+    """The Mini App's page (`/`, its `WEBAPP_SCRIPTS`, `/style.css`) and its API (`/api/...`) on one aiohttp app.
 
-    `deliver_invite` is awaited after each first message is recorded (the bot sends it to the ad's author).
+    `on_enqueued` is called after a first message is stored (with its delivery queued in the outbox), so the
+    bot's outbox looks at once instead of at its next poll.
     `max_age`: how old a signed initData may be, in seconds. `telegram_script`: a local file served as
     `/telegram-web-app.js` and loaded by the page instead of Telegram's script (tests use a stub).
     `requests_per_minute`: each caller's API rate limit. `clock`: the time initData freshness is judged by.
@@ -348,7 +373,7 @@ def create_web_app(
     api = BoardApi(
         service=service,
         bot_token=bot_token,
-        deliver_invite=deliver_invite,
+        on_enqueued=on_enqueued,
         max_age=max_age,
         limiter=RateLimiter(requests_per_minute),
         clock=clock,
@@ -366,10 +391,12 @@ def create_web_app(
     app.router.add_get("/api/me/ads", api.my_ads)
     app.router.add_get("/api/ads/{ad_id}", api.get_ad)
     app.router.add_delete("/api/ads/{ad_id}", api.close_ad)
+    app.router.add_post("/api/ads/{ad_id}/reopen", api.reopen_ad)
     app.router.add_post("/api/ads/{ad_id}/invite", api.invite)
     app.router.add_post("/api/ads/{ad_id}/report", api.report)
     app.router.add_get("/", api.index)
-    app.router.add_get("/app.js", api.static("app.js", "text/javascript; charset=utf-8"))
+    for script in WEBAPP_SCRIPTS:
+        app.router.add_get(f"/{script}", api.static(script, "text/javascript; charset=utf-8"))
     app.router.add_get("/style.css", api.static("style.css", "text/css; charset=utf-8"))
     if telegram_script is not None:
         app.router.add_get(LOCAL_SCRIPT_PATH, api.telegram_stub)

@@ -10,19 +10,21 @@ from typing import Any
 
 from board.service import CATEGORIES, PER_PAGE
 from config import BoardLimits
-from database.board_models import AD_TEXT_MAX, MESSAGE_MAX, REASON_MAX, TITLE_MAX
+from database.board_models import AD_TEXT_MAX, INVITE_MAX, REASON_MAX, TITLE_MAX, AdStatus
 
 MAX_PAGE = 10_000
 AD_ID_MAX = 24
 
 _ERROR_CODES = {
-    400: "Bad input: malformed JSON, a wrong type or an unknown field (`bad_request`), an empty or too long text, "
-    "an unknown category, a text refused as spam.",
+    400: "Bad input: malformed JSON, a wrong type or an unknown field, an unknown or repeated query parameter, an "
+    "address over 4 KiB (`bad_request`); an empty or too long text, an unknown category, a text refused as spam "
+    "(with `field`, the input at fault).",
     401: "No valid `Authorization: tma <initData>`: missing, forged, stale or from the future (`unauthorized`).",
-    403: "Not allowed: banned by a moderator, not your ad, your own ad, a blocked author.",
-    404: "No such ad (or it is hidden), or no such API path.",
-    409: "Conflicts with what exists: the ad is closed or expired, you already wrote to it or reported it.",
-    429: "Too much: too many requests (`rate_limited`), first messages today or open ads.",
+    403: "Not allowed: banned by a moderator, not your ad, your own ad.",
+    404: "No such ad (or it is hidden: reporting it answers the same), or no such API path.",
+    409: "Conflicts with what exists: the ad is closed or expired, you already wrote to it or reported it, its "
+    "author is banned already (`already_handled`), it can no longer be reopened (`reopen_expired`).",
+    429: "Too much: too many requests (`rate_limited`), first messages or reports today, or open ads.",
 }
 
 
@@ -66,11 +68,23 @@ def openapi_document(limits: BoardLimits) -> dict[str, Any]:
             "title": text,
             "text": text,
             "category": {"type": "string", "enum": list(CATEGORIES)},
-            "status": {"type": "string", "enum": ["open", "closed", "hidden", "expired"]},
+            "status": {
+                "type": "string",
+                "enum": [status.value for status in AdStatus],
+                "description": "`reported` (hidden by reports until reviewed) and `hidden` (by a moderator) are shown "
+                "to the author only.",
+            },
             "created_at": {"type": "string", "format": "date-time"},
             "expires_at": {"type": "string", "format": "date-time"},
             "mine": {"type": "boolean", "description": "The caller wrote this ad."},
             "invited": {"type": "boolean", "description": "The caller has already written to this ad."},
+            "closed_at": {"type": "string", "format": "date-time", "nullable": True},
+            "reopen_until": {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "One's own closed ad can be reopened until then.",
+            },
         },
     }
     schemas: dict[str, Any] = {
@@ -81,6 +95,7 @@ def openapi_document(limits: BoardLimits) -> dict[str, Any]:
             "properties": {
                 "error": {"type": "string", "description": "A stable code, e.g. `unauthorized`, `title_too_long`."},
                 "message": {"type": "string", "description": "What to show the user, in their language."},
+                "field": {"type": "string", "description": "The input at fault, when one is."},
             },
         },
         "Ad": ad,
@@ -115,7 +130,7 @@ def openapi_document(limits: BoardLimits) -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "required": ["message"],
-            "properties": {"message": {"type": "string", "minLength": 1, "maxLength": MESSAGE_MAX}},
+            "properties": {"message": {"type": "string", "minLength": 1, "maxLength": INVITE_MAX}},
         },
         "InviteCreated": {
             "type": "object",
@@ -167,7 +182,9 @@ def openapi_document(limits: BoardLimits) -> dict[str, Any]:
                         "reason_max",
                         "ads_per_user",
                         "invites_per_day",
+                        "reports_per_day",
                         "ad_days",
+                        "reopen_minutes",
                     ],
                     "properties": {
                         name: {"type": "integer", "minimum": 1}
@@ -178,7 +195,9 @@ def openapi_document(limits: BoardLimits) -> dict[str, Any]:
                             "reason_max",
                             "ads_per_user",
                             "invites_per_day",
+                            "reports_per_day",
                             "ad_days",
+                            "reopen_minutes",
                         )
                     },
                 },
@@ -209,7 +228,8 @@ def openapi_document(limits: BoardLimits) -> dict[str, Any]:
                     {
                         "name": "q",
                         "in": "query",
-                        "description": "Words the title or text contains (case-insensitive).",
+                        "description": "Words the title or text contain (each word a prefix of one of theirs; case "
+                        "and ё/е do not matter).",
                         "schema": {"type": "string", "maxLength": TITLE_MAX},
                     },
                     {
@@ -250,8 +270,16 @@ def openapi_document(limits: BoardLimits) -> dict[str, Any]:
             },
             "delete": {
                 "operationId": "closeAd",
-                "summary": "Close one's own ad.",
+                "summary": "Close one's own ad (it can be reopened for a short while: see `reopen_until`).",
                 "responses": _responses(200, _ref("Ad"), "The ad, now closed.", 403, 404),
+            },
+        },
+        "/api/ads/{ad_id}/reopen": {
+            "parameters": [_AD_ID],
+            "post": {
+                "operationId": "reopenAd",
+                "summary": "Undo closing one's own ad, while `reopen_until` allows (it counts against the open ads).",
+                "responses": _responses(200, _ref("Ad"), "The ad, back as it was.", 403, 404, 409),
             },
         },
         "/api/ads/{ad_id}/invite": {
@@ -268,7 +296,7 @@ def openapi_document(limits: BoardLimits) -> dict[str, Any]:
             "parameters": [_AD_ID],
             "post": {
                 "operationId": "reportAd",
-                "summary": "Report an ad to the moderators.",
+                "summary": f"Report an ad to the moderators (at most {limits.reports_per_day} a day).",
                 "requestBody": _body("NewReport"),
                 "responses": _responses(201, _ref("ReportCreated"), "Reported.", 400, 403, 404, 409),
             },
@@ -281,8 +309,9 @@ def openapi_document(limits: BoardLimits) -> dict[str, Any]:
             "version": "1.0.0",
             "description": "The HTTP API behind the board's Telegram Mini App. Every call proves who makes it with "
             "the Mini App's signed `initData` (`Authorization: tma <initData>`); no call takes or returns a "
-            'Telegram id. Errors are `{"error": code, "message": text}` in the caller\'s language. Request '
-            "bodies are JSON objects of at most 64 KiB with only the documented fields.",
+            'Telegram id. Errors are `{"error": code, "message": text}` in the caller\'s language (with `"field"` '
+            "naming the input at fault, when one is). Request bodies are JSON objects of at most 64 KiB with only "
+            "the documented fields; query parameters are only the documented ones, each once.",
         },
         "servers": [{"url": "/"}],
         "security": [{"telegramInitData": []}],
