@@ -154,11 +154,15 @@ def show(context: Context, report_id: str, as_json: bool) -> None:
         ("Report", view.id),
         ("Target", view.target),
         ("Filed", f"{view.created_at:%Y-%m-%d %H:%M:%S} UTC"),
+        ("Status", view.status + (f" (by {view.resolved_by})" if view.resolved_by else "")),
         ("Reported", view.reported + (" (banned)" if view.reported_banned else "")),
-        ("Reporter", view.reporter),
+        ("Reporter", (view.reporter or "the board itself") + (" (banned)" if view.reporter_banned else "")),
+        ("Weight", f"{view.weight / 100:g} (reporter's dismissed reports: {view.reporter_dismissed})"),
         ("Reason", view.reason or "-"),
         ("Ad", view.ad_title or "-"),
     ]
+    if view.ad_title:
+        lines.append(("Ad state", f"{view.ad_status}, {view.ad_reports} report(s)"))
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
         say(f"{label.ljust(width)}  {value}")
@@ -183,7 +187,12 @@ def ban(context: Context, report_id: str, reason: str, yes: bool) -> None:
     with _refusals():
         if not yes:
             target = service.get_report(report_id)
-            click.confirm(f"ban {printable(target.reported)}? (there is no unban)", abort=True, err=True)
+            click.confirm(
+                f"ban {printable(target.reported)}? their ads hide, their chats end (partners are told); "
+                "there is no unban",
+                abort=True,
+                err=True,
+            )
         view = service.ban(report_id, actor(), reason)
     say(f"banned {view.reported} (report {view.id})")
 
@@ -211,3 +220,62 @@ def hide(context: Context, report_id: str) -> None:
             raise click.ClickException(f"report {printable(report_id)} is about {about}, not an ad: ban or dismiss it")
         view = service.hide_ad(report_id, actor())
     say(f"ad '{view.ad_title}' hidden (report {view.id})")
+
+
+@board.command("hidden")
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True, help="At most this many ads."
+)
+@json_option
+@pass_context
+def hidden(context: Context, limit: int, as_json: bool) -> None:
+    """The ads moderators hid, newest first (their authors by opaque handle)."""
+    found = _service(context).hidden_ads(limit)
+    if as_json:
+        emit_json([{"ad_id": ad_id, "title": title, "author": handle} for ad_id, title, handle in found])
+        return
+    if not found:
+        click.echo("no hidden ads")
+        return
+    click.echo(table(["AD", "TITLE", "AUTHOR"], [[ad_id, _cell(title), handle] for ad_id, title, handle in found]))
+
+
+@board.command("unhide", context_settings=TAKES_REPORT_ID)
+@click.argument("ad_id")
+@pass_context
+def unhide(context: Context, ad_id: str) -> None:
+    """Bring back an ad a moderator hid (its open reports are settled as reviewed)."""
+    with _refusals():
+        title = _service(context).unhide_ad(ad_id, actor())
+    say(f"ad '{title}' is open again")
+
+
+@board.command("reporter", context_settings=TAKES_REPORT_ID)
+@click.argument("report_id")
+@click.option("--ban", "ban_them", is_flag=True, help="Ban the reporter (final), dismissing what they filed.")
+@click.option("--dismiss-all", is_flag=True, help="Dismiss every open report the reporter filed.")
+@click.option("--restore", is_flag=True, help="Bring back every ad the reporter's reports keep hidden.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def reporter(context: Context, report_id: str, ban_them: bool, dismiss_all: bool, restore: bool, yes: bool) -> None:
+    """Act on whoever filed a report (for the board's own false-reports report: on whom it is about)."""
+    if [ban_them, dismiss_all, restore].count(True) != 1:
+        raise click.UsageError("say what to do: exactly one of --ban, --dismiss-all, --restore")
+    service = _service(context)
+    with _refusals():
+        reach = service.reporter_reach(report_id)
+        if not yes:
+            if ban_them:
+                question = f"ban the reporter (there is no unban) and dismiss their {reach.reports} open report(s)?"
+            elif dismiss_all:
+                question = f"dismiss the reporter's {reach.reports} open report(s)?"
+            else:
+                question = f"bring back {reach.ads_restored} ad(s) their reports hid, settling every report on them?"
+            click.confirm(question, abort=True, err=True)
+        if ban_them:
+            outcome = service.ban_reporter(report_id, actor())
+        elif dismiss_all:
+            outcome = service.dismiss_reporter(report_id, actor())
+        else:
+            outcome = service.restore_reporter(report_id, actor())
+    say(f"{outcome.reports} report(s) settled, {outcome.ads_restored} ad(s) back")

@@ -76,6 +76,13 @@ class ReportAction(enum.StrEnum):
     BAN_CONFIRMED = "ban!"
     DISMISS = "ok"
     HIDE = "hide"
+    # On the reporter: ban them, dismiss everything they filed, give back every ad their reports hid.
+    BAN_REPORTER = "rban"
+    BAN_REPORTER_CONFIRMED = "rban!"
+    DISMISS_REPORTER = "rok"
+    DISMISS_REPORTER_CONFIRMED = "rok!"
+    RESTORE = "rres"
+    RESTORE_CONFIRMED = "rres!"
 
 
 class Menu(CallbackData, prefix="m"):
@@ -151,6 +158,19 @@ class BoardStatsView(CallbackData, prefix="bs"):
 class BoardQueue(CallbackData, prefix="bq"):
     """The open report at position `pos` of the queue (oldest first)."""
 
+    pos: int = 0
+
+
+class BoardHidden(CallbackData, prefix="bh"):
+    """The ads moderators hid, `pos` the first shown (newest first)."""
+
+    pos: int = 0
+
+
+class BoardUnhide(CallbackData, prefix="bu"):
+    """Bring back one hidden ad, by its opaque id; `pos` is the list's position to show afterwards."""
+
+    id: str
     pos: int = 0
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import TelegramObject, Update, User
 
 from bot.i18n import LanguageStore
@@ -38,10 +40,13 @@ class AccessMiddleware(BaseMiddleware):
         if user.id not in self.admin_ids:
             kind = event.event_type
             log.warning("refused %s from non-admin %d (@%s)", kind, user.id, user.username or "-")
+            lang = "ru" if (user.language_code or "ru").startswith("ru") else "en"
             message = event.message
             if message is not None and message.text and message.text.split()[0].split("@")[0] == "/start":
-                lang = "ru" if (user.language_code or "ru").startswith("ru") else "en"
                 await message.answer(t(lang, "refused"))
+            elif event.callback_query is not None:  # answered, or the button's spinner would turn on and on
+                with contextlib.suppress(TelegramAPIError):
+                    await event.callback_query.answer(t(lang, "refused"), show_alert=True)
             return None
         data["lang"] = await self.languages.get(user.id, user.language_code)
         data["languages"] = self.languages

@@ -42,10 +42,13 @@ board-queue-empty = 🚩 No open reports.
 board-report-title = 🚩 <b>Report { $n } of { $total }</b> — { $target } · { $age }
 board-report-reported = Reported: <code>{ $handle }</code>{ $banned }
 board-report-banned = {" "}(already banned)
-board-report-reporter = Reporter: <code>{ $handle }</code>
+board-report-reporter = Reporter: <code>{ $handle }</code>{ $banned } · report weight { $weight } · { $dismissed } of their reports dismissed
 board-report-reason = Reason: { $reason }
 board-report-no_reason = none given
-board-report-ad = Ad: <b>{ $title }</b>
+board-report-ad = Ad: <b>{ $title }</b> · { $status } · { $reports } { $reports ->
+        [one] report
+       *[other] reports
+    }
 board-report-ad_text = <b>Ad text:</b>
 board-report-invite_text = <b>Invitation:</b>
 board-report-messages = <b>Last messages in the chat:</b>
@@ -53,14 +56,62 @@ board-report-no_messages = <i>no messages kept</i>
 board-target-ad = ad
 board-target-invite = invitation
 board-target-chat = chat
+board-target-reporter = false reports
+board-report-false_reports = The board itself reports: { $n } of this person's { $n ->
+        [one] reports was
+       *[other] reports were
+    } dismissed.
+board-ad_status-open = open
+board-ad_status-closed = closed by its author
+board-ad_status-reported = hidden by reports until reviewed
+board-ad_status-hidden = hidden by a moderator
+board-ad_status-expired = expired
+board-btn-hidden = 🙈 Hidden ads
+board-btn-unhide = ↩️ Unhide { $n }
+board-btn-yes = ✅ Yes
+board-btn-ban_reporter = ⛔ Ban the reporter
+board-btn-dismiss_reporter = 🧹 Dismiss all their reports
+board-btn-restore = ♻️ Restore what they hid
+board-ban_reporter-confirm =
+    Ban <code>{ $handle }</code> for false reports? Their open reports ({ $reports }) are dismissed and the ads they hid ({ $ads }) come back.
+    <b>A ban is final: there is no unban.</b>
+board-dismiss_reporter-confirm = Dismiss every open report by <code>{ $handle }</code> ({ $reports })? Ads hidden only by them come back.
+board-restore-confirm = Bring back the ads hidden by <code>{ $handle }</code>'s reports ({ $ads }) and settle every report on them?
+board-done-ban_reporter = ⛔ Reporter banned: { $reports } { $reports ->
+        [one] report
+       *[other] reports
+    } dismissed, { $ads } { $ads ->
+        [one] ad
+       *[other] ads
+    } back.
+board-done-dismiss_reporter = 🧹 { $reports } { $reports ->
+        [one] report
+       *[other] reports
+    } dismissed, { $ads } { $ads ->
+        [one] ad
+       *[other] ads
+    } back.
+board-done-restore = ♻️ { $ads } { $ads ->
+        [one] ad
+       *[other] ads
+    } back, { $reports } { $reports ->
+        [one] report
+       *[other] reports
+    } settled.
+board-done-unhide = ↩️ Ad «{ $title }» is open again.
+board-hidden-title = 🙈 <b>Ads hidden by moderators</b> ({ $n })
+board-hidden-none = No hidden ads.
+board-hidden-line = { $n }. <b>{ $title }</b> — by <code>{ $handle }</code>
 board-ban-confirm =
-    Ban <code>{ $handle }</code>? Their ads will be hidden, their chats ended, and every open report against them closed.
+    Ban <code>{ $handle }</code>? Their ads will be hidden, their chats ended (their partners are told), and every open report against them closed.
+    <b>A ban is final: there is no unban.</b>
 board-done-ban = ⛔ <code>{ $handle }</code> is banned.
 board-done-dismiss = ✅ Report dismissed.
 board-done-hide = 🙈 Ad «{ $title }» hidden.
 board-err-report_not_found = Report not found.
 board-err-no_ad = This report has no ad.
 board-err-report_closed = Another moderator has already settled this report.
+board-err-report_closed_by_you = You have already settled this report.
 board-err = ⚠️ { $error }
 
 ## Buttons

@@ -44,10 +44,18 @@ board-queue-empty = 🚩 Открытых жалоб нет.
 board-report-title = 🚩 <b>Жалоба { $n } из { $total }</b> — { $target } · { $age }
 board-report-reported = На кого: <code>{ $handle }</code>{ $banned }
 board-report-banned = {" "}(уже забанен)
-board-report-reporter = Кто пожаловался: <code>{ $handle }</code>
+board-report-reporter = Кто пожаловался: <code>{ $handle }</code>{ $banned } · вес жалобы { $weight } · отклонено { $dismissed } { $dismissed ->
+        [one] его жалоба
+        [few] его жалобы
+       *[other] его жалоб
+    }
 board-report-reason = Причина: { $reason }
 board-report-no_reason = не указана
-board-report-ad = Объявление: <b>{ $title }</b>
+board-report-ad = Объявление: <b>{ $title }</b> · { $status } · { $reports } { $reports ->
+        [one] жалоба
+        [few] жалобы
+       *[other] жалоб
+    }
 board-report-ad_text = <b>Текст объявления:</b>
 board-report-invite_text = <b>Приглашение:</b>
 board-report-messages = <b>Последние сообщения чата:</b>
@@ -55,14 +63,45 @@ board-report-no_messages = <i>сообщений не сохранилось</i>
 board-target-ad = объявление
 board-target-invite = приглашение
 board-target-chat = чат
+board-target-reporter = ложные жалобы
+board-report-false_reports = Доска сама сообщает: у этого человека отклонено уже { $n } { $n ->
+        [one] жалоба
+        [few] жалобы
+       *[other] жалоб
+    }.
+board-ad_status-open = открыто
+board-ad_status-closed = закрыто автором
+board-ad_status-reported = скрыто жалобами до проверки
+board-ad_status-hidden = скрыто модератором
+board-ad_status-expired = истекло
+board-btn-hidden = 🙈 Скрытые объявления
+board-btn-unhide = ↩️ Вернуть { $n }
+board-btn-yes = ✅ Да
+board-btn-ban_reporter = ⛔ Забанить жалобщика
+board-btn-dismiss_reporter = 🧹 Отклонить все его жалобы
+board-btn-restore = ♻️ Вернуть скрытое его жалобами
+board-ban_reporter-confirm =
+    Забанить <code>{ $handle }</code> за ложные жалобы? Его открытые жалобы ({ $reports }) будут отклонены, скрытые ими объявления ({ $ads }) вернутся.
+    <b>Бан окончательный: разбанить нельзя.</b>
+board-dismiss_reporter-confirm = Отклонить все открытые жалобы <code>{ $handle }</code> ({ $reports })? Объявления, скрытые только ими, вернутся.
+board-restore-confirm = Вернуть объявления, скрытые жалобами <code>{ $handle }</code> ({ $ads }), и закрыть все жалобы на них?
+board-done-ban_reporter = ⛔ Жалобщик забанен: отклонено жалоб — { $reports }, возвращено объявлений — { $ads }.
+board-done-dismiss_reporter = 🧹 Отклонено жалоб — { $reports }, возвращено объявлений — { $ads }.
+board-done-restore = ♻️ Возвращено объявлений — { $ads }, закрыто жалоб — { $reports }.
+board-done-unhide = ↩️ Объявление «{ $title }» снова открыто.
+board-hidden-title = 🙈 <b>Скрытые модераторами объявления</b> ({ $n })
+board-hidden-none = Скрытых объявлений нет.
+board-hidden-line = { $n }. <b>{ $title }</b> — автор <code>{ $handle }</code>
 board-ban-confirm =
-    Забанить <code>{ $handle }</code>? Его объявления скроются, чаты завершатся, все открытые жалобы на него закроются.
+    Забанить <code>{ $handle }</code>? Его объявления скроются, чаты завершатся (собеседникам придёт уведомление), все открытые жалобы на него закроются.
+    <b>Бан окончательный: разбанить нельзя.</b>
 board-done-ban = ⛔ <code>{ $handle }</code> забанен.
 board-done-dismiss = ✅ Жалоба отклонена.
 board-done-hide = 🙈 Объявление «{ $title }» скрыто.
 board-err-report_not_found = Жалоба не найдена.
 board-err-no_ad = В этой жалобе нет объявления.
 board-err-report_closed = Эту жалобу уже рассмотрел другой модератор.
+board-err-report_closed_by_you = Вы уже рассмотрели эту жалобу.
 board-err = ⚠️ { $error }
 
 ## Buttons
