@@ -1,165 +1,83 @@
-/* The board's Mini App: browse, open, post, write, report and close ads through /api.
- * Every call carries Telegram's signed initData ("Authorization: tma ..."); the server decides who we are.
- * Plain DOM, no build step; user content is only ever set as text, never as HTML. */
+/* The board's Mini App: browse, open, post, write, report, close and reopen ads through /api.
+ * Texts: i18n.js; Telegram's buttons, theme and haptics: telegram.js; the page's parts: views.js; the API and
+ * how its answers are shown: api.js. The server decides who we are (from Telegram's signed initData). */
 "use strict";
 
 (function () {
-  const tg = (window.Telegram && window.Telegram.WebApp) || null;
+  const { i18n, telegram, views } = window.Board;
+  const { call } = window.Board.api;
+  const api = window.Board.api.request;
+  const { $ } = views;
+  const tr = (key, values) => i18n.tr(key, values);
+  const haptic = telegram.haptic;
 
-  const TEXTS = {
-    ru: {
-      "tab.browse": "Объявления", "tab.mine": "Мои", "tab.post": "Разместить",
-      "search.placeholder": "Поиск", "search.go": "Найти", "category.all": "Все категории",
-      "ads.empty": "Объявлений пока нет.", "page.prev": "← Новее", "page.next": "Старше →",
-      "page.info": "Стр. {page} из {pages} · всего {total}",
-      "ad.back": "← Назад", "ad.own": "Это ваше объявление.", "ad.close": "Закрыть объявление",
-      "ad.closed_notice": "Объявление закрыто.",
-      "status.open": "открыто", "status.closed": "закрыто", "status.hidden": "скрыто", "status.expired": "истекло",
-      "write.title": "Написать автору",
-      "write.hint": "Одно первое сообщение на объявление: автор примет его или отклонит.",
-      "write.send": "Отправить", "write.sent": "Сообщение отправлено. Если автор примет его, бот откроет анонимный чат.",
-      "write.already": "Вы уже написали автору этого объявления.",
-      "write.unavailable": "Написать нельзя: объявление не открыто.",
-      "report.open": "Пожаловаться", "report.placeholder": "Причина (необязательно)", "report.send": "Отправить жалобу",
-      "report.sent": "Жалоба отправлена модераторам.",
-      "post.title": "Новое объявление", "post.field.title": "Заголовок", "post.field.text": "Текст",
-      "post.field.category": "Категория", "post.send": "Опубликовать", "post.done": "Объявление опубликовано.",
-      "post.limits": "Заголовок до {title_max} символов, текст до {text_max}. Не больше {ads_per_user} открытых " +
-        "объявлений; каждое живёт {ad_days} дн. Первых сообщений в день: до {invites_per_day}. " +
-        "Ссылки и @упоминания запрещены.",
-      "mine.empty": "У вас пока нет объявлений.", "network": "Нет связи с сервером. Попробуйте ещё раз.",
-      "counter": "{n} / {max}",
-    },
-    en: {
-      "tab.browse": "Ads", "tab.mine": "My ads", "tab.post": "Post",
-      "search.placeholder": "Search", "search.go": "Find", "category.all": "All categories",
-      "ads.empty": "No ads yet.", "page.prev": "← Newer", "page.next": "Older →",
-      "page.info": "Page {page} of {pages} · {total} in all",
-      "ad.back": "← Back", "ad.own": "This is your ad.", "ad.close": "Close the ad",
-      "ad.closed_notice": "The ad is closed.",
-      "status.open": "open", "status.closed": "closed", "status.hidden": "hidden", "status.expired": "expired",
-      "write.title": "Write to the author",
-      "write.hint": "One first message per ad: the author accepts or declines it.",
-      "write.send": "Send", "write.sent": "Message sent. If the author accepts it, the bot opens an anonymous chat.",
-      "write.already": "You have already written to this ad's author.",
-      "write.unavailable": "You cannot write: the ad is not open.",
-      "report.open": "Report", "report.placeholder": "Reason (optional)", "report.send": "Send report",
-      "report.sent": "Report sent to the moderators.",
-      "post.title": "New ad", "post.field.title": "Title", "post.field.text": "Text",
-      "post.field.category": "Category", "post.send": "Publish", "post.done": "Your ad is published.",
-      "post.limits": "Title up to {title_max} characters, text up to {text_max}. At most {ads_per_user} open " +
-        "ads; each stays {ad_days} days. First messages a day: up to {invites_per_day}. " +
-        "No links or @mentions.",
-      "mine.empty": "You have no ads yet.", "network": "Cannot reach the server. Try again.",
-      "counter": "{n} / {max}",
-    },
-  };
-
-  const user = tg && tg.initDataUnsafe && tg.initDataUnsafe.user;
-  const lang = user && typeof user.language_code === "string" && user.language_code.toLowerCase().startsWith("en")
-    ? "en" : "ru";
-  const DEFAULT_LIMITS = { title_max: 100, text_max: 2000, message_max: 4096, reason_max: 500 };
+  const DEFAULT_LIMITS = { title_max: 100, text_max: 2000, message_max: 3500, reason_max: 500 };
+  // Counted inputs: input id -> [counter id, limit name, multiline].
+  const COUNTED = { "post-title": ["post-title-count", "title_max", false],
+    "post-text": ["post-text-count", "text_max", true], "write-text": ["write-count", "message_max", true],
+    "report-reason": ["report-count", "reason_max", false] };
+  const WRITE_REFUSALS = new Set(["already_invited", "invite_limit", "ad_closed"]);
 
   const state = {
-    view: "browse", page: 0, pages: 1, q: "", category: "", limits: DEFAULT_LIMITS,
-    categories: [], ad: null, previous: "browse",
+    view: "browse", page: 0, pages: 1, q: "", category: "", limits: DEFAULT_LIMITS, categories: [],
+    ad: null, back: null, locked: false, busy: "", writeLocked: false, listsLoaded: {}, tickets: {},
   };
 
-  function tr(key, values) {
-    const text = (TEXTS[lang] && TEXTS[lang][key]) || TEXTS.ru[key] || key;
-    return text.replace(/\{(\w+)\}/g, (m, name) => (values && name in values ? String(values[name]) : m));
+  /** Invalid or stale initData: say so and disable everything; nothing on the page can work. */
+  function lockOut(message) {
+    state.locked = true;
+    views.lockPage(message || tr("unauthorized"));
+    telegram.hideMain();
+    telegram.showBack(false);
+    telegram.guardClosing(false);
   }
 
-  function $(id) { return document.getElementById(id); }
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  // ---- Telegram --------------------------------------------------------------------------------------------
-
-  function applyTheme() {
-    const params = (tg && tg.themeParams) || {};
-    const root = document.documentElement.style;
-    Object.keys(params).forEach((key) => {
-      if (typeof params[key] === "string" && /^#[0-9a-fA-F]{3,8}$/.test(params[key])) {
-        root.setProperty("--tg-theme-" + key.replace(/_/g, "-"), params[key]);
-      }
-    });
-    if (tg && tg.colorScheme) document.documentElement.dataset.scheme = tg.colorScheme;
-  }
-
-  // ---- messages --------------------------------------------------------------------------------------------
-
-  function showError(message) {
-    const box = $("error");
-    box.textContent = message;
-    box.hidden = !message;
-    if (message) box.scrollIntoView({ block: "nearest" });
-  }
-
-  function showNotice(message) {
-    const box = $("notice");
-    box.textContent = message;
-    box.hidden = !message;
-  }
-
-  // ---- the API ---------------------------------------------------------------------------------------------
-
-  class ApiError extends Error {
-    constructor(code, message, status) { super(message); this.code = code; this.status = status; }
-  }
-
-  async function api(method, path, body) {
-    const headers = { Authorization: "tma " + ((tg && tg.initData) || "") };
-    const init = { method, headers, cache: "no-store" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(path, init);
-    } catch (e) {
-      throw new ApiError("network", tr("network"), 0);
-    }
-    let data = null;
-    try { data = await response.json(); } catch (e) { data = null; }
-    if (!response.ok) {
-      const code = data && data.error ? data.error : "http_" + response.status;
-      const message = data && data.message ? data.message : tr("network");
-      throw new ApiError(code, message, response.status);
-    }
-    return data;
-  }
-
-  async function guarded(action) {
-    try {
-      showError("");
-      return await action();
-    } catch (e) {
-      showError(e instanceof ApiError ? e.message : String(e));
-      return undefined;
-    }
-  }
-
-  // ---- views -----------------------------------------------------------------------------------------------
+  // ---- screens ---------------------------------------------------------------------------------------------
 
   function show(view) {
     state.view = view;
     document.querySelectorAll(".view").forEach((section) => { section.hidden = section.id !== "view-" + view; });
-    document.querySelectorAll(".tab").forEach((tab) => {
-      const active = tab.dataset.view === view;
-      tab.classList.toggle("active", active);
-      tab.setAttribute("aria-selected", active ? "true" : "false");
-    });
-    if (tg && tg.BackButton) {
-      if (view === "ad") tg.BackButton.show(); else tg.BackButton.hide();
+    $("bar").hidden = view === "ad";
+    if (view !== "ad") {
+      document.querySelectorAll(".tab").forEach((tab) => {
+        const active = tab.dataset.view === view;
+        tab.classList.toggle("active", active);
+        tab.setAttribute("aria-selected", active ? "true" : "false");
+        tab.tabIndex = active ? 0 : -1;
+      });
     }
+    telegram.showBack(view === "ad" && !state.locked);
+    updateMain();
     window.scrollTo(0, 0);
+  }
+
+  function canWrite(ad) { return !!ad && !ad.mine && !ad.invited && ad.status === "open"; }
+
+  /** MainButton (or the in-page button outside Telegram) carries the screen's primary action. */
+  function updateMain() {
+    if (state.locked) return telegram.hideMain();
+    if (state.view === "post") {
+      const over = ["post-title", "post-text"].some((id) => $(id).dataset.over === "true");
+      return telegram.setMain({ text: tr("post.send"), action: submitPost, enabled: !over,
+        busy: state.busy === "post", fallback: $("post-send") });
+    }
+    if (state.view === "ad" && canWrite(state.ad) && !state.writeLocked) {
+      return telegram.setMain({ text: tr("write.send"), action: sendInvite,
+        enabled: $("write-text").dataset.over !== "true", busy: state.busy === "write", fallback: $("write-send") });
+    }
+    return telegram.hideMain();
+  }
+
+  function goTo(view) {
+    if (state.locked) return;
+    if (view !== state.view) haptic.selection();
+    views.showAlert("");
+    views.showNotice("");
+    views.clearFieldErrors();
+    show(view);
+    if (view === "browse") loadAds({ quiet: state.listsLoaded.browse });
+    if (view === "mine") loadMine({ quiet: state.listsLoaded.mine });
+    if (view === "post") updateCounters();
   }
 
   function categoryName(id) {
@@ -167,241 +85,417 @@
     return found ? found.name : id;
   }
 
-  function formatDate(iso) {
-    const date = new Date(iso);
-    return isNaN(date) ? "" : date.toLocaleDateString(lang === "en" ? "en-GB" : "ru-RU");
+  function cardOptions(listId, own) {
+    return { listId, own, categoryName, onOpen: (ad) => openAd(ad.id), onClose: closeAd, onReopen: reopenAd };
   }
 
-  function adCard(ad, withClose) {
-    const item = el("li", "card ad-card");
-    item.dataset.id = ad.id;
-    item.tabIndex = 0;
-    const meta = el("div", "meta");
-    meta.append(el("span", "chip", categoryName(ad.category)), " ", el("span", "hint", formatDate(ad.created_at)));
-    if (ad.status !== "open" || withClose) meta.append(" ", el("span", "status status-" + ad.status, tr("status." + ad.status)));
-    item.append(meta, el("h3", "card-title", ad.title));
-    const snippet = ad.text.length > 160 ? ad.text.slice(0, 160) + "…" : ad.text;
-    item.append(el("p", "card-text", snippet));
-    if (withClose && ad.status === "open") {
-      const close = el("button", "button danger small close-ad", tr("ad.close"));
-      close.type = "button";
-      close.addEventListener("click", (event) => { event.stopPropagation(); closeAd(ad.id); });
-      item.append(close);
-    }
-    item.addEventListener("click", () => openAd(ad.id));
-    item.addEventListener("keydown", (event) => { if (event.key === "Enter") openAd(ad.id); });
-    return item;
-  }
+  // ---- lists -----------------------------------------------------------------------------------------------
 
-  async function loadAds() {
+  function ticket(name) { state.tickets[name] = (state.tickets[name] || 0) + 1; return state.tickets[name]; }
+
+  async function loadAds(options) {
+    const opts = options || {};
+    const list = $("ads-list");
+    const mine = ticket("ads");
+    if (opts.quiet && list.children.length) views.setBusy(list, true); else views.showSkeleton(list);
+    ["ads-empty", "ads-nothing"].forEach((id) => { $(id).hidden = true; });
+    if (!opts.quiet) $("pager").hidden = true;
     const params = new URLSearchParams({ page: String(state.page) });
     if (state.q) params.set("q", state.q);
     if (state.category) params.set("category", state.category);
-    const data = await guarded(() => api("GET", "/api/ads?" + params.toString()));
-    const list = $("ads-list");
-    list.replaceChildren();
-    if (!data) return;
-    data.ads.forEach((ad) => list.append(adCard(ad, false)));
+    const result = await call(() => api("GET", "/api/ads?" + params.toString()), { retry: () => loadAds(opts) });
+    if (mine !== state.tickets.ads || state.locked) return;
+    views.setBusy(list, false);
+    if (result.error) { list.replaceChildren(); return; }
+    const data = result.value;
+    if (data.ads.length === 0 && data.total > 0 && state.page > 0 && !opts.clamped) {  // emptied meanwhile
+      state.page = Math.max(0, data.pages - 1);
+      return loadAds(Object.assign({}, opts, { clamped: true }));
+    }
+    state.listsLoaded.browse = true;
+    state.page = data.page;
     state.pages = data.pages;
-    $("ads-empty").hidden = data.ads.length > 0;
-    $("page-info").textContent = tr("page.info", { page: data.page + 1, pages: data.pages, total: data.total });
+    list.replaceChildren(...data.ads.map((ad) => views.card(ad, cardOptions("ads", false))));
+    const filtered = !!(state.q || state.category);
+    $("ads-empty").hidden = data.total > 0 || filtered;
+    $("ads-nothing").hidden = data.total > 0 || !filtered;
+    $("pager").hidden = data.total === 0;
+    $("page-info").textContent = tr("page.info", { page: i18n.number(data.page + 1),
+      pages: i18n.number(data.pages), count: i18n.count("ads", data.total) });
     $("page-prev").disabled = data.page <= 0;
     $("page-next").disabled = data.page + 1 >= data.pages;
+    $("page-prev").hidden = $("page-next").hidden = data.pages <= 1;  // one page: just the count
   }
 
-  async function loadMine() {
-    const data = await guarded(() => api("GET", "/api/me/ads"));
-    const list = $("my-ads-list");
-    list.replaceChildren();
-    if (!data) return;
-    data.ads.forEach((ad) => list.append(adCard(ad, true)));
-    $("my-ads-empty").hidden = data.ads.length > 0;
+  /** The pager never wraps: no page before the first or after the last. A new page starts at the top. */
+  async function turnPage(step) {
+    const target = state.page + step;
+    if (state.locked || target < 0 || target >= state.pages) return;
+    haptic.selection();
+    state.page = target;
+    window.scrollTo(0, 0);
+    await loadAds();
+    window.scrollTo(0, 0);
+    const first = document.querySelector("#ads-list .card-main");
+    if (first) first.focus({ preventScroll: true });
   }
+
+  function search(event) {
+    if (event) event.preventDefault();
+    if (state.locked) return;
+    state.q = $("search").value.trim();
+    state.page = 0;
+    $("search").blur();
+    loadAds();
+  }
+
+  function resetFilters() {
+    if (state.locked) return;
+    haptic.selection();
+    state.q = "";
+    state.category = "";
+    state.page = 0;
+    $("search").value = "";
+    $("category-filter").value = "";
+    loadAds().then(() => $("search").focus());
+  }
+
+  async function loadMine(options) {
+    const opts = options || {};
+    const list = $("my-ads-list");
+    const mine = ticket("mine");
+    if (opts.quiet && list.children.length) views.setBusy(list, true); else views.showSkeleton(list, 2);
+    $("my-ads-empty").hidden = true;
+    const result = await call(() => api("GET", "/api/me/ads"), { retry: () => loadMine(opts) });
+    if (mine !== state.tickets.mine || state.locked) return;
+    views.setBusy(list, false);
+    if (result.error) { list.replaceChildren(); return; }
+    const ads = result.value.ads;
+    state.listsLoaded.mine = true;
+    list.replaceChildren(...ads.map((ad) => views.card(ad, cardOptions("mine", true))));
+    $("my-ads-empty").hidden = ads.length > 0;
+    $("mine-count").hidden = ads.length === 0;
+    $("mine-count").textContent = tr("mine.count", { count: i18n.count("ads", ads.length) });
+    scheduleReopenExpiry(ads);
+  }
+
+  // A Reopen button goes when the server's window for it closes (the server judges again anyway).
+  let reopenTimer = null;
+  function scheduleReopenExpiry(ads) {
+    clearTimeout(reopenTimer);
+    const ends = ads.filter(views.reopenable).map((ad) => new Date(ad.reopen_until).getTime());
+    if (!ends.length) return;
+    reopenTimer = setTimeout(() => {
+      if (state.view === "ad" && state.ad) renderAd(state.ad);
+      if (state.listsLoaded.mine) loadMine({ quiet: true });
+    }, Math.max(0, Math.min(...ends) - Date.now()) + 500);
+  }
+
+  // ---- one ad ----------------------------------------------------------------------------------------------
 
   function renderAd(ad) {
     state.ad = ad;
+    state.writeLocked = false;
     $("ad-title").textContent = ad.title;
     $("ad-text").textContent = ad.text;
     $("ad-category").textContent = categoryName(ad.category);
-    $("ad-date").textContent = formatDate(ad.created_at);
-    $("ad-status").textContent = ad.status === "open" ? "" : tr("status." + ad.status);
+    $("ad-date").textContent = [i18n.date(ad.created_at),
+      ad.status === "open" ? tr("ad.until", { date: i18n.date(ad.expires_at) }) : ""].filter(Boolean).join(" · ");
+    $("ad-status").replaceChildren(...(ad.status === "open" ? [] : [views.statusChip(ad)]));
+    const reopenable = views.reopenable(ad);
     $("ad-own").hidden = !ad.mine;
     $("ad-close").hidden = ad.status !== "open";
+    $("ad-reopen").hidden = !reopenable;
+    $("ad-reopen-hint").hidden = !reopenable;
+    $("ad-reopen-hint").textContent = reopenable ? tr("ad.reopen_until", { time: i18n.time(ad.reopen_until) }) : "";
+    if (reopenable) scheduleReopenExpiry([ad]);
+
+    $("write").hidden = ad.mine;
+    const writable = canWrite(ad);
+    $("write-form").hidden = !writable;
+    $("write-text").value = "";
+    $("write-text").disabled = !writable;
+    updateCounters();
+    const status = $("write-status");
+    status.hidden = writable;
+    status.className = "status-line";
+    status.textContent = ad.invited ? tr("write.already") : tr("write.unavailable");
+
     $("report").hidden = ad.mine;
     $("report-form").hidden = true;
+    $("report-open").setAttribute("aria-expanded", "false");
+    $("report-open").hidden = false;
     $("report-status").hidden = true;
     $("report-reason").value = "";
-    const status = $("write-status");
-    const canWrite = !ad.mine && !ad.invited && ad.status === "open";
-    $("write").hidden = !canWrite;
-    $("write-text").value = "";
-    $("write-text").disabled = !canWrite;
-    $("write-send").disabled = !canWrite;
-    updateCounter("write-text", "write-count", state.limits.message_max);
-    status.hidden = ad.mine || canWrite;
-    status.textContent = ad.invited ? tr("write.already") : tr("write.unavailable");
+    updateMain();
   }
 
   async function openAd(id) {
-    state.previous = state.view === "ad" ? state.previous : state.view;
-    showNotice("");
-    const ad = await guarded(() => api("GET", "/api/ads/" + encodeURIComponent(id)));
-    if (!ad) return;
-    renderAd(ad);
+    if (state.locked) return;
+    haptic.impact("light");
+    const from = state.view === "ad" ? state.back : { view: state.view, scrollY: window.scrollY, id };
+    views.showNotice("");
+    const result = await call(() => api("GET", adPath(id)), { retry: () => openAd(id) });
+    if (result.error) return;
+    state.back = from;
+    renderAd(result.value);
     show("ad");
+    $("ad-title").focus();
   }
 
-  function back() {
-    showNotice("");
-    goTo(state.previous || "browse");
+  /** Back to the list the ad was opened from, where it was, with focus on the ad's card. */
+  async function back() {
+    if (state.locked || state.view !== "ad") return;
+    const from = state.back || { view: "browse", scrollY: 0 };
+    views.showAlert("");
+    views.showNotice("");
+    views.clearFieldErrors();
+    telegram.guardClosing(false);
+    show(from.view);
+    if (from.view === "browse") await loadAds({ quiet: true });
+    if (from.view === "mine") await loadMine({ quiet: true });
+    if (state.view !== from.view) return;
+    window.scrollTo(0, from.scrollY || 0);
+    const list = from.view === "mine" ? "my-ads-list" : "ads-list";
+    const cardMain = from.id && document.querySelector("#" + list + " .ad-card[data-id='" + CSS.escape(from.id) +
+      "'] .card-main");
+    if (cardMain) cardMain.focus({ preventScroll: true });
   }
 
-  async function closeAd(id) {
-    const ad = await guarded(() => api("DELETE", "/api/ads/" + encodeURIComponent(id)));
-    if (!ad) return;
-    showNotice(tr("ad.closed_notice"));
-    if (state.view === "ad") renderAd(ad); else loadMine();
+  async function closeAd(ad) {
+    if (state.locked) return;
+    let question = tr("ad.close.confirm", { title: ad.title });
+    if (state.limits.reopen_minutes) {
+      question += " " + tr("ad.close.reopen", { minutes: i18n.count("minutes", state.limits.reopen_minutes) });
+    }
+    if (!(await telegram.confirm(question))) return;
+    await changeAd(ad, "DELETE", "", "ad.closed_notice");
+  }
+
+  function reopenAd(ad) { return changeAd(ad, "POST", "/reopen", "ad.reopened"); }
+
+  /** Close or reopen `ad`, then show the result where the person is (the ad, or their list). */
+  async function changeAd(ad, method, suffix, notice) {
+    if (state.locked) return;
+    const result = await call(() => api(method, adPath(ad.id, suffix)), { retry: () => changeAd(ad, method, suffix, notice),
+      action: true });
+    if (result.error) {
+      if (result.error.code === "reopen_expired") await refreshAfterRefusal(ad);
+      return;
+    }
+    haptic.notify("success");
+    views.showNotice(tr(notice));
+    const updated = result.value;
+    if (state.view === "ad") {
+      renderAd(updated);
+      const next = [$("ad-reopen"), $("ad-close")].find((node) => !node.hidden);
+      (next || $("ad-title")).focus();
+    } else {
+      await loadMine({ quiet: true });
+      const item = document.querySelector("#my-ads-list .ad-card[data-id='" + CSS.escape(updated.id) + "']");
+      const target = item && (item.querySelector(".card-actions button") || item.querySelector(".card-main"));
+      if (target) target.focus();
+    }
+  }
+
+  async function refreshAfterRefusal(ad) {
+    if (state.view === "ad") {
+      const fresh = await api("GET", adPath(ad.id)).catch(() => null);
+      if (fresh) renderAd(fresh);
+    } else {
+      await loadMine({ quiet: true });
+    }
+  }
+
+  function adPath(id, suffix) { return "/api/ads/" + encodeURIComponent(id) + (suffix || ""); }
+
+  /** Writing is over: `sent` (the form goes), or `refused` (it stays, disabled, with what was typed). */
+  function endWriting(kind, message) {
+    state.writeLocked = true;
+    $("write-form").hidden = kind === "success";
+    $("write-text").disabled = true;
+    $("write-send").disabled = true;
+    const status = $("write-status");
+    status.className = "status-line " + kind;
+    status.textContent = message;
+    status.hidden = false;
+    telegram.guardClosing(false);
+    updateMain();
+    status.focus();
   }
 
   async function sendInvite() {
     const ad = state.ad;
-    const message = $("write-text").value;
-    $("write-send").disabled = true;
-    const result = await guarded(() => api("POST", "/api/ads/" + encodeURIComponent(ad.id) + "/invite", { message }));
-    if (!result) {
-      $("write-send").disabled = false;
-      return;
-    }
+    if (state.locked || state.busy || !canWrite(ad) || state.writeLocked || overLimit(["write-text"])) return;
+    state.busy = "write";
+    updateMain();
+    const body = { message: $("write-text").value };
+    const refused = (error) => WRITE_REFUSALS.has(error.code) && (endWriting("refused", error.message), true);
+    const result = await call(() => api("POST", adPath(ad.id, "/invite"), body),
+      { retry: sendInvite, field: "message", action: true, handle: refused });
+    state.busy = "";
+    if (result.error) return updateMain();
+    haptic.notify("success");
     state.ad = Object.assign({}, ad, { invited: true });
-    $("write-text").disabled = true;
-    $("write").hidden = true;
-    const status = $("write-status");
-    status.textContent = tr("write.sent");
-    status.hidden = false;
-    if (tg && tg.HapticFeedback && tg.HapticFeedback.notificationOccurred) tg.HapticFeedback.notificationOccurred("success");
+    endWriting("success", tr("write.sent"));
+  }
+
+  function toggleReport() {
+    const form = $("report-form");
+    form.hidden = !form.hidden;
+    $("report-open").setAttribute("aria-expanded", form.hidden ? "false" : "true");
+    if (!form.hidden) $("report-reason").focus();
   }
 
   async function sendReport() {
     const ad = state.ad;
-    const reason = $("report-reason").value;
+    if (state.locked || state.busy || overLimit(["report-reason"])) return;
+    state.busy = "report";
     $("report-send").disabled = true;
-    const result = await guarded(() => api("POST", "/api/ads/" + encodeURIComponent(ad.id) + "/report", { reason }));
+    const body = { reason: $("report-reason").value };
+    const result = await call(() => api("POST", adPath(ad.id, "/report"), body),
+      { retry: sendReport, field: "reason", action: true });
+    state.busy = "";
     $("report-send").disabled = false;
-    if (!result) return;
-    $("report").hidden = true;
+    if (result.error) return;
+    haptic.notify("success");
+    $("report-form").hidden = true;
+    $("report-open").hidden = true;
     $("report-status").textContent = tr("report.sent");
     $("report-status").hidden = false;
   }
 
-  async function postAd(event) {
-    event.preventDefault();
+  // ---- posting ---------------------------------------------------------------------------------------------
+
+  async function submitPost(event) {
+    if (event) event.preventDefault();
+    if (state.locked || state.busy || overLimit(["post-title", "post-text"])) return;
+    state.busy = "post";
+    updateMain();
     const body = { title: $("post-title").value, text: $("post-text").value, category: $("post-category").value };
-    $("post-send").disabled = true;
-    const ad = await guarded(() => api("POST", "/api/ads", body));
-    $("post-send").disabled = false;
-    if (!ad) return;
+    const result = await call(() => api("POST", "/api/ads", body), { retry: submitPost, action: true });
+    state.busy = "";
+    if (result.error) return updateMain();
+    haptic.notify("success");
     $("post-title").value = "";
     $("post-text").value = "";
-    updatePostCounters();
-    state.previous = "mine";
-    renderAd(ad);
+    $("post-category").value = "";
+    updateCounters();
+    telegram.guardClosing(false);
+    state.listsLoaded.mine = false;
+    state.back = { view: "mine", scrollY: 0, id: result.value.id };
+    renderAd(result.value);
     show("ad");
-    showNotice(tr("post.done"));
+    views.showNotice(tr("post.done"));
+    $("ad-title").focus();
   }
 
-  function updateCounter(inputId, counterId, max) {
-    $(counterId).textContent = tr("counter", { n: $(inputId).value.length, max });
+  function updateCounters() {
+    Object.keys(COUNTED).forEach((id) => {
+      const [counter, limit, multiline] = COUNTED[id];
+      views.updateCounter($(id), $(counter), state.limits[limit] || DEFAULT_LIMITS[limit], multiline);
+    });
+    $("report-send").disabled = state.locked || $("report-reason").dataset.over === "true";
   }
 
-  function updatePostCounters() {
-    updateCounter("post-title", "post-title-count", state.limits.title_max);
-    updateCounter("post-text", "post-text-count", state.limits.text_max);
+  function overLimit(ids) {
+    updateCounters();
+    return ids.some((id) => $(id).dataset.over === "true");
   }
 
-  function goTo(view) {
-    showError("");
-    if (view !== "ad") showNotice("");
-    show(view);
-    if (view === "browse") loadAds();
-    if (view === "mine") loadMine();
-    if (view === "post") updatePostCounters();
+  function onInput(event) {
+    views.clearFieldError(event.target);
+    updateCounters();
+    updateMain();
+    const draft = ["post-title", "post-text", "write-text"].some((id) => $(id).value.trim() && !$(id).disabled);
+    telegram.guardClosing(draft);
   }
 
   // ---- start -----------------------------------------------------------------------------------------------
 
   function translatePage() {
-    document.documentElement.lang = lang;
-    document.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = tr(node.dataset.i18n); });
-    document.querySelectorAll("[data-i18n-placeholder]").forEach((node) => {
-      node.placeholder = tr(node.dataset.i18nPlaceholder);
-    });
-    document.title = lang === "en" ? "Board" : "Доска";
+    document.documentElement.lang = i18n.lang;
+    document.title = tr("app.title");
+    i18n.translate(document);
   }
 
   function fillCategories() {
     const filter = $("category-filter");
     const choice = $("post-category");
     filter.replaceChildren(new Option(tr("category.all"), ""));
-    choice.replaceChildren();
+    choice.replaceChildren(new Option(tr("category.choose"), ""));
     state.categories.forEach((c) => {
       filter.append(new Option(c.name, c.id));
       choice.append(new Option(c.name, c.id));
     });
+    filter.value = state.category;
   }
 
-  function applyLimits(limits) {
-    state.limits = limits;
-    $("post-title").maxLength = limits.title_max;
-    $("post-text").maxLength = limits.text_max;
-    $("write-text").maxLength = limits.message_max;
-    $("report-reason").maxLength = limits.reason_max;
-    $("limits").textContent = tr("post.limits", limits);
+  function applyMe(me) {
+    if (me.lang && me.lang !== i18n.lang) {
+      i18n.setLang(me.lang);
+      translatePage();
+    }
+    state.limits = Object.assign({}, DEFAULT_LIMITS, me.limits || {});
+    const limits = state.limits;
+    $("limits").textContent = tr("post.limits", {
+      title: i18n.count("chars", limits.title_max), text: i18n.count("chars", limits.text_max),
+      ads: i18n.number(limits.ads_per_user), days: i18n.count("days", limits.ad_days),
+      invites: i18n.number(limits.invites_per_day) });
+    if (me.banned) views.showNotice(tr("banned"));
+    updateCounters();
   }
 
   function wire() {
-    document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => goTo(tab.dataset.view)));
-    $("search-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      state.q = $("search").value.trim();
-      state.page = 0;
-      loadAds();
-    });
+    views.wireTabs(document.querySelectorAll(".tab"), (tab) => goTo(tab.dataset.view));
+    $("search-form").addEventListener("submit", search);
+    $("search").addEventListener("input", (event) => views.clearFieldError(event.target));
     $("category-filter").addEventListener("change", () => {
+      haptic.selection();
       state.category = $("category-filter").value;
       state.page = 0;
       loadAds();
     });
-    $("page-prev").addEventListener("click", () => { if (state.page > 0) { state.page -= 1; loadAds(); } });
-    $("page-next").addEventListener("click", () => { if (state.page + 1 < state.pages) { state.page += 1; loadAds(); } });
+    $("post-category").addEventListener("change", (event) => { haptic.selection(); views.clearFieldError(event.target); });
+    $("ads-reset").addEventListener("click", resetFilters);
+    $("page-prev").addEventListener("click", () => turnPage(-1));
+    $("page-next").addEventListener("click", () => turnPage(1));
+    $("error-retry").addEventListener("click", views.retry);
     $("ad-back").addEventListener("click", back);
-    $("ad-close").addEventListener("click", () => closeAd(state.ad.id));
+    $("ad-close").addEventListener("click", () => closeAd(state.ad));
+    $("ad-reopen").addEventListener("click", () => reopenAd(state.ad));
     $("write-send").addEventListener("click", sendInvite);
-    $("write-text").addEventListener("input", () => updateCounter("write-text", "write-count", state.limits.message_max));
-    $("report-open").addEventListener("click", () => { $("report-form").hidden = !$("report-form").hidden; });
+    $("report-open").addEventListener("click", toggleReport);
     $("report-send").addEventListener("click", sendReport);
-    $("post-form").addEventListener("submit", postAd);
-    $("post-title").addEventListener("input", updatePostCounters);
-    $("post-text").addEventListener("input", updatePostCounters);
-    if (tg && tg.BackButton && tg.BackButton.onClick) tg.BackButton.onClick(back);
+    $("post-form").addEventListener("submit", submitPost);
+    Object.keys(COUNTED).forEach((id) => $(id).addEventListener("input", onInput));
+  }
+
+  async function boot() {
+    views.showSkeleton($("ads-list"));
+    const result = await call(() => Promise.all([api("GET", "/api/me"), api("GET", "/api/categories")]),
+      { retry: boot });
+    if (result.error) {
+      if (!state.locked) { $("ads-list").replaceChildren(); views.setBusy($("ads-list"), false); }
+      return;
+    }
+    const [me, categories] = result.value;
+    applyMe(me);
+    state.categories = categories.categories;
+    fillCategories();
+    await loadAds();
   }
 
   async function start() {
-    if (tg) {
-      try { tg.ready(); tg.expand(); } catch (e) { /* outside Telegram: carry on */ }
-      if (tg.onEvent) tg.onEvent("themeChanged", applyTheme);
-    }
-    applyTheme();
+    document.body.classList.toggle("tg-native", telegram.native);
+    window.Board.api.onUnauthorized(lockOut);
+    telegram.start(back);
+    telegram.applyTheme();
     translatePage();
     wire();
-    show("browse");
-    const [me, categories] = await Promise.all([
-      guarded(() => api("GET", "/api/me")),
-      guarded(() => api("GET", "/api/categories")),
-    ]);
-    if (me) applyLimits(me.limits);
-    if (categories) state.categories = categories.categories;
     fillCategories();
-    if (me) await loadAds();
+    show("browse");
+    await boot();
     document.body.dataset.ready = "true";
   }
 
