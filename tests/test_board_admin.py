@@ -13,14 +13,15 @@ from sqlalchemy import select
 
 from board.errors import BoardError
 from board.service import BoardService, UserRef
+from bot.board_views import report_card, stats_screen
 from bot.callbacks import BoardQueue, BoardReportAction, ReportAction
-from bot.handlers.board import report_card, stats_screen
 from celery_app.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import BoardReport, ReportStatus, ReportTarget
 from database.models import utcnow
 from tests.support.bot_harness import BotHarness
 from tests.support.stack import TEST_SECRET_KEY, wait_until
+from tests.support.webapp_stub import establish
 
 ADMIN, OTHER_ADMIN = 111, 222
 # Board users' Telegram ids: long and distinctive, so finding one in anything the bot sent means it leaked.
@@ -58,6 +59,8 @@ def seed(service: BoardService) -> Seeded:
         name: service.user(tg_id, "ru")
         for name, tg_id in (("alice", ALICE), ("bob", BOB), ("carol", CAROL), ("dave", DAVE), ("erin", ERIN))
     }
+    for tg_id in TELEGRAM_IDS:
+        establish(service, tg_id)  # established accounts: each report weighs fully
     ads = {
         "bike": service.create_ad(users["alice"], "Bike <b>for</b> sale", "Red bike & a helmet", "sale").id,
         "cheap": service.create_ad(users["carol"], "Cheap phones", "Brand new phones, <i>cash</i> only", "sale").id,
@@ -176,10 +179,13 @@ def test_walking_the_queue_ban_dismiss_hide(harness: BotHarness) -> None:
     assert set(chat.buttons()) >= {"⛔ Забанить", "✅ Отклонить жалобу", "🙈 Скрыть объявление", "▶️"}
     assert "◀️" not in chat.buttons()
 
-    # Dismiss both reports on it: hidden by reports, it comes back once none is pending.
+    # The card says how the ad stands: hidden by its two reports until reviewed.
+    assert "скрыто жалобами до проверки · 2 жалобы" in card
+    assert "вес жалобы 1 · отклонено 0 его жалоб" in card
+    # Dismiss both reports on it: hidden by reports, it comes back once the rest no longer weigh enough.
     chat.click("Отклонить жалобу")
     assert "✅ Жалоба отклонена." in chat.text() and "Жалоба 1 из 4" in chat.text() and "fake" in chat.text()
-    assert ad_status(data, "cheap") == "hidden"  # one report still pending
+    assert ad_status(data, "cheap") == "open"  # one report left, weighing less than BOARD_HIDE_AFTER_REPORTS
     chat.click("Отклонить жалобу")
     assert ad_status(data, "cheap") == "open"
     assert resolved_by(service, data.reports["cheap1"]) == (ReportStatus.DISMISSED.value, f"bot:{ADMIN}")
@@ -189,12 +195,12 @@ def test_walking_the_queue_ban_dismiss_hide(harness: BotHarness) -> None:
     assert "Жалоба 1 из 3" in card and "приглашение" in card
     assert "Buy cheap phones from me &lt;script&gt;" in card and "Bike &lt;b&gt;for&lt;/b&gt; sale" in card
     assert "🙈 Скрыть объявление" not in chat.buttons()
-    chat.click("Забанить")
-    assert f"Забанить <code>{handle['carol']}</code>?" in chat.text()
+    chat.click("⛔ Забанить")
+    assert f"Забанить <code>{handle['carol']}</code>?" in chat.text() and "Бан окончательный" in chat.text()
     chat.click("Отмена")
     assert "Жалоба 1 из 3" in chat.text()
     assert not service.user(CAROL).banned
-    chat.click("Забанить")
+    chat.click("⛔ Забанить")
     chat.click("Да, забанить")
     assert f"⛔ <code>{handle['carol']}</code> забанен." in chat.text()
     with pytest.raises(BoardError) as refused:
@@ -272,8 +278,12 @@ def test_cards_cut_long_texts_and_show_hidden_characters() -> None:
         reported="h1",
         reporter="h2",
         reported_banned=True,
+        reporter_banned=False,
+        weight=50,
         ad_id="a1",
         ad_title="T" * 300,
+        ad_status="reported",
+        ad_reports=4,
         content="x" * 5000,
         last_messages=[("h1", "text", "m" * 4000)] * 20,
     )

@@ -144,6 +144,11 @@ def test_moderation_by_report_id(env: dict[str, str]) -> None:
 def test_show_prints_a_report_with_control_characters_escaped(env: dict[str, str]) -> None:
     data = seeded(env["DATABASE_URL"])
     sneaky = data.service.report(data.users["erin"], ReportTarget.AD, data.ads["bike"], "see\x1b[2J\u202ethis")
+    assert data.service.get_report(sneaky).reason == "see[2Jthis"  # cleaned before it is stored
+    with data.service.sessions.begin() as session:  # as a report stored before that would read
+        session.execute(
+            update(BoardReport).where(BoardReport.public_id == sneaky).values(reason="see\x1b[2J\u202ethis")
+        )
     code, out, _ = run("board", "show", sneaky)
     assert code == 0 and "\x1b" not in out and "\u202e" not in out and "\\x1b[2J\\u202ethis" in out
     assert "Bike <b>for</b> sale" in out and "Red bike & a helmet" in out

@@ -14,17 +14,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from board.service import BoardService
 from board.texts import t
 from celery_app.crypto import SecretBox
 from config import BoardLimits
+from database.board_models import BoardInvite
 from database.engine import open_database
 from scripts.embedded_redis import free_port
-from tests.support.bot_api import TOKEN, BotApiStandIn
+from tests.support.board_harness import PHOTO, Person
+from tests.support.bot_api import TOKEN, BotApiStandIn, FloodLimits
 from tests.support.stack import ROOT, TEST_SECRET_KEY, Stack, wait_until
-from tests.test_board_bot import PHOTO, Person
 
 pytestmark = pytest.mark.processes
 WEBAPP = "https://board.example/"
@@ -36,7 +38,7 @@ WAIT = 60.0  # generous: a busy two-core machine may be slow, never wrong
 
 @pytest.fixture
 def api() -> Iterator[BotApiStandIn]:
-    stand_in = BotApiStandIn().start()
+    stand_in = BotApiStandIn(limits=FloodLimits()).start()  # Telegram's flood limits, enforced
     yield stand_in
     stand_in.stop()
 
@@ -121,13 +123,17 @@ def board(stack: Stack, api: BotApiStandIn, service: BoardService) -> Board:
     return Board(stack, api, service)
 
 
-def wait_call(board: Board, method: str, chat_id: int, after: int, **expect: Any) -> Any:
+def wait_call(board: Board, method: str, chat_id: int, after: int, refused: bool = False, **expect: Any) -> Any:
+    """The bot's call (Telegram took it; with `refused`, or refused it) matching `expect`."""
+
     def matches(call: Any) -> bool:
         if call.method != method or str(call.params.get("chat_id")) != str(chat_id):
             return False
+        if refused and call.ok:
+            return False
         return all(str(value) in str(call.params.get(key, "")) for key, value in expect.items())
 
-    return board.core.wait_for(matches, WAIT, after=after)
+    return board.core.wait_for(matches, WAIT, after=after, refused=refused)
 
 
 def new_ad(board: Board, author: int, title: str) -> str:
@@ -244,15 +250,23 @@ def test_people_meet_chat_survive_a_restart_and_block(board: Board) -> None:
     later = guest.say("Я тут, после перезапуска")
     wait_call(board, "copyMessage", AUTHOR, mark, message_id=later["message_id"])
 
-    # Block: the chat ends for both, and the blocked guest cannot write to the author's ads again.
+    # Block: the chat ends for both; the blocked guest's first message to another of the author's ads is answered
+    # as any is, and never arrives.
     reply_to = wait_until(lambda: board.service.counterpart(guest.ref, chat.chat_id, later["message_id"]), WAIT)
     mark = len(board.core.calls)
     author.say("/block", reply_to=reply_to)
     wait_call(board, "sendMessage", AUTHOR, mark, text="заблокирован")
     wait_call(board, "sendMessage", GUEST, mark, text="завершил")
     assert [side.ad_title for side in board.service.active_chats(author.ref)] == ["Диван"]
+    mark = len(board.core.calls)
     status, body = board.api_invite(GUEST, new_ad(board, AUTHOR, "Самокат"), "А самокат отдадите?")
-    assert (status, body.get("error")) == (403, "blocked")
+    assert status == 201 and set(body) == {"invite_id"}
+    with board.service.sessions() as session:  # kept, and queued for nobody
+        assert session.scalar(select(BoardInvite.status).where(BoardInvite.public_id == body["invite_id"])) == (
+            "swallowed"
+        )
+    assert not [item for item in board.service.pending_outbox() if item.payload.get("invite") == body["invite_id"]]
+    assert author.calls(mark) == []
 
     assert board.stack.stop(board.processes[-1]) == 0  # SIGTERM stops it cleanly
     assert_private_logs(board)
@@ -279,7 +293,7 @@ def test_decline_and_a_partner_who_blocked_the_bot(board: Board) -> None:
     board.core.fail(THIRD, 403, "Forbidden: bot was blocked by the user")
     mark = len(board.core.calls)
     author.say("Есть, приезжайте")
-    wait_call(board, "copyMessage", THIRD, mark)
+    wait_call(board, "copyMessage", THIRD, mark, refused=True)
     wait_call(board, "sendMessage", AUTHOR, mark, text="недоступен")
     assert board.service.active_chats(author.ref) == []
     assert guest.calls(after_invite) == []

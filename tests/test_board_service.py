@@ -5,6 +5,7 @@ Against real SQLite and PostgreSQL databases; a refused action must change nothi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,11 +13,11 @@ import pytest
 from sqlalchemy import select, text
 
 from board.errors import BoardError
-from board.service import PER_PAGE, BoardService, UserRef
+from board.service import PER_PAGE, BoardService, RelayMessage, UserRef
 from board.spam import SpamReason, spam_reason
 from celery_app.crypto import SecretBox
 from config import BoardLimits
-from database.board_models import BoardInvite, BoardUser, ReportTarget
+from database.board_models import INVITE_MAX, BoardInvite, BoardUser, ReportTarget
 from database.engine import open_database
 from tests.support.stack import TEST_SECRET_KEY
 
@@ -111,16 +112,24 @@ def test_one_first_message_per_sender_and_ad_ever(service: BoardService) -> None
     alice, bob = service.user(1, "ru"), service.user(2, "en")
     ad = ad_of(service, alice)
     sent = service.send_invite(bob, ad, "  Is it still available?  ")
-    assert sent.message == "Is it still available?" and sent.author.tg_id == 1 and sent.author.lang == "ru"
+    assert sent.ad_title == "Bicycle for sale"
+    with service.sessions() as session:
+        assert session.scalar(select(BoardInvite.message)) == "Is it still available?"
+    # The card for the author is queued with it, in the same transaction.
+    assert [(i.recipient_id, i.kind, i.payload) for i in service.pending_outbox()] == [
+        (alice.id, "invite", {"invite": sent.invite_id})
+    ]
     refused("already_invited", service.send_invite, bob, ad, "Please answer")
     refused("own_ad", service.send_invite, alice, ad, "Talking to myself")
     refused("ad_not_found", service.send_invite, bob, "nope", "Hello there")
     refused("message_empty", service.send_invite, service.user(3), ad, "   ")
-    refused("message_too_long", service.send_invite, service.user(3), ad, "z" * 4097)
+    refused("message_empty", service.send_invite, service.user(3), ad, "\u200b\u2060\u200b")
+    refused("message_too_long", service.send_invite, service.user(3), ad, "z" * (INVITE_MAX + 1))
     service.decide_invite(alice, sent.invite_id, False)
     refused("already_invited", service.send_invite, bob, ad, "Why not?")  # ever, even after a decline
     with service.sessions() as session:
         assert session.scalar(select(BoardInvite.status)) == "declined"
+    assert len(service.pending_outbox()) == 1  # a decline tells the sender nothing
 
 
 def test_the_daily_invite_limit(service: BoardService, clock: Clock) -> None:
@@ -131,7 +140,8 @@ def test_the_daily_invite_limit(service: BoardService, clock: Clock) -> None:
                 "Still available today", "Can I see it soon"]  # fmt: skip
     for ad, message in zip(ads, messages, strict=False):
         service.send_invite(bob, ad, message)
-    refused("invite_limit", service.send_invite, bob, ads[10], "One more question here")
+    error = refused("invite_limit", service.send_invite, bob, ads[10], "One more question here")
+    assert error.status == 429 and error.values == {"limit": 10}
     clock.now += timedelta(days=1, minutes=1)
     service.send_invite(bob, ads[10], "One more question here")
 
@@ -142,14 +152,25 @@ def test_accept_opens_an_anonymous_chat(service: BoardService) -> None:
     sent = service.send_invite(bob, ad, "Hello there")
     refused("invite_not_found", service.decide_invite, bob, sent.invite_id, True)  # only the author decides
     decision = service.decide_invite(alice, sent.invite_id, True)
-    assert decision.accepted and decision.guest is not None and decision.guest.tg_id == 2
-    assert decision.author_alias.startswith("#") and decision.author_alias != decision.guest_alias
+    assert decision.accepted and decision.author_alias.startswith("#")
     refused("invite_decided", service.decide_invite, alice, sent.invite_id, False)
     [alice_side] = service.active_chats(alice)
     [bob_side] = service.active_chats(bob)
-    assert alice_side.alias == decision.author_alias and bob_side.alias == decision.guest_alias
-    assert alice_side.partner.tg_id == 2 and bob_side.partner.tg_id == 1
+    assert alice_side.alias == decision.author_alias and bob_side.alias.startswith("#")
+    assert bob_side.alias != alice_side.alias
+    assert (alice_side.partner_user_id, bob_side.partner_user_id) == (bob.id, alice.id)
     assert alice_side.ad_title == "Bicycle for sale"
+    # The guest hears of it through the outbox, named as they see the author.
+    told = [i for i in service.pending_outbox() if i.recipient_id == bob.id]
+    assert [i.payload["key"] for i in told] == ["invite.accepted_guest"]
+    assert told[0].payload["values"]["partner"] == {"$t": "chat.partner", "alias": bob_side.alias,
+                                                   "title": "Bicycle for sale"}  # fmt: skip
+    assert telegram_ids_absent(service)
+
+
+def telegram_ids_absent(service: BoardService) -> bool:
+    """No outbox row names a Telegram id (people are board user ids there)."""
+    return all("777" not in json.dumps(item.payload) for item in service.pending_outbox())
 
 
 def test_relayed_messages_map_replies_and_edits(service: BoardService) -> None:
@@ -163,75 +184,49 @@ def test_relayed_messages_map_replies_and_edits(service: BoardService) -> None:
     assert service.chat_of_reply(alice, 12345) is None
     assert service.counterpart(alice, chat.chat_id, 900) == 10  # her reply to it lands on bob's original
     assert service.counterpart(bob, chat.chat_id, 11) == 55
-    assert [(side.chat_id, dst) for side, dst, _kind in service.relayed_copies(alice, 56)] == [(chat.chat_id, 12)]
+    before = len(service.pending_outbox())
+    assert service.enqueue_edit(alice, 56, "new caption", True, []) == 1
+    [edit] = service.pending_outbox()[before:]
+    assert edit.recipient_id == bob.id and edit.payload["caption"] == "new caption" and edit.payload["src"] == 56
     service.end_chat(bob, chat.chat_id)
     refused("chat_ended", service.chat_side, alice, chat.chat_id)
-    assert service.relayed_copies(alice, 56) == []
+    assert service.enqueue_edit(alice, 56, "again", True, []) == 0  # an ended chat takes no edits
     refused("chat_not_found", service.chat_side, service.user(3), chat.chat_id)
 
 
-def test_block_ends_every_chat_and_forbids_new_ones(service: BoardService) -> None:
-    alice, bob = service.user(1), service.user(2)
-    first = service.decide_invite(alice, service.send_invite(bob, ad_of(service, alice), "Hi there").invite_id, True)
-    second_ad = ad_of(service, alice, "Piano for sale", "sale")
-    second = service.decide_invite(alice, service.send_invite(bob, second_ad, "Piano?").invite_id, True)
-    assert first.chat_id and second.chat_id
-    ended = service.block(alice, first.chat_id)
-    assert ended.partner.tg_id == 2 and ended.partner_alias == first.guest_alias
-    assert service.active_chats(alice) == [] and service.active_chats(bob) == []
-    refused("blocked", service.send_invite, bob, ad_of(service, alice, "Drum kit", "sale"), "Drums?")
-    # and the other way round: the blocker cannot reach the blocked either
-    refused("blocked", service.send_invite, alice, ad_of(service, bob, "Bass guitar", "sale"), "Bass?")
+def test_a_relay_is_queued_once_in_the_chat_it_belongs_to(service: BoardService) -> None:
+    alice, bob, carol = service.user(1), service.user(2), service.user(3)
+    bike = service.decide_invite(alice, service.send_invite(bob, ad_of(service, alice), "Hi there").invite_id, True)
+    piano = ad_of(service, alice, "Piano for sale in the city")
+    sofa = service.decide_invite(alice, service.send_invite(carol, piano, "Piano?").invite_id, True)
+    assert bike.chat_id and sofa.chat_id
+    message = RelayMessage((41,), "text", "hello", None, False)
+    assert service.enqueue_relay(bob, message).outcome == "queued"
+    assert service.enqueue_relay(bob, message).outcome == "queued"  # a redelivered update: queued once
+    relays = [i for i in service.pending_outbox() if i.kind == "relay"]
+    assert [(i.recipient_id, i.payload["chat"]) for i in relays] == [(alice.id, bike.chat_id)]
+    route = service.enqueue_relay(alice, RelayMessage((7,), "text", "to whom?", None, False))
+    assert route.outcome == "choose" and {c.chat_id for c in route.chats} == {bike.chat_id, sofa.chat_id}
+    assert service.enqueue_relay(alice, RelayMessage((7,), "text", "x", None, False), sofa.chat_id).side
+    service.record_relay(bob, bike.chat_id, [(41, 501)], "text", "hello")
+    reply = RelayMessage((8,), "text", "yes", 501, False)  # a reply picks the chat
+    assert service.enqueue_relay(alice, reply).side.chat_id == bike.chat_id  # type: ignore[union-attr]
+    service.end_chat(bob, bike.chat_id)
+    assert service.enqueue_relay(alice, RelayMessage((9,), "text", "?", 501, False)).outcome == "ended"
 
 
 def test_an_unreachable_partner_ends_the_chat(service: BoardService) -> None:
     alice, bob = service.user(1), service.user(2)
     chat = service.decide_invite(alice, service.send_invite(bob, ad_of(service, alice), "Hi there").invite_id, True)
     assert chat.chat_id
-    ended = service.end_unreachable(chat.chat_id, bob.id)
-    assert ended is not None and ended.partner.tg_id == 2 and ended.alias == chat.author_alias  # as alice saw it
+    service.enqueue_relay(alice, RelayMessage((5,), "text", "hello", None, False))
+    relay = next(i for i in service.pending_outbox() if i.kind == "relay")
+    assert service.claim_outbox(relay.id) is not None
+    service.outbox_refused(relay.id, "blocked")  # Telegram said 403: bob blocked the bot
     assert service.active_chats(alice) == []
-    assert service.end_unreachable(chat.chat_id, bob.id) is None
-
-
-def test_reports_hide_an_ad_and_moderation_settles_them(service: BoardService) -> None:
-    alice = service.user(1)
-    ad = ad_of(service, alice)
-    reporters = [service.user(10 + i) for i in range(3)]
-    report_ids = [service.report(r, ReportTarget.AD, ad, "scam") for r in reporters[:2]]
-    refused("already_reported", service.report, reporters[0], ReportTarget.AD, ad, "again")
-    refused("own_ad", service.report, alice, ReportTarget.AD, ad, "me")
-    assert service.get_ad(reporters[2], ad).status == "open"
-    report_ids.append(service.report(reporters[2], ReportTarget.AD, ad, "scam"))
-    refused("ad_not_found", service.get_ad, reporters[2], ad)  # hidden from everyone but its author
-    assert service.get_ad(alice, ad).status == "hidden"
-    queue = service.report_queue()
-    assert [r.id for r in queue] == report_ids and queue[0].content.startswith("Bicycle for sale")
-    assert queue[0].reported == alice.public_id
-    for report_id in report_ids:
-        service.dismiss(report_id, "bot:1")
-    assert service.get_ad(reporters[0], ad).status == "open"  # nothing wrong: it comes back
-    assert service.report_queue() == []
-
-
-def test_a_ban_stops_everything_the_user_does(service: BoardService) -> None:
-    alice, bob = service.user(1), service.user(2)
-    ad = ad_of(service, alice)
-    chat = service.decide_invite(alice, service.send_invite(bob, ad, "Hi there").invite_id, True)
-    assert chat.chat_id
-    service.record_relay(bob, chat.chat_id, [(1, 2)], "text", "rude words")
-    report = service.report(alice, ReportTarget.CHAT, chat.chat_id, "rude")
-    view = service.get_report(report)
-    assert view.last_messages == [(bob.public_id, "text", "rude words")] and view.reported == bob.public_id
-    assert service.ban(report, "bot:1").reported_banned
-    banned = service.user(2)
-    assert banned.banned
-    refused("banned", ad_of, service, banned, "A new start here")
-    refused("banned", service.send_invite, banned, ad_of(service, service.user(3), "Chair for sale"), "Hi there")
-    refused("banned", service.report, banned, ReportTarget.AD, ad, "revenge")
-    refused("banned", service.chat_side, banned, chat.chat_id)
-    assert service.active_chats(alice) == []
-    assert service.report_queue() == []
+    told = [i for i in service.pending_outbox() if i.recipient_id == alice.id and i.kind == "notice"]
+    assert [i.payload["key"] for i in told] == ["chat.partner_gone"]
+    assert told[0].payload["values"]["partner"]["alias"] == chat.author_alias  # as alice sees bob
 
 
 def test_statistics_count_what_happened(service: BoardService, clock: Clock) -> None:
@@ -289,18 +284,7 @@ def test_a_flood_of_similar_texts_is_refused(service: BoardService) -> None:
         assert len(session.scalars(select(BoardInvite)).all()) == 2
 
 
-def test_a_settled_report_is_not_undone_by_a_stale_action(service: BoardService) -> None:
-    alice = service.user(1)
-    ad = ad_of(service, alice)
-    reports = [service.report(service.user(10 + i), ReportTarget.AD, ad, "scam") for i in range(3)]
-    service.hide_ad(reports[0], "bot:1")  # settles every report of the ad
-    refused("report_closed", service.dismiss, reports[1], "bot:2")  # a second moderator's outdated card
-    refused("report_closed", service.ban, reports[2], "bot:2")
-    assert service.get_ad(alice, ad).status == "hidden"
-    assert service.get_report(reports[1]).status == "actioned"
-
-
 def test_public_ids_never_look_like_options() -> None:
-    from board.service import new_public_id
+    from board.services.base import new_public_id
 
     assert all(new_public_id()[0].isalnum() for _ in range(2000))

@@ -72,8 +72,11 @@ def test_strangers_get_one_refusal_to_start_and_nothing_else(harness: BotHarness
             }
         }
     )
+    # The button gets one short refusal (else its spinner turns on and on), and nothing else happens.
+    answer = harness.core.wait_for(lambda c: c.method == "answerCallbackQuery", 10, after=mark)
+    assert answer.params["text"] == "⛔ Этот бот только для администраторов."
     time.sleep(0.5)
-    assert harness.core.calls[mark:] == []  # no answer, no edit, nothing revealed
+    assert [c.method for c in harness.core.calls[mark:]] == ["answerCallbackQuery"]  # no edit, nothing revealed
     with harness.services.workers.sessions() as session:
         assert ops.get_worker(session, "w1").is_active  # and nothing changed
 

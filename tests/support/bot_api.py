@@ -4,7 +4,9 @@ and behind an aiohttp server on 127.0.0.1 (for the real `run.py` with TG_API_SER
 It records every call the bot makes, keeps the messages it sent or edited (with their keyboards), queues
 updates for `getUpdates`, and serves uploaded documents. It copies messages (`copyMessage`, `copyMessages`,
 remembering what each copy is of) and can be told to fail calls to a chat (`fail`: 403, or 429 with
-retry_after). `AdminChat` drives it like a person: `send` text, `click` a button by its label, then read what
+retry_after). With `FloodLimits` it enforces Telegram's flood limits as Telegram does: about 30 messages a
+second in all and about one a second into a chat (with a short burst), answering more with 429 and a
+`retry_after`. `AdminChat` drives it like a person: `send` text, `click` a button by its label, then read what
 the bot shows.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -61,12 +64,62 @@ class Call:
     method: str
     params: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
+    status: int = 200  # what the stand-in answered: 200, or the error code it refused the call with
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+# Methods that put or change a message in a chat: what Telegram's flood limits count.
+SENDING = frozenset(
+    {
+        "sendMessage",
+        "copyMessage",
+        "copyMessages",
+        "forwardMessage",
+        "sendPhoto",
+        "sendDocument",
+        "editMessageText",
+        "editMessageCaption",
+        "editMessageReplyMarkup",
+    }
+)
+
+
+@dataclass
+class FloodLimits:
+    """Telegram's limits for a bot: `rate` messages a second in all (a bucket of `burst`), `chat_rate` a second
+    into one chat (a bucket of `chat_burst`). Beyond them: 429 with `retry_after` in whole seconds."""
+
+    rate: float = 30.0
+    burst: float = 30.0
+    chat_rate: float = 1.0
+    chat_burst: float = 3.0
+
+
+class _Bucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.when = burst, time.monotonic()
+
+    def wait(self, now: float) -> float:
+        self.tokens = min(self.burst, self.tokens + (now - self.when) * self.rate)
+        self.when = now
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
+
+    def take(self) -> None:
+        self.tokens -= 1.0
 
 
 class BotApiCore:
     """The behaviour of the Bot API methods the bot uses, and a record of every call."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: FloodLimits | None = None) -> None:
+        self.limits = limits
+        self._global = _Bucket(limits.rate, limits.burst) if limits else None
+        self._chats: dict[str, _Bucket] = {}
+        self.flood_refusals = 0
         self.calls: list[Call] = []
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.updates: list[dict[str, Any]] = []
@@ -91,6 +144,24 @@ class BotApiCore:
                 Failure(chat_id, code, description, times, retry_after, frozenset(methods) if methods else None)
             )
 
+    def _flood(self, method: str, params: dict[str, Any]) -> ApiFailure | None:
+        """Under the lock: a 429 if this call would exceed a flood limit (and then it counts for nothing)."""
+        if self.limits is None or self._global is None or method not in SENDING:
+            return None
+        chat = str(params.get("chat_id"))
+        bucket = self._chats.get(chat)
+        if bucket is None:
+            bucket = self._chats[chat] = _Bucket(self.limits.chat_rate, self.limits.chat_burst)
+        now = time.monotonic()
+        wait = max(self._global.wait(now), bucket.wait(now))
+        if wait > 0:
+            self.flood_refusals += 1
+            retry_after = max(1, math.ceil(wait))
+            return ApiFailure(429, f"Too Many Requests: retry after {retry_after}", retry_after)
+        self._global.take()
+        bucket.take()
+        return None
+
     def _failure_for(self, method: str, params: dict[str, Any]) -> ApiFailure | None:
         with self._lock:
             for rule in self.failures:
@@ -103,7 +174,7 @@ class BotApiCore:
                         continue
                     rule.times -= 1
                 return ApiFailure(rule.code, rule.description, rule.retry_after)
-        return None
+            return self._flood(method, params)
 
     # --- updates in
 
@@ -114,14 +185,16 @@ class BotApiCore:
             self._lock.notify_all()
         return update
 
-    def take_updates(self, offset: int, timeout: float) -> list[dict[str, Any]]:
+    def take_updates(self, offset: int, timeout: float, limit: int = 100) -> list[dict[str, Any]]:
+        """As getUpdates: updates from `offset` on (the ones before it are confirmed, and forgotten), at most
+        `limit`, waiting up to `timeout` for one to arrive."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
                 ready = [u for u in self.updates if u["update_id"] >= offset]
                 if ready or time.monotonic() >= deadline:
                     self.updates = [u for u in self.updates if u["update_id"] >= offset]
-                    return ready
+                    return ready[: max(1, min(limit, 100))]
                 self._lock.wait(min(0.05, max(0.0, deadline - time.monotonic())))
 
     # --- calls
@@ -129,10 +202,13 @@ class BotApiCore:
     def handle(self, method: str, params: dict[str, Any]) -> Any:
         if isinstance(params.get("reply_markup"), str):
             params["reply_markup"] = json.loads(params["reply_markup"])
-        with self._lock:
-            self.calls.append(Call(method, params))
-            self._lock.notify_all()
+        call = Call(method, params)
         failure = self._failure_for(method, params)
+        with self._lock:
+            if failure is not None:
+                call.status = failure.code
+            self.calls.append(call)
+            self._lock.notify_all()
         if failure is not None:
             raise failure
         if method == "getMe":
@@ -202,13 +278,16 @@ class BotApiCore:
                 message.pop("reply_markup", None)
             return message
 
-    def wait_for(self, predicate: Callable[[Call], bool], timeout: float = 10.0, after: int = 0) -> Call:
-        """The first call (from index `after`) matching `predicate`, waiting up to `timeout` seconds."""
+    def wait_for(
+        self, predicate: Callable[[Call], bool], timeout: float = 10.0, after: int = 0, refused: bool = False
+    ) -> Call:
+        """The first call (from index `after`) matching `predicate` that the stand-in answered with a result (or,
+        with `refused`, any call), waiting up to `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
                 for call in self.calls[after:]:
-                    if predicate(call):
+                    if (call.ok or refused) and predicate(call):
                         return call
                 if time.monotonic() >= deadline:
                     made = [(c.method, str(c.params.get("text", ""))[:60]) for c in self.calls[after:]]
@@ -216,7 +295,12 @@ class BotApiCore:
                 self._lock.wait(0.05)
 
     def calls_to(self, chat_id: int, after: int = 0) -> list[Call]:
-        return [c for c in self.calls[after:] if str(c.params.get("chat_id")) == str(chat_id)]
+        """Calls to a chat that the stand-in answered with a result (not with an error)."""
+        return [c for c in self.calls[after:] if c.ok and str(c.params.get("chat_id")) == str(chat_id)]
+
+    def refused_to(self, chat_id: int, after: int = 0) -> list[Call]:
+        """Calls to a chat that the stand-in refused (403, 429, …)."""
+        return [c for c in self.calls[after:] if not c.ok and str(c.params.get("chat_id")) == str(chat_id)]
 
 
 class RecordingSession(BaseSession):
@@ -260,8 +344,8 @@ class RecordingSession(BaseSession):
 class BotApiStandIn:
     """The core served over HTTP on 127.0.0.1 (set TG_API_SERVER to `url`)."""
 
-    def __init__(self, core: BotApiCore | None = None) -> None:
-        self.core = core or BotApiCore()
+    def __init__(self, core: BotApiCore | None = None, limits: FloodLimits | None = None) -> None:
+        self.core = core or BotApiCore(limits)
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -300,7 +384,8 @@ class BotApiStandIn:
         if method == "getUpdates":
             offset = int(params.get("offset") or 0)
             timeout = min(float(params.get("timeout") or 0), 2.0)
-            result = await asyncio.to_thread(self.core.take_updates, offset, timeout)
+            limit = int(params.get("limit") or 100)
+            result = await asyncio.to_thread(self.core.take_updates, offset, timeout, limit)
             return web.json_response({"ok": True, "result": result})
         try:
             result = self.core.handle(method, dict(params))
