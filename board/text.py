@@ -4,11 +4,12 @@
   characters (zero-width spaces, word joiners, bidi overrides, soft hyphens…) except the zero-width joiner
   inside an emoji sequence, no private-use or unassigned code points, tabs as spaces, and — for one-line
   fields — no line breaks. Text stays as the person wrote it otherwise (NFC keeps `м²` and `½`).
-- `for_filters` is what the spam filter reads: the cleaned text in compatibility form (NFKC: fullwidth
-  `ｔ.ｍｅ` reads `t.me`), with look-alike Cyrillic letters read as Latin inside mixed-script words
-  (`t.mе` with a Cyrillic `е` reads `t.me`) and dot-like characters read as a dot.
-- `has_visible` tells whether anything would be seen at all; `fold` and `search_terms` give the form search
-  compares: NFKC, case-folded, `ё` as `е`.
+- `for_filters` is what the spam filter reads: the text cleaned (whether or not its caller did) in
+  compatibility form (NFKC: fullwidth `ｔ.ｍｅ` reads `t.me`), with look-alike Cyrillic letters read as Latin
+  inside mixed-script words (`t.mе` with a Cyrillic `е` reads `t.me`) and dot-like characters read as a dot.
+- `has_visible` tells whether anything would be seen at all (Hangul fillers and the braille blank are letters
+  and symbols that draw nothing); `fold` and `search_terms` give the form search compares: NFKC,
+  case-folded, `ё` as `е`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import unicodedata
 # Categories never kept: controls, format characters, surrogates, private use, unassigned.
 _DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 _ZWJ = "\u200d"
+# Letters and symbols that draw nothing: a title of them alone is a blank card.
+_DRAWS_NOTHING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _LINE_BREAKS = {"\r\n": "\n", "\r": "\n", "\u2028": "\n", "\u2029": "\n\n", "\x85": "\n"}
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _SPACE_RUNS = re.compile(r"[^\S\n]+")
@@ -65,7 +68,7 @@ def clean(value: str, *, multiline: bool = True) -> str:
 
 def has_visible(text: str) -> bool:
     """Whether some letter, digit, symbol or punctuation would show (not only spaces and invisible marks)."""
-    return any(unicodedata.category(ch)[0] in "LNSP" for ch in text)
+    return any(unicodedata.category(ch)[0] in "LNSP" and ch not in _DRAWS_NOTHING for ch in text)
 
 
 def _deconfuse(match: re.Match[str]) -> str:
@@ -77,7 +80,7 @@ def _deconfuse(match: re.Match[str]) -> str:
 
 def for_filters(text: str) -> str:
     """The text as a filter must read it: compatibility forms folded, look-alikes resolved (see the module)."""
-    compatible = unicodedata.normalize("NFKC", text).translate(_DOTS)
+    compatible = unicodedata.normalize("NFKC", clean(text)).translate(_DOTS)
     return _WORDISH.sub(_deconfuse, compatible)
 
 

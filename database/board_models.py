@@ -60,8 +60,9 @@ class ChatStatus(enum.StrEnum):
 
 class ReportStatus(enum.StrEnum):
     OPEN = "open"
-    DISMISSED = "dismissed"
-    ACTIONED = "actioned"
+    DISMISSED = "dismissed"  # unfounded: counts against its reporter's record
+    ACTIONED = "actioned"  # upheld: counts for it
+    REVIEWED = "reviewed"  # settled with its ad as a whole (restored, unhidden): counts neither way
 
 
 class ReportTarget(enum.StrEnum):

@@ -32,6 +32,7 @@ from aiogram.types import Update
 log = logging.getLogger(__name__)
 
 LIMIT = 100  # updates per getUpdates, Telegram's maximum
+HANDLING = 32  # updates handled at once (each chat's in turn): bounds memory and database contention in a burst
 RESEEN_WAIT = 0.2  # seconds to wait when Telegram returned only updates still being handled
 
 
@@ -103,6 +104,7 @@ class OrderedPolling:
         self._progress = asyncio.Event()
         self._fetch: asyncio.Task[Any] | None = None
         self._finishing: set[asyncio.Task[None]] = set()
+        self._handling = asyncio.Semaphore(HANDLING)
 
     # ---- the offset -------------------------------------------------------------------------------------
 
@@ -139,7 +141,8 @@ class OrderedPolling:
                 update, ticket = lane.get_nowait()
                 token = _current.set(ticket)
                 try:
-                    await self.dispatcher.feed_update(self.bot, update, **self.workflow_data)
+                    async with self._handling:
+                        await self.dispatcher.feed_update(self.bot, update, **self.workflow_data)
                 except Exception as error:  # noqa: BLE001 - the dispatcher's error handlers had their turn
                     log.error("board: an update failed to be handled: %s", type(error).__name__)
                 finally:

@@ -161,8 +161,6 @@ class ChatsService(InvitesService):
                     return RelayRoute("choose", chats=tuple(self._side(session, c, user.id) for c in chats))
                 chat = chosen
             side = self._side(session, chat, user.id)
-            if chat.silent_user_id == side.partner_user_id:
-                return RelayRoute("queued", side)
             first = message.message_ids[0]
             delivered = session.scalar(
                 select(BoardMessage.id).where(
@@ -171,7 +169,12 @@ class ChatsService(InvitesService):
                     BoardMessage.src_message_id == first,
                 )
             )
-            if delivered is None:
+            if delivered is None and chat.silent_user_id == side.partner_user_id:
+                # Nobody on the other side: kept as if delivered (to no one, copy id 0), so that replies to it and
+                # the chat's place among the sender's chats are what they are in any chat.
+                pairs = [(src, 0) for src in message.message_ids]
+                self._add_pairs(session, chat, user.id, pairs, message.kind, message.text)
+            elif delivered is None:
                 payload = {"chat": chat.public_id, "sender": user.id, "message": message.to_json()}
                 self._enqueue(session, side.partner_user_id, OutboxKind.RELAY, payload, f"relay:{user.id}:{first}")
             chat.last_message_at = now

@@ -147,7 +147,9 @@ class ModerationService(ReportsService):
             if not row.ad_id or row.target != ReportTarget.AD.value:
                 raise invalid("no_ad")
             ad = session.get(BoardAd, row.ad_id)
-            if ad is not None:
+            if ad is not None and ad.status == AdStatus.CLOSED.value:
+                ad.closed_from = AdStatus.HIDDEN.value  # a reopen by its author must not undo the moderator
+            elif ad is not None:
                 ad_states.move(session, ad, AdStatus.HIDDEN, Actor.MODERATOR, actor, now, row.reason or "report")
             for other in session.scalars(
                 select(BoardReport).where(
@@ -191,7 +193,11 @@ class ModerationService(ReportsService):
             ).all()
             return [(ad_id, title, handle) for ad_id, title, handle in rows]
 
-    def _dismiss_reports_on(self, session: Session, ad_id: int, actor: str, now: datetime) -> int:
+    def _dismiss_reports_on(
+        self, session: Session, ad_id: int, actor: str, now: datetime, culprit: int | None = None
+    ) -> int:
+        """Settle every open report on an ad a moderator looked at as a whole: `culprit`'s as dismissed (their
+        record), everyone else's as reviewed (neither for nor against theirs)."""
         reports = session.scalars(
             select(BoardReport).where(
                 BoardReport.ad_id == ad_id,
@@ -200,7 +206,8 @@ class ModerationService(ReportsService):
             )
         ).all()
         for report in reports:
-            self._settle(report, ReportStatus.DISMISSED, actor, now)
+            status = ReportStatus.DISMISSED if report.reporter_id == culprit else ReportStatus.REVIEWED
+            self._settle(report, status, actor, now)
         return len(reports)
 
     # ---- acting on a reporter ---------------------------------------------------------------------------
@@ -276,9 +283,10 @@ class ModerationService(ReportsService):
             ).all()
             settled = restored = 0
             for ad in ads:
-                settled += self._dismiss_reports_on(session, ad.id, actor, now)
+                settled += self._dismiss_reports_on(session, ad.id, actor, now, culprit=reporter)
                 ad.report_weight = 0
-                restored += ad_states.move(session, ad, AdStatus.OPEN, Actor.MODERATOR, actor, now, "restored")
+                still = (AdStatus.REPORTED.value,)  # never what a moderator hid meanwhile
+                restored += ad_states.move(session, ad, AdStatus.OPEN, Actor.MODERATOR, actor, now, "restored", still)
             self._settle_flag(session, reporter, actor, now)
             return ModerationOutcome(settled, restored)
 

@@ -153,7 +153,13 @@ class ReportsService(ChatsService):
         session.flush()
         if ad.report_weight >= self.limits.hide_after_reports * FULL_WEIGHT:
             return False
-        return ad_states.move(session, ad, AdStatus.OPEN, Actor.MODERATOR, who, now, "reviewed")
+        if ad.status == AdStatus.CLOSED.value and ad.closed_from == AdStatus.REPORTED.value:
+            ad.closed_from = AdStatus.OPEN.value  # reviewed while closed: a reopen brings it back open
+            return False
+        # Only from `reported`: a review never brings back what a moderator hid (that is `unhide_ad`).
+        return ad_states.move(
+            session, ad, AdStatus.OPEN, Actor.MODERATOR, who, now, "reviewed", only_from=(AdStatus.REPORTED.value,)
+        )
 
     # ---- the queue --------------------------------------------------------------------------------------
 
