@@ -16,6 +16,10 @@ from scripts.embedded_redis import EmbeddedRedis
 from tests.netguard.sitecustomize import install as install_netguard
 from tests.support.stack import TEST_SECRET_KEY, Stack
 
+# Fixtures of the board's end-to-end tests (the real process: `api`, `service`, `board`) and of its moderation
+# tests (`clock`, `make_service`).
+pytest_plugins = ["tests.support.board_process", "tests.support.board_moderation"]
+
 install_netguard()
 import_aiogram()  # the bot's tests run on aiogram imported the way run.py imports it
 
@@ -46,6 +50,8 @@ CONFIG_VARIABLES = (
     "BOARD_HIDE_AFTER_REPORTS",
     "BOARD_HISTORY_DAYS",
     "BOARD_STOP_WORDS",
+    "BOARD_REPORTS_PER_DAY",
+    "BOARD_SEND_RATE",
     "WEBHOOK_URL",
     "TG_MTPROTO_DC",
     "TG_MTPROTO_PUBKEY",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,8 @@ from aiogram import Bot
 from aiogram.client.session.base import BaseSession
 from aiogram.methods import TelegramMethod
 from aiohttp import web
+
+from tests.support.flood import SENDING, FloodControl, FloodLimits
 
 BOT_USER = {"id": 4242, "is_bot": True, "first_name": "Fleet", "username": "fleet_test_bot"}
 TOKEN = "4242:TEST-token-for-the-stand-in-0123456789"
@@ -71,54 +72,11 @@ class Call:
         return self.status == 200
 
 
-# Methods that put or change a message in a chat: what Telegram's flood limits count.
-SENDING = frozenset(
-    {
-        "sendMessage",
-        "copyMessage",
-        "copyMessages",
-        "forwardMessage",
-        "sendPhoto",
-        "sendDocument",
-        "editMessageText",
-        "editMessageCaption",
-        "editMessageReplyMarkup",
-    }
-)
-
-
-@dataclass
-class FloodLimits:
-    """Telegram's limits for a bot: `rate` messages a second in all (a bucket of `burst`), `chat_rate` a second
-    into one chat (a bucket of `chat_burst`). Beyond them: 429 with `retry_after` in whole seconds."""
-
-    rate: float = 30.0
-    burst: float = 30.0
-    chat_rate: float = 1.0
-    chat_burst: float = 3.0
-
-
-class _Bucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.when = burst, time.monotonic()
-
-    def wait(self, now: float) -> float:
-        self.tokens = min(self.burst, self.tokens + (now - self.when) * self.rate)
-        self.when = now
-        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
-
-    def take(self) -> None:
-        self.tokens -= 1.0
-
-
 class BotApiCore:
     """The behaviour of the Bot API methods the bot uses, and a record of every call."""
 
     def __init__(self, limits: FloodLimits | None = None) -> None:
-        self.limits = limits
-        self._global = _Bucket(limits.rate, limits.burst) if limits else None
-        self._chats: dict[str, _Bucket] = {}
+        self.flood = FloodControl(limits) if limits else None
         self.flood_refusals = 0
         self.calls: list[Call] = []
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
@@ -146,21 +104,13 @@ class BotApiCore:
 
     def _flood(self, method: str, params: dict[str, Any]) -> ApiFailure | None:
         """Under the lock: a 429 if this call would exceed a flood limit (and then it counts for nothing)."""
-        if self.limits is None or self._global is None or method not in SENDING:
+        if self.flood is None or method not in SENDING:
             return None
-        chat = str(params.get("chat_id"))
-        bucket = self._chats.get(chat)
-        if bucket is None:
-            bucket = self._chats[chat] = _Bucket(self.limits.chat_rate, self.limits.chat_burst)
-        now = time.monotonic()
-        wait = max(self._global.wait(now), bucket.wait(now))
-        if wait > 0:
-            self.flood_refusals += 1
-            retry_after = max(1, math.ceil(wait))
-            return ApiFailure(429, f"Too Many Requests: retry after {retry_after}", retry_after)
-        self._global.take()
-        bucket.take()
-        return None
+        retry_after = self.flood.refuse(str(params.get("chat_id")))
+        if retry_after is None:
+            return None
+        self.flood_refusals += 1
+        return ApiFailure(429, f"Too Many Requests: retry after {retry_after}", retry_after)
 
     def _failure_for(self, method: str, params: dict[str, Any]) -> ApiFailure | None:
         with self._lock:
