@@ -14,6 +14,7 @@ import pytest
 from aiogram.types import Update
 from sqlalchemy import select, update
 
+from board.bot.outbox import PER_CHAT_LOADED
 from board.bot.pacing import CHAT_BURST, CHAT_RATE
 from board.service import BoardService, RelayMessage
 from board.texts import t
@@ -266,3 +267,27 @@ def test_a_redelivered_update_queues_its_relay_once(h: BoardHarness) -> None:
     h.settle()
     time.sleep(0.2)
     assert delivered_ids(h, author, guest, before) == [message["message_id"]]
+
+
+def test_a_flood_into_one_chat_waits_in_the_table_and_arrives_whole_in_order(redis_url: str, sqlite_url: str) -> None:
+    # A faster chat pace (both sides agree) so a flood of several times what the outbox holds per chat is quick.
+    h = BoardHarness(redis_url, sqlite_url, chat_rate=20, flood=FloodLimits(chat_rate=20, chat_burst=3))
+    try:
+        people = pairs(h, 4)
+        h.settle()
+        (flooded, flooder), others = people[0], people[1:]
+        for person in (flooder, *(guest for _, guest in others)):
+            person.deliver = lambda update: h.feed(update, settle=False)
+        before = mark(h)
+        flood = [flooder.send(text=f"флуд {index}")["message_id"] for index in range(3 * PER_CHAT_LOADED)]
+        for _, guest in others:
+            guest.send(text="а у нас тихо")
+        h.settle(timeout=120)
+        assert delivered_ids(h, flooded, flooder, before) == flood  # all of it, in order
+        copies = [c for c in h.core.calls[before:] if c.ok and c.method == "copyMessage"]
+        to_flooded = [i for i, c in enumerate(copies) if c.params["chat_id"] == str(flooded.id)]
+        for author, _ in others:  # the others did not wait for the flood
+            [index] = [i for i, c in enumerate(copies) if c.params["chat_id"] == str(author.id)]
+            assert index < to_flooded[PER_CHAT_LOADED]
+    finally:
+        h.close()

@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import heapq
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 POLL_EVERY = 1.0  # seconds between looks at the table for rows other processes wrote
 RECONCILE_EVERY = 10.0  # a full look, for rows that committed out of id order
 MAX_IN_FLIGHT = 64
+PER_CHAT_LOADED = 16  # rows of one chat held in memory; more wait in the table, fetched as these go out
+LOAD_PAGE = 500
+STORE_THREADS = 4  # the outbox's own threads for the database: a burst of incoming updates cannot starve it
 BACKOFF_MAX = 60.0
 STORE_ERRORS = (SQLAlchemyError, OSError)
 TRANSIENT = (TelegramServerError, TelegramNetworkError, TelegramUnauthorizedError, asyncio.TimeoutError, OSError)
@@ -107,11 +112,18 @@ class Outbox:
         self._hold_all_until = 0.0
         self._global_failures = 0
         self._watermark = 0
+        self._overflow: set[int] = set()  # chats with rows left in the table
+        self._drained: dict[int, int] = {}  # the last row id sent to each chat with rows left in the table
         self._dirty = True
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick = asyncio.Event()
         self._running: asyncio.Task[None] | None = None
+        self._threads = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="board-outbox")
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A database call on the outbox's own threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(fn, *args))
 
     # ---- control ----------------------------------------------------------------------------------------
 
@@ -135,12 +147,13 @@ class Outbox:
                 await asyncio.wait_for(asyncio.shield(self._running), timeout)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        self._threads.shutdown(wait=False)
 
     async def idle(self, poll: float = 0.02) -> None:
         """Until nothing is queued, in flight, or pending in the table (tests and benchmarks wait on this)."""
         while True:
             if not self._queues and not self._tasks and not self._dirty:
-                if await asyncio.to_thread(self.service.outbox_backlog) == 0:
+                if await self._db(self.service.outbox_backlog) == 0:
                     return
                 self.wake()
             await asyncio.sleep(poll)
@@ -195,7 +208,7 @@ class Outbox:
         delay = 0.5
         while True:
             try:
-                return await asyncio.to_thread(fn, *args)
+                return await self._db(fn, *args)
             except STORE_ERRORS as error:
                 if self._stopping:
                     raise
@@ -204,31 +217,52 @@ class Outbox:
                 delay = min(delay * 2, 30.0)
 
     async def _load(self, full: bool) -> None:
+        """Admit pending rows in id order (from the start on a full look). At most PER_CHAT_LOADED of a chat are
+        held in memory, so a flood into one chat neither fills the memory nor delays the other chats."""
         after = 0 if full else self._watermark
         try:
             while True:
-                items: list[OutboxItem] = await asyncio.to_thread(self.service.pending_outbox, after)
+                items: list[OutboxItem] = await self._db(self.service.pending_outbox, after, LOAD_PAGE)
                 for item in items:
                     self._admit(item)
-                if len(items) < 2000:
+                if len(items) < LOAD_PAGE:
                     return
                 after = items[-1].id
         except STORE_ERRORS as error:
             self._dirty = True
             log.warning("board outbox: cannot read the queue (%s)", type(error).__name__)
 
-    def _admit(self, item: OutboxItem) -> None:
+    async def _refill(self, recipient: int) -> None:
+        """A chat whose rows were left in the table: fetch the next ones once its queue runs low."""
+        queue = self._queues.get(recipient, [])
+        after = queue[-1].id if queue else self._drained.get(recipient, 0)
+        try:
+            items = await self._db(self.service.pending_outbox, after, PER_CHAT_LOADED, recipient)
+        except STORE_ERRORS as error:
+            log.warning("board outbox: cannot read the queue (%s)", type(error).__name__)
+            return
+        if len(items) < PER_CHAT_LOADED:
+            self._overflow.discard(recipient)
+        for item in items:
+            self._admit(item, refill=True)
+
+    def _admit(self, item: OutboxItem, refill: bool = False) -> None:
+        self._watermark = max(self._watermark, item.id)
         if item.id in self._known:
             return
-        self._known.add(item.id)
         queue = self._queues.setdefault(item.recipient_id, [])
+        if len(queue) >= PER_CHAT_LOADED or (item.recipient_id in self._overflow and not refill):
+            self._overflow.add(item.recipient_id)  # left in the table, in order, for `_refill`
+            if not queue:
+                del self._queues[item.recipient_id]
+            return
+        self._known.add(item.id)
         if not queue or queue[-1].id < item.id:
             queue.append(item)
         else:  # committed out of id order: its place is by id (the chat's head, if in flight, stays first)
             start = 1 if item.recipient_id in self._busy else 0
             keys = [queued.id for queued in queue]
             queue.insert(max(start, bisect.bisect(keys, item.id)), item)
-        self._watermark = max(self._watermark, item.id)
         self._schedule(item.recipient_id)
 
     # ---- turns ------------------------------------------------------------------------------------------
@@ -291,6 +325,13 @@ class Outbox:
                 self._known.discard(item.id)
                 self._failures.pop(recipient, None)
                 self._not_before.pop(recipient, None)
+                if recipient in self._overflow:
+                    self._drained[recipient] = item.id
+            if recipient in self._overflow and len(queue or []) <= PER_CHAT_LOADED // 2:
+                await self._refill(recipient)
+                queue = self._queues.get(recipient)
+            if recipient not in self._overflow:
+                self._drained.pop(recipient, None)
             if queue == []:
                 del self._queues[recipient]
                 if self._pace(recipient).idle():
@@ -301,7 +342,7 @@ class Outbox:
     async def _deliver(self, recipient: int, item: OutboxItem, quiet: bool) -> bool:
         """Send one row; True when it is settled (sent, refused, or moot), False to try it again later."""
         try:
-            prepared = await asyncio.to_thread(self.service.claim_outbox, item.id)
+            prepared = await self._db(self.service.claim_outbox, item.id)
         except STORE_ERRORS as error:
             log.warning("board outbox: cannot claim a row (%s)", type(error).__name__)
             self._backoff(recipient)

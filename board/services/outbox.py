@@ -189,20 +189,16 @@ class OutboxService(ServiceBase):
 
     # ---- the sender's side ------------------------------------------------------------------------------
 
-    def pending_outbox(self, after_id: int = 0, limit: int = 2000) -> list[OutboxItem]:
-        """Pending rows with an id above `after_id`, oldest first."""
+    def pending_outbox(
+        self, after_id: int = 0, limit: int = 2000, recipient_id: int | None = None
+    ) -> list[OutboxItem]:
+        """Pending rows with an id above `after_id` (for one recipient, or all), oldest first."""
+        conditions = [BoardOutbox.state == OutboxState.PENDING.value, BoardOutbox.id > after_id]
+        if recipient_id is not None:
+            conditions.append(BoardOutbox.recipient_id == recipient_id)
         with self.sessions() as session:
-            rows = session.scalars(
-                select(BoardOutbox)
-                .where(BoardOutbox.state == OutboxState.PENDING.value, BoardOutbox.id > after_id)
-                .order_by(BoardOutbox.id)
-                .limit(limit)
-            ).all()
+            rows = session.scalars(select(BoardOutbox).where(*conditions).order_by(BoardOutbox.id).limit(limit)).all()
             return [_item(row) for row in rows]
-
-    def pending_outbox_ids(self) -> set[int]:
-        with self.sessions() as session:
-            return set(session.scalars(select(BoardOutbox.id).where(BoardOutbox.state == OutboxState.PENDING.value)))
 
     def outbox_backlog(self) -> int:
         with self.sessions() as session:
