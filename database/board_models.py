@@ -75,7 +75,8 @@ class ReportTarget(enum.StrEnum):
 class OutboxState(enum.StrEnum):
     PENDING = "pending"
     SENDING = "sending"  # handed to the Bot API; a restart finds it so only if it died before the answer
-    FAILED = "failed"  # refused for good (kept a day, so a redelivered update cannot queue it again)
+    SENT = "sent"  # a row with a `dedup_key`, kept a day after it went so a redelivered update cannot queue it again
+    FAILED = "failed"  # refused for good (kept a day, for the same reason)
     UNKNOWN = "unknown"  # was sending when the process died: maybe delivered, never sent again
 
 

@@ -17,8 +17,13 @@ from tests.netguard.sitecustomize import install as install_netguard
 from tests.support.stack import TEST_SECRET_KEY, Stack
 
 # Fixtures of the board's end-to-end tests (the real process: `api`, `service`, `board`) and of its moderation
-# tests (`clock`, `make_service`).
-pytest_plugins = ["tests.support.board_process", "tests.support.board_moderation"]
+# tests (`clock`, `make_service`), of its bot in process (`h`) and of the Mini App in Chromium (`browser`, `mini_app`).
+pytest_plugins = [
+    "tests.support.board_harness",  # first: the others import it
+    "tests.support.board_process",
+    "tests.support.board_moderation",
+    "tests.support.webapp_fixtures",
+]
 
 install_netguard()
 import_aiogram()  # the bot's tests run on aiogram imported the way run.py imports it

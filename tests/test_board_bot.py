@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -28,16 +27,6 @@ from tests.support.board_harness import (
     open_chat,
 )
 from tests.support.stack import wait_until
-
-
-@pytest.fixture
-def h(redis_url: str, sqlite_url: str) -> Iterator[BoardHarness]:
-    harness = BoardHarness(redis_url, sqlite_url)
-    yield harness
-    harness.close()
-    unexpected = {t("ru", "bot.unavailable"), t("en", "bot.unavailable")}
-    assert not [c for c in harness.core.calls if c.params.get("text") in unexpected], "a handler failed unexpectedly"
-
 
 # ---- /start and the Mini App ---------------------------------------------------------------------------------
 

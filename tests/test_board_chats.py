@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
 from redis import Redis
 from sqlalchemy import select
 
@@ -25,16 +23,6 @@ from tests.support.board_harness import (
     new_ad,
     open_chat,
 )
-
-
-@pytest.fixture
-def h(redis_url: str, sqlite_url: str) -> Iterator[BoardHarness]:
-    harness = BoardHarness(redis_url, sqlite_url)
-    yield harness
-    harness.close()
-    unexpected = {t("ru", "bot.unavailable"), t("en", "bot.unavailable")}
-    assert not [c for c in harness.core.calls if c.params.get("text") in unexpected], "a handler failed unexpectedly"
-
 
 # ---- chat commands ---------------------------------------------------------------------------------------------
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
-import pytest
 from aiogram.types import Update
 from sqlalchemy import select, update
 
@@ -27,13 +25,6 @@ from tests.support.bot_api import FloodLimits
 from tests.support.stack import TEST_SECRET_KEY, wait_until
 
 PAIRS = 12
-
-
-@pytest.fixture
-def h(redis_url: str, sqlite_url: str) -> Iterator[BoardHarness]:
-    harness = BoardHarness(redis_url, sqlite_url)
-    yield harness
-    harness.close()
 
 
 def pairs(h: BoardHarness, count: int, base: int = 900_000) -> list[tuple[Person, Person]]:
@@ -262,9 +253,13 @@ def test_a_redelivered_update_queues_its_relay_once(h: BoardHarness) -> None:
     before = mark(h)
     message = guest.message(text="один раз")
     update = {"update_id": 77_777, "message": message}
-    for _ in range(2):  # Telegram delivers an unconfirmed update again after a crash
+    for _ in range(2):  # Telegram delivers an unconfirmed update again after a crash: before it was sent...
         h._run(h.dispatcher.feed_update(h.bot, Update.model_validate(update, context={"bot": h.bot})))
     h.settle()
+    h._run(h.dispatcher.feed_update(h.bot, Update.model_validate(update, context={"bot": h.bot})))  # ... and after
+    h.settle()
+    with h.service.sessions() as session:  # the row's key outlives its sending (a day), so it is queued once
+        assert session.scalar(select(BoardOutbox.state).where(BoardOutbox.dedup_key.like("relay:%"))) == "sent"
     time.sleep(0.2)
     assert delivered_ids(h, author, guest, before) == [message["message_id"]]
 

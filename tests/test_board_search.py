@@ -8,7 +8,6 @@ import logging
 import re
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +21,14 @@ from board.services.ads import search_condition
 from board.web import create_web_app
 from celery_app.crypto import SecretBox
 from config import BoardLimits
-from database.board_models import BoardAd, BoardReport, ReportTarget
+from database.board_models import BoardAd, ReportTarget
 from database.engine import open_database
+from tests.support.board_moderation import Clock
 from tests.support.stack import TEST_SECRET_KEY
 from tests.support.webapp_stub import BOT_TOKEN, ServedBoard, board_service, establish, sign_init_data, tg_user
 
 BOARD = Path(__file__).resolve().parent.parent / "board"
 INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -52,14 +44,6 @@ def refused(code: str, action: Any, *args: object) -> BoardError:
         action(*args)
     assert raised.value.code == code, raised.value.code
     return raised.value
-
-
-def stored(service: BoardService) -> list[str]:
-    """Every text the board keeps about ads and reports, as the database has it."""
-    with service.sessions() as session:
-        rows = session.execute(select(BoardAd.title, BoardAd.text, BoardAd.search_text)).all()
-        reasons = session.scalars(select(BoardReport.reason)).all()
-    return [value for row in rows for value in row] + list(reasons)
 
 
 # ---- search (SQLite FTS5, PostgreSQL full text) --------------------------------------------------------------

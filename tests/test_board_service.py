@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text
@@ -19,20 +19,8 @@ from celery_app.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import INVITE_MAX, BoardInvite, BoardUser, ReportTarget
 from database.engine import open_database
+from tests.support.board_moderation import Clock
 from tests.support.stack import TEST_SECRET_KEY
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from celery_app.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import BoardAd, BoardReport, ReportTarget
 from database.engine import open_database
+from tests.support.board_moderation import Clock
 from tests.support.stack import TEST_SECRET_KEY
 from tests.support.webapp_stub import establish
 
@@ -160,14 +160,6 @@ def test_the_spam_filter_is_not_fooled(value: str, reason: str | None) -> None:
 
 
 # ---- the service: refused, or stored cleaned (SQLite and PostgreSQL) ---------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

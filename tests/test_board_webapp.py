@@ -10,7 +10,6 @@ More: test_board_webapp_native.py (Telegram's buttons, popups, haptics, theme), 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,13 @@ from database.board_models import BoardAd, BoardInvite, BoardReport, BoardUser
 from tests.support.webapp_stub import (
     BOT_TOKEN,
     THEMES,
-    TIMEOUT_MS,
     MiniApp,
     ServedBoard,
     board_service,
     control_names,
-    launched_chromium,
     main_button,
     page_assets,
     screenshot,
-    served_mini_app,
     sign_init_data,
     small_tap_targets,
     stub,
@@ -69,19 +65,6 @@ SAYS = {
         "unauthorized": "Open the board from Telegram: the sign-in data is missing, forged or stale.",
     },
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-def mini_app(tmp_path: Path, browser: Any) -> Iterator[MiniApp]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    with served_mini_app(tmp_path / "board.db", browser) as app:
-        yield app
 
 
 def _count(app: MiniApp, model: type) -> int:

@@ -6,12 +6,9 @@ the test press Telegram's buttons (see tests/support/webapp_stub/telegram-web-ap
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select, update
 
@@ -19,12 +16,9 @@ from database.board_models import BoardAd, BoardInvite
 from tests.support.webapp_stub import (
     LIGHT_THEME,
     THEMES,
-    TIMEOUT_MS,
     MiniApp,
-    launched_chromium,
     main_button,
     screenshot,
-    served_mini_app,
     sign_init_data,
     stub,
     tg_user,
@@ -32,19 +26,6 @@ from tests.support.webapp_stub import (
 
 AUTHOR = 7_200_000_101
 GUEST = 7_200_000_102
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-def mini_app(tmp_path: Path, browser: Any) -> Iterator[MiniApp]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    with served_mini_app(tmp_path / "board.db", browser) as app:
-        yield app
 
 
 def _ad_status(app: MiniApp, ad_id: str) -> str:

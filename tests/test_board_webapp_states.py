@@ -5,11 +5,8 @@ first message that disables the form with the reason, Russian plurals, and the k
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
@@ -17,12 +14,9 @@ from board.service import PER_PAGE
 from board.text import clean
 from database.board_models import BoardInvite
 from tests.support.webapp_stub import (
-    TIMEOUT_MS,
     MiniApp,
-    launched_chromium,
     main_button,
     screenshot,
-    served_mini_app,
     sign_init_data,
     stub,
     tg_user,
@@ -35,19 +29,6 @@ WORDS = (
     "велосипед самокат гитара пианино диван стол кресло ноутбук телефон камера палатка лыжи коньки холодильник "
     "чайник микроволновка книга пальто куртка сапоги рюкзак часы лампа ковёр шкаф"
 ).split()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-def mini_app(tmp_path: Path, browser: Any) -> Iterator[MiniApp]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    with served_mini_app(tmp_path / "board.db", browser) as app:
-        yield app
 
 
 def _seed(app: MiniApp, count: int = 2) -> list[str]:

@@ -41,7 +41,7 @@ from database.board_models import (
 
 log = logging.getLogger(__name__)
 
-KEEP_SETTLED = timedelta(days=1)  # failed and unknown rows, so a redelivered update cannot queue them again
+KEEP_SETTLED = timedelta(days=1)  # settled rows with a key, so a redelivered update cannot queue them again
 
 
 class OutboxKind(enum.StrEnum):
@@ -272,7 +272,11 @@ class OutboxService(ServiceBase):
             item = _item(row)
             if item.kind == OutboxKind.RELAY and sent_ids:
                 self._record_relay_pairs(session, item, sent_ids)
-            session.delete(row)
+            if row.dedup_key is None:
+                session.delete(row)
+            else:  # its key must outlive it: checking for it and inserting it again are not one step
+                row.state = OutboxState.SENT.value
+                row.updated_at = self.clock()
 
     def release_outbox(self, item_id: int) -> None:
         """Not sent this time (a flood wait, Telegram or the network unavailable): pending again, same place."""
@@ -293,7 +297,10 @@ class OutboxService(ServiceBase):
             row.state = OutboxState.FAILED.value
             row.updated_at = self.clock()
             if refusal == "done":
-                session.delete(row)
+                if row.dedup_key is None:
+                    session.delete(row)
+                else:
+                    row.state = OutboxState.SENT.value
                 return
             if item.kind == OutboxKind.RELAY:
                 self._relay_refused(session, item, refusal)
@@ -316,12 +323,14 @@ class OutboxService(ServiceBase):
             return len(rows)
 
     def prune_outbox(self) -> int:
-        """Forget settled rows (failed, unknown) after a day."""
+        """Forget settled rows (sent with a key, failed, unknown) after a day."""
         cutoff = self.clock() - KEEP_SETTLED
         with self._tx() as session:
             result = session.execute(
                 delete(BoardOutbox).where(
-                    BoardOutbox.state.in_([OutboxState.FAILED.value, OutboxState.UNKNOWN.value]),
+                    BoardOutbox.state.in_(
+                        [OutboxState.SENT.value, OutboxState.FAILED.value, OutboxState.UNKNOWN.value]
+                    ),
                     BoardOutbox.updated_at < cutoff,
                 )
             )

@@ -13,9 +13,10 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.enums import ParseMode
@@ -30,6 +31,7 @@ from board.bot.render import Renderer
 from board.bot.replies import Replies
 from board.main import FSM_PREFIX
 from board.service import BoardService, UserRef
+from board.texts import t
 from celery_app.crypto import SecretBox
 from config import BoardLimits
 from database.engine import open_database
@@ -268,3 +270,13 @@ def open_chat(h: BoardHarness, author: Person, guest: Person, title: str = "Ве
     author.click("Принять")
     chats = h.service.active_chats(author.ref)
     return next(side.chat_id for side in chats if side.ad_title == title)
+
+
+@pytest.fixture
+def h(redis_url: str, sqlite_url: str) -> Iterator[BoardHarness]:
+    """A board bot on SQLite; afterwards, no handler may have failed unexpectedly."""
+    harness = BoardHarness(redis_url, sqlite_url)
+    yield harness
+    harness.close()
+    unexpected = {t("ru", "bot.unavailable"), t("en", "bot.unavailable")}
+    assert not [c for c in harness.core.calls if c.params.get("text") in unexpected], "a handler failed unexpectedly"
