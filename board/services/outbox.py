@@ -189,9 +189,7 @@ class OutboxService(ServiceBase):
 
     # ---- the sender's side ------------------------------------------------------------------------------
 
-    def pending_outbox(
-        self, after_id: int = 0, limit: int = 2000, recipient_id: int | None = None
-    ) -> list[OutboxItem]:
+    def pending_outbox(self, after_id: int = 0, limit: int = 2000, recipient_id: int | None = None) -> list[OutboxItem]:
         """Pending rows with an id above `after_id` (for one recipient, or all), oldest first."""
         conditions = [BoardOutbox.state == OutboxState.PENDING.value, BoardOutbox.id > after_id]
         if recipient_id is not None:
