@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from celery_app.validation import has_unsafe_characters, is_ascii_number
+from common.validation import has_unsafe_characters, is_ascii_number
 
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
 WORKER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # use with fullmatch

@@ -40,12 +40,12 @@ from celery_app.contract import (
     SubmitLoginPassword,
     TaskName,
 )
-from celery_app.crypto import SecretBox
-from celery_app.devices import choose_identity, complete_identity
 from celery_app.presence import Liveness, liveness
-from celery_app.redaction import safe_detail
-from celery_app.sessions import parse_string_session, session_file_to_string
-from celery_app.validation import (
+from common.crypto import SecretBox
+from common.devices import choose_identity, complete_identity
+from common.redaction import safe_detail
+from common.sessions import parse_string_session, session_file_to_string
+from common.validation import (
     InvalidValue,
     mask_phone,
     normalize_phone,
@@ -381,7 +381,7 @@ class AccountService:
     ) -> AccountView:
         """Store an existing session on a worker (nothing is sent to Telegram). The phone is required.
 
-        `device` is the identity the session was used with (from its export's sidecar: `celery_app.devices`),
+        `device` is the identity the session was used with (from its export's sidecar: `common.devices`),
         whole or in part; what it does not give is taken from the identity chosen for the account.
         """
         try:

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from celery_app import rejections
-from celery_app.validation import MAX_ROW_ID, has_unsafe_characters, is_ascii_number, printable
+from common.validation import MAX_ROW_ID, has_unsafe_characters, is_ascii_number, printable
 from config import EXIT_CONFIG, CliSettings, ConfigError, load_cli_settings, load_env_file, mask_url
 from version import __version__
 
@@ -390,7 +390,7 @@ def doctor(context: Context, as_json: bool) -> None:
 def rekey_command(context: Context, yes: bool, as_json: bool) -> None:
     """Re-encrypt every stored secret under SECRET_KEY's first key (rotation: SECRET_KEY=new,old)."""
     from backend.rekey import rekey
-    from celery_app.crypto import SecretBox
+    from common.crypto import SecretBox
     from config import load_secret_key
 
     box = SecretBox(load_secret_key())

@@ -22,8 +22,8 @@ from backend.cli import (
     table,
 )
 from celery_app.account_state import UNKNOWN, AccountState, AccountStatus
-from celery_app.sessions import MAX_SIDECAR_BYTES, read_small_file
-from celery_app.validation import InvalidValue, is_ascii_number, printable
+from common.sessions import MAX_SIDECAR_BYTES, read_small_file
+from common.validation import InvalidValue, is_ascii_number, printable
 
 MAX_SESSION_STRING = 64 * 1024  # a StringSession is about 350 characters
 
@@ -45,7 +45,7 @@ STATUS_ICONS = {
 def _service(context: Context) -> Any:
     from backend.accounts_service import AccountService
     from backend.dispatch import Dispatcher
-    from celery_app.crypto import SecretBox
+    from common.crypto import SecretBox
     from config import load_secret_key
 
     def box() -> SecretBox:
@@ -333,7 +333,7 @@ def import_accounts(
             raise click.UsageError("--api-id and --api-hash are required")
         if session_string == "-":
             session_string = sys.stdin.readline(MAX_SESSION_STRING).strip()
-        from celery_app.devices import identity_fields
+        from common.devices import identity_fields
 
         device = None
         if session_file is not None:  # a sidecar beside it says which device the session was used from
@@ -380,7 +380,7 @@ def _import_one(
 ) -> int:
     """Import one file of a folder; AccountError or InvalidValue say why it was skipped."""
     from backend.accounts_service import AccountError
-    from celery_app.devices import identity_fields
+    from common.devices import identity_fields
 
     content = read_small_file(path)
     side = _sidecar(path)

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from backend.cli import Context, actor, ago, emit_json, json_option, pass_context, say, table
-from celery_app.validation import printable
+from common.validation import printable
 
 MAX_DAYS = 90
 MAX_LIMIT = 500
@@ -27,7 +27,7 @@ TARGET_NAMES = {"ad": "an ad", "invite": "an invitation", "chat": "a chat"}
 
 def _service(context: Context) -> Any:
     from board.service import BoardService
-    from celery_app.crypto import SecretBox
+    from common.crypto import SecretBox
     from config import load_board_limits, load_secret_key
 
     def build() -> BoardService:

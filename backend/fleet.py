@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from celery_app import presence, rejections, report
 from celery_app.account_state import UNKNOWN
 from celery_app.presence import Liveness, liveness
-from celery_app.validation import has_unsafe_characters, printable
+from common.validation import has_unsafe_characters, printable
 from config import WORKER_NAME_PATTERN
 from database import operations as ops
 from database.models import FleetEvent, Worker

@@ -35,7 +35,7 @@ from celery_app import events, keys, presence, report
 from celery_app.events import WireEvent, WireEventKind
 from celery_app.operations import FINAL_STATUSES
 from celery_app.presence import Liveness, WorkerInfo, liveness
-from celery_app.redaction import safe_detail
+from common.redaction import safe_detail
 from database import operations as ops
 from database.models import FleetEventKind, Worker, WorkerStatus
 from database.operations import NewEvent, epoch_to_datetime

@@ -27,7 +27,7 @@ from database.models import Account, AccountPlugin, FleetEventKind, Worker, utcn
 from database.operations import NewEvent
 
 if TYPE_CHECKING:
-    from celery_app.plugin_catalogue import PluginInfo
+    from common.plugin_catalogue import PluginInfo
 
 log = logging.getLogger(__name__)
 MAX_CONFIG_BYTES = 64 * 1024
@@ -82,7 +82,7 @@ class PluginsService:
     def catalogue(self) -> dict[str, PluginInfo]:
         """The plugins found on this host (entry points, PLUGINS_DIR, the shipped ones); workers find theirs."""
         if self._catalogue is None:
-            from celery_app.plugin_catalogue import discover
+            from common.plugin_catalogue import discover
 
             self._catalogue = discover(self.plugins_dir)
         return self._catalogue
@@ -98,7 +98,7 @@ class PluginsService:
         return info
 
     def validate(self, name: str, config: dict[str, Any]) -> None:
-        from celery_app.plugin_catalogue import validate_config
+        from common.plugin_catalogue import validate_config
 
         problems = validate_config(self.plugin(name), config)
         if problems:

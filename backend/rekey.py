@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app import keys
-from celery_app.crypto import SecretBox, SecretError
+from common.crypto import SecretBox, SecretError
 
 BATCH = 500
 

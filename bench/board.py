@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert
 
 from bench.common import ROOT, SECRET_KEY, percentile, rss_mb, stop
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from database.board_models import BoardAd, BoardChat, BoardInvite, BoardUser
 from database.engine import open_database
 from database.models import utcnow

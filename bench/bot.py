@@ -26,8 +26,8 @@ from sqlalchemy import insert
 from bench.common import ROOT, SECRET_KEY, percentile, rss_mb, stop
 from bot import views
 from celery_app import keys
-from celery_app.crypto import SecretBox
-from celery_app.validation import mask_phone
+from common.crypto import SecretBox
+from common.validation import mask_phone
 from database.engine import open_database
 from database.models import Account, Worker, utcnow
 from scripts.embedded_redis import EmbeddedRedis

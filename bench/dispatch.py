@@ -26,7 +26,7 @@ from backend.dispatch import Dispatcher
 from backend.fleet import FleetService
 from bench.common import API_HASH, SECRET_KEY, start_worker, stop, summary, worker_env
 from celery_app.contract import TaskName
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from database.engine import open_database
 from scripts.embedded_redis import EmbeddedRedis
 from tests.support.fake_telegram import session_for

@@ -32,8 +32,8 @@ from backend.dispatch import Dispatcher
 from bench.common import API_HASH, SECRET_KEY, rss_mb, start_worker, stop, worker_env
 from celery_app import keys
 from celery_app.contract import MAX_BATCH, AccountSpec, OperateMany, OperationRequest, StartAccounts, TaskName
-from celery_app.crypto import SecretBox
 from celery_app.operations import OperationName
+from common.crypto import SecretBox
 from scripts.embedded_redis import EmbeddedRedis
 from tests.support.fake_telegram import session_for
 
@@ -123,7 +123,7 @@ def check_all(
 
 async def plugin_latency(events: int) -> tuple[float, float]:
     """Median microseconds per event: the handler called directly, and through the plugin host's wrapper."""
-    from celery_app.plugin_catalogue import discover
+    from common.plugin_catalogue import discover
     from worker.plugins import PluginHost
 
     class Client:

@@ -27,7 +27,7 @@ from redis import Redis
 from backend.dispatch import Dispatcher
 from bench.common import API_HASH, ROOT, SECRET_KEY, rss_mb, start_worker, stop, worker_env
 from celery_app.contract import MAX_BATCH, AccountSpec, StartAccounts, TaskName
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from scripts.embedded_redis import EmbeddedRedis
 from tests.support.fake_telegram import session_for
 

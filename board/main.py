@@ -39,7 +39,7 @@ from board.service import BoardService
 from board.texts import t
 from board.web.serving import make_runner
 from celery_app import keys
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import DEFAULT_BOT_API_SERVER, BoardSettings, mask_url
 
 log = logging.getLogger(__name__)

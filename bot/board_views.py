@@ -25,7 +25,7 @@ from bot.callbacks import (
     ReportAction,
 )
 from bot.texts import has_text, t
-from celery_app.validation import printable
+from common.validation import printable
 
 Button = views.Button
 CONTENT_LIMIT = 800  # characters of an ad's text or an invitation shown on a card

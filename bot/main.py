@@ -32,7 +32,7 @@ from bot.live import StatusWatcher
 from bot.services import BotServices
 from bot.texts import t
 from celery_app import keys
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import DEFAULT_BOT_API_SERVER, BotSettings, load_board_limits, plugins_dir
 from database.operations import account_counts
 

@@ -55,7 +55,7 @@ class Phase(enum.StrEnum):
 
 
 class PluginInfoLike(Protocol):
-    """What the bot reads of a plugin in the catalogue (`celery_app.plugin_catalogue.PluginInfo`)."""
+    """What the bot reads of a plugin in the catalogue (`common.plugin_catalogue.PluginInfo`)."""
 
     name: str
     description: str

@@ -1,7 +1,7 @@
 """Task names, the per-worker queue, and the payload/result schemas every task is validated against.
 
 Every task takes one JSON object (a `Payload`) and returns one; secrets and phone numbers inside payloads are
-Fernet tokens (`*_enc` fields, see `celery_app.crypto`), never clear text: payloads wait in Redis. Unknown
+Fernet tokens (`*_enc` fields, see `common.crypto`), never clear text: payloads wait in Redis. Unknown
 fields are refused, so a forged or stale payload fails validation with a clear message instead of doing
 something unexpected.
 """
@@ -9,14 +9,14 @@ something unexpected.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from celery_app.operations import OperationName
-from celery_app.validation import InvalidValue, has_unsafe_characters, normalize_login_code
+from common.devices import DeviceIdentity
+from common.validation import InvalidValue, has_unsafe_characters, normalize_login_code, validation_message
 
 QUEUE_PREFIX = "worker."
 # Commands expire if a worker does not pick them up in time (it was offline): nothing runs stale.
@@ -86,40 +86,6 @@ def _as_value_error(check: Callable[[str], str]) -> Callable[[str], str]:
 
 
 LoginCode = Annotated[str, AfterValidator(_as_value_error(normalize_login_code))]
-
-
-def _device_text(value: str) -> str:
-    text = " ".join(value.split())
-    if not text:
-        raise ValueError("must not be empty")
-    if has_unsafe_characters(text):
-        raise ValueError("must not hold control or bidi characters")
-    return text
-
-
-DeviceText = Annotated[str, Field(max_length=128), AfterValidator(_device_text)]
-LanguageCode = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$", max_length=16)]
-LangPack = Annotated[str, Field(pattern=r"^[a-z0-9_]{0,32}$")]
-
-
-class DeviceIdentity(Payload):
-    """How an account presents itself to Telegram on connecting (InitConnection): stored with the account and
-    the same on every connect from every worker; a changed device fingerprint is a known ban risk."""
-
-    device_model: DeviceText  # "Samsung SM-S918B", "iPhone 14 Pro", "Desktop"
-    system_version: DeviceText  # "SDK 34", "17.5.1", "Windows 11"
-    app_version: Annotated[str, Field(max_length=64), AfterValidator(_device_text)]  # "11.2.3 (5335)"
-    lang_code: LanguageCode = "en"
-    system_lang_code: LanguageCode = "en-US"
-    lang_pack: LangPack = ""  # an official app's language pack ("tdesktop", "android"); empty for others
-
-    def describe(self) -> str:
-        """One line for people: `Samsung SM-S918B, SDK 34; app 11.2.3 (5335); en (system en-US)`."""
-        pack = f", pack {self.lang_pack}" if self.lang_pack else ""
-        return (
-            f"{self.device_model}, {self.system_version}; app {self.app_version}; "
-            f"{self.lang_code} (system {self.system_lang_code}{pack})"
-        )
 
 
 class PingResult(Payload):
@@ -312,15 +278,6 @@ class InvalidPayload(Payload):
     ok: bool = False
     error: str = "invalid_payload"
     message: str
-
-
-def validation_message(error: ValidationError) -> str:
-    """One readable line from a pydantic error, without echoing input values (they may be secrets)."""
-    parts = []
-    for item in error.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in item.get("loc", ())) or "payload"
-        parts.append(f"{where}: {re.sub(r'^Value error, ', '', item.get('msg', 'invalid'))}")
-    return "; ".join(parts)
 
 
 def parse_payload(model: type[Payload], raw: Any) -> Payload | InvalidPayload:

@@ -127,11 +127,11 @@ class DesiredState(enum.StrEnum):
 
 
 def _chosen_device(field: str) -> Callable[[Any], str]:
-    """A column default: `field` of the device identity chosen for the row's phone (`celery_app.devices`), so
+    """A column default: `field` of the device identity chosen for the row's phone (`common.devices`), so
     that a row inserted without one still gets the identity the account would have been given anyway."""
 
     def default(context: Any) -> str:
-        from celery_app.devices import choose_identity
+        from common.devices import choose_identity
 
         seed = context.get_current_parameters().get("phone_lookup") or ""
         return str(getattr(choose_identity(seed), field))
@@ -140,12 +140,12 @@ def _chosen_device(field: str) -> Callable[[Any], str]:
 
 
 class Account(Base):
-    """A Telegram user account; its secrets and phone number are Fernet tokens (see `celery_app.crypto`).
+    """A Telegram user account; its secrets and phone number are Fernet tokens (see `common.crypto`).
 
     The phone number is kept three ways, none of them clear: encrypted (`phone_enc`, for the worker that
     logs in), as a keyed hash (`phone_lookup`, unique: "is this number known?") and masked for display.
     The `device_*` columns are the device identity it presents to Telegram on every connect (chosen once, or
-    the one an imported session had; `celery_app.devices`), never changed afterwards.
+    the one an imported session had; `common.devices`), never changed afterwards.
     """
 
     __tablename__ = "accounts"

@@ -18,8 +18,8 @@ from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from celery_app.contract import DeviceIdentity, validation_message
-from celery_app.devices import choose_identity
-from celery_app.validation import MAX_ROW_ID
+from common.devices import choose_identity
+from common.validation import MAX_ROW_ID
 from database.models import Account, DesiredState, FleetEvent, FleetEventKind, Worker, WorkerStatus, utcnow
 
 log = logging.getLogger(__name__)

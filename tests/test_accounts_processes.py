@@ -18,7 +18,7 @@ from backend.accounts_service import AccountService, read_live_states
 from backend.dispatch import Dispatcher
 from celery_app import keys
 from celery_app.contract import AccountSpec, StartAccount, TaskName
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from database.engine import open_database
 from tests.support.fake_telegram import VIOLATIONS, session_for
 from tests.support.stack import TEST_SECRET_KEY, Stack, wait_until

@@ -15,7 +15,7 @@ from board.errors import BoardError
 from board.service import BoardService, UserRef
 from bot.board_views import report_card, stats_screen
 from bot.callbacks import BoardQueue, BoardReportAction, ReportAction
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import BoardReport, ReportStatus, ReportTarget
 from database.models import utcnow

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from backend.cli import cli
 from board.errors import BoardError
 from board.service import BoardService
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import BoardReport, ReportTarget
 from database.engine import open_database

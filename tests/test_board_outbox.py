@@ -16,7 +16,7 @@ from board.bot.outbox import PER_CHAT_LOADED
 from board.bot.pacing import CHAT_BURST, CHAT_RATE
 from board.service import BoardService, RelayMessage
 from board.texts import t
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import BoardMessage, BoardOutbox, OutboxState, ReportTarget
 from database.engine import open_database

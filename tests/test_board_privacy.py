@@ -24,7 +24,7 @@ from board.service import BoardService, ChatSide, RelayMessage, RelayRoute, User
 from board.services.outbox import OutboxItem
 from board.services.reports import FULL_WEIGHT
 from board.web import create_web_app
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import BoardInvite, BoardReport, ReportTarget
 from database.engine import open_database

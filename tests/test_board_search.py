@@ -19,7 +19,7 @@ from board.errors import BoardError
 from board.service import BoardService
 from board.services.ads import search_condition
 from board.web import create_web_app
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import BoardAd, ReportTarget
 from database.engine import open_database

@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from board.errors import BoardError
 from board.service import PER_PAGE, BoardService, RelayMessage, UserRef
 from board.spam import SpamReason, spam_reason
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import INVITE_MAX, BoardInvite, BoardUser, ReportTarget
 from database.engine import open_database

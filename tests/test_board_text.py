@@ -20,7 +20,7 @@ from board.service import CATEGORIES, BoardService
 from board.spam import SpamReason, spam_reason
 from board.text import clean, fold, for_filters, has_visible, search_terms
 from board.texts import CATALOGUE, LANGUAGES, has_text, t
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import BoardAd, BoardReport, ReportTarget
 from database.engine import open_database

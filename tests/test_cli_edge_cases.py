@@ -17,8 +17,8 @@ import pytest
 from telethon.crypto import AuthKey
 from telethon.sessions import SQLiteSession
 
-from celery_app.sessions import read_small_file
-from celery_app.validation import InvalidValue, has_unsafe_characters, is_ascii_number, printable, validate_api_id
+from common.sessions import read_small_file
+from common.validation import InvalidValue, has_unsafe_characters, is_ascii_number, printable, validate_api_id
 from tests.support.fake_telegram import session_for
 from tests.support.stack import ROOT, Stack
 

@@ -21,8 +21,8 @@ from backend.dispatch import Dispatcher
 from backend.listener import Reconciler
 from celery_app.account_state import AccountStatus
 from celery_app.contract import queue_for
-from celery_app.crypto import SecretBox
 from celery_app.presence import WorkerInfo
+from common.crypto import SecretBox
 from config import ConfigError, load_worker_settings
 from database.engine import open_database
 from tests.support import fake_telegram

@@ -128,7 +128,7 @@ def _upgrade_to(engine, revision: str) -> None:
 def test_upgrading_encrypts_the_phone_numbers_stored_in_clear(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from celery_app.crypto import SecretBox
+    from common.crypto import SecretBox
     from config import ConfigError
 
     engine = create_db_engine(database_url)

@@ -19,10 +19,10 @@ from sqlalchemy import text
 from backend.accounts_service import account_spec
 from celery_app.account_state import AccountStatus
 from celery_app.contract import AccountSpec, DeviceIdentity, StartAccount, parse_payload
-from celery_app.crypto import SecretBox
-from celery_app.devices import PROFILES, choose_identity, complete_identity, identity_fields
 from celery_app.presence import WorkerInfo
-from celery_app.validation import InvalidValue
+from common.crypto import SecretBox
+from common.devices import PROFILES, choose_identity, complete_identity, identity_fields
+from common.validation import InvalidValue
 from config import MTProtoEndpoint
 from database import operations as ops
 from database.engine import MIGRATIONS_DIR, SCHEMA_HEAD, create_db_engine, current_revision, ensure_schema

@@ -11,7 +11,7 @@ import pytest
 from redis import Redis
 
 from celery_app import keys
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from tests.support.stack import ROOT, TEST_SECRET_KEY, Stack, wait_until
 from version import __version__
 

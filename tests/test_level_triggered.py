@@ -321,7 +321,7 @@ def test_views_show_a_status_only_when_a_live_source_reports_it(
 ) -> None:
     from backend.accounts_service import AccountService
     from backend.fleet import FleetService
-    from celery_app.crypto import SecretBox
+    from common.crypto import SecretBox
 
     box = SecretBox("v" * 40)
     service = AccountService(redis_client, reconciler.sessions, Dispatcher(redis_url), OFFLINE_AFTER, lambda: box)

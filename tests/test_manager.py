@@ -15,8 +15,8 @@ from redis import Redis
 from backend.accounts_service import read_live_states
 from celery_app import keys, leases
 from celery_app.account_state import AccountState, AccountStatus
-from celery_app.crypto import SecretBox
 from celery_app.presence import WorkerInfo
+from common.crypto import SecretBox
 from tests.support import fake_telegram
 from tests.support.fake_telegram import VIOLATIONS, session_for
 from tests.support.stack import wait_until

@@ -21,9 +21,9 @@ from backend.accounts_service import AccountError, AccountService
 from backend.dispatch import Dispatcher
 from backend.operations_service import OperationsService
 from celery_app import keys, presence, report
-from celery_app.crypto import SecretBox
 from celery_app.operations import OperationName, OperationStatus
 from celery_app.presence import WorkerInfo
+from common.crypto import SecretBox
 from database import operations as ops
 from database.engine import open_database
 from database.models import Account, AccountOperation, FleetEvent

@@ -14,8 +14,8 @@ from redis import Redis
 from celery_app import keys, leases
 from celery_app.account_state import AccountStatus
 from celery_app.contract import AccountSpec, OperationRequest
-from celery_app.crypto import SecretBox
 from celery_app.operations import OperationName
+from common.crypto import SecretBox
 from tests.support import fake_account_api, fake_telegram
 from tests.support.fake_telegram import session_for
 from tests.support.stack import wait_until

@@ -21,8 +21,8 @@ from redis import Redis
 
 from celery_app import keys, plugin_config
 from celery_app.events import WireEvent, WireEventKind
-from celery_app.plugin_catalogue import PluginInfo, discover, validate_config, with_defaults
 from celery_app.plugin_config import PluginStatus
+from common.plugin_catalogue import PluginInfo, discover, validate_config, with_defaults
 from fleet_plugins import autoreply, watch
 from tests.support import fake_telegram
 from tests.support.fake_events import deliver, inbox, sent

@@ -14,7 +14,7 @@ from backend.accounts_service import AccountError, AccountService
 from backend.dispatch import Dispatcher
 from board.service import BoardService
 from celery_app import keys
-from celery_app.crypto import SecretBox, SecretError
+from common.crypto import SecretBox, SecretError
 from config import BoardLimits
 from database.engine import open_database
 from tests.support.fake_telegram import session_for

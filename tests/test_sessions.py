@@ -9,8 +9,8 @@ import pytest
 from telethon.crypto import AuthKey
 from telethon.sessions import SQLiteSession, StringSession
 
-from celery_app.sessions import parse_string_session, session_file_to_string
-from celery_app.validation import InvalidValue
+from common.sessions import parse_string_session, session_file_to_string
+from common.validation import InvalidValue
 
 AUTH_KEY = bytes(range(256))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from celery_app.crypto import SecretBox, SecretError, mask_secret
-from celery_app.validation import (
+from common.crypto import SecretBox, SecretError, mask_secret
+from common.validation import (
     InvalidValue,
     mask_phone,
     normalize_login_code,

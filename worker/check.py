@@ -14,7 +14,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from celery_app import keys, presence
-from celery_app.crypto import SecretBox, SecretError
+from common.crypto import SecretBox, SecretError
 from config import WorkerSettings, mask_url
 from worker.presence import pid_alive
 

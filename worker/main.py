@@ -26,9 +26,9 @@ from redis.exceptions import RedisError
 from celery_app import leases, presence, rejections
 from celery_app.app import create_celery_app
 from celery_app.contract import queue_for
-from celery_app.crypto import SecretBox
 from celery_app.presence import WorkerInfo
 from celery_app.rejections import Rejection
+from common.crypto import SecretBox
 from config import WorkerSettings, mask_url
 from version import __version__
 from worker import poison
@@ -191,7 +191,7 @@ def follow_plugin_changes(manager: AccountManager, interval: float) -> None:
 
 def plugin_host(redis: Redis, settings: WorkerSettings, holder: str) -> Any:
     """The plugins this worker can load (`worker.plugins`): found once at start, loaded per account."""
-    from celery_app.plugin_catalogue import discover
+    from common.plugin_catalogue import discover
     from worker.plugins import PluginHost
 
     catalogue = discover(settings.plugins_dir)

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from celery_app.contract import PHOTO_MAX_BYTES
 from celery_app.operations import OperationName, describe_result, verdict_of
-from celery_app.redaction import safe_detail
+from common.redaction import safe_detail
 from worker.telethon_manager import _BANNED, _UNAUTHORIZED, _names
 
 __all__ = [

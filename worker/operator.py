@@ -31,9 +31,9 @@ from redis.exceptions import RedisError
 from celery_app import events, keys, leases
 from celery_app.account_state import AccountStatus
 from celery_app.contract import OPERATION_PARAMS, OperationRequest, TwoFaParams, validation_message
-from celery_app.crypto import SecretBox, SecretError
 from celery_app.operations import OperationName, OperationStatus
-from celery_app.redaction import safe_detail
+from common.crypto import SecretBox, SecretError
+from common.redaction import safe_detail
 from worker.telethon_manager import (
     CALL_TIMEOUT,
     CONNECT_TIMEOUT,

@@ -65,15 +65,15 @@ from telethon import events
 
 from celery_app import keys
 from celery_app.events import WireEvent, WireEventKind
-from celery_app.plugin_catalogue import (
+from celery_app.plugin_config import PluginState, PluginStatus
+from common.plugin_catalogue import (
     MAX_ERROR,
     PluginInfo,
     describe,
     validate_config,
     with_defaults,
 )
-from celery_app.plugin_config import PluginState, PluginStatus
-from celery_app.redaction import safe_detail
+from common.redaction import safe_detail
 
 log = logging.getLogger(__name__)
 

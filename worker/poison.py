@@ -30,8 +30,8 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as redis_transport
 from kombu.transport.virtual.base import Empty
 
-from celery_app.redaction import safe_detail
 from celery_app.rejections import DESCRIPTIONS, MAX_MESSAGE_BYTES, Rejection
+from common.redaction import safe_detail
 
 log = logging.getLogger(__name__)
 

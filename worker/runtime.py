@@ -38,11 +38,11 @@ from celery_app.contract import (
     parse_payload,
     validation_message,
 )
-from celery_app.crypto import SecretBox, SecretError
-from celery_app.devices import choose_identity
 from celery_app.presence import WorkerInfo
-from celery_app.sessions import parse_string_session
-from celery_app.validation import InvalidValue, normalize_phone, parse_proxy
+from common.crypto import SecretBox, SecretError
+from common.devices import choose_identity
+from common.sessions import parse_string_session
+from common.validation import InvalidValue, normalize_phone, parse_proxy
 from worker.telethon_manager import AccountManager, ClientSpec, LoginOutcome
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import random
 from typing import Any
 
 from celery_app.contract import DeviceIdentity
-from celery_app.devices import choose_identity
+from common.devices import choose_identity
 from config import MTProtoEndpoint
 from worker.pacing import ConnectPacer
 from worker.telethon_manager import ClientFactory, ClientSpec, TelegramClientLike

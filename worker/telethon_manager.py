@@ -40,8 +40,8 @@ from redis import Redis
 from celery_app import keys, leases, report
 from celery_app.account_state import AccountState, AccountStatus
 from celery_app.contract import DeviceIdentity
-from celery_app.redaction import safe_detail
-from celery_app.validation import ProxySpec
+from common.redaction import safe_detail
+from common.validation import ProxySpec
 from worker.pacing import DEFAULT_CONNECTS_PER_SECOND, ConnectPacer, jittered
 from worker.status import StatusReporter
 

@@ -19,7 +19,7 @@ from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
 
 from board.service import BoardService
 from board.texts import t
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 
 log = logging.getLogger(__name__)
 

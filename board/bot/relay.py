@@ -33,7 +33,7 @@ from board.errors import BoardError
 from board.service import BoardService, ChatSide, RelayMessage, UserRef
 from board.services.outbox import partner
 from board.texts import t
-from celery_app.crypto import SecretError
+from common.crypto import SecretError
 from database.board_models import MESSAGE_MAX
 
 log = logging.getLogger(__name__)

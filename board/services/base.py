@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from board import text as board_text
 from board.errors import forbidden, invalid
 from board.views import UserRef
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import BoardUser
 from database.models import utcnow

@@ -22,8 +22,8 @@ from bot.callbacks import Menu, MenuAction, WizardMethod, WizardWorker
 from bot.handlers.base import RouterSpec, actor, show
 from bot.services import BotServices
 from bot.texts import error_text, t
-from celery_app.sessions import MAX_SESSION_FILE_BYTES
-from celery_app.validation import InvalidValue, normalize_phone, validate_api_hash, validate_api_id
+from common.sessions import MAX_SESSION_FILE_BYTES
+from common.validation import InvalidValue, normalize_phone, validate_api_hash, validate_api_id
 
 router = RouterSpec(__name__)
 

@@ -30,7 +30,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("phone_lookup", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("phone_masked", sa.String(length=32), nullable=True))
     if box is not None:
-        from celery_app.validation import mask_phone
+        from common.validation import mask_phone
 
         for account_id, phone in rows:
             connection.execute(
@@ -50,7 +50,7 @@ def upgrade() -> None:
 
 
 def _secret_box(count: int) -> Any:
-    from celery_app.crypto import SecretBox
+    from common.crypto import SecretBox
     from config import ConfigError, load_secret_key
 
     try:

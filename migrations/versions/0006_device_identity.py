@@ -1,6 +1,6 @@
 """Each account's device identity (device model, system and app versions, languages), used on every connect.
 
-Existing accounts get one chosen once from the realistic set in `celery_app.devices`, by their phone lookup
+Existing accounts get one chosen once from the realistic set in `common.devices`, by their phone lookup
 key: the same choice a worker makes for a spec sent before this revision, so nothing changes on their next
 connect but the end of "Fleet worker". No secret is needed.
 
@@ -31,7 +31,7 @@ COLUMNS = (
 
 
 def upgrade() -> None:
-    from celery_app.devices import choose_identity
+    from common.devices import choose_identity
 
     with op.batch_alter_table("accounts") as batch:
         for column, _field, length in COLUMNS:

@@ -32,7 +32,7 @@ from board.bot.replies import Replies
 from board.main import FSM_PREFIX
 from board.service import BoardService, UserRef
 from board.texts import t
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.engine import open_database
 from tests.support.bot_api import TOKEN, BotApiCore, Call, FloodLimits, RecordingSession

@@ -16,7 +16,7 @@ from board.errors import BoardError
 from board.service import BoardService, UserRef
 from board.services import ad_states
 from board.services.ad_states import Actor
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.board_models import AdStatus, BoardAd, BoardAdEvent, BoardReport, BoardUser, ReportTarget
 from database.engine import open_database

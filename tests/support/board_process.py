@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from board.service import BoardService
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.engine import open_database
 from scripts.embedded_redis import free_port

@@ -23,7 +23,7 @@ from bot.live import StatusWatcher
 from bot.main import async_redis
 from bot.services import BotServices
 from celery_app import keys
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from database.engine import open_database
 from database.operations import account_counts
 from tests.support.bot_api import TOKEN, AdminChat, BotApiCore, RecordingSession

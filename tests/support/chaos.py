@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from backend.accounts_service import AccountService
 from backend.dispatch import Dispatcher
 from backend.fleet import FleetService
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from database.engine import open_database
 from database.models import DesiredState
 from database.operations import account_counts

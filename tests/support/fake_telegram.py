@@ -28,7 +28,7 @@ from typing import Any
 
 from telethon import errors
 
-from celery_app.sessions import SessionData
+from common.sessions import SessionData
 from tests.support.fake_account_api import AccountApiMixin
 from tests.support.fake_events import EventsMixin
 from worker.telethon_manager import ClientSpec

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from board.service import BoardService
 from board.web.serving import make_runner
-from celery_app.crypto import SecretBox
+from common.crypto import SecretBox
 from config import BoardLimits
 from database.engine import open_database
 from tests.support.stack import TEST_SECRET_KEY

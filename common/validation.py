@@ -10,6 +10,8 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pydantic import ValidationError
+
 
 class InvalidValue(ValueError):
     """Bad input; the message says what is expected, `code` which input (front ends may translate it)."""
@@ -160,3 +162,12 @@ def _checked(spec: ProxySpec, error: InvalidValue) -> ProxySpec:
     ):
         raise InvalidValue("invalid MTProxy secret: expected the hex or base64 secret from the proxy link")
     return spec
+
+
+def validation_message(error: ValidationError) -> str:
+    """One readable line from a pydantic error, without echoing input values (they may be secrets)."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in item.get("loc", ())) or "payload"
+        parts.append(f"{where}: {re.sub(r'^Value error, ', '', item.get('msg', 'invalid'))}")
+    return "; ".join(parts)

@@ -30,7 +30,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from celery_app.redaction import safe_detail
+from common.redaction import safe_detail
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from celery_app.validation import InvalidValue
+from common.validation import InvalidValue
 
 VERSION = "1"
 AUTH_KEY_BYTES = 256

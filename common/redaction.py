@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from celery_app.validation import mask_phone
+from common.validation import mask_phone
 
 MAX_DETAIL = 200
 _BYTES_LITERAL = re.compile(r"""b(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""", re.DOTALL)

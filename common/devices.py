@@ -14,12 +14,48 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from celery_app.contract import DeviceIdentity, validation_message
-from celery_app.validation import InvalidValue
+from common.validation import InvalidValue, has_unsafe_characters, validation_message
+
+
+def _device_text(value: str) -> str:
+    text = " ".join(value.split())
+    if not text:
+        raise ValueError("must not be empty")
+    if has_unsafe_characters(text):
+        raise ValueError("must not hold control or bidi characters")
+    return text
+
+
+DeviceText = Annotated[str, Field(max_length=128), AfterValidator(_device_text)]
+LanguageCode = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$", max_length=16)]
+LangPack = Annotated[str, Field(pattern=r"^[a-z0-9_]{0,32}$")]
+
+
+class DeviceIdentity(BaseModel):
+    """How an account presents itself to Telegram on connecting (InitConnection): stored with the account and
+    the same on every connect from every worker; a changed device fingerprint is a known ban risk. Part of the
+    wire contract's payloads (`celery_app.contract` re-exports it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_model: DeviceText  # "Samsung SM-S918B", "iPhone 14 Pro", "Desktop"
+    system_version: DeviceText  # "SDK 34", "17.5.1", "Windows 11"
+    app_version: Annotated[str, Field(max_length=64), AfterValidator(_device_text)]  # "11.2.3 (5335)"
+    lang_code: LanguageCode = "en"
+    system_lang_code: LanguageCode = "en-US"
+    lang_pack: LangPack = ""  # an official app's language pack ("tdesktop", "android"); empty for others
+
+    def describe(self) -> str:
+        """One line for people: `Samsung SM-S918B, SDK 34; app 11.2.3 (5335); en (system en-US)`."""
+        pack = f", pack {self.lang_pack}" if self.lang_pack else ""
+        return (
+            f"{self.device_model}, {self.system_version}; app {self.app_version}; "
+            f"{self.lang_code} (system {self.system_lang_code}{pack})"
+        )
 
 
 def _profile(device: str, system: str, app: str, lang: str = "en", system_lang: str = "en-US") -> DeviceIdentity:
