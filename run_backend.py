@@ -46,25 +46,22 @@ def main(argv: list[str]) -> int:
     configure_logging(settings.log_level)
 
     from backend.account_sync import AccountSync
-    from backend.connections import ServiceUnavailable, connect_database, connect_redis
-    from backend.dispatch import Dispatcher
+    from backend.connections import ServiceUnavailable
+    from backend.control_plane import ControlPlane
     from backend.listener import LeaderLock, Reconciler, run_listener
-    from backend.operations_service import OperationsService
-    from backend.plugins_service import PluginsService
 
+    plane = ControlPlane(settings.redis_url, settings.database_url, settings.timing.offline_after, check_redis=False)
     try:
-        _engine, sessions = connect_database(settings.database_url)
+        sessions = plane.sessions
     except ServiceUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 69
     except ConfigError as error:  # a schema upgrade that needs a setting (SECRET_KEY)
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    redis = connect_redis(settings.redis_url, check=False)
-    dispatcher = Dispatcher(settings.redis_url)
+    redis, dispatcher = plane.redis, plane.dispatcher
     accounts = AccountSync(dispatcher, lease_wait=settings.timing.offline_after + 5, cooldown=max(3 * interval, 15.0))
-    operations = OperationsService(redis, sessions, dispatcher, settings.timing.offline_after)
-    plugins = PluginsService(redis, sessions)
+    operations, plugins = plane.operations, plane.plugins
     reconciler = Reconciler(
         redis,
         sessions,

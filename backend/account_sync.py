@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.accounts_service import account_spec
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from backend.observed import Observation, Recorded, WorkerSight, observe
 from celery_app.account_state import NEEDS_ADMIN, RUNNER_STATUSES, UNKNOWN, AccountState, read_states
 from celery_app.contract import MAX_BATCH, AccountRef, Payload, StartAccounts, TaskName
@@ -51,7 +51,7 @@ class SyncReport:
 class AccountSync:
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        dispatcher: TaskDispatcher,
         lease_wait: float,
         cooldown: float = 15.0,
         max_cooldown: float = 600.0,

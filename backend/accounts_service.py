@@ -21,7 +21,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.dispatch import Dispatcher, WorkerDidNotAnswer
+from backend.dispatch import TaskDispatcher, WorkerDidNotAnswer
 from backend.fleet import EventView, iso_utc
 from backend.observed import Recorded, WorkerSight, observe, sight
 from celery_app import keys, presence, report
@@ -193,7 +193,7 @@ class AccountService:
         self,
         redis: Redis,
         sessions: sessionmaker[Session],
-        dispatcher: Dispatcher,
+        dispatcher: TaskDispatcher,
         offline_after: float,
         secret_box: Callable[[], SecretBox],
     ) -> None:

@@ -167,24 +167,31 @@ class Context:
             self._services[name] = factory()
         return self._services[name]
 
-    def redis(self) -> Any:
-        from backend.connections import connect_redis
-
-        return self.service("redis", lambda: connect_redis(self.settings.redis_url))
-
-    def sessions(self) -> Any:
-        from backend.connections import connect_database
-
-        return self.service("db", lambda: connect_database(self.settings.database_url))[1]
-
-    def fleet(self) -> Any:
-        from backend.fleet import FleetService
-        from database.operations import account_counts
+    def plane(self) -> Any:
+        """The control plane's services for this invocation, each built on first use (`backend.control_plane`)."""
+        from backend.control_plane import ControlPlane
+        from config import load_board_limits, load_secret_key, plugins_dir
 
         return self.service(
-            "fleet",
-            lambda: FleetService(self.redis(), self.sessions(), self.settings.timing.offline_after, account_counts),
+            "plane",
+            lambda: ControlPlane(
+                self.settings.redis_url,
+                self.settings.database_url,
+                self.settings.timing.offline_after,
+                secret_key=load_secret_key,
+                plugins_dir=plugins_dir,
+                board_limits=load_board_limits,
+            ),
         )
+
+    def redis(self) -> Any:
+        return self.plane().redis
+
+    def sessions(self) -> Any:
+        return self.plane().sessions
+
+    def fleet(self) -> Any:
+        return self.plane().fleet
 
 
 class FleetGroup(click.Group):
@@ -390,10 +397,8 @@ def doctor(context: Context, as_json: bool) -> None:
 def rekey_command(context: Context, yes: bool, as_json: bool) -> None:
     """Re-encrypt every stored secret under SECRET_KEY's first key (rotation: SECRET_KEY=new,old)."""
     from backend.rekey import rekey
-    from common.crypto import SecretBox
-    from config import load_secret_key
 
-    box = SecretBox(load_secret_key())
+    box = context.plane().box
     if not box.rotating and not as_json:
         click.echo("SECRET_KEY lists one key: secrets are re-encrypted under it (nothing older to retire)", err=True)
     if not yes:

@@ -43,24 +43,7 @@ STATUS_ICONS = {
 
 
 def _service(context: Context) -> Any:
-    from backend.accounts_service import AccountService
-    from backend.dispatch import Dispatcher
-    from common.crypto import SecretBox
-    from config import load_secret_key
-
-    def box() -> SecretBox:
-        return context.service("box", lambda: SecretBox(load_secret_key()))  # type: ignore[no-any-return]
-
-    return context.service(
-        "accounts",
-        lambda: AccountService(
-            context.redis(),
-            context.sessions(),
-            Dispatcher(context.settings.redis_url),
-            context.settings.timing.offline_after,
-            box,
-        ),
-    )
+    return context.plane().accounts
 
 
 def _who(view: Any) -> str:

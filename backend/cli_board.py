@@ -26,15 +26,7 @@ TARGET_NAMES = {"ad": "an ad", "invite": "an invitation", "chat": "a chat"}
 
 
 def _service(context: Context) -> Any:
-    from board.service import BoardService
-    from common.crypto import SecretBox
-    from config import load_board_limits, load_secret_key
-
-    def build() -> BoardService:
-        box = context.service("box", lambda: SecretBox(load_secret_key()))
-        return BoardService(context.sessions(), box, load_board_limits())
-
-    return context.service("board", build)
+    return context.plane().board
 
 
 @contextmanager

@@ -38,10 +38,7 @@ STATUS_ICONS = {
 
 
 def operations_service(context: Context) -> Any:
-    from backend.cli_accounts import _service
-    from backend.operations_service import OperationsService
-
-    return context.service("operations", lambda: OperationsService.over(_service(context)))
+    return context.plane().operations
 
 
 def _read_photo(path: Path) -> bytes:

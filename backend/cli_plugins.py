@@ -14,16 +14,11 @@ STATE_ICONS = {"running": "🟢", "failing": "⚠️", "blocked": "🐢", "error
 
 
 def _service(context: Context) -> Any:
-    from backend.plugins_service import PluginsService
-    from config import plugins_dir
-
-    return context.service("plugins", lambda: PluginsService(context.redis(), context.sessions(), plugins_dir()))
+    return context.plane().plugins
 
 
 def _running_accounts(context: Context, worker: str | None) -> set[int]:
-    from backend.cli_accounts import _service as accounts_service
-
-    return {v.id for v in accounts_service(context).list_accounts(worker=worker) if v.status == "running" and v.live}
+    return {v.id for v in context.plane().accounts.list_accounts(worker=worker) if v.status == "running" and v.live}
 
 
 @click.group("plugins")

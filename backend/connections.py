@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
@@ -35,12 +33,3 @@ def connect_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise ServiceUnavailable(f"database unreachable at {mask_url(url)}: {reason}") from None
-
-
-@dataclass
-class ControlPlane:
-    """The connections a control-plane process (CLI, bot) works with."""
-
-    redis: Redis
-    engine: Engine
-    sessions: sessionmaker[Session]

@@ -13,7 +13,7 @@ class WorkerDidNotAnswer(RuntimeError):
         self.worker = worker
 
 
-class Dispatcher:
+class TaskDispatcher:
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
         self._app: Any = None

@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.accounts_service import AccountError, AccountService, account_spec
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from backend.fleet import iso_utc
 from celery_app import keys, presence
 from celery_app.contract import (
@@ -170,7 +170,7 @@ class OperationsService:
         self,
         redis: Redis,
         sessions: sessionmaker[Session],
-        dispatcher: Dispatcher,
+        dispatcher: TaskDispatcher,
         offline_after: float,
         accounts: AccountService | None = None,
         lost_after: float = LOST_AFTER,

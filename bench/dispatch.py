@@ -19,15 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from redis import Redis
 
-from backend.accounts_service import AccountService
-from backend.dispatch import Dispatcher
-from backend.fleet import FleetService
+from backend.control_plane import ControlPlane
 from bench.common import API_HASH, SECRET_KEY, start_worker, stop, summary, worker_env
 from celery_app.contract import TaskName
-from common.crypto import SecretBox
-from database.engine import open_database
 from scripts.embedded_redis import EmbeddedRedis
 from tests.support.fake_telegram import session_for
 
@@ -40,14 +35,11 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(workdir=tmp) as server:
         workdir = Path(tmp)
-        redis = Redis.from_url(server.url, decode_responses=True)
-        _engine, sessions = open_database(f"sqlite:///{workdir / 'bench.db'}")
-        worker = start_worker(redis, worker_env(server.url, "bench", 4), workdir)
+        plane = ControlPlane(server.url, f"sqlite:///{workdir / 'bench.db'}", 10.0, secret_key=lambda: SECRET_KEY)
+        worker = start_worker(plane.redis, worker_env(server.url, "bench", 4), workdir)
         try:
-            box = SecretBox(SECRET_KEY)
-            dispatcher = Dispatcher(server.url)
-            service = AccountService(redis, sessions, dispatcher, 10.0, lambda: box)
-            FleetService(redis, sessions, 10.0).add_worker("bench", "127.0.0.1", "bench")
+            service, dispatcher = plane.accounts, plane.dispatcher
+            plane.fleet.add_worker("bench", "127.0.0.1", "bench")
             ids = [
                 service.import_session(
                     "bench",

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis import Redis
 
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from bench.common import API_HASH, SECRET_KEY, rss_mb, start_worker, stop, worker_env
 from celery_app import keys
 from celery_app.contract import MAX_BATCH, AccountSpec, OperateMany, OperationRequest, StartAccounts, TaskName
@@ -92,7 +92,7 @@ def check_all(
     )
     worker = start_worker(redis, env, workdir)
     try:
-        dispatcher = Dispatcher(server.url)
+        dispatcher = TaskDispatcher(server.url)
         wire = specs(accounts)
         if running:
             for start in range(0, len(wire), MAX_BATCH):

@@ -32,7 +32,7 @@ from redis import Redis
 from sqlalchemy import insert, select, update
 
 from backend.account_sync import AccountSync
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from backend.listener import Reconciler
 from celery_app import keys, presence, report
 from celery_app.presence import WorkerInfo, liveness
@@ -191,7 +191,7 @@ def naive_account_scan(redis: Redis, sessions, by_worker: dict[str, list[int]]) 
 def bench_accounts(args: argparse.Namespace, tmp: str, redis: Redis, server_url: str, database_url: str) -> bool:
     redis.flushall()
     _engine, sessions = open_database(database_url)
-    sync = AccountSync(Dispatcher(server_url), lease_wait=OFFLINE_AFTER + 5, cooldown=30.0)
+    sync = AccountSync(TaskDispatcher(server_url), lease_wait=OFFLINE_AFTER + 5, cooldown=30.0)
     reconciler = Reconciler(redis, sessions, OFFLINE_AFTER, sync)
     started = time.perf_counter()
     by_worker = populate_fleet(redis, sessions, args.fleet_workers, args.accounts_per_worker)

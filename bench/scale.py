@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis import Redis
 
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from bench.common import API_HASH, ROOT, SECRET_KEY, rss_mb, start_worker, stop, worker_env
 from celery_app.contract import MAX_BATCH, AccountSpec, StartAccounts, TaskName
 from common.crypto import SecretBox
@@ -69,7 +69,7 @@ def real_worker(server: EmbeddedRedis, accounts: int, threads: int, workdir: Pat
             )
             for i in range(accounts)
         ]
-        dispatcher = Dispatcher(server.url)
+        dispatcher = TaskDispatcher(server.url)
         idle_rss = rss_mb(worker.pid)
         started = time.perf_counter()
         # As `accounts start-all` and a worker's resume send them: MAX_BATCH starts per message.

@@ -18,13 +18,7 @@ from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from redis.asyncio import Redis as AsyncRedis
 
-from backend.accounts_service import AccountService
-from backend.connections import connect_database, connect_redis
-from backend.dispatch import Dispatcher as TaskDispatcher
-from backend.fleet import FleetService
-from backend.operations_service import OperationsService
-from backend.plugins_service import PluginsService
-from board.service import BoardService
+from backend.control_plane import ControlPlane
 from bot.alerts import AlertNotifier
 from bot.app import build_dispatcher
 from bot.i18n import LanguageStore
@@ -32,9 +26,7 @@ from bot.live import StatusWatcher
 from bot.services import BotServices
 from bot.texts import t
 from celery_app import keys
-from common.crypto import SecretBox
 from config import DEFAULT_BOT_API_SERVER, BotSettings, load_board_limits, plugins_dir
-from database.operations import account_counts
 
 log = logging.getLogger(__name__)
 COMMANDS = ("start", "workers", "accounts", "add", "summary", "board", "language", "cancel")
@@ -53,18 +45,15 @@ def make_bot(settings: BotSettings) -> Bot:
 
 
 def make_services(settings: BotSettings) -> BotServices:
-    redis = connect_redis(settings.redis_url)
-    _engine, sessions = connect_database(settings.database_url)
-    box = SecretBox(settings.secret_key)
-    offline_after = settings.timing.offline_after
-    accounts = AccountService(redis, sessions, TaskDispatcher(settings.redis_url), offline_after, lambda: box)
-    return BotServices(
-        workers=FleetService(redis, sessions, offline_after, account_counts),
-        accounts=accounts,
-        board=BoardService(sessions, box, load_board_limits()),
-        operations=OperationsService.over(accounts),
-        plugins=PluginsService(redis, sessions, plugins_dir()),
+    plane = ControlPlane(
+        settings.redis_url,
+        settings.database_url,
+        settings.timing.offline_after,
+        secret_key=lambda: settings.secret_key,
+        plugins_dir=plugins_dir,
+        board_limits=load_board_limits,
     )
+    return BotServices.of(plane)
 
 
 async def register_commands(bot: Bot) -> None:

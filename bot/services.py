@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from backend.accounts_service import AccountService
+from backend.control_plane import ControlPlane
 from backend.fleet import FleetService
 from backend.operations_service import OperationsService
 from backend.plugins_service import PluginsService
@@ -25,6 +26,19 @@ class BotServices:
     board: BoardService | None = None  # the anonymous board's moderation and statistics (the Board section)
     operations: OperationsService | None = None  # account operations (check, sessions, 2FA, profile)
     plugins: PluginsService | None = None  # plugins per account
+
+    @classmethod
+    def of(
+        cls, plane: ControlPlane, *, board: bool = True, operations: bool = True, plugins: bool = True
+    ) -> BotServices:
+        """The services of a control plane, built now (handlers call them from several threads)."""
+        return cls(
+            workers=plane.fleet,
+            accounts=plane.accounts,
+            board=plane.board if board else None,
+            operations=plane.operations if operations else None,
+            plugins=plane.plugins if plugins else None,
+        )
 
     async def call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking service call (Redis, the database, Celery) in a thread."""

@@ -15,7 +15,7 @@ import pytest
 from redis import Redis
 
 from backend.accounts_service import AccountService, read_live_states
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from celery_app import keys
 from celery_app.contract import AccountSpec, StartAccount, TaskName
 from common.crypto import SecretBox
@@ -277,7 +277,7 @@ def in_process_service(stack: Stack) -> AccountService:
     _engine, sessions = open_database(stack.env["DATABASE_URL"])
     redis = Redis.from_url(stack.env["REDIS_URL"], decode_responses=True)
     box = SecretBox(TEST_SECRET_KEY)
-    return AccountService(redis, sessions, Dispatcher(stack.env["REDIS_URL"]), 2.0, lambda: box)
+    return AccountService(redis, sessions, TaskDispatcher(stack.env["REDIS_URL"]), 2.0, lambda: box)
 
 
 def _spec_payload(account_id: int, phone: str) -> StartAccount:
@@ -298,7 +298,7 @@ def test_two_workers_told_to_start_the_same_account_run_it_once(
     stack.start_worker("w1")
     stack.start_worker("w2")
     online(stack, "w1", "w2")
-    dispatcher = Dispatcher(stack.env["REDIS_URL"])
+    dispatcher = TaskDispatcher(stack.env["REDIS_URL"])
     payload = _spec_payload(77, "+15550007007")
     answers: dict[str, dict[str, Any]] = {}
 
@@ -356,7 +356,7 @@ def test_moves_under_load_never_run_an_account_twice(stack: Stack, telegram: Scr
 def test_forged_task_payloads_get_clear_errors(stack: Stack, telegram: Script, redis_client: Redis) -> None:
     stack.start_worker("w1")
     online(stack, "w1")
-    app = Dispatcher(stack.env["REDIS_URL"]).app
+    app = TaskDispatcher(stack.env["REDIS_URL"]).app
     forged = app.send_task(
         TaskName.START_ACCOUNT.value, args=[{"spec": {"account_id": -1}, "sudo": True}], queue="worker.w1"
     )

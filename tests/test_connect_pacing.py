@@ -17,7 +17,7 @@ from redis import Redis
 
 from backend.account_sync import AccountSync
 from backend.accounts_service import read_live_states
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from backend.listener import Reconciler
 from celery_app.account_state import AccountStatus
 from celery_app.contract import queue_for
@@ -277,7 +277,7 @@ def test_telethons_own_redials_wait_a_jittered_moment_and_their_turn(monkeypatch
 @pytest.fixture
 def reconciler(redis_client: Redis, database_url: str, redis_url: str) -> Iterator[Reconciler]:
     _engine, sessions = open_database(database_url)
-    sync = AccountSync(Dispatcher(redis_url), lease_wait=5, cooldown=15, max_cooldown=120, batch=500)
+    sync = AccountSync(TaskDispatcher(redis_url), lease_wait=5, cooldown=15, max_cooldown=120, batch=500)
     yield Reconciler(redis_client, sessions, OFFLINE_AFTER, sync)
 
 

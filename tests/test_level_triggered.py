@@ -18,7 +18,7 @@ from redis import Redis
 from sqlalchemy import select
 
 from backend.account_sync import AccountSync
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from backend.listener import Reconciler
 from celery_app import keys, presence, report
 from celery_app.account_state import AccountState, AccountStatus
@@ -34,7 +34,7 @@ OFFLINE_AFTER = 6.0  # the fence (and the limit of belief) is at 3 s
 @pytest.fixture
 def reconciler(redis_client: Redis, database_url: str, redis_url: str) -> Iterator[Reconciler]:
     _engine, sessions = open_database(database_url)
-    sync = AccountSync(Dispatcher(redis_url), lease_wait=5, cooldown=15, max_cooldown=120, batch=3)
+    sync = AccountSync(TaskDispatcher(redis_url), lease_wait=5, cooldown=15, max_cooldown=120, batch=3)
     yield Reconciler(redis_client, sessions, OFFLINE_AFTER, sync)
 
 
@@ -324,7 +324,7 @@ def test_views_show_a_status_only_when_a_live_source_reports_it(
     from common.crypto import SecretBox
 
     box = SecretBox("v" * 40)
-    service = AccountService(redis_client, reconciler.sessions, Dispatcher(redis_url), OFFLINE_AFTER, lambda: box)
+    service = AccountService(redis_client, reconciler.sessions, TaskDispatcher(redis_url), OFFLINE_AFTER, lambda: box)
     workers = FleetService(redis_client, reconciler.sessions, OFFLINE_AFTER, ops.account_counts)
     w1 = worker(reconciler, "w1")
     old = presence.server_time(redis_client) - 60

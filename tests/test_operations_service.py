@@ -18,7 +18,7 @@ from redis import Redis
 from sqlalchemy import select
 
 from backend.accounts_service import AccountError, AccountService
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from backend.operations_service import OperationsService
 from celery_app import keys, presence, report
 from celery_app.operations import OperationName, OperationStatus
@@ -37,7 +37,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 def service(redis_client: Redis, database_url: str, redis_url: str) -> Iterator[OperationsService]:
     _engine, sessions = open_database(database_url)
     box = SecretBox(SECRET)
-    dispatcher = Dispatcher(redis_url)
+    dispatcher = TaskDispatcher(redis_url)
     accounts = AccountService(redis_client, sessions, dispatcher, OFFLINE_AFTER, lambda: box)
     yield OperationsService(redis_client, sessions, dispatcher, OFFLINE_AFTER, accounts, lost_after=0.0)
 

@@ -11,7 +11,7 @@ from redis import Redis
 from sqlalchemy import text
 
 from backend.accounts_service import AccountError, AccountService
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from board.service import BoardService
 from celery_app import keys
 from common.crypto import SecretBox, SecretError
@@ -31,7 +31,7 @@ PHONE = "+15550002222"
 def services(stack: Stack, redis: Redis, secret: str) -> tuple[AccountService, BoardService]:
     _engine, sessions = open_database(stack.env["DATABASE_URL"])
     box = SecretBox(secret)
-    accounts = AccountService(redis, sessions, Dispatcher(stack.env["REDIS_URL"]), 2.0, lambda: box)
+    accounts = AccountService(redis, sessions, TaskDispatcher(stack.env["REDIS_URL"]), 2.0, lambda: box)
     return accounts, BoardService(sessions, box, BoardLimits())
 
 

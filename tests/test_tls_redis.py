@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from backend.dispatch import Dispatcher
+from backend.dispatch import TaskDispatcher
 from celery_app.contract import TaskName
 from tests.support.stack import ROOT, Stack, wait_until
 
@@ -116,5 +116,5 @@ def test_a_worker_over_tls_with_a_password_verifies_the_server(
     )
     assert PASSWORD not in listed.stdout
     monkeypatch.setenv("SSL_CERT_FILE", str(ca))
-    answer = Dispatcher(url).call("w1", TaskName.PING, timeout=30)  # the control plane's side, results included
+    answer = TaskDispatcher(url).call("w1", TaskName.PING, timeout=30)  # the control plane's side, results included
     assert answer["name"] == "w1"

@@ -12,10 +12,7 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import Update
 
-from backend.accounts_service import AccountService
-from backend.connections import connect_redis
-from backend.dispatch import Dispatcher as TaskDispatcher
-from backend.fleet import FleetService
+from backend.control_plane import ControlPlane
 from bot.alerts import AlertNotifier
 from bot.app import build_dispatcher
 from bot.i18n import LanguageStore
@@ -23,9 +20,6 @@ from bot.live import StatusWatcher
 from bot.main import async_redis
 from bot.services import BotServices
 from celery_app import keys
-from common.crypto import SecretBox
-from database.engine import open_database
-from database.operations import account_counts
 from tests.support.bot_api import TOKEN, AdminChat, BotApiCore, RecordingSession
 from tests.support.stack import TEST_SECRET_KEY
 
@@ -33,13 +27,10 @@ OFFLINE_AFTER = 2.0
 
 
 def make_services(redis_url: str, database_url: str) -> BotServices:
-    redis = connect_redis(redis_url)
-    _engine, sessions = open_database(database_url)
-    box = SecretBox(TEST_SECRET_KEY)
-    return BotServices(
-        workers=FleetService(redis, sessions, OFFLINE_AFTER, account_counts),
-        accounts=AccountService(redis, sessions, TaskDispatcher(redis_url), OFFLINE_AFTER, lambda: box),
-    )
+    """The bot's services as `bot.main` builds them, but for the board, operations and plugins (the tests that
+    need them attach them)."""
+    plane = ControlPlane(redis_url, database_url, OFFLINE_AFTER, secret_key=lambda: TEST_SECRET_KEY)
+    return BotServices.of(plane, board=False, operations=False, plugins=False)
 
 
 class BotHarness:

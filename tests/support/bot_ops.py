@@ -18,7 +18,7 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import select
 
-from backend.dispatch import Dispatcher as TaskDispatcher
+from backend.dispatch import TaskDispatcher
 from backend.operations_service import OperationsService
 from backend.plugins_service import PluginsService
 from celery_app import keys, presence, report

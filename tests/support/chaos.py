@@ -19,13 +19,8 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from backend.accounts_service import AccountService
-from backend.dispatch import Dispatcher
-from backend.fleet import FleetService
-from common.crypto import SecretBox
-from database.engine import open_database
+from backend.control_plane import ControlPlane
 from database.models import DesiredState
-from database.operations import account_counts
 from scripts.embedded_redis import EmbeddedRedis
 from tests.support.fake_telegram import VIOLATIONS, live_connections, session_for
 from tests.support.stack import TEST_SECRET_KEY, Stack, wait_until
@@ -106,16 +101,15 @@ class ChaosFleet:
         self.proxies = {name: TcpProxy(fleet_redis.port) for name in workers}
         self.processes: dict[str, Any] = {}
         self.backend: Any = None
-        _engine, sessions = open_database(stack.env["DATABASE_URL"])
-        self.redis = Redis.from_url(stack.env["REDIS_URL"], decode_responses=True, socket_timeout=5)
-        box = SecretBox(TEST_SECRET_KEY)
         offline_after = float(stack.env["WORKER_OFFLINE_AFTER"])
         self.offline_after = offline_after
         self.heartbeat = float(stack.env["HEARTBEAT_INTERVAL"])
-        self.service = AccountService(
-            self.redis, sessions, Dispatcher(stack.env["REDIS_URL"]), offline_after, lambda: box
+        plane = ControlPlane(
+            stack.env["REDIS_URL"], stack.env["DATABASE_URL"], offline_after, secret_key=lambda: TEST_SECRET_KEY
         )
-        self.fleet = FleetService(self.redis, sessions, offline_after, account_counts)
+        self.redis = plane.redis
+        self.service = plane.accounts
+        self.fleet = plane.fleet
         self.ids_by_phone: dict[str, int] = {}
 
     # --- set-up

@@ -1,0 +1,136 @@
+"""The one place the control plane's services are built: the admin bot, the CLI, the backend, the tests and the
+benchmarks all take them from a `ControlPlane`.
+
+It holds one Redis client and one database for a process and builds each service on first use, so a command
+that lists workers neither opens what it does not need nor asks for SECRET_KEY (`box` is the first thing that
+does). A process that uses services from several threads (the bot) builds them at start with `ready()`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from backend.connections import connect_database, connect_redis
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from backend.accounts_service import AccountService
+    from backend.dispatch import TaskDispatcher
+    from backend.fleet import FleetService
+    from backend.operations_service import OperationsService
+    from backend.plugins_service import PluginsService
+    from board.service import BoardService
+    from common.crypto import SecretBox
+    from config import BoardLimits
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        redis_url: str,
+        database_url: str,
+        offline_after: float,
+        *,
+        secret_key: Callable[[], str] | None = None,
+        plugins_dir: Callable[[], str | None] | None = None,
+        board_limits: Callable[[], BoardLimits] | None = None,
+        check_redis: bool = True,
+    ) -> None:
+        """`secret_key`, `plugins_dir` and `board_limits` are read when a service first needs them (each may
+        raise `ConfigError`); `check_redis` pings Redis on connecting (a ServiceUnavailable if it cannot)."""
+        self.redis_url = redis_url
+        self.database_url = database_url
+        self.offline_after = offline_after
+        self._secret_key = secret_key
+        self._plugins_dir = plugins_dir or (lambda: None)
+        self._board_limits = board_limits
+        self._check_redis = check_redis
+        self._building = threading.RLock()
+
+    # ---- connections ------------------------------------------------------------------------------------
+
+    @cached_property
+    def redis(self) -> Redis:
+        with self._building:
+            return connect_redis(self.redis_url, check=self._check_redis)
+
+    @cached_property
+    def _database(self) -> tuple[Engine, sessionmaker[Session]]:
+        with self._building:
+            return connect_database(self.database_url)
+
+    @property
+    def engine(self) -> Engine:
+        return self._database[0]
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self._database[1]
+
+    @cached_property
+    def box(self) -> SecretBox:
+        """SECRET_KEY's box: asked for only by what handles a secret."""
+        from common.crypto import SecretBox
+
+        if self._secret_key is None:
+            raise RuntimeError("this process was not given SECRET_KEY")
+        return SecretBox(self._secret_key())
+
+    @cached_property
+    def dispatcher(self) -> TaskDispatcher:
+        from backend.dispatch import TaskDispatcher
+
+        return TaskDispatcher(self.redis_url)
+
+    # ---- services ---------------------------------------------------------------------------------------
+
+    @cached_property
+    def fleet(self) -> FleetService:
+        from backend.fleet import FleetService
+        from database.operations import account_counts
+
+        return FleetService(self.redis, self.sessions, self.offline_after, account_counts)
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        from backend.accounts_service import AccountService
+
+        return AccountService(self.redis, self.sessions, self.dispatcher, self.offline_after, lambda: self.box)
+
+    @cached_property
+    def operations(self) -> OperationsService:
+        from backend.operations_service import OperationsService
+
+        return OperationsService.over(self.accounts)
+
+    @cached_property
+    def plugins(self) -> PluginsService:
+        from backend.plugins_service import PluginsService
+
+        return PluginsService(self.redis, self.sessions, self._plugins_dir())
+
+    @cached_property
+    def board(self) -> BoardService:
+        from board.service import BoardService
+        from config import BoardLimits
+
+        limits = self._board_limits() if self._board_limits is not None else BoardLimits()
+        return BoardService(self.sessions, self.box, limits)
+
+    def ready(self, *names: str) -> ControlPlane:
+        """Build these services now (all of them when none are named), before threads share them."""
+        for name in names or ("fleet", "accounts", "operations", "plugins", "board"):
+            getattr(self, name)
+        return self
+
+    def close(self) -> None:
+        if "_database" in self.__dict__:
+            self.engine.dispose()
+        if "redis" in self.__dict__:
+            self.redis.close()
