@@ -91,7 +91,7 @@ def page_builds(services, workers: int, rounds: int) -> dict[str, list[float]]:
     pages = max(1, workers // 10)
     for _ in range(rounds):
         started = time.perf_counter()
-        views.workers_page("ru", services.workers.workers_page(random.randrange(pages), 10))
+        views.workers_page("ru", services.fleet.workers_page(random.randrange(pages), 10))
         timings["workers page"].append(time.perf_counter() - started)
         started = time.perf_counter()
         views.accounts_page("ru", services.accounts.accounts_page(random.randrange(1000), 10), 0, None)

@@ -228,12 +228,12 @@ class AlertNotifier:
 
     async def poll_once(self) -> int:
         if self.last_id is None:
-            self.last_id = await self.services.call(self.services.workers.last_event_id)
+            self.last_id = await self.services.call(self.services.fleet.last_event_id)
             return 0
-        events = await self.services.call(self.services.workers.events_since, self.last_id)
+        events = await self.services.call(self.services.fleet.events_since, self.last_id)
         if events and len(events) < 500:
             await asyncio.sleep(GROUP_WINDOW_SECONDS)  # let a wave of drops arrive, to group it
-            events += await self.services.call(self.services.workers.events_since, events[-1].id)
+            events += await self.services.call(self.services.fleet.events_since, events[-1].id)
         if not events:
             return 0
         self.last_id = events[-1].id
@@ -269,6 +269,6 @@ class AlertNotifier:
         """Count it for the backend's /metrics (`fleet_alerts_sent_total{kind}`)."""
         kind = alert.key.removeprefix("alert.") + (f".{alert.status}" if alert.status else "")
         try:
-            self.services.workers.redis.hincrby(keys.ALERTS_SENT, kind, 1)
+            self.services.fleet.redis.hincrby(keys.ALERTS_SENT, kind, 1)
         except RedisError as error:
             log.warning("alerts: could not count an alert (%s)", error)

@@ -20,14 +20,23 @@ def build_dispatcher(
     languages: LanguageStore,
     watcher: StatusWatcher,
 ) -> Dispatcher:
+    """Handlers receive `services` and `watcher` by naming them; the gate adds `lang` and `languages`. The routers
+    are built afresh on each call (a router belongs to one dispatcher; tests and restarts build several)."""
     # One update at a time per chat, so a fast typist's messages reach the wizard in order. In-process locks:
     # Telegram allows one consumer of a bot's updates, so there is one bot process (Redis locks would poll).
-    dispatcher = Dispatcher(storage=storage, events_isolation=SimpleEventIsolation(), fleet=services, watcher=watcher)
+    dispatcher = Dispatcher(
+        storage=storage, events_isolation=SimpleEventIsolation(), services=services, watcher=watcher
+    )
     dispatcher.update.outer_middleware(AccessMiddleware(admin_ids, languages))
     dispatcher.include_routers(
-        *(
-            module.router.build()
-            for module in (errors, menu, workers, accounts, operations, plugins, add_account, board, fallback)
-        )
+        errors.build_router(),
+        menu.build_router(),
+        workers.build_router(),
+        accounts.build_router(),
+        operations.build_router(),
+        plugins.build_router(),
+        add_account.build_router(),
+        board.build_router(),
+        fallback.build_router(),  # last: whatever no other router took
     )
     return dispatcher

@@ -30,7 +30,7 @@ Screen = Callable[[list[OperationView], Phase], Awaitable[tuple[str, InlineKeybo
 
 
 async def follow_batch(
-    fleet: BotServices,
+    services: BotServices,
     message: Message,
     batch: str,
     screen: Screen,
@@ -40,17 +40,17 @@ async def follow_batch(
 ) -> Phase:
     """Poll `batch` every POLL_SECONDS and show `screen(views, phase)` in `message` as it changes; returns how
     it ended. `shown` is the text the message holds already (not shown again)."""
-    assert fleet.operations is not None
+    assert services.operations is not None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last_edit = loop.time() if shown is not None else float("-inf")
     while True:
-        views = await fleet.call(fleet.operations.progress, batch)
+        views = await services.call(services.operations.progress, batch)
         now = loop.time()
         if views and all(view.final for view in views):
             # Once more: an operation that finished between the service's two looks at Redis is final there
             # before its result is recorded; this read records it and shows the result.
-            views = await fleet.call(fleet.operations.progress, batch)
+            views = await services.call(services.operations.progress, batch)
             phase = Phase.DONE
         elif now >= deadline:
             phase = Phase.TIMED_OUT

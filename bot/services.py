@@ -1,5 +1,5 @@
-"""What handlers get as `fleet`: the fleet and accounts services (and the board's, for its moderation),
-called off the event loop."""
+"""What handlers get as `services`: the fleet and accounts services (and the board's, for its moderation,
+the operations' and the plugins'), called off the event loop."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 @dataclass
 class BotServices:
-    workers: FleetService
+    fleet: FleetService  # workers, their presence and the event log
     accounts: AccountService
     board: BoardService | None = None  # the anonymous board's moderation and statistics (the Board section)
     operations: OperationsService | None = None  # account operations (check, sessions, 2FA, profile)
@@ -33,7 +33,7 @@ class BotServices:
     ) -> BotServices:
         """The services of a control plane, built now (handlers call them from several threads)."""
         return cls(
-            workers=plane.fleet,
+            fleet=plane.fleet,
             accounts=plane.accounts,
             board=plane.board if board else None,
             operations=plane.operations if operations else None,

@@ -48,7 +48,7 @@ def harness(redis_url: str, sqlite_url: str) -> Iterator[BotHarness]:
 def attach_board(harness: BotHarness) -> BoardService:
     """What `bot.main.make_services` does in production: the board's service beside the fleet's."""
     service = BoardService(
-        harness.services.workers.sessions, SecretBox(TEST_SECRET_KEY), BoardLimits(hide_after_reports=2)
+        harness.services.fleet.sessions, SecretBox(TEST_SECRET_KEY), BoardLimits(hide_after_reports=2)
     )
     harness.services.board = service  # the dispatcher holds this same BotServices object
     return service

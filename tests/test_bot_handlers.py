@@ -34,8 +34,8 @@ def live_worker(redis: Redis, name: str, address: str = "10.0.0.1") -> None:
 
 
 def add_worker(harness: BotHarness, name: str, address: str = "10.0.0.1") -> int:
-    harness.services.workers.add_worker(name, address, "test")
-    return harness.services.workers.id_of(name)
+    harness.services.fleet.add_worker(name, address, "test")
+    return harness.services.fleet.id_of(name)
 
 
 def import_account(harness: BotHarness, worker: str, phone: str = "+79991234567") -> int:
@@ -77,7 +77,7 @@ def test_strangers_get_one_refusal_to_start_and_nothing_else(harness: BotHarness
     assert answer.params["text"] == "⛔ Этот бот только для администраторов."
     time.sleep(0.5)
     assert [c.method for c in harness.core.calls[mark:]] == ["answerCallbackQuery"]  # no edit, nothing revealed
-    with harness.services.workers.sessions() as session:
+    with harness.services.fleet.sessions() as session:
         assert ops.get_worker(session, "w1").is_active  # and nothing changed
 
 
@@ -127,7 +127,7 @@ def test_worker_card_switches_and_removal(harness: BotHarness, redis_client: Red
     assert "🗑 Удалить" not in chat.buttons()  # online: cannot be removed
     chat.click("Отключить")
     assert "отключён админом" in chat.text()
-    with harness.services.workers.sessions() as session:
+    with harness.services.fleet.sessions() as session:
         assert not ops.get_worker(session, "alive").is_active
     chat.click("Включить")
     chat.click("Назад")
@@ -137,7 +137,7 @@ def test_worker_card_switches_and_removal(harness: BotHarness, redis_client: Red
     assert "Удалить воркер <b>gone</b>" in chat.text()
     chat.click("Да, удалить")
     assert "gone" not in " ".join(chat.buttons())
-    with harness.services.workers.sessions() as session:
+    with harness.services.fleet.sessions() as session:
         assert ops.find_worker(session, "gone") is None
 
 
@@ -150,7 +150,7 @@ def test_adding_a_worker_validates_each_answer(harness: BotHarness) -> None:
     assert "Адрес сервера воркера <b>fra-1</b>" in chat.text()
     chat.send("198.51.100.10")
     harness.core.wait_for(lambda c: c.method == "sendMessage" and "fra-1</b> — 🔴 Оффлайн" in c.params.get("text", ""))
-    with harness.services.workers.sessions() as session:
+    with harness.services.fleet.sessions() as session:
         assert ops.get_worker(session, "fra-1").address == "198.51.100.10"
 
 
@@ -186,7 +186,7 @@ def test_moving_an_account_says_where_it_went_in_the_admins_language(harness: Bo
     assert "🔀 Аккаунт перенесён с воркера <b>old</b> на <b>new</b>." in chat.text()
     assert "Воркер: new" in chat.text()
     with harness.services.accounts.sessions() as session:
-        assert ops.get_account(session, account_id).worker_id == harness.services.workers.id_of("new")
+        assert ops.get_account(session, account_id).worker_id == harness.services.fleet.id_of("new")
 
 
 def test_start_on_an_offline_worker_offers_to_start_when_back(harness: BotHarness) -> None:
@@ -290,7 +290,7 @@ def test_alerts_are_grouped_when_many_workers_drop() -> None:
 def test_alerts_reach_every_admin_in_their_language(harness: BotHarness) -> None:
     harness.chat(OTHER_ADMIN, "en").send("/start")  # this admin's language is now known
     assert harness.poll_alerts() == 0  # the first poll only finds where the log ends
-    with harness.services.workers.sessions.begin() as session:
+    with harness.services.fleet.sessions.begin() as session:
         ops.record_events(session, [ops.NewEvent("worker.offline", "fra-1", "no heartbeat for 70 s")])
     assert harness.poll_alerts() == 1
     sent = {

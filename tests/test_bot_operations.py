@@ -63,7 +63,7 @@ def start_worker(harness: BotHarness) -> Iterator[Callable[..., SimulatedWorker]
     started: list[SimulatedWorker] = []
 
     def start(name: str, responder: Callable[[AccountOperation], Answer | None] | None = None) -> SimulatedWorker:
-        harness.services.workers.add_worker(name, "10.0.0.1", "test")
+        harness.services.fleet.add_worker(name, "10.0.0.1", "test")
         accounts = harness.services.accounts
         worker = SimulatedWorker(accounts.redis, accounts.sessions, name, responder)
         started.append(worker)
@@ -411,7 +411,7 @@ def test_ending_other_sessions_for_all_asks_first(
 
 
 def test_an_offline_worker_fails_each_account_with_the_reason(harness: BotHarness) -> None:
-    harness.services.workers.add_worker("gone", "10.0.0.9", "test")
+    harness.services.fleet.add_worker("gone", "10.0.0.9", "test")
     import_account(harness, "gone")
     chat = harness.chat(ADMIN)
     chat.send("/workers")

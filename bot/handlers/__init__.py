@@ -1,1 +1,2 @@
-"""The bot's routers, one per area; `bot.app` assembles them in order (fallback last)."""
+"""The bot's routers, one per area, each made by its module's `build_router()`; `bot.app` assembles them in order
+(errors first, fallback last)."""

@@ -7,7 +7,7 @@ from collections.abc import Coroutine
 from html import escape
 from typing import Any
 
-from aiogram import F
+from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -16,32 +16,30 @@ from backend.accounts_service import AccountError, WorkerUnavailable
 from bot import views
 from bot.callbacks import AccountAction, AccountCard, AccountsPage, Menu, MenuAction, MoveTo
 from bot.forms import leave_card_form
-from bot.handlers.base import RouterSpec, actor, show
+from bot.handlers.base import actor, show
 from bot.live import Expectation, StatusWatcher
 from bot.services import BotServices
 from bot.texts import error_text, t
 from celery_app.account_state import AccountStatus
 
-router = RouterSpec(__name__)
 PER_PAGE = 10
 OUTCOME_TIMEOUT = 30.0
 
 
-async def render_page(event: Message | CallbackQuery, fleet: BotServices, lang: str, worker_id: int, page: int) -> None:
-    data = await fleet.call(fleet.accounts.accounts_page, page, PER_PAGE, worker_id or None)
-    worker_name = await fleet.call(fleet.workers.name_of, worker_id) if worker_id else None
-    await show(event, *views.accounts_page(lang, data, worker_id, worker_name, fleet.operations is not None))
+async def render_page(
+    event: Message | CallbackQuery, services: BotServices, lang: str, worker_id: int, page: int
+) -> None:
+    data = await services.call(services.accounts.accounts_page, page, PER_PAGE, worker_id or None)
+    worker_name = await services.call(services.fleet.name_of, worker_id) if worker_id else None
+    await show(event, *views.accounts_page(lang, data, worker_id, worker_name, services.operations is not None))
 
 
-@router.message(Command("accounts"))
-@router.callback_query(Menu.filter(F.action == MenuAction.ACCOUNTS))
-async def accounts(event: Message | CallbackQuery, fleet: BotServices, lang: str) -> None:
-    await render_page(event, fleet, lang, 0, 0)
+async def accounts(event: Message | CallbackQuery, services: BotServices, lang: str) -> None:
+    await render_page(event, services, lang, 0, 0)
 
 
-@router.callback_query(AccountsPage.filter())
-async def accounts_page(query: CallbackQuery, callback_data: AccountsPage, fleet: BotServices, lang: str) -> None:
-    await render_page(query, fleet, lang, callback_data.worker_id, callback_data.page)
+async def accounts_page(query: CallbackQuery, callback_data: AccountsPage, services: BotServices, lang: str) -> None:
+    await render_page(query, services, lang, callback_data.worker_id, callback_data.page)
 
 
 def error_note(lang: str, error: BaseException) -> str:
@@ -49,7 +47,7 @@ def error_note(lang: str, error: BaseException) -> str:
 
 
 async def card_screen(
-    fleet: BotServices,
+    services: BotServices,
     lang: str,
     account_id: int,
     note: str = "",
@@ -57,12 +55,12 @@ async def card_screen(
     extra_rows: list[list[views.Button]] | None = None,
 ) -> tuple[str, InlineKeyboardMarkup]:
     """The account's card (with its enabled plugins as the worker reports them) and `note` under it."""
-    view = await fleet.call(fleet.accounts.get_account, account_id, 0)
-    worker_id = await fleet.call(fleet.workers.id_of, view.worker) if view.worker else None
+    view = await services.call(services.accounts.get_account, account_id, 0)
+    worker_id = await services.call(services.fleet.id_of, view.worker) if view.worker else None
     plugins = []
-    if fleet.plugins is not None:
+    if services.plugins is not None:
         running = {account_id} if view.live and view.status == AccountStatus.RUNNING else set()
-        plugins = await fleet.call(fleet.plugins.status, [account_id], running=running)
+        plugins = await services.call(services.plugins.status, [account_id], running=running)
     text, markup = views.account_card(
         lang,
         view,
@@ -70,52 +68,50 @@ async def card_screen(
         override_status=status,
         plugins=plugins,
         extra_rows=extra_rows or [],
-        operations=fleet.operations is not None,
-        with_plugins=fleet.plugins is not None,
+        operations=services.operations is not None,
+        with_plugins=services.plugins is not None,
     )
     return (f"{text}\n\n{note}" if note else text), markup
 
 
 async def render_card(
     event: Message | CallbackQuery,
-    fleet: BotServices,
+    services: BotServices,
     lang: str,
     account_id: int,
     note: str = "",
     status: str | None = None,
 ) -> None:
-    await show(event, *await card_screen(fleet, lang, account_id, note, status))
+    await show(event, *await card_screen(services, lang, account_id, note, status))
 
 
-@router.callback_query(AccountCard.filter(F.action == AccountAction.CARD))
 async def card(
-    query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str, state: FSMContext
+    query: CallbackQuery, callback_data: AccountCard, services: BotServices, lang: str, state: FSMContext
 ) -> None:
     await leave_card_form(state)
-    await render_card(query, fleet, lang, callback_data.id)
+    await render_card(query, services, lang, callback_data.id)
 
 
-@router.callback_query(AccountCard.filter(F.action.in_({AccountAction.START, AccountAction.RESTART})))
 async def start(
-    query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, watcher: StatusWatcher, lang: str
+    query: CallbackQuery, callback_data: AccountCard, services: BotServices, watcher: StatusWatcher, lang: str
 ) -> None:
     """Edit the card to "starting…" at once; a background task edits it again with the outcome the worker
     reports on the event stream (or a timeout note), so this chat's next taps are not held up meanwhile."""
     account_id = callback_data.id
-    await render_card(query, fleet, lang, account_id, status=t(lang, "account.starting"))
-    service = fleet.accounts.restart if callback_data.action == AccountAction.RESTART else fleet.accounts.start
+    await render_card(query, services, lang, account_id, status=t(lang, "account.starting"))
+    call = services.accounts.restart if callback_data.action == AccountAction.RESTART else services.accounts.start
     expectation = watcher.expect(account_id, lambda s: s.status not in (AccountStatus.STARTING, AccountStatus.STOPPED))
     try:
-        await fleet.call(service, account_id, actor(query.from_user))
+        await services.call(call, account_id, actor(query.from_user))
     except WorkerUnavailable as error:
         expectation.cancel()
         await show(query, *views.when_back(lang, account_id, error_text(lang, error)))
         return
     except AccountError as error:
         expectation.cancel()
-        await render_card(query, fleet, lang, account_id, note=error_note(lang, error))
+        await render_card(query, services, lang, account_id, note=error_note(lang, error))
         return
-    follow_up(show_outcome(query, fleet, lang, account_id, expectation))
+    follow_up(show_outcome(query, services, lang, account_id, expectation))
 
 
 _follow_ups: set[asyncio.Task[None]] = set()
@@ -129,40 +125,37 @@ def follow_up(coroutine: Coroutine[Any, Any, None]) -> None:
 
 
 async def show_outcome(
-    query: CallbackQuery, fleet: BotServices, lang: str, account_id: int, expectation: Expectation
+    query: CallbackQuery, services: BotServices, lang: str, account_id: int, expectation: Expectation
 ) -> None:
     if await expectation.wait(OUTCOME_TIMEOUT) is None:
-        await render_card(query, fleet, lang, account_id, note=t(lang, "account.timeout"))
+        await render_card(query, services, lang, account_id, note=t(lang, "account.timeout"))
         return
-    await render_card(query, fleet, lang, account_id)
+    await render_card(query, services, lang, account_id)
 
 
-@router.callback_query(AccountCard.filter(F.action == AccountAction.START_WHEN_BACK))
-async def start_when_back(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
-    result = await fleet.call(fleet.accounts.start, callback_data.id, actor(query.from_user), True)
+async def start_when_back(query: CallbackQuery, callback_data: AccountCard, services: BotServices, lang: str) -> None:
+    result = await services.call(services.accounts.start, callback_data.id, actor(query.from_user), True)
     if result.dispatched:  # the worker came back meanwhile
-        await render_card(query, fleet, lang, callback_data.id)
+        await render_card(query, services, lang, callback_data.id)
         return
-    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
+    view = await services.call(services.accounts.get_account, callback_data.id, 0)
     note = t(lang, "account.when_back", id=view.id, worker=escape(view.worker or "—"))
-    await render_card(query, fleet, lang, callback_data.id, note=note)
+    await render_card(query, services, lang, callback_data.id, note=note)
 
 
-@router.callback_query(AccountCard.filter(F.action == AccountAction.STOP))
-async def stop(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
-    await render_card(query, fleet, lang, callback_data.id, status=t(lang, "account.stopping"))
+async def stop(query: CallbackQuery, callback_data: AccountCard, services: BotServices, lang: str) -> None:
+    await render_card(query, services, lang, callback_data.id, status=t(lang, "account.stopping"))
     try:
-        await fleet.call(fleet.accounts.stop, callback_data.id, actor(query.from_user))
+        await services.call(services.accounts.stop, callback_data.id, actor(query.from_user))
     except AccountError as error:
-        await render_card(query, fleet, lang, callback_data.id, note=error_note(lang, error))
+        await render_card(query, services, lang, callback_data.id, note=error_note(lang, error))
         return
-    await render_card(query, fleet, lang, callback_data.id)
+    await render_card(query, services, lang, callback_data.id)
 
 
-@router.callback_query(AccountCard.filter(F.action == AccountAction.MOVE))
-async def move(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
-    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
-    targets = await fleet.call(fleet.workers.usable_workers, view.worker)
+async def move(query: CallbackQuery, callback_data: AccountCard, services: BotServices, lang: str) -> None:
+    view = await services.call(services.accounts.get_account, callback_data.id, 0)
+    targets = await services.call(services.fleet.usable_workers, view.worker)
     choices = [(w.id, w.name) for w in targets if w.id is not None]
     await show(query, *views.move_picker(lang, view, choices))
 
@@ -176,30 +169,45 @@ def moved_note(lang: str, source: str | None, target: str, starting: bool) -> st
     return f"{note} {t(lang, 'account.moved.starting')}" if starting else note
 
 
-@router.callback_query(MoveTo.filter())
-async def move_to(query: CallbackQuery, callback_data: MoveTo, fleet: BotServices, lang: str) -> None:
-    target = await fleet.call(fleet.workers.name_of, callback_data.worker_id)
-    source = (await fleet.call(fleet.accounts.get_account, callback_data.id, 0)).worker
+async def move_to(query: CallbackQuery, callback_data: MoveTo, services: BotServices, lang: str) -> None:
+    target = await services.call(services.fleet.name_of, callback_data.worker_id)
+    source = (await services.call(services.accounts.get_account, callback_data.id, 0)).worker
     try:
-        result = await fleet.call(fleet.accounts.move, callback_data.id, target, actor(query.from_user))
+        result = await services.call(services.accounts.move, callback_data.id, target, actor(query.from_user))
     except AccountError as error:
-        await render_card(query, fleet, lang, callback_data.id, note=error_note(lang, error))
+        await render_card(query, services, lang, callback_data.id, note=error_note(lang, error))
         return
     note = moved_note(lang, source, target, result.dispatched)
-    await render_card(query, fleet, lang, callback_data.id, note=note)
+    await render_card(query, services, lang, callback_data.id, note=note)
 
 
-@router.callback_query(AccountCard.filter(F.action == AccountAction.REMOVE))
-async def remove(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
-    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
+async def remove(query: CallbackQuery, callback_data: AccountCard, services: BotServices, lang: str) -> None:
+    view = await services.call(services.accounts.get_account, callback_data.id, 0)
     yes = AccountCard(id=callback_data.id, action=AccountAction.REMOVE_CONFIRMED).pack()
     no = AccountCard(id=callback_data.id).pack()
     await show(query, *views.confirm(lang, t(lang, "account.remove.confirm", phone=escape(view.phone_masked)), yes, no))
 
 
-@router.callback_query(AccountCard.filter(F.action == AccountAction.REMOVE_CONFIRMED))
-async def remove_confirmed(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
-    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
-    await fleet.call(fleet.accounts.remove, callback_data.id, actor(query.from_user))
+async def remove_confirmed(query: CallbackQuery, callback_data: AccountCard, services: BotServices, lang: str) -> None:
+    view = await services.call(services.accounts.get_account, callback_data.id, 0)
+    await services.call(services.accounts.remove, callback_data.id, actor(query.from_user))
     await query.answer(t(lang, "account.removed", phone=view.phone_masked))
-    await render_page(query, fleet, lang, 0, 0)
+    await render_page(query, services, lang, 0, 0)
+
+
+def build_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(accounts, Command("accounts"))
+    router.callback_query.register(accounts, Menu.filter(F.action == MenuAction.ACCOUNTS))
+    router.callback_query.register(accounts_page, AccountsPage.filter())
+    router.callback_query.register(card, AccountCard.filter(F.action == AccountAction.CARD))
+    router.callback_query.register(
+        start, AccountCard.filter(F.action.in_({AccountAction.START, AccountAction.RESTART}))
+    )
+    router.callback_query.register(start_when_back, AccountCard.filter(F.action == AccountAction.START_WHEN_BACK))
+    router.callback_query.register(stop, AccountCard.filter(F.action == AccountAction.STOP))
+    router.callback_query.register(move, AccountCard.filter(F.action == AccountAction.MOVE))
+    router.callback_query.register(move_to, MoveTo.filter())
+    router.callback_query.register(remove, AccountCard.filter(F.action == AccountAction.REMOVE))
+    router.callback_query.register(remove_confirmed, AccountCard.filter(F.action == AccountAction.REMOVE_CONFIRMED))
+    return router

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-from aiogram import Bot, F
+from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
@@ -19,13 +19,11 @@ from aiogram.types import CallbackQuery, Message
 from backend.accounts_service import AccountError, AccountView, LoginError
 from bot import views
 from bot.callbacks import Menu, MenuAction, WizardMethod, WizardWorker
-from bot.handlers.base import RouterSpec, actor, show
+from bot.handlers.base import actor, show
 from bot.services import BotServices
 from bot.texts import error_text, t
 from common.sessions import MAX_SESSION_FILE_BYTES
 from common.validation import InvalidValue, normalize_phone, validate_api_hash, validate_api_id
-
-router = RouterSpec(__name__)
 
 
 class AddAccount(StatesGroup):
@@ -44,42 +42,37 @@ async def _delete(message: Message) -> None:
         await message.delete()
 
 
-async def _done(message: Message, state: FSMContext, fleet: BotServices, lang: str, view: AccountView) -> None:
+async def _done(message: Message, state: FSMContext, services: BotServices, lang: str, view: AccountView) -> None:
     await state.clear()
-    worker_id = await fleet.call(fleet.workers.id_of, view.worker) if view.worker else None
+    worker_id = await services.call(services.fleet.id_of, view.worker) if view.worker else None
     text, markup = views.account_card(lang, view, worker_id)
     await message.answer(f"{t(lang, 'wizard.done')}\n\n{text}", reply_markup=markup)
 
 
-@router.message(Command("add"))
-@router.callback_query(Menu.filter(F.action == MenuAction.ADD_ACCOUNT))
-async def begin(event: Message | CallbackQuery, state: FSMContext, fleet: BotServices, lang: str) -> None:
+async def begin(event: Message | CallbackQuery, state: FSMContext, services: BotServices, lang: str) -> None:
     await state.clear()
-    workers = await fleet.call(fleet.workers.usable_workers)
+    workers = await services.call(services.fleet.usable_workers)
     choices = [(w.id, w.name) for w in workers if w.id is not None]
     if choices:
         await state.set_state(AddAccount.worker)
     await show(event, *views.wizard_workers(lang, choices))
 
 
-@router.callback_query(AddAccount.worker, WizardWorker.filter())
 async def chose_worker(
-    query: CallbackQuery, callback_data: WizardWorker, state: FSMContext, fleet: BotServices, lang: str
+    query: CallbackQuery, callback_data: WizardWorker, state: FSMContext, services: BotServices, lang: str
 ) -> None:
-    name = await fleet.call(fleet.workers.name_of, callback_data.worker_id)
+    name = await services.call(services.fleet.name_of, callback_data.worker_id)
     await state.update_data(worker=name)
     await state.set_state(AddAccount.method)
     await show(query, *views.wizard_methods(lang))
 
 
-@router.callback_query(AddAccount.method, WizardMethod.filter(F.method.in_({"login", "import"})))
 async def chose_method(query: CallbackQuery, callback_data: WizardMethod, state: FSMContext, lang: str) -> None:
     await state.update_data(method=callback_data.method)
     await state.set_state(AddAccount.phone)
     await show(query, t(lang, "wizard.phone"))
 
 
-@router.message(AddAccount.phone, F.text)
 async def got_phone(message: Message, state: FSMContext, lang: str) -> None:
     try:
         phone = normalize_phone(message.text or "")
@@ -91,7 +84,6 @@ async def got_phone(message: Message, state: FSMContext, lang: str) -> None:
     await message.answer(t(lang, "wizard.api_id"))
 
 
-@router.message(AddAccount.api_id, F.text)
 async def got_api_id(message: Message, state: FSMContext, lang: str) -> None:
     try:
         api_id = validate_api_id(message.text or "")
@@ -103,8 +95,7 @@ async def got_api_id(message: Message, state: FSMContext, lang: str) -> None:
     await message.answer(t(lang, "wizard.api_hash"))
 
 
-@router.message(AddAccount.api_hash, F.text)
-async def got_api_hash(message: Message, state: FSMContext, fleet: BotServices, lang: str) -> None:
+async def got_api_hash(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:
     try:
         api_hash = validate_api_hash(message.text or "")
     except InvalidValue as error:
@@ -112,15 +103,15 @@ async def got_api_hash(message: Message, state: FSMContext, fleet: BotServices, 
         return
     await _delete(message)  # an API hash is a credential: do not leave it in the chat
     data = await state.get_data()
-    await state.update_data(api_hash_enc=fleet.accounts.box.encrypt(api_hash))
+    await state.update_data(api_hash_enc=services.accounts.box.encrypt(api_hash))
     if data["method"] == "import":
         await state.set_state(AddAccount.session)
         await message.answer(t(lang, "wizard.session"))
         return
     await message.answer(t(lang, "wizard.sending_code"))
     try:
-        step = await fleet.call(
-            fleet.accounts.begin_login,
+        step = await services.call(
+            services.accounts.begin_login,
             data["worker"],
             data["phone"],
             data["api_id"],
@@ -136,15 +127,15 @@ async def got_api_hash(message: Message, state: FSMContext, fleet: BotServices, 
     await message.answer(t(lang, "wizard.code"))
 
 
-async def _login_step(message: Message, state: FSMContext, fleet: BotServices, lang: str, password: bool) -> None:
+async def _login_step(message: Message, state: FSMContext, services: BotServices, lang: str, password: bool) -> None:
     data = await state.get_data()
     text = message.text or ""
     if password:
         await _delete(message)
     await message.answer(t(lang, "wizard.checking"))
     try:
-        call = fleet.accounts.submit_password if password else fleet.accounts.submit_code
-        step = await fleet.call(call, data["login_id"], text)
+        call = services.accounts.submit_password if password else services.accounts.submit_code
+        step = await services.call(call, data["login_id"], text)
     except LoginError as error:
         if error.retry:
             await message.answer(t(lang, "wizard.retry", error=error_text(lang, error)))
@@ -157,29 +148,27 @@ async def _login_step(message: Message, state: FSMContext, fleet: BotServices, l
         await message.answer(t(lang, "wizard.password"))
         return
     assert step.account is not None
-    await _done(message, state, fleet, lang, step.account)
+    await _done(message, state, services, lang, step.account)
 
 
-@router.message(AddAccount.code, F.text)
-async def got_code(message: Message, state: FSMContext, fleet: BotServices, lang: str) -> None:
-    await _login_step(message, state, fleet, lang, password=False)
+async def got_code(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:
+    await _login_step(message, state, services, lang, password=False)
 
 
-@router.message(AddAccount.password, F.text)
-async def got_password(message: Message, state: FSMContext, fleet: BotServices, lang: str) -> None:
-    await _login_step(message, state, fleet, lang, password=True)
+async def got_password(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:
+    await _login_step(message, state, services, lang, password=True)
 
 
 async def _import(
-    message: Message, state: FSMContext, fleet: BotServices, lang: str, string: str | None, file: bytes | None
+    message: Message, state: FSMContext, services: BotServices, lang: str, string: str | None, file: bytes | None
 ) -> None:
     data = await state.get_data()
     try:
-        view = await fleet.call(
-            fleet.accounts.import_session,
+        view = await services.call(
+            services.accounts.import_session,
             data["worker"],
             data["api_id"],
-            fleet.accounts.box.decrypt(data["api_hash_enc"]),
+            services.accounts.box.decrypt(data["api_hash_enc"]),
             session_string=string,
             session_file=file,
             phone=data["phone"],
@@ -188,18 +177,16 @@ async def _import(
     except AccountError as error:
         await message.answer(t(lang, "wizard.retry", error=error_text(lang, error)))
         return
-    await _done(message, state, fleet, lang, view)
+    await _done(message, state, services, lang, view)
 
 
-@router.message(AddAccount.session, F.text)
-async def got_session_string(message: Message, state: FSMContext, fleet: BotServices, lang: str) -> None:
+async def got_session_string(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:
     text = (message.text or "").strip()
     await _delete(message)  # a session string is the account itself
-    await _import(message, state, fleet, lang, text, None)
+    await _import(message, state, services, lang, text, None)
 
 
-@router.message(AddAccount.session, F.document)
-async def got_session_file(message: Message, state: FSMContext, fleet: BotServices, bot: Bot, lang: str) -> None:
+async def got_session_file(message: Message, state: FSMContext, services: BotServices, bot: Bot, lang: str) -> None:
     document = message.document
     assert document is not None
     if (document.file_size or 0) > MAX_SESSION_FILE_BYTES:
@@ -208,14 +195,33 @@ async def got_session_file(message: Message, state: FSMContext, fleet: BotServic
     buffer = await bot.download(document)
     await _delete(message)
     content = buffer.read() if buffer is not None else b""
-    await _import(message, state, fleet, lang, None, content)
+    await _import(message, state, services, lang, None, content)
 
 
-@router.message(AddAccount.phone)
-@router.message(AddAccount.api_id)
-@router.message(AddAccount.api_hash)
-@router.message(AddAccount.code)
-@router.message(AddAccount.password)
-@router.message(AddAccount.session)
 async def not_text(message: Message, lang: str) -> None:
     await message.answer(t(lang, "wizard.expect_text"))
+
+
+def build_router() -> Router:
+    """The first matching handler wins: a wizard step's catch-all comes after the handlers that take its input."""
+    router = Router(name=__name__)
+    router.message.register(begin, Command("add"))
+    router.callback_query.register(begin, Menu.filter(F.action == MenuAction.ADD_ACCOUNT))
+    router.callback_query.register(chose_worker, AddAccount.worker, WizardWorker.filter())
+    router.callback_query.register(
+        chose_method, AddAccount.method, WizardMethod.filter(F.method.in_({"login", "import"}))
+    )
+    router.message.register(got_phone, AddAccount.phone, F.text)
+    router.message.register(got_api_id, AddAccount.api_id, F.text)
+    router.message.register(got_api_hash, AddAccount.api_hash, F.text)
+    router.message.register(got_code, AddAccount.code, F.text)
+    router.message.register(got_password, AddAccount.password, F.text)
+    router.message.register(got_session_string, AddAccount.session, F.text)
+    router.message.register(got_session_file, AddAccount.session, F.document)
+    router.message.register(not_text, AddAccount.session)
+    router.message.register(not_text, AddAccount.password)
+    router.message.register(not_text, AddAccount.code)
+    router.message.register(not_text, AddAccount.api_hash)
+    router.message.register(not_text, AddAccount.api_id)
+    router.message.register(not_text, AddAccount.phone)
+    return router

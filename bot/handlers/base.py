@@ -1,47 +1,11 @@
-"""Helpers every handler uses: the router spec, showing a screen (edit in place or reply), who acts."""
+"""Helpers every handler uses: showing a screen (edit in place or reply), editing a sent one, who acts."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from typing import Any
 
-from aiogram import Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, User
-
-Handler = Callable[..., Any]
-
-
-class RouterSpec:
-    """Handlers declared with the usual decorators, built into a fresh `Router` for each dispatcher
-    (an aiogram router can belong to one dispatcher only; tests and restarts build several)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._entries: list[tuple[str, Handler, tuple[Any, ...]]] = []
-
-    def _register(self, observer: str, *filters: Any) -> Callable[[Handler], Handler]:
-        def decorate(handler: Handler) -> Handler:
-            self._entries.append((observer, handler, filters))
-            return handler
-
-        return decorate
-
-    def message(self, *filters: Any) -> Callable[[Handler], Handler]:
-        return self._register("message", *filters)
-
-    def callback_query(self, *filters: Any) -> Callable[[Handler], Handler]:
-        return self._register("callback_query", *filters)
-
-    def errors(self, *filters: Any) -> Callable[[Handler], Handler]:
-        return self._register("errors", *filters)
-
-    def build(self) -> Router:
-        router = Router(name=self.name)
-        for observer, handler, filters in self._entries:
-            getattr(router, observer).register(handler, *filters)
-        return router
 
 
 async def show(target: Message | CallbackQuery, text: str, markup: InlineKeyboardMarkup | None = None) -> None:

@@ -6,20 +6,18 @@ import contextlib
 import logging
 from html import escape
 
+from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.errors import DOMAIN_ERRORS
-from bot.handlers.base import RouterSpec
 from bot.texts import DEFAULT_LANGUAGE, error_text, t
 
 log = logging.getLogger(__name__)
-router = RouterSpec(__name__)
 
 
-@router.errors()
 async def on_error(event: ErrorEvent, lang: str = DEFAULT_LANGUAGE) -> bool:
     error = event.exception
     if isinstance(error, DOMAIN_ERRORS):
@@ -37,3 +35,9 @@ async def on_error(event: ErrorEvent, lang: str = DEFAULT_LANGUAGE) -> bool:
         elif update.message is not None:
             await update.message.answer(text)
     return True
+
+
+def build_router() -> Router:
+    router = Router(name=__name__)
+    router.errors.register(on_error)
+    return router

@@ -12,7 +12,7 @@ import contextlib
 from html import escape
 from typing import Any
 
-from aiogram import Bot, F
+from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
@@ -35,14 +35,12 @@ from bot.callbacks import (
 )
 from bot.forms import PasswordForm, ProfileForm, leave_card_form
 from bot.handlers.accounts import card_screen, follow_up
-from bot.handlers.base import RouterSpec, actor, edit, show
+from bot.handlers.base import actor, edit, show
 from bot.operation_views import Phase
 from bot.services import BotServices
 from bot.texts import t
 from celery_app.contract import PHOTO_MAX_BYTES
 from celery_app.operations import OperationName
-
-router = RouterSpec(__name__)
 
 CARD_OPERATIONS = {
     AccountAction.CHECK: OperationName.CHECK,
@@ -62,7 +60,7 @@ async def _delete(message: Message) -> None:
 
 async def start_on_card(
     target: CallbackQuery | Message,
-    fleet: BotServices,
+    services: BotServices,
     lang: str,
     account_id: int,
     name: OperationName,
@@ -71,26 +69,26 @@ async def start_on_card(
 ) -> None:
     """Show the card with "⏳ <operation>…" (editing the tapped card, or as a new message after a form's
     answer), submit, and follow the outcome in the background."""
-    assert fleet.operations is not None
-    text, markup = await card_screen(fleet, lang, account_id, note=ov.running_note(lang, name))
+    assert services.operations is not None
+    text, markup = await card_screen(services, lang, account_id, note=ov.running_note(lang, name))
     if isinstance(target, CallbackQuery):
         await show(target, text, markup)
         message = target.message if isinstance(target.message, Message) else None
     else:
         message = await target.answer(text, reply_markup=markup)
     try:
-        batch = await fleet.call(fleet.operations.submit, name, [account_id], options, who)
+        batch = await services.call(services.operations.submit, name, [account_id], options, who)
     except AccountError as error:
         note = t(lang, "account.error", error=ov.operation_error(lang, error))
         if message is not None:
-            await edit(message, *await card_screen(fleet, lang, account_id, note=note))
+            await edit(message, *await card_screen(services, lang, account_id, note=note))
         return
     if message is not None:
-        follow_up(follow.guarded(card_outcome(message, fleet, lang, account_id, batch.batch, name, text), name))
+        follow_up(follow.guarded(card_outcome(message, services, lang, account_id, batch.batch, name, text), name))
 
 
 async def card_outcome(
-    message: Message, fleet: BotServices, lang: str, account_id: int, batch: str, name: str, shown: str
+    message: Message, services: BotServices, lang: str, account_id: int, batch: str, name: str, shown: str
 ) -> None:
     """Edit the card with the operation's outcome as it comes (a flood wait, then the result or failure)."""
     notes = ov.CardNotes(lang, name)
@@ -100,24 +98,22 @@ async def card_outcome(
         note, extra = notes.of(found, phase)
         if note not in screens:  # the card is read again only when there is something new to show
             screens.clear()
-            screens[note] = await card_screen(fleet, lang, account_id, note=note, extra_rows=extra)
+            screens[note] = await card_screen(services, lang, account_id, note=note, extra_rows=extra)
         return screens[note]
 
-    await follow.follow_batch(fleet, message, batch, screen, follow.CARD_TIMEOUT, shown=shown)
+    await follow.follow_batch(services, message, batch, screen, follow.CARD_TIMEOUT, shown=shown)
 
 
-@router.callback_query(AccountCard.filter(F.action.in_(set(CARD_OPERATIONS))))
 async def card_operation(
-    query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str, state: FSMContext
+    query: CallbackQuery, callback_data: AccountCard, services: BotServices, lang: str, state: FSMContext
 ) -> None:
     await leave_card_form(state)
     name = CARD_OPERATIONS[callback_data.action]
-    await start_on_card(query, fleet, lang, callback_data.id, name, {}, actor(query.from_user))
+    await start_on_card(query, services, lang, callback_data.id, name, {}, actor(query.from_user))
 
 
-@router.callback_query(AccountCard.filter(F.action == AccountAction.END_SESSIONS))
-async def end_sessions(query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str) -> None:
-    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
+async def end_sessions(query: CallbackQuery, callback_data: AccountCard, services: BotServices, lang: str) -> None:
+    view = await services.call(services.accounts.get_account, callback_data.id, 0)
     yes = AccountCard(id=view.id, action=AccountAction.END_SESSIONS_CONFIRMED).pack()
     question = t(lang, "op.end_sessions.confirm", phone=escape(view.phone_masked))
     await show(query, *views.confirm(lang, question, yes, AccountCard(id=view.id).pack(), "btn.yes_end"))
@@ -126,19 +122,17 @@ async def end_sessions(query: CallbackQuery, callback_data: AccountCard, fleet: 
 # --- the cloud password: current (or none), new, new again; each message deleted as soon as it is read
 
 
-@router.callback_query(AccountCard.filter(F.action == AccountAction.PASSWORD))
 async def password_form(
-    query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str, state: FSMContext
+    query: CallbackQuery, callback_data: AccountCard, services: BotServices, lang: str, state: FSMContext
 ) -> None:
-    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
+    view = await services.call(services.accounts.get_account, callback_data.id, 0)
     await state.set_state(PasswordForm.current)
     await state.set_data({"account_id": view.id, "phone": view.phone_masked})
     await show(query, *ov.password_prompt(lang, "current", view.phone_masked))
 
 
-@router.message(PasswordForm.current, F.text)
-async def got_current_password(message: Message, state: FSMContext, fleet: BotServices, lang: str) -> None:
-    secret = fleet.accounts.box.encrypt(message.text or "")
+async def got_current_password(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:
+    secret = services.accounts.box.encrypt(message.text or "")
     await _delete(message)
     await state.update_data(current_enc=secret)
     await state.set_state(PasswordForm.new)
@@ -146,16 +140,14 @@ async def got_current_password(message: Message, state: FSMContext, fleet: BotSe
     await message.answer(text, reply_markup=markup)
 
 
-@router.callback_query(PasswordForm.current, Form.filter(F.action == FormAction.NO_PASSWORD))
 async def no_current_password(query: CallbackQuery, state: FSMContext, lang: str) -> None:
     await state.update_data(current_enc=None)
     await state.set_state(PasswordForm.new)
     await show(query, *ov.password_prompt(lang, "new", (await state.get_data()).get("phone", "")))
 
 
-@router.message(PasswordForm.new, F.text)
-async def got_new_password(message: Message, state: FSMContext, fleet: BotServices, lang: str) -> None:
-    secret = fleet.accounts.box.encrypt(message.text or "")
+async def got_new_password(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:
+    secret = services.accounts.box.encrypt(message.text or "")
     await _delete(message)
     await state.update_data(new_enc=secret)
     await state.set_state(PasswordForm.repeat)
@@ -163,12 +155,11 @@ async def got_new_password(message: Message, state: FSMContext, fleet: BotServic
     await message.answer(text, reply_markup=markup)
 
 
-@router.message(PasswordForm.repeat, F.text)
-async def got_new_password_again(message: Message, state: FSMContext, fleet: BotServices, lang: str) -> None:
+async def got_new_password_again(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:
     again = message.text or ""
     await _delete(message)
     data = await state.get_data()
-    box = fleet.accounts.box
+    box = services.accounts.box
     new = box.decrypt(data["new_enc"]) if data.get("new_enc") else None
     if new != again:
         await state.update_data(new_enc=None)
@@ -182,26 +173,24 @@ async def got_new_password_again(message: Message, state: FSMContext, fleet: Bot
         "new_password": new,
     }
     who = actor(message.from_user)
-    await start_on_card(message, fleet, lang, int(data["account_id"]), OperationName.TWO_FA, options, who)
+    await start_on_card(message, services, lang, int(data["account_id"]), OperationName.TWO_FA, options, who)
 
 
 # --- the profile: which field, then its new value (a photo is downloaded from the chat)
 
 
-@router.callback_query(AccountCard.filter(F.action == AccountAction.PROFILE))
 async def profile(
-    query: CallbackQuery, callback_data: AccountCard, fleet: BotServices, lang: str, state: FSMContext
+    query: CallbackQuery, callback_data: AccountCard, services: BotServices, lang: str, state: FSMContext
 ) -> None:
     await leave_card_form(state)
-    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
+    view = await services.call(services.accounts.get_account, callback_data.id, 0)
     await show(query, *ov.profile_picker(lang, view))
 
 
-@router.callback_query(ProfileEdit.filter())
 async def profile_field(
-    query: CallbackQuery, callback_data: ProfileEdit, fleet: BotServices, lang: str, state: FSMContext
+    query: CallbackQuery, callback_data: ProfileEdit, services: BotServices, lang: str, state: FSMContext
 ) -> None:
-    view = await fleet.call(fleet.accounts.get_account, callback_data.id, 0)
+    view = await services.call(services.accounts.get_account, callback_data.id, 0)
     await state.set_state(ProfileForm.value)
     await state.set_data({"account_id": view.id, "field": callback_data.field.value, "phone": view.phone_masked})
     await show(query, *ov.profile_prompt(lang, callback_data.field.value, view.phone_masked))
@@ -218,9 +207,8 @@ async def _photo_of(message: Message, bot: Bot) -> bytes | None:
     return buffer.read() if buffer is not None else b""
 
 
-@router.message(ProfileForm.value)
-async def got_profile_value(message: Message, state: FSMContext, fleet: BotServices, bot: Bot, lang: str) -> None:
-    assert fleet.operations is not None
+async def got_profile_value(message: Message, state: FSMContext, services: BotServices, bot: Bot, lang: str) -> None:
+    assert services.operations is not None
     data = await state.get_data()
     field = str(data.get("field"))
     try:
@@ -235,52 +223,48 @@ async def got_profile_value(message: Message, state: FSMContext, fleet: BotServi
                 return
             value = ov.profile_value(field, message.text)
         options = {field: value}
-        await fleet.call(fleet.operations.build_params, OperationName.PROFILE, options)  # bad input: ask again
+        await services.call(services.operations.build_params, OperationName.PROFILE, options)  # bad input: ask again
     except AccountError as error:
         await message.answer(t(lang, "wizard.retry", error=ov.operation_error(lang, error)))
         return
     await state.clear()
     who = actor(message.from_user)
-    await start_on_card(message, fleet, lang, int(data["account_id"]), OperationName.PROFILE, options, who)
+    await start_on_card(message, services, lang, int(data["account_id"]), OperationName.PROFILE, options, who)
 
 
-@router.message(PasswordForm.current)
-@router.message(PasswordForm.new)
-@router.message(PasswordForm.repeat)
 async def password_not_text(message: Message, lang: str) -> None:
     await message.answer(t(lang, "wizard.expect_text"))
 
 
-@router.callback_query(Form.filter(F.action == FormAction.CANCEL), StateFilter("*"))
-async def cancel_form(query: CallbackQuery, state: FSMContext, fleet: BotServices, lang: str) -> None:
+async def cancel_form(query: CallbackQuery, state: FSMContext, services: BotServices, lang: str) -> None:
     """Leave the form (and what it held) and go back to the account's card."""
     data = await state.get_data()
     await state.clear()
     if "account_id" in data:
-        await show(query, *await card_screen(fleet, lang, int(data["account_id"]), note=t(lang, "cancelled")))
+        await show(query, *await card_screen(services, lang, int(data["account_id"]), note=t(lang, "cancelled")))
         return
-    await show(query, *views.main_menu(lang, fleet.board is not None))
+    await show(query, *views.main_menu(lang, services.board is not None))
 
 
 # --- a worker's accounts: check all, end other sessions for all (one message, edited as results arrive)
 
 
-@router.callback_query(WorkerOps.filter(F.action == WorkerOpAction.END_SESSIONS))
-async def end_sessions_for_all(query: CallbackQuery, callback_data: WorkerOps, fleet: BotServices, lang: str) -> None:
-    worker = await fleet.call(fleet.workers.name_of, callback_data.worker_id)
+async def end_sessions_for_all(
+    query: CallbackQuery, callback_data: WorkerOps, services: BotServices, lang: str
+) -> None:
+    worker = await services.call(services.fleet.name_of, callback_data.worker_id)
     yes = WorkerOps(worker_id=callback_data.worker_id, action=WorkerOpAction.END_SESSIONS_CONFIRMED).pack()
     await show(query, *ov.batch_confirm(lang, worker, callback_data.worker_id, yes))
 
 
-@router.callback_query(WorkerOps.filter(F.action.in_({WorkerOpAction.CHECK, WorkerOpAction.END_SESSIONS_CONFIRMED})))
-async def run_for_worker(query: CallbackQuery, callback_data: WorkerOps, fleet: BotServices, lang: str) -> None:
-    assert fleet.operations is not None
+async def run_for_worker(query: CallbackQuery, callback_data: WorkerOps, services: BotServices, lang: str) -> None:
+    assert services.operations is not None
     worker_id = callback_data.worker_id
-    worker = await fleet.call(fleet.workers.name_of, worker_id)
+    worker = await services.call(services.fleet.name_of, worker_id)
     name = OperationName.CHECK if callback_data.action == WorkerOpAction.CHECK else OperationName.TERMINATE_OTHERS
     try:
-        ids = await fleet.call(fleet.operations.select, (), worker)
-        batch = await fleet.call(fleet.operations.submit, name, ids, {}, actor(query.from_user))
+        ids = await services.call(services.operations.select, (), worker)
+        batch = await services.call(services.operations.submit, name, ids, {}, actor(query.from_user))
     except AccountError as error:
         back = views.Button(text=t(lang, "btn.back"), callback_data=AccountsPage(worker_id=worker_id).pack())
         await show(query, t(lang, "account.error", error=ov.operation_error(lang, error)), views.keyboard([back]))
@@ -294,6 +278,32 @@ async def run_for_worker(query: CallbackQuery, callback_data: WorkerOps, fleet: 
         return ov.batch_progress(lang, name, worker, worker_id, found, phase)
 
     watch = follow.follow_batch(
-        fleet, query.message, batch.batch, screen, follow.BATCH_TIMEOUT, follow.BATCH_EDIT_EVERY, shown=text
+        services, query.message, batch.batch, screen, follow.BATCH_TIMEOUT, follow.BATCH_EDIT_EVERY, shown=text
     )
     follow_up(follow.guarded(watch, f"{name} on worker {worker}"))
+
+
+def build_router() -> Router:
+    """The first matching handler wins: a form state's catch-all comes after the handlers that take its input."""
+    router = Router(name=__name__)
+    router.callback_query.register(card_operation, AccountCard.filter(F.action.in_(set(CARD_OPERATIONS))))
+    router.callback_query.register(end_sessions, AccountCard.filter(F.action == AccountAction.END_SESSIONS))
+    router.callback_query.register(password_form, AccountCard.filter(F.action == AccountAction.PASSWORD))
+    router.message.register(got_current_password, PasswordForm.current, F.text)
+    router.callback_query.register(
+        no_current_password, PasswordForm.current, Form.filter(F.action == FormAction.NO_PASSWORD)
+    )
+    router.message.register(got_new_password, PasswordForm.new, F.text)
+    router.message.register(got_new_password_again, PasswordForm.repeat, F.text)
+    router.callback_query.register(profile, AccountCard.filter(F.action == AccountAction.PROFILE))
+    router.callback_query.register(profile_field, ProfileEdit.filter())
+    router.message.register(got_profile_value, ProfileForm.value)
+    router.message.register(password_not_text, PasswordForm.repeat)
+    router.message.register(password_not_text, PasswordForm.new)
+    router.message.register(password_not_text, PasswordForm.current)
+    router.callback_query.register(cancel_form, Form.filter(F.action == FormAction.CANCEL), StateFilter("*"))
+    router.callback_query.register(end_sessions_for_all, WorkerOps.filter(F.action == WorkerOpAction.END_SESSIONS))
+    router.callback_query.register(
+        run_for_worker, WorkerOps.filter(F.action.in_({WorkerOpAction.CHECK, WorkerOpAction.END_SESSIONS_CONFIRMED}))
+    )
+    return router
