@@ -1,4 +1,5 @@
-"""Messages a worker dropped from its queue as malformed or foreign: why, and how many, per worker in Redis."""
+"""Messages a worker dropped from its queue as malformed or foreign: why, how many per worker in Redis, and the
+failure (`TaskRejected`) a caller waiting on such a message gets as its result."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class Rejection(enum.StrEnum):
     UNKNOWN_TASK = "unknown_task"
     INVALID_TASK = "invalid_task"
     UNACCEPTABLE = "unacceptable"
+    BAD_ARGUMENTS = "bad_arguments"
 
 
 DESCRIPTIONS: dict[Rejection, str] = {
@@ -36,6 +38,7 @@ DESCRIPTIONS: dict[Rejection, str] = {
     Rejection.UNKNOWN_TASK: "a task this worker does not know",
     Rejection.INVALID_TASK: "an invalid task message",
     Rejection.UNACCEPTABLE: "the consumer could not accept it",
+    Rejection.BAD_ARGUMENTS: "its arguments do not fit the task",
 }
 
 
@@ -45,6 +48,26 @@ def describe(reason: str) -> str:
         return DESCRIPTIONS[Rejection(reason)]
     except ValueError:
         return reason
+
+
+class TaskRejected(Exception):
+    """The result of a task message the worker dropped without running it; `reason` (a `Rejection` value) says why.
+
+    The worker records it as the task's failure where the message names a task id, so a caller waiting on the
+    result learns at once instead of timing out. Its text carries the reason only, never the message's content.
+    The caller's result backend builds it again from its stored `args` (reason, description), as they are.
+    """
+
+    def __init__(self, reason: str, description: str = "") -> None:
+        super().__init__(reason, description or describe(reason))
+        self.reason = reason
+
+    @property
+    def description(self) -> str:
+        return str(self.args[1])
+
+    def __str__(self) -> str:
+        return f"the worker dropped the task message without running it: {self.description} ({self.reason})"
 
 
 def count(redis: Redis, worker: str, reason: Rejection) -> None:

@@ -11,54 +11,89 @@ narrowest point, and only in the worker (the senders keep the stock transport):
   fails is already off the list, so dropping it acknowledges it: it never comes back.
 - `guarded_consumer` replaces Celery's four "bad message" handlers with ones that log the reason and the
   queue, never the content, and count it.
-Each rejection is logged (reason, queue) and counted per reason in `keys.worker_rejected(name)`.
+- the guarded consumer also checks, before a task message becomes a request for the pool, that its arguments
+  bind to the task's signature: a message with an unexpected keyword, an extra or a missing positional is
+  dropped there (`Rejection.BAD_ARGUMENTS`) instead of dying in the task body with a logged traceback.
+Each rejection is logged (reason, queue) and counted per reason in `keys.worker_rejected(name)`; where the
+message's headers name a task id, its result is recorded as a failure (`TaskRejected`, or `NotRegistered` for a
+task this worker does not know), so a caller waiting on it learns at once instead of by timeout.
 """
 
 from __future__ import annotations
 
 import binascii
+import inspect
 import logging
 import ssl
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from celery import Celery
-from celery.exceptions import NotRegistered
+from celery import Celery, Task
+from celery.exceptions import InvalidTaskError, NotRegistered
 from celery.worker.consumer import Consumer
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as redis_transport
 from kombu.transport.virtual.base import Empty
 
-from celery_app.rejections import DESCRIPTIONS, MAX_MESSAGE_BYTES, Rejection
+from celery_app.rejections import DESCRIPTIONS, MAX_MESSAGE_BYTES, Rejection, TaskRejected
 from common.redaction import safe_detail
 
 log = logging.getLogger(__name__)
 
 OnReject = Callable[[Rejection], None]
-
+Strategy = Callable[..., Any]
 
 TRANSPORT_ALIAS = "fleet-redis"
+# Celery's ids are UUIDs; a longer "id" is not one a caller waits on, and is not written to the result backend.
+MAX_TASK_ID_LENGTH = 255
 
 
 def install(app: Celery, broker_url: str, queue: str, on_reject: OnReject) -> type[Consumer]:
     """Make `app` consume through the guarded transport; returns the consumer class to start the worker with."""
-    guarded = guarded_transport(queue, on_reject)
+    guard = Guard(app, queue, on_reject)
+    guarded = guarded_transport(guard)
     # Registered by name (kombu resolves a callable alias) so logs show "fleet-redis://", not a class repr.
     TRANSPORT_ALIASES[TRANSPORT_ALIAS] = lambda: guarded
     app.conf.broker_transport = TRANSPORT_ALIAS
     if urlsplit(broker_url).scheme == "rediss" and not app.conf.broker_use_ssl:
         # Named by alias, the transport no longer tells kombu the URL asked for TLS: ask for it, verified.
         app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    return guarded_consumer(queue, on_reject)
+    return guarded_consumer(guard)
 
 
-def report_rejection(on_reject: OnReject, reason: Rejection, queue: str) -> None:
-    log.warning("rejected a message on %s: %s; dropped without running it", queue, DESCRIPTIONS[reason])
-    try:
-        on_reject(reason)
-    except Exception:  # counting must never be what stops the consumer
-        log.warning("could not count a rejected message", exc_info=True)
+class Guard:
+    """What every rejection does: log the reason and the queue (never the content), count it, answer a caller."""
+
+    def __init__(self, app: Celery, queue: str, on_reject: OnReject) -> None:
+        self.app = app
+        self.queue = queue
+        self.on_reject = on_reject
+
+    def reject(self, reason: Rejection, headers: object = None, error: Exception | None = None) -> None:
+        """Report a dropped message; `headers` (if readable) may name the task id a caller waits on."""
+        log.warning("rejected a message on %s: %s; dropped without running it", self.queue, DESCRIPTIONS[reason])
+        try:
+            self.on_reject(reason)
+        except Exception:  # counting must never be what stops the consumer
+            log.warning("could not count a rejected message", exc_info=True)
+        task_id = waiting_task_id(headers)
+        if task_id is None:
+            return
+        try:
+            self.app.backend.mark_as_failure(task_id, error or TaskRejected(reason.value))
+        except Exception:  # nor must answering; the caller then learns by its timeout, as before
+            log.warning("could not record the rejected message's failure", exc_info=True)
+
+
+def waiting_task_id(headers: object) -> str | None:
+    """The task id a caller may be waiting on, from a message's headers; None if there is none to answer."""
+    if not isinstance(headers, dict) or headers.get("ignore_result") is True:
+        return None
+    task_id = headers.get("id")
+    if isinstance(task_id, str) and 0 < len(task_id) <= MAX_TASK_ID_LENGTH:
+        return task_id
+    return None
 
 
 def envelope_problem(message: Any) -> Rejection | None:
@@ -87,7 +122,55 @@ def envelope_problem(message: Any) -> Rejection | None:
     return None
 
 
-def guarded_transport(queue: str, on_reject: OnReject) -> type[redis_transport.Transport]:
+class BadArguments(InvalidTaskError):
+    """A task message whose arguments do not fit its task; carries no part of them."""
+
+
+def check_arguments(task: Task, message: Any, body: Any) -> None:
+    """Raise BadArguments unless the message's args and kwargs bind to the signature of `task`.
+
+    Celery checks arguments only on the sender's side: `apply_async` calls `task.__header__` (a function with the
+    task's signature and an empty body, from `head_from_fun`) when `task.typing` is on, and `send_task` - how the
+    fleet sends - checks nothing. Its worker calls the task as it comes, so a mismatch is a TypeError inside the
+    task body. The same checker is called here, in the consumer, before the request is made. A task class without
+    `__header__` (not made by `app.task`) is checked with `inspect.signature` of its `run`.
+    """
+    if not getattr(task, "typing", True):
+        return  # the task opted out of argument checks (`@app.task(typing=False)`)
+    # Protocol 2 leaves `body` to the pool, but Celery's strategy decodes the payload here anyway (kombu caches it).
+    payload = message.payload if body is None else body
+    if isinstance(payload, dict) and (body is not None or "args" in payload):  # protocol 1, or a hybrid message
+        args, kwargs, embed = payload.get("args", ()), payload.get("kwargs", {}), None
+    elif isinstance(payload, list | tuple) and len(payload) == 3:
+        args, kwargs, embed = payload
+    else:
+        raise BadArguments("the body is not [args, kwargs, embed]")
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict) or not isinstance(embed, dict | None):
+        raise BadArguments("args, kwargs or embed of the wrong type")
+    header = getattr(task, "__header__", None)
+    try:
+        if header is not None:
+            header(*args, **kwargs)
+        else:
+            inspect.signature(task.run).bind(*args, **kwargs)
+    except TypeError:
+        raise BadArguments("the arguments do not bind to the task's signature") from None
+
+
+def checking_arguments(task: Task, strategy: Strategy) -> Strategy:
+    """Celery's strategy for `task` (its per-message handler in the consumer), behind `check_arguments`.
+
+    Raised there, BadArguments (an InvalidTaskError) reaches the consumer's `on_invalid_task`, as Celery routes it.
+    """
+
+    def handle(message: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
+        check_arguments(task, message, body)
+        return strategy(message, body, *args, **kwargs)
+
+    return handle
+
+
+def guarded_transport(guard: Guard) -> type[redis_transport.Transport]:
     """Kombu's Redis transport, dropping queue items that would stop the consumer (see the module doc)."""
 
     class GuardedChannel(redis_transport.Channel):
@@ -97,14 +180,14 @@ def guarded_transport(queue: str, on_reject: OnReject) -> type[redis_transport.T
             try:
                 return super()._brpop_read(**options)
             except ValueError:
-                report_rejection(on_reject, Rejection.NOT_JSON, queue)
+                guard.reject(Rejection.NOT_JSON)
                 return True
 
         def _get(self, queue_name: str) -> Any:
             try:
                 return super()._get(queue_name)
             except ValueError:
-                report_rejection(on_reject, Rejection.NOT_JSON, queue)
+                guard.reject(Rejection.NOT_JSON)
                 raise Empty() from None
 
     class GuardedTransport(redis_transport.Transport):
@@ -116,7 +199,7 @@ def guarded_transport(queue: str, on_reject: OnReject) -> type[redis_transport.T
         def _deliver(self, message: Any, queue_name: str) -> None:
             problem = envelope_problem(message)
             if problem is not None:
-                report_rejection(on_reject, problem, queue)
+                guard.reject(problem, message.get("headers") if isinstance(message, dict) else None)
                 return
             try:
                 super()._deliver(message, queue_name)
@@ -125,8 +208,8 @@ def guarded_transport(queue: str, on_reject: OnReject) -> type[redis_transport.T
             except Exception:  # noqa: BLE001 - its text may quote the message; the reason is logged instead
                 # The consumer failed on a well-formed envelope (e.g. a task message missing its id). Take it
                 # off the unacknowledged set too, or it would be restored to the queue at the next restart.
-                report_rejection(on_reject, Rejection.UNACCEPTABLE, queue)
                 self._forget_unacked(message["properties"]["delivery_tag"])
+                guard.reject(Rejection.UNACCEPTABLE, message.get("headers"))
 
         def _forget_unacked(self, delivery_tag: str) -> None:
             for channel in self.channels:
@@ -135,32 +218,33 @@ def guarded_transport(queue: str, on_reject: OnReject) -> type[redis_transport.T
     return GuardedTransport
 
 
-def guarded_consumer(queue: str, on_reject: OnReject) -> type[Consumer]:
-    """Celery's consumer with its bad-message handlers logging the reason instead of the content."""
+def guarded_consumer(guard: Guard) -> type[Consumer]:
+    """Celery's consumer checking task arguments, its bad-message handlers logging the reason, not the content."""
 
     class GuardedConsumer(Consumer):
+        def update_strategies(self) -> None:
+            super().update_strategies()
+            for name, task in self.app.tasks.items():
+                self.strategies[name] = checking_arguments(task, self.strategies[name])
+
         def on_decode_error(self, message: Any, exc: Exception) -> None:
-            report_rejection(on_reject, Rejection.UNDECODABLE_BODY, queue)
             message.ack()
+            guard.reject(Rejection.UNDECODABLE_BODY, message.headers)
 
         def on_unknown_message(self, body: Any, message: Any) -> None:
-            report_rejection(on_reject, Rejection.NOT_A_TASK, queue)
             message.reject_log_error(log, self.connection_errors)
+            guard.reject(Rejection.NOT_A_TASK, message.headers)
 
         def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
-            report_rejection(on_reject, Rejection.UNKNOWN_TASK, queue)
             message.reject_log_error(log, self.connection_errors)
-            # A sender waiting for the result (say, a newer backend) learns at once instead of timing out.
+            # Celery's own answer for a task it does not know (a sender may be a newer backend), by its name.
             headers = message.headers if isinstance(message.headers, dict) else {}
-            task_id, name = headers.get("id"), headers.get("task")
-            if isinstance(task_id, str) and isinstance(name, str):
-                try:
-                    self.app.backend.mark_as_failure(task_id, NotRegistered(safe_detail(name, 80)))
-                except Exception:
-                    log.warning("could not record the unknown task's failure", exc_info=True)
+            unknown = NotRegistered(safe_detail(str(headers.get("task")), 80))
+            guard.reject(Rejection.UNKNOWN_TASK, headers, unknown)
 
         def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
-            report_rejection(on_reject, Rejection.INVALID_TASK, queue)
             message.reject_log_error(log, self.connection_errors)
+            reason = Rejection.BAD_ARGUMENTS if isinstance(exc, BadArguments) else Rejection.INVALID_TASK
+            guard.reject(reason, message.headers)
 
     return GuardedConsumer
