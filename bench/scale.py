@@ -92,7 +92,8 @@ from bench.scale import wait_all_running
 from tests.support import fake_telegram
 from tests.support.fake_telegram import session_for
 from worker.pacing import ConnectPacer
-from worker.telethon_manager import AccountManager, ClientSpec
+from worker.account_manager import AccountManager
+from worker.clients import ClientSpec
 redis = Redis.from_url({url!r}, decode_responses=True)
 redis.flushall()
 # The threading models are compared here, not the connect pacing (WORKER_CONNECTS_PER_SECOND): lifted.

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from redis import Redis
 
 from celery_app import keys
+from common.details import Detail
 
 
 class AccountStatus(enum.StrEnum):
@@ -51,7 +52,7 @@ class AccountState:
     account_id: int
     status: AccountStatus
     worker: str
-    detail: str = ""
+    detail: str = ""  # in English, for the CLI and the logs
     until: float | None = None  # flood-wait end, epoch seconds
     active: bool = False
     user_id: int | None = None
@@ -60,6 +61,12 @@ class AccountState:
     at: float = field(default=0.0)
     run: str = ""
     rt: float = 0.0
+    code: str = ""  # the detail as a code with parameters (`common.details.Detail.encode`), for the bots
+
+    @property
+    def coded(self) -> Detail | None:
+        """The detail as the bots render it (None from a worker older than codes: then `detail` is shown)."""
+        return Detail.decode(self.code)
 
     def to_fields(self) -> dict[str, str]:
         raw = asdict(self)
@@ -85,6 +92,7 @@ class AccountState:
                 at=float(raw.get("at") or 0),
                 run=raw.get("run", ""),
                 rt=float(raw.get("rt") or 0),
+                code=raw.get("code", ""),
             )
         except (KeyError, ValueError):
             return None

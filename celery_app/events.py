@@ -23,11 +23,12 @@ from celery_app import keys
 
 class WireEventKind(enum.StrEnum):
     WORKER_ONLINE = "worker.online"
-    WORKER_OFFLINE = "worker.offline"
+    WORKER_OFFLINE = "worker.offline"  # data: {reason, code} (English, and `common.details` JSON)
     ACCOUNT_STATUS = "account.status"
     PLUGIN_EVENT = "plugin.event"  # subject: account id; data: {plugin, kind, text, alert}
-    PLUGIN_ERROR = "plugin.error"  # subject: account id; data: {plugin, error, count, blocked}
-    OPERATION_STATUS = "operation.status"  # subject: operation id; data: {account_id, name, status, error, until}
+    PLUGIN_ERROR = "plugin.error"  # subject: account id; data: {plugin, error, code?, count, blocked}
+    # subject: operation id; data: {account_id, name, status, error, code, until}
+    OPERATION_STATUS = "operation.status"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 from redis import Redis
 
 from celery_app import keys
+from common.details import Detail
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,13 @@ class PluginState(enum.StrEnum):
 class PluginStatus:
     state: str  # a PluginState value
     errors: int = 0
-    last_error: str = ""
+    last_error: str = ""  # in English, for the CLI and the logs
     at: float = 0.0  # epoch seconds of the last change
+    code: str = ""  # the last error as a code with parameters (`common.details.Detail.encode`), for the bots
+
+    @property
+    def coded(self) -> Detail | None:
+        return Detail.decode(self.code)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -55,6 +61,7 @@ class PluginStatus:
                 int(data.get("errors", 0)),
                 str(data.get("last_error", "")),
                 float(data.get("at", 0)),
+                str(data.get("code", "")),
             )
         except (ValueError, TypeError, KeyError):
             return None

@@ -23,6 +23,7 @@ from celery_app.account_state import AccountStatus
 from celery_app.contract import queue_for
 from celery_app.presence import WorkerInfo
 from common.crypto import SecretBox
+from common.details import detail
 from config import ConfigError, load_worker_settings
 from database.engine import open_database
 from tests.support import fake_telegram
@@ -31,9 +32,11 @@ from tests.support.stack import TEST_SECRET_KEY, wait_until
 from tests.test_level_triggered import OFFLINE_AFTER, account, beat, started_ids, worker
 from tests.test_manager import live, spec, wire_spec
 from worker import telegram as worker_telegram
+from worker.account_manager import AccountManager
+from worker.clients import ClientSpec
+from worker.failures import backoff_delay, flood_delay
 from worker.pacing import ConnectPacer, jittered
 from worker.runtime import WorkerRuntime
-from worker.telethon_manager import AccountManager, ClientSpec, backoff_delay, flood_delay
 
 
 class Recorder:
@@ -236,7 +239,7 @@ def test_every_kind_of_connect_takes_its_turn(managers: list[AccountManager], re
     assert turns_for(lambda: runtime.start_many({"specs": [wire_spec(box, i) for i in (2, 3)]}), 2) == 2  # a batch
     _all_running(redis_client, [1, 2, 3], 10)
     assert turns_for(lambda: next(c for c in recorder.clients if c.spec.account_id == 1).drop(), 1) == 1  # a reconnect
-    manager.fence("no contact with Redis")
+    manager.fence(detail("no_redis", seconds=3.0))
     wait_until(lambda: not manager.runners, 10, message="fenced")
     assert turns_for(manager.resume_parked, 3) == 3  # the resume after a fence
     _all_running(redis_client, [1, 2, 3], 10)

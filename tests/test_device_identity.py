@@ -33,9 +33,10 @@ from tests.support.fake_telegram import DEVICES, VIOLATIONS, session_for
 from tests.support.stack import TEST_SECRET_KEY, Stack, wait_until
 from tests.test_accounts_processes import API_HASH, connected, online
 from tests.test_manager import Script, wait_status
+from worker.account_manager import AccountManager
+from worker.clients import ClientSpec
 from worker.runtime import WorkerRuntime
 from worker.telegram import telethon_factory
-from worker.telethon_manager import AccountManager, ClientSpec
 
 # The common export format's sidecar, as Telegram Desktop sessions are sold and moved between tools.
 DESKTOP_SIDECAR = {

@@ -17,12 +17,14 @@ from celery_app import keys, leases
 from celery_app.account_state import AccountState, AccountStatus
 from celery_app.presence import WorkerInfo
 from common.crypto import SecretBox
+from common.details import detail
 from tests.support import fake_telegram
 from tests.support.fake_telegram import VIOLATIONS, session_for
 from tests.support.stack import wait_until
-from worker import telethon_manager
+from worker import clients, failures, login
+from worker.account_manager import AccountManager
+from worker.clients import ClientSpec
 from worker.runtime import WorkerRuntime
-from worker.telethon_manager import AccountManager, ClientSpec
 
 API_HASH = "0123456789abcdef0123456789abcdef"
 
@@ -111,7 +113,9 @@ def test_each_failure_is_classified_and_never_disturbs_the_others(
     manager = make_manager()
     for account_id in range(1, 6):
         manager.start(spec(account_id))
-    assert wait_status(redis_client, 1, AccountStatus.UNAUTHORIZED).detail.startswith("the session is not authorized")
+    revoked = wait_status(redis_client, 1, AccountStatus.UNAUTHORIZED)
+    assert revoked.detail.startswith("the session is not authorized")
+    assert revoked.coded == detail("session_not_authorized")  # the code the bots render, next to the English
     assert "USER_DEACTIVATED_BAN" in wait_status(redis_client, 2, AccountStatus.BANNED).detail
     flood = wait_status(redis_client, 3, AccountStatus.FLOOD_WAIT)
     assert flood.until is not None and 110 < flood.until - time.time() <= 120 and flood.active
@@ -138,7 +142,7 @@ def test_network_trouble_is_retried_with_backoff_until_it_clears(
 def test_connect_is_always_bounded_by_a_timeout(
     make_manager: Callable[..., AccountManager], redis_client: Redis, script: Script, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(telethon_manager, "CONNECT_TIMEOUT", 0.3)
+    monkeypatch.setattr(clients, "CONNECT_TIMEOUT", 0.3)
     script.set("+15550000001", delay=60)
     manager = make_manager()
     manager.start(spec(1))
@@ -167,10 +171,11 @@ def test_a_second_worker_cannot_start_an_account_whose_lease_is_held(
     assert first.start(spec(1)).ok
     wait_status(redis_client, 1, AccountStatus.RUNNING)
     refused = second.start(spec(1))
-    assert not refused.ok and refused.detail == "refused: the account is running on worker 'w1'"
+    assert not refused.ok and refused.detail == detail("running_elsewhere", worker="w1")
+    assert refused.detail.text == "refused: the account is running on worker 'w1'"
     # A move: the new worker waits for the old one to let go, then runs it; never both at once.
     waiting = second.start(spec(1), wait_for_lease=5)
-    assert waiting.ok and "waiting for worker 'w1'" in waiting.detail
+    assert waiting.ok and waiting.detail is not None and "waiting for worker 'w1'" in waiting.detail.text
     time.sleep(0.3)
     assert live(redis_client, 1).worker == "w1"  # the waiting worker wrote nothing meanwhile
     first.stop(1)
@@ -202,10 +207,11 @@ def test_the_fence_stops_every_client(make_manager: Callable[..., AccountManager
     for account_id in (1, 2, 3):
         manager.start(spec(account_id))
         wait_status(redis_client, account_id, AccountStatus.RUNNING)
-    manager.fence("no contact with Redis for 3.0 s")
+    manager.fence(detail("no_redis", seconds=3.0))
     wait_until(lambda: not manager.runners, 3, message="all clients stopped")
     assert not redis_client.keys("fake:connected:*")
-    assert wait_status(redis_client, 2, AccountStatus.LOST).detail == "no contact with Redis for 3.0 s"
+    lost = wait_status(redis_client, 2, AccountStatus.LOST)
+    assert lost.detail == "no contact with Redis for 3.0 s" and lost.coded == detail("no_redis", seconds=3.0)
 
 
 def test_login_with_code_then_2fa(make_manager: Callable[..., AccountManager], script: Script) -> None:
@@ -232,7 +238,7 @@ def test_logins_expire_and_can_be_cancelled(
     manager.send_code(first, spec(0, "+15550000010", session=""))
     assert manager.cancel_login(first)
     assert manager.submit_code(first, "12345").error == "unknown_login"
-    monkeypatch.setattr(telethon_manager, "LOGIN_TTL", 0.2)
+    monkeypatch.setattr(login, "LOGIN_TTL", 0.2)
     manager.send_code(second, spec(0, "+15550000011", session=""))
     time.sleep(0.3)
     assert manager.submit_code(second, "12345").error == "unknown_login"
@@ -293,7 +299,7 @@ def test_fenced_accounts_are_parked_then_resumed_when_their_leases_can_be_taken(
     for account_id in (1, 2):
         manager.start(spec(account_id))
         wait_status(redis_client, account_id, AccountStatus.RUNNING)
-    manager.fence("no contact with Redis for 3.0 s")
+    manager.fence(detail("no_redis", seconds=3.0))
     wait_until(lambda: not manager.runners, 3, message="all clients stopped")
     assert sorted(manager.parked) == [1, 2]
     redis_client.set(keys.account_lease(2), "w2/other")  # meanwhile account 2 moved to another worker
@@ -394,11 +400,14 @@ def test_error_details_are_words_with_no_bytes_and_no_phone_numbers() -> None:
     from telethon import errors
 
     unknown = errors.TypeNotFoundError(0xDEADBEEF, b"\x01\x02+79991234567 Ivan Petrov")
-    assert "unknown constructor" in telethon_manager.describe_error(unknown)
+    assert "unknown constructor" in failures.describe_error(unknown).text
     rpc = errors.RPCError(request=None, message="PHONE_NUMBER_INVALID +79991234567", code=400)
-    assert telethon_manager.describe_error(rpc) == "Telegram error 400 PHONE_NUMBER_INVALID"
+    said = failures.describe_error(rpc)
+    assert said.text == "Telegram error 400 PHONE_NUMBER_INVALID" and said.code == "telegram_error"
+    assert "79991234567" not in said.encode()
     weird = RuntimeError("failed for +7 (999) 123-45-67: b'\\x00\\xffsecret'")
-    text = telethon_manager.classify(weird).detail
+    coded = failures.classify(weird).detail
+    text = coded.text + coded.encode()
     assert "999" not in text and "secret" not in text and "\\x" not in text, text
 
 
@@ -411,7 +420,7 @@ def test_a_parked_account_stopped_meanwhile_by_the_control_plane_is_not_resumed(
     for account_id in (1, 2):
         assert runtime.start({"spec": wire_spec(box, account_id)})["ok"]
         wait_status(redis_client, account_id, AccountStatus.RUNNING)
-    manager.fence("no contact with Redis for 3.0 s")
+    manager.fence(detail("no_redis", seconds=3.0))
     wait_until(lambda: not manager.runners, 3, message="all clients stopped")
     redis_client.hdel(keys.worker_specs("w1"), "2")  # `accounts stop 2` while this worker was cut off
     assert manager.resume_parked() == 1

@@ -21,9 +21,9 @@ from celery_app.operations import OperationName
 from config import MTProtoEndpoint
 from tests.support.mtproto_server import SPAM_FREE, SPAM_LIMITED, SPAMBOT, MTProtoServer, ServerKey
 from worker import operations
+from worker.clients import ClientSpec
 from worker.operations import OperationFailed, perform
 from worker.telegram import telethon_factory
-from worker.telethon_manager import ClientSpec
 
 API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
 PHONE, CODE = "+15550008001", "24680"

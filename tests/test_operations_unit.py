@@ -20,8 +20,8 @@ from tests.support import fake_account_api, fake_telegram
 from tests.support.fake_account_api import account_state, reset_accounts
 from tests.support.fake_telegram import FakeClient, factory, session_for
 from worker import operations
+from worker.clients import ClientSpec
 from worker.operations import OperationFailed, failure_of, image_kind, is_flood, perform, spam_status
-from worker.telethon_manager import ClientSpec
 
 API_HASH = "0123456789abcdef0123456789abcdef"
 PHONE = "+15550001234"

@@ -16,13 +16,15 @@ from celery_app.account_state import AccountStatus
 from celery_app.contract import AccountSpec, OperationRequest
 from celery_app.operations import OperationName
 from common.crypto import SecretBox
+from common.details import Detail, detail
 from tests.support import fake_account_api, fake_telegram
 from tests.support.fake_telegram import session_for
 from tests.support.stack import wait_until
 from tests.test_manager import API_HASH, Script, spec, wait_status
 from worker import operations
+from worker.account_manager import AccountManager
+from worker.clients import ClientSpec
 from worker.operator import OperationExecutor
-from worker.telethon_manager import AccountManager, ClientSpec
 
 SECRET = "operator-test-secret-key-0123456789abcdefgh"
 BOX = SecretBox(SECRET)
@@ -188,6 +190,9 @@ def test_telegram_refusals_and_bad_parameters_fail_clearly_and_change_nothing(
     taken, wrong = finished(redis_client, 10, 11)
     assert taken["status"] == "failed" and "already taken" in taken["error"]
     assert wrong["status"] == "failed" and "wrong" in wrong["error"] and "wrong-one" not in json.dumps(wrong)
+    # Next to the English, the code the bots render: what failed, with the values it needs.
+    assert Detail.decode(taken["code"]) is not None and Detail.decode(taken["code"]).code == "username_taken"
+    assert Detail.decode(wrong["code"]) == detail("wrong_password")
     account = fake_account_api.account_state("+15550000005")
     assert account["first_name"] != "Anna" and account["password"] == "right-one"
 

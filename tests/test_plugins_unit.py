@@ -28,8 +28,9 @@ from tests.support import fake_telegram
 from tests.support.fake_events import deliver, inbox, sent
 from tests.support.fake_telegram import FakeClient, session_for
 from tests.support.stack import ROOT, wait_until
+from worker.clients import ClientSpec
+from worker.loops import LoopThread
 from worker.plugins import PluginHost, PluginStore
-from worker.telethon_manager import ClientSpec, LoopThread
 
 API_HASH = "0123456789abcdef0123456789abcdef"
 PHONE = "+15550000001"

@@ -18,9 +18,10 @@ from config import MTProtoEndpoint
 from scripts.embedded_redis import free_port
 from tests.support.fake_telegram import FakeClient
 from tests.test_manager import live, wait_status
-from worker import telethon_manager
+from worker import clients
+from worker.account_manager import AccountManager
+from worker.clients import ClientSpec, TelegramClientLike
 from worker.telegram import telethon_factory
-from worker.telethon_manager import AccountManager, ClientSpec, TelegramClientLike
 
 API_HASH = "0123456789abcdef0123456789abcdef"
 USED = ["connect", "is_user_authorized", "get_me", "disconnect", "is_connected", "send_code_request", "sign_in"]
@@ -111,7 +112,7 @@ def test_a_real_client_that_cannot_connect_is_reported_and_retried(
 def test_a_real_client_against_a_hung_server_times_out(
     redis_client: Redis, silent_server: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(telethon_manager, "CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(clients, "CONNECT_TIMEOUT", 1.0)
     manager = AccountManager(
         telethon_factory(MTProtoEndpoint(2, "127.0.0.1", silent_server, None)), redis_client, "real", "inst", 1, 5
     )

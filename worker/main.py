@@ -32,13 +32,13 @@ from common.crypto import SecretBox
 from config import WorkerSettings, mask_url
 from version import __version__
 from worker import poison
+from worker.account_manager import AccountManager
 from worker.operator import OperationExecutor
 from worker.pacing import ConnectPacer, jittered
 from worker.presence import NameInUse, PresenceKeeper
 from worker.runtime import WorkerRuntime
 from worker.tasks import register_tasks
 from worker.telegram import load_factory
-from worker.telethon_manager import AccountManager
 
 log = logging.getLogger(__name__)
 TASK_THREADS = 8

@@ -9,8 +9,8 @@ Errors:
 - Errors that mean the account itself is gone (banned, deactivated, revoked session) propagate unchanged,
   except in `check`, where they are the answer.
 - Network errors and anything that is not a Telegram error propagate unchanged.
-- Every other Telegram error becomes `OperationFailed(code, message)`: a clear English sentence that never
-  holds a phone number, a session, a password or raw protocol bytes.
+- Every other Telegram error becomes `OperationFailed(code, detail)`: a coded detail (`common.details`) whose
+  English text never holds a phone number, a session, a password or raw protocol bytes.
 
 Telethon is imported inside the functions: this module is imported lazily by `worker.operator`, and nothing
 Telethon-specific is needed to import it.
@@ -27,8 +27,9 @@ from typing import Any, TypeVar
 
 from celery_app.contract import PHOTO_MAX_BYTES
 from celery_app.operations import OperationName, describe_result, verdict_of
+from common.details import Detail, detail, fitted
 from common.redaction import safe_detail
-from worker.telethon_manager import _BANNED, _UNAUTHORIZED, _names
+from worker.failures import BANNED, UNAUTHORIZED, class_names
 
 __all__ = [
     "SPAMBOT",
@@ -51,12 +52,16 @@ SPAM_TEXT_MAX = 300
 
 class OperationFailed(Exception):
     """A clear failure of an operation (Telegram's refusal or bad input); nothing was changed by it unless the
-    message says so."""
+    detail says so. `code` is stable for machines (tests, `--json`), `detail` is what people read (coded)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, said: Detail) -> None:
+        super().__init__(said.text)
         self.code = code
-        self.message = message
+        self.detail = said
+
+    @property
+    def message(self) -> str:
+        return self.detail.text
 
     def __repr__(self) -> str:
         return f"OperationFailed({self.code!r}, {self.message!r})"
@@ -65,53 +70,41 @@ class OperationFailed(Exception):
 # --- Telegram's errors ------------------------------------------------------------------------------------
 
 _FLOOD = frozenset({"FloodError", "FloodWaitError", "FloodPremiumWaitError", "SlowModeWaitError"})
-_GONE_BANNED = frozenset(_BANNED)
-_GONE_UNAUTHORIZED = frozenset(_UNAUTHORIZED) | {"AuthKeyDuplicatedError"}
+_GONE_BANNED = frozenset(BANNED)
+_GONE_UNAUTHORIZED = frozenset(UNAUTHORIZED) | {"AuthKeyDuplicatedError"}
 
 _USERNAME_RULES = "5 to 32 letters, digits or underscores, starting with a letter"
 _PHOTO_RULES = "use a JPEG or PNG image of at least 160×160 pixels"
 
-# Telethon's error class name -> (code, message); the message may use {username} and {wait}.
+# Telethon's error class name -> (code, detail code); the detail may use `username` and `when`.
 _FAILURES: dict[str, tuple[str, str]] = {
-    "UsernameOccupiedError": ("username_taken", "the username @{username} is already taken"),
-    "UsernamePurchaseAvailableError": (
-        "username_taken",
-        "the username @{username} is already taken (it can only be bought on fragment.com)",
-    ),
-    "UsernameInvalidError": ("username_invalid", "the username @{username} is not valid: " + _USERNAME_RULES),
-    "FirstNameInvalidError": ("first_name_invalid", "Telegram refused the first name (it must not be empty)"),
-    "FirstnameInvalidError": ("first_name_invalid", "Telegram refused the first name (it must not be empty)"),
-    "LastNameInvalidError": ("last_name_invalid", "Telegram refused the last name"),
-    "AboutTooLongError": ("bio_too_long", "the bio is too long for Telegram (70 characters without Premium)"),
-    "PhotoInvalidDimensionsError": ("photo_invalid", "Telegram refused the photo's dimensions: " + _PHOTO_RULES),
-    "PhotoCropSizeSmallError": ("photo_invalid", "the photo is too small: " + _PHOTO_RULES),
-    "ImageProcessFailedError": ("photo_invalid", "Telegram could not process the photo: " + _PHOTO_RULES),
-    "PhotoExtInvalidError": ("photo_invalid", "Telegram refused the photo's format: " + _PHOTO_RULES),
-    "PhotoInvalidError": ("photo_invalid", "Telegram refused the photo: " + _PHOTO_RULES),
-    "PhotoFileMissingError": ("photo_invalid", "the photo did not reach Telegram; try again"),
-    "PhotoSaveFileInvalidError": ("photo_invalid", "the photo did not reach Telegram intact; try again"),
-    "FilePartsInvalidError": ("photo_invalid", "the photo did not reach Telegram intact; try again"),
-    "FilePartInvalidError": ("photo_invalid", "the photo did not reach Telegram intact; try again"),
-    "PasswordHashInvalidError": ("wrong_password", "the current 2FA password is wrong"),
-    "PasswordTooFreshError": (
-        "password_too_fresh",
-        "the 2FA password was set too recently for Telegram to allow a change; try again{wait}",
-    ),
-    "SessionTooFreshError": (
-        "session_too_fresh",
-        "this session is too new for Telegram to allow a 2FA change; try again{wait}",
-    ),
-    "FreshResetAuthorisationForbiddenError": (
-        "session_too_fresh",
-        "this session is too new for Telegram to allow ending the others (it must be at least 24 hours old)",
-    ),
-    "NewSaltInvalidError": ("password_change_refused", "Telegram refused the new 2FA settings; try again"),
-    "NewSettingsInvalidError": ("password_change_refused", "Telegram refused the new 2FA settings; try again"),
-    "SrpIdInvalidError": ("password_change_refused", "the 2FA settings changed meanwhile; try again"),
-    "SrpPasswordChangedError": ("password_change_refused", "the 2FA password changed meanwhile; try again"),
-    "EmailUnconfirmedError": ("password_change_refused", "Telegram asks to confirm a recovery email first"),
-    "PasswordRequiredError": ("password_needed", "Telegram asks for the account's 2FA password first"),
-    "HashInvalidError": ("session_not_found", "that session no longer exists"),
+    "UsernameOccupiedError": ("username_taken", "username_taken"),
+    "UsernamePurchaseAvailableError": ("username_taken", "username_for_sale"),
+    "UsernameInvalidError": ("username_invalid", "username_invalid"),
+    "FirstNameInvalidError": ("first_name_invalid", "first_name_refused"),
+    "FirstnameInvalidError": ("first_name_invalid", "first_name_refused"),
+    "LastNameInvalidError": ("last_name_invalid", "last_name_refused"),
+    "AboutTooLongError": ("bio_too_long", "bio_too_long"),
+    "PhotoInvalidDimensionsError": ("photo_invalid", "photo_dimensions"),
+    "PhotoCropSizeSmallError": ("photo_invalid", "photo_too_small"),
+    "ImageProcessFailedError": ("photo_invalid", "photo_unprocessable"),
+    "PhotoExtInvalidError": ("photo_invalid", "photo_format"),
+    "PhotoInvalidError": ("photo_invalid", "photo_refused"),
+    "PhotoFileMissingError": ("photo_invalid", "photo_lost"),
+    "PhotoSaveFileInvalidError": ("photo_invalid", "photo_damaged"),
+    "FilePartsInvalidError": ("photo_invalid", "photo_damaged"),
+    "FilePartInvalidError": ("photo_invalid", "photo_damaged"),
+    "PasswordHashInvalidError": ("wrong_password", "wrong_password"),
+    "PasswordTooFreshError": ("password_too_fresh", "password_too_fresh"),
+    "SessionTooFreshError": ("session_too_fresh", "session_too_fresh"),
+    "FreshResetAuthorisationForbiddenError": ("session_too_fresh", "too_fresh_to_end"),
+    "NewSaltInvalidError": ("password_change_refused", "password_change_refused"),
+    "NewSettingsInvalidError": ("password_change_refused", "password_change_refused"),
+    "SrpIdInvalidError": ("password_change_refused", "password_settings_changed"),
+    "SrpPasswordChangedError": ("password_change_refused", "password_changed_meanwhile"),
+    "EmailUnconfirmedError": ("password_change_refused", "recovery_email_unconfirmed"),
+    "PasswordRequiredError": ("password_needed", "password_needed"),
+    "HashInvalidError": ("session_not_found", "session_not_found"),
 }
 
 _error_names: dict[type, str] | None = None
@@ -140,19 +133,19 @@ def _telegram_name(error: BaseException) -> str:
 
 
 def _is_telegram_error(error: BaseException) -> bool:
-    return "RPCError" in _names(error)
+    return "RPCError" in class_names(error)
 
 
 def is_flood(error: BaseException) -> bool:
     """A wait Telegram asks for (FLOOD_WAIT, SLOWMODE_WAIT, …): the caller waits and runs the work again."""
-    return bool(_FLOOD.intersection(_names(error))) or (
+    return bool(_FLOOD.intersection(class_names(error))) or (
         _is_telegram_error(error) and getattr(error, "code", None) == 420
     )
 
 
 def gone(error: BaseException) -> str | None:
     """ "banned" or "unauthorized" when the error means the account itself is gone; else None."""
-    names = _names(error)
+    names = class_names(error)
     if _GONE_BANNED.intersection(names):
         return "banned"
     if _GONE_UNAUTHORIZED.intersection(names):
@@ -165,28 +158,28 @@ def _passes_through(error: BaseException) -> bool:
     return not _is_telegram_error(error) or is_flood(error) or gone(error) is not None
 
 
-def _wait_text(error: BaseException) -> str:
+def _when(error: BaseException) -> Detail:
+    """When Telegram lets one try again, as the error says (in seconds), or later."""
     seconds = getattr(error, "seconds", None)
     if not isinstance(seconds, int) or seconds <= 0:
-        return " later"
+        return detail("later")
     if seconds < 120:
-        return f" in {seconds} s"
+        return detail("in_seconds", seconds=seconds)
     if seconds < 2 * 3600:
-        return f" in about {round(seconds / 60)} minutes"
-    return f" in about {round(seconds / 3600)} hours"
+        return detail("in_minutes", minutes=round(seconds / 60))
+    return detail("in_hours", hours=round(seconds / 3600))
 
 
 def failure_of(error: BaseException, username: str = "") -> OperationFailed:
     """The `OperationFailed` a Telegram error becomes."""
-    context = {"username": username, "wait": _wait_text(error)}
-    for name in _names(error):
+    for name in class_names(error):
         if name in _FAILURES:
-            code, text = _FAILURES[name]
-            return OperationFailed(code, text.format(**context))
+            code, said = _FAILURES[name]
+            return OperationFailed(code, fitted(said, username=username, when=_when(error)))
     telegram = _telegram_name(error)
     if telegram:
-        return OperationFailed(telegram.lower(), f"Telegram refused the request ({telegram})")
-    return OperationFailed("telegram_error", "Telegram refused the request")
+        return OperationFailed(telegram.lower(), detail("telegram_refused", name=telegram))
+    return OperationFailed("telegram_error", detail("telegram_refused_plain"))
 
 
 async def _rpc(call: Awaitable[T], username: str = "") -> T:
@@ -423,13 +416,11 @@ async def _two_fa(client: Any, params: dict[str, Any]) -> dict[str, Any]:
     if new is None:
         return {"has_password": has_password, "changed": False}
     if not isinstance(new, str) or not new:
-        raise OperationFailed("password_invalid", "the new 2FA password must not be empty")
+        raise OperationFailed("password_invalid", detail("password_empty"))
     if hint and hint.strip() == new.strip():
-        raise OperationFailed("hint_invalid", "the hint must not be the password itself")
+        raise OperationFailed("hint_invalid", detail("hint_is_password"))
     if has_password and not current:
-        raise OperationFailed(
-            "current_password_needed", "this account already has a 2FA password: give the current one to change it"
-        )
+        raise OperationFailed("current_password_needed", detail("current_password_needed"))
     await _rpc(client.edit_2fa(current_password=current if has_password else None, new_password=new, hint=hint))
     return {"has_password": True, "changed": True}
 
@@ -452,7 +443,7 @@ _PROFILE_FIELDS = {"first_name": "first_name", "last_name": "last_name", "bio": 
 def _partly(failure: OperationFailed, changed: list[str]) -> OperationFailed:
     if not changed:
         return failure
-    return OperationFailed(failure.code, f"{failure.message} ({', '.join(changed)} already changed)")
+    return OperationFailed(failure.code, detail("partly_changed", cause=failure.detail, changed=", ".join(changed)))
 
 
 async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -461,17 +452,17 @@ async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
     texts = {key: params[key] for key in (*_PROFILE_FIELDS, "username") if params.get(key) is not None}
     for key, value in texts.items():
         if not isinstance(value, str):
-            raise OperationFailed(f"{key}_invalid", f"the {key.replace('_', ' ')} must be text")
+            raise OperationFailed(f"{key}_invalid", detail("field_not_text", field=key.replace("_", " ")))
     photo = params.get("photo")
     kind = None
     if photo is not None:
         kind = image_kind(bytes(photo)) if isinstance(photo, bytes | bytearray) else None
         if kind is None:
-            raise OperationFailed("photo_invalid", "the photo is not a JPEG or PNG image")
+            raise OperationFailed("photo_invalid", detail("photo_not_image"))
         if len(photo) > PHOTO_MAX_BYTES:
-            raise OperationFailed("photo_invalid", f"the photo is larger than {PHOTO_MAX_BYTES // (1024 * 1024)} MB")
+            raise OperationFailed("photo_invalid", detail("photo_too_big", mb=PHOTO_MAX_BYTES // (1024 * 1024)))
     if "first_name" in texts and not texts["first_name"].strip():
-        raise OperationFailed("first_name_invalid", "the first name must not be empty")
+        raise OperationFailed("first_name_invalid", detail("first_name_empty"))
 
     # Before changing anything: a username that cannot be had fails the whole operation, nothing changed.
     username = texts.get("username")
@@ -482,7 +473,7 @@ async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
         elif username and username.lower() != str(getattr(me, "username", None) or "").lower():
             available = await _rpc(client(functions.account.CheckUsernameRequest(username)), username)
             if not available:
-                raise OperationFailed("username_taken", f"the username @{username} is already taken")
+                raise OperationFailed("username_taken", detail("username_taken", username=username))
 
     changed: list[str] = []
     names = {field: texts[key] for key, field in _PROFILE_FIELDS.items() if key in texts}
@@ -493,7 +484,7 @@ async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
         try:
             await client(functions.account.UpdateUsernameRequest(username))
         except Exception as error:
-            if "UsernameNotModifiedError" in _names(error):
+            if "UsernameNotModifiedError" in class_names(error):
                 pass  # it already was the account's: no change, no failure
             elif _passes_through(error):
                 raise
@@ -533,6 +524,6 @@ async def perform(client: Any, name: OperationName | str, params: dict[str, Any]
         operation = OperationName(name)
     except ValueError:
         raise OperationFailed(
-            "unknown_operation", f"there is no operation named {safe_detail(str(name), 40)!r}"
+            "unknown_operation", detail("unknown_operation", name=safe_detail(str(name), 40))
         ) from None
     return await _OPERATIONS[operation](client, dict(params or {}))

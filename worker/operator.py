@@ -33,19 +33,13 @@ from celery_app.account_state import AccountStatus
 from celery_app.contract import OPERATION_PARAMS, OperationRequest, TwoFaParams, validation_message
 from celery_app.operations import OperationName, OperationStatus
 from common.crypto import SecretBox, SecretError
+from common.details import Detail, detail, free
 from common.redaction import safe_detail
-from worker.telethon_manager import (
-    CALL_TIMEOUT,
-    CONNECT_TIMEOUT,
-    DISCONNECT_TIMEOUT,
-    AccountManager,
-    ClientSpec,
-    TelegramClientLike,
-    classify,
-    describe_error,
-    flood_delay,
-    operation_holder,
-)
+from worker import clients
+from worker.account_manager import AccountManager
+from worker.clients import ClientSpec, TelegramClientLike
+from worker.failures import classify, describe_error, flood_delay
+from worker.runner import operation_holder
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +59,7 @@ class Pending:
 class Finished:
     status: OperationStatus
     result: dict[str, Any] | None = None
-    error: str = ""
+    error: Detail | None = None
     wait_seconds: float | None = None  # a flood wait: run again after it
 
 
@@ -104,8 +98,9 @@ class OperationExecutor:
             try:
                 pending = Pending(request, decode(request.spec), self._params(request))
             except (ValueError, SecretError) as error:
-                refused[request.operation_id] = safe_detail(str(error))
-                self._write(request, OperationStatus.FAILED, error=refused[request.operation_id])
+                said = _refusal(error)
+                refused[request.operation_id] = said.text
+                self._write(request, OperationStatus.FAILED, error=said)
                 continue
             if self._known(request.operation_id):
                 accepted.append(request.operation_id)  # a redelivered message: it is queued or done already
@@ -113,7 +108,7 @@ class OperationExecutor:
             self._write(request, OperationStatus.QUEUED)
             with self._cond:
                 if self._closed:
-                    refused[request.operation_id] = "the worker is shutting down"
+                    refused[request.operation_id] = detail("shutting_down").text
                     continue
                 queue = self._queues.setdefault(request.spec.account_id, collections.deque())
                 queue.append(pending)
@@ -140,7 +135,7 @@ class OperationExecutor:
         try:
             params = model.model_validate(request.params)
         except ValidationError as error:
-            raise ValueError(f"invalid parameters: {validation_message(error)}") from None
+            raise _Invalid(detail("invalid_parameters", problems=validation_message(error))) from None
         plain: dict[str, Any] = {
             key: value for key, value in params.model_dump(exclude_unset=True).items() if not key.endswith("_enc")
         }
@@ -154,7 +149,7 @@ class OperationExecutor:
             try:
                 plain["photo"] = base64.b64decode(plain.pop("photo_b64"), validate=True)
             except ValueError:
-                raise ValueError("invalid parameters: photo is not valid base64") from None
+                raise _Invalid(detail("photo_not_base64")) from None
         return plain
 
     # --- scheduling (one thread)
@@ -230,7 +225,7 @@ class OperationExecutor:
         try:
             outcome = await asyncio.wait_for(self._perform(pending), self.timeout)
         except TimeoutError:
-            outcome = Finished(OperationStatus.FAILED, error=f"timed out after {self.timeout:g} s")
+            outcome = Finished(OperationStatus.FAILED, error=detail("op_timed_out", seconds=self.timeout))
         if outcome.wait_seconds is not None:
             until = time.time() + outcome.wait_seconds
             await loop.run_in_executor(
@@ -252,9 +247,9 @@ class OperationExecutor:
             else:
                 result = await self._with_own_connection(pending, perform)
         except OperationFailed as error:
-            return Finished(OperationStatus.FAILED, error=safe_detail(error.message))
+            return Finished(OperationStatus.FAILED, error=error.detail)
         except _Refused as error:
-            return Finished(OperationStatus.FAILED, error=str(error))
+            return Finished(OperationStatus.FAILED, error=error.detail)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - classified for the operator
@@ -274,9 +269,13 @@ class OperationExecutor:
             if runner.client is not None and runner.state.status is AccountStatus.RUNNING:
                 return runner.client
             if time.monotonic() >= deadline:
+                state = runner.state
+                status = state.status.value
+                cause = state.coded or (free(state.detail) if state.detail else None)
                 raise _Refused(
-                    f"the account is {runner.state.status.value.replace('_', ' ')} on this worker"
-                    + (f" ({runner.state.detail})" if runner.state.detail else "")
+                    detail("account_not_ready_because", status=status, cause=cause)
+                    if cause is not None
+                    else detail("account_not_ready", status=status)
                 )
             await asyncio.sleep(0.2)
 
@@ -291,7 +290,7 @@ class OperationExecutor:
         )
         if not acquired:
             other = leases.worker_of_holder(holder) or "another worker"
-            raise _Refused(f"the account is running on worker '{other.removesuffix('#op')}'")
+            raise _Refused(detail("account_elsewhere", worker=other.removesuffix("#op")))
         keeper = asyncio.ensure_future(self._keep_lease(account_id))
         client = self.manager.factory(pending.spec)
         try:
@@ -299,7 +298,7 @@ class OperationExecutor:
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT)
+                await asyncio.wait_for(client.connect(), clients.CONNECT_TIMEOUT)
             except Exception as error:
                 # Telethon asks who it is while connecting: a banned or revoked account fails right here, and
                 # for `check` that is the answer, not a failure.
@@ -309,14 +308,14 @@ class OperationExecutor:
                 log.info("account %d: refused on connecting (%s)", account_id, describe_error(error))
                 return report
             if request_needs_login(pending.request.name) and not await asyncio.wait_for(
-                client.is_user_authorized(), CALL_TIMEOUT
+                client.is_user_authorized(), clients.CALL_TIMEOUT
             ):
-                raise _Refused("the session is not authorized (revoked or logged out)")
+                raise _Refused(detail("session_not_authorized"))
             return dict(await perform(client, pending.request.name, pending.params))
         finally:
             keeper.cancel()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT)
+                await asyncio.wait_for(client.disconnect(), clients.DISCONNECT_TIMEOUT)
             disconnected = client.disconnected
             if disconnected.done() and not disconnected.cancelled():
                 disconnected.exception()
@@ -341,7 +340,7 @@ class OperationExecutor:
         request: OperationRequest,
         status: OperationStatus,
         result: dict[str, Any] | None = None,
-        error: str = "",
+        error: Detail | None = None,
         until: float | None = None,
     ) -> None:
         fields = {
@@ -351,7 +350,8 @@ class OperationExecutor:
             "worker": self.manager.worker_name,
             "instance": self.instance,
             "result": json.dumps(result or {}, separators=(",", ":")),
-            "error": safe_detail(error),
+            "error": safe_detail(error.text) if error is not None else "",
+            "code": error.encode() if error is not None else "",
             "until": "" if until is None else f"{until:.3f}",
             "at": f"{time.time():.3f}",
         }
@@ -366,7 +366,7 @@ class OperationExecutor:
                     pipe,
                     events.WireEventKind.OPERATION_STATUS,
                     str(request.operation_id),
-                    {name: fields[name] for name in ("account_id", "name", "status", "error", "until")},
+                    {name: fields[name] for name in ("account_id", "name", "status", "error", "code", "until")},
                 )
                 pipe.execute()
                 return
@@ -379,6 +379,27 @@ class OperationExecutor:
 
 class _Refused(Exception):
     """The operation cannot run on this account now (it is not ours, not up, or not authorized)."""
+
+    def __init__(self, said: Detail) -> None:
+        super().__init__(said.text)
+        self.detail = said
+
+
+class _Invalid(ValueError):
+    """The operation's parameters are not valid (nothing was done)."""
+
+    def __init__(self, said: Detail) -> None:
+        super().__init__(said.text)
+        self.detail = said
+
+
+def _refusal(error: ValueError) -> Detail:
+    """Why an operation was refused before it was queued."""
+    if isinstance(error, _Invalid):
+        return error.detail
+    if isinstance(error, SecretError):
+        return detail("secret_unreadable")
+    return free(safe_detail(str(error)))
 
 
 def request_needs_login(name: OperationName) -> bool:

@@ -66,6 +66,7 @@ from telethon import events
 from celery_app import keys
 from celery_app.events import WireEvent, WireEventKind
 from celery_app.plugin_config import PluginState, PluginStatus
+from common.details import Detail, detail, free
 from common.plugin_catalogue import (
     MAX_ERROR,
     PluginInfo,
@@ -446,7 +447,7 @@ class _Loaded:
     gone: bool = False  # unloaded, teardown done: emit() does nothing
     state: str = PluginState.RUNNING.value
     errors: int = 0
-    last_error: str = ""
+    last_error: Detail | None = None
     seen_errors: set[str] = field(default_factory=set)
     last_log: float = float("-inf")
     unlogged: int = 0
@@ -745,25 +746,26 @@ class PluginHost:
 
     # --- loading and unloading (on the account's loop, under its lock)
 
-    def _status(self, account_id: int, name: str, state: str, errors: int = 0, last_error: str = "") -> None:
-        self.writer.status(account_id, name, PluginStatus(state, errors, last_error, time.time()))
+    def _status(self, account_id: int, name: str, state: str, errors: int = 0, said: Detail | None = None) -> None:
+        text, code = (safe_detail(said.text, MAX_ERROR), said.encode()) if said is not None else ("", "")
+        self.writer.status(account_id, name, PluginStatus(state, errors, text, time.time(), code))
 
-    def _refuse(self, account: _Account, name: str, reason: str) -> None:
-        log.error("account %d: plugin %s not loaded: %s", account.account_id, name, reason)
-        self._status(account.account_id, name, PluginState.ERROR.value, 1, safe_detail(reason, MAX_ERROR))
+    def _refuse(self, account: _Account, name: str, reason: Detail) -> None:
+        log.error("account %d: plugin %s not loaded: %s", account.account_id, name, reason.text)
+        self._status(account.account_id, name, PluginState.ERROR.value, 1, reason)
 
     async def _load(self, account: _Account, name: str, config: dict[str, Any]) -> None:
         account.desired[name] = copy.deepcopy(config)
         info = self.catalogue.get(name)
         if info is None:
-            self._refuse(account, name, f"unknown plugin: worker {self.worker_name} does not have it")
+            self._refuse(account, name, detail("plugin_unknown", worker=self.worker_name))
             return
         if info.error is not None or info.module is None:
-            self._refuse(account, name, info.error or "it could not be imported")
+            self._refuse(account, name, free(info.error) if info.error else detail("plugin_not_importable"))
             return
         problems = validate_config(info, config)
         if problems:
-            self._refuse(account, name, "invalid configuration: " + "; ".join(problems))
+            self._refuse(account, name, detail("plugin_config_invalid", problems="; ".join(problems)))
             return
         loaded = _Loaded(
             info, account.account_id, account.client, copy.deepcopy(config), task_name(name, account.account_id)
@@ -776,15 +778,15 @@ class PluginHost:
             result = await self._in_plugin_task(loaded, info.module.setup, client, context)
         except Exception as error:
             reason = (
-                f"setup did not finish within {SETUP_TIMEOUT:g} s"
+                detail("plugin_setup_timeout", seconds=SETUP_TIMEOUT)
                 if isinstance(error, TimeoutError)
-                else f"setup failed: {describe(error)}"
+                else detail("plugin_setup_failed", cause=free(describe(error)))
             )
             log.error(
                 "account %d: plugin %s: %s",
                 account.account_id,
                 name,
-                reason,
+                reason.text,
                 exc_info=(type(error), error, error.__traceback__),
             )
             await self._dismantle(loaded)
@@ -894,7 +896,7 @@ class PluginHost:
         now = time.monotonic()
         with self._lock:
             loaded.errors += 1
-            loaded.last_error = text
+            loaded.last_error = free(text)
             loaded.state = PluginState.FAILING.value
             errors = loaded.errors
             first = text not in loaded.seen_errors
@@ -920,7 +922,7 @@ class PluginHost:
                 loaded.account_id,
                 {"plugin": loaded.info.name, "error": text, "count": errors, "blocked": False},
             )
-        self._status(loaded.account_id, loaded.info.name, PluginState.FAILING.value, errors, text)
+        self._status(loaded.account_id, loaded.info.name, PluginState.FAILING.value, errors, free(text))
 
     def _blocked(self, name: str | None, seconds: float, ongoing: bool) -> None:
         """The watchdog's report: a loop stalled `seconds` while task `name` ran (see `LoopWatchdog`)."""
@@ -931,19 +933,20 @@ class PluginHost:
             log.warning("an event loop %s blocked for %.1f s (task %s, not a plugin)", state, seconds, name)
             return
         plugin, account_id = loaded.info.name, loaded.account_id
-        text = f"blocked its event loop for {seconds:.1f} s" + (" (still blocked)" if ongoing else "")
+        said = detail("plugin_still_blocked" if ongoing else "plugin_blocked", seconds=seconds)
+        text = said.text
         log.warning("account %d: plugin %s %s", account_id, plugin, text)
         with self._lock:
             if ongoing:
                 loaded.errors += 1
             loaded.state = PluginState.BLOCKED.value
-            loaded.last_error = text
+            loaded.last_error = said
             errors = loaded.errors
         if ongoing:
             self.writer.event(
                 WireEventKind.PLUGIN_ERROR,
                 account_id,
-                {"plugin": plugin, "error": text, "count": errors, "blocked": True},
+                {"plugin": plugin, "error": text, "code": said.encode(), "count": errors, "blocked": True},
             )
         if not loaded.closed:
-            self._status(account_id, plugin, PluginState.BLOCKED.value, errors, text)
+            self._status(account_id, plugin, PluginState.BLOCKED.value, errors, said)

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from celery_app import events, presence
 from celery_app.presence import BeatResult, WorkerInfo
+from common.details import Detail, detail
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class PresenceKeeper:
         on_name_taken: Callable[[], None] | None = None,
         on_beat: Callable[[], None] | None = None,
         fence_after: float | None = None,
-        on_fence: Callable[[str], None] | None = None,
+        on_fence: Callable[[Detail], None] | None = None,
         report: Callable[[], str] | None = None,
         on_registered: Callable[[], None] | None = None,
     ) -> None:
@@ -118,7 +119,7 @@ class PresenceKeeper:
             silent = time.monotonic() - self.last_contact
             if silent > self.fence_after and not self._fenced:
                 self._fenced = True
-                self.on_fence(f"no contact with Redis for {silent:.1f} s")
+                self.on_fence(detail("no_redis", seconds=silent))
             elif silent <= self.fence_after:
                 self._fenced = False
 
@@ -176,7 +177,12 @@ class PresenceKeeper:
         self._stop.set()
         try:
             if presence.unregister(self.redis, self.info.name, self.info.instance):
-                events.emit(self.redis, events.WireEventKind.WORKER_OFFLINE, self.info.name, {"reason": "stopped"})
+                events.emit(
+                    self.redis,
+                    events.WireEventKind.WORKER_OFFLINE,
+                    self.info.name,
+                    {"reason": "stopped", "code": detail("stopped").encode()},
+                )
             log.info("worker %r is offline", self.info.name)
         except RedisError as error:
             log.warning("could not announce offline (Redis unreachable: %s); it will time out", error)

@@ -40,16 +40,25 @@ from celery_app.contract import (
 )
 from celery_app.presence import WorkerInfo
 from common.crypto import SecretBox, SecretError
+from common.details import Detail
 from common.devices import choose_identity
 from common.sessions import parse_string_session
 from common.validation import InvalidValue, normalize_phone, parse_proxy
-from worker.telethon_manager import AccountManager, ClientSpec, LoginOutcome
+from worker.account_manager import AccountManager
+from worker.clients import ClientSpec
+from worker.login import LoginOutcome
 
 if TYPE_CHECKING:
     from worker.operator import OperationExecutor
 
 log = logging.getLogger(__name__)
 Answer = dict[str, Any]
+
+
+def _text(said: Detail | None) -> str:
+    """A command's detail as the answer carries it: in English (the control plane shows the account's states,
+    which carry the code, to people)."""
+    return said.text if said is not None else ""
 
 
 @dataclass
@@ -122,7 +131,7 @@ class WorkerRuntime:
         if outcome.ok:
             self.manager.remember([spec])
         return CommandResult(
-            ok=outcome.ok, account_id=account_id, status=outcome.status, detail=outcome.detail, run=outcome.run
+            ok=outcome.ok, account_id=account_id, status=outcome.status, detail=_text(outcome.detail), run=outcome.run
         ).model_dump()
 
     def start_many(self, raw: Any) -> Answer:
@@ -140,7 +149,7 @@ class WorkerRuntime:
                     ok=outcome.ok,
                     account_id=item.account_id,
                     status=outcome.status,
-                    detail=outcome.detail,
+                    detail=_text(outcome.detail),
                     run=outcome.run,
                 )
                 results.append(result)
@@ -158,7 +167,11 @@ class WorkerRuntime:
         assert isinstance(payload, AccountRef)
         outcome = self.manager.stop(payload.account_id)
         return CommandResult(
-            ok=outcome.ok, account_id=payload.account_id, status=outcome.status, detail=outcome.detail, run=outcome.run
+            ok=outcome.ok,
+            account_id=payload.account_id,
+            status=outcome.status,
+            detail=_text(outcome.detail),
+            run=outcome.run,
         ).model_dump()
 
     def status(self, raw: Any) -> Answer:

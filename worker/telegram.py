@@ -22,8 +22,8 @@ from typing import Any
 from celery_app.contract import DeviceIdentity
 from common.devices import choose_identity
 from config import MTProtoEndpoint
+from worker.clients import ClientFactory, ClientSpec, TelegramClientLike
 from worker.pacing import ConnectPacer
-from worker.telethon_manager import ClientFactory, ClientSpec, TelegramClientLike
 
 log = logging.getLogger(__name__)
 

@@ -31,20 +31,11 @@ from telethon import errors
 from common.sessions import SessionData
 from tests.support.fake_account_api import AccountApiMixin
 from tests.support.fake_events import EventsMixin
-from worker.telethon_manager import ClientSpec
+from worker.clients import ClientSpec
+from worker.presence import pid_alive
 
 VIOLATIONS = "fake:violations"
 DEVICES = "fake:devices"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def holder_alive(holder: str | None) -> bool:

@@ -1,0 +1,544 @@
+"""The account manager: many Telegram clients on a few event-loop threads, started and stopped safely.
+
+`WORKER_THREADS` threads each run one asyncio loop (`worker.loops`); each account gets an `AccountRunner`
+(`worker.runner`) on the least-loaded loop. A runner connects (always under a timeout), checks authorization,
+reports `running`, then watches for a stop request or a dropped connection; failures are classified
+(`worker.failures`) into statuses: network trouble is retried with backoff, flood waits are reported with their
+end time and waited out, revoked or banned accounts stop. One client's failure never touches another's.
+Telethon is reached only through the client factory, so tests run the manager against fakes.
+
+Pacing: every connect — a start, a batch start, a resume, a reconnect — waits for its turn in the worker's
+connect bucket (`worker.pacing`, WORKER_CONNECTS_PER_SECOND), and every retry waits a jittered delay, so a
+start-all or a network blip never has every client dial at the same moment. Each client connects with its
+account's own device identity (`ClientSpec.device`).
+
+Ownership: before a runner starts, the worker must hold the account's lease (`celery_app.leases`); the
+presence heartbeat renews all leases at once, and a lease that is lost stops its client at once.
+
+Logins (`worker.login`): `send_code` keeps the client that requested the code alive (the code must be signed
+in with the same session) until the login completes, is cancelled, or expires after `LOGIN_TTL` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from redis import Redis
+
+from celery_app import keys, leases, report
+from celery_app.account_state import AccountState, AccountStatus
+from common.details import Detail, detail
+from common.redaction import safe_detail
+from worker import clients
+from worker.clients import (
+    ClientFactory,
+    ClientSpec,
+    Identity,
+    TelegramClientLike,
+    identity_of,
+)
+from worker.failures import class_names, describe_error
+from worker.login import LoginOutcome, PendingLogin, login_failure
+from worker.loops import LoopThread
+from worker.pacing import DEFAULT_CONNECTS_PER_SECOND, ConnectPacer
+from worker.runner import OPERATION_LEASE_WAIT, AccountRunner, operation_holder
+from worker.status import StatusReporter
+
+log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+STOP_TIMEOUT = 20.0
+
+
+# --- the manager ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    ok: bool
+    status: AccountStatus
+    detail: Detail | None = None
+    run: str = ""
+
+
+class AccountManager:
+    """Runs this worker's accounts. Besides the runners it keeps:
+
+    - `parked`: accounts stopped by the fence (cut off from Redis) that this worker resumes by itself as soon
+      as it can take their leases again;
+    - the spec registry in Redis (`keys.worker_specs`): the encrypted specs of the accounts it should run,
+      so that a restarted process resumes them without waiting for the backend.
+    """
+
+    def __init__(
+        self,
+        factory: ClientFactory,
+        redis: Redis,
+        worker_name: str,
+        instance: str,
+        threads: int,
+        lease_ttl: float,
+        reporter: StatusReporter | None = None,
+        pacer: ConnectPacer | None = None,
+    ) -> None:
+        self.factory = factory
+        self.pacer = pacer or ConnectPacer(DEFAULT_CONNECTS_PER_SECOND)
+        self.redis = redis
+        self.worker_name = worker_name
+        self.holder = leases.holder_id(worker_name, instance)
+        self.operation_holder = operation_holder(worker_name, instance)
+        self.plugins: Any = None  # a worker.plugins.PluginHost, when the worker runs plugins
+        self._plugins_version: int | None = None
+        self.lease_ttl = lease_ttl
+        self.reporter = reporter or StatusReporter(redis, self.holder)
+        self.loops = [LoopThread(index) for index in range(threads)]
+        self.runners: dict[int, AccountRunner] = {}
+        self.parked: dict[int, ClientSpec] = {}
+        self.logins: dict[str, PendingLogin] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+        self._specs_key = keys.worker_specs(worker_name)
+
+    def open(self) -> None:
+        self.reporter.start()
+
+    # --- states
+
+    def state(
+        self,
+        account_id: int,
+        status: AccountStatus,
+        said: Detail | None = None,
+        until: float | None = None,
+        active: bool = False,
+        identity: Identity | None = None,
+        run: str = "",
+    ) -> AccountState:
+        """What the worker says about an account: the detail in English (safe, short) and as its code."""
+        who = identity or Identity()
+        return AccountState(
+            account_id,
+            status,
+            self.worker_name,
+            safe_detail(said.text) if said else "",
+            until,
+            active,
+            who.user_id,
+            who.username,
+            who.name,
+            time.time(),
+            run,
+            code=said.encode() if said else "",
+        )
+
+    def _least_loaded_loop(self) -> LoopThread:
+        return min(self.loops, key=lambda loop_thread: loop_thread.clients)
+
+    # --- the spec registry (Redis) and the heartbeat report
+
+    def remember(self, specs: list[ClientSpec]) -> None:
+        """Record specs in this worker's registry (one write), so a restart resumes them."""
+        entries = {str(spec.account_id): spec.wire for spec in specs if spec.wire}
+        if entries:
+            self.redis.hset(self._specs_key, mapping=entries)
+
+    def _forget(self, account_id: int) -> None:
+        with self._lock:
+            if account_id in self.runners or account_id in self.parked:
+                return  # started again meanwhile (a restart): its entry stays
+        with contextlib.suppress(Exception):
+            self.redis.hdel(self._specs_key, str(account_id))
+
+    def report_json(self) -> str:
+        """The accounts that have a runner here, by status: rewritten into Redis with every heartbeat."""
+        with self._lock:
+            states = [(account_id, runner.state.status) for account_id, runner in self.runners.items()]
+        return report.encode(states)
+
+    def reassert(self) -> None:
+        """After Redis lost its data: write every runner's status and the registry again."""
+        with self._lock:
+            runners = list(self.runners.values())
+            specs = [runner.spec for runner in runners] + list(self.parked.values())
+        for runner in runners:
+            self.reporter.report(runner.state)
+        self.remember(specs)
+        if self.plugins is not None:
+            self.plugins.reassert()
+
+    # --- commands (called from Celery task threads)
+
+    def start(self, spec: ClientSpec, wait_for_lease: float = 0.0) -> CommandOutcome:
+        with self._lock:
+            if self._closed:
+                return CommandOutcome(False, AccountStatus.STOPPED, detail("shutting_down"))
+            existing = self.runners.get(spec.account_id)
+            if existing is not None:
+                if existing.holds_lease:
+                    self.reporter.report(existing.state)  # re-assert it: the control plane may think it lost
+                return CommandOutcome(True, existing.state.status, detail("already_running"), existing.run_id)
+        acquired, holder = leases.acquire(self.redis, spec.account_id, self.holder, self.lease_ttl)
+        other = leases.worker_of_holder(holder)
+        if not acquired and holder == self.operation_holder:
+            wait_for_lease = max(wait_for_lease, OPERATION_LEASE_WAIT)  # connected here for an operation
+        if not acquired and wait_for_lease <= 0:
+            with self._lock:
+                self.parked.pop(spec.account_id, None)
+            self._forget(spec.account_id)
+            return CommandOutcome(False, AccountStatus.STOPPED, detail("running_elsewhere", worker=other))
+        with self._lock:
+            if spec.account_id in self.runners:  # a concurrent start won the race on this worker
+                runner = self.runners[spec.account_id]
+                return CommandOutcome(True, runner.state.status, detail("already_running"), runner.run_id)
+            loop_thread = self._least_loaded_loop()
+            runner = AccountRunner(self, spec, loop_thread)
+            runner.holds_lease = acquired
+            self.runners[spec.account_id] = runner
+            self.parked.pop(spec.account_id, None)
+            loop_thread.clients += 1
+        if acquired:
+            runner.report(AccountStatus.STARTING, detail("queued"))
+        runner.done = loop_thread.submit(runner.run(lease_deadline=time.monotonic() + wait_for_lease))
+        if acquired:
+            return CommandOutcome(True, AccountStatus.STARTING, detail("starting"), runner.run_id)
+        return CommandOutcome(True, AccountStatus.STARTING, detail("waiting_for_worker", worker=other), runner.run_id)
+
+    def runner_finished(self, runner: AccountRunner, status: AccountStatus, said: Detail) -> None:
+        """Called on the runner's loop when it ends: release the lease, report the final status.
+
+        Unless the runner was parked, the account leaves this worker's registry: it was stopped, moved, or
+        needs an admin, and a restart must not bring it back.
+        """
+        account_id = runner.spec.account_id
+        with self._lock:
+            if self.runners.get(account_id) is runner:
+                del self.runners[account_id]
+                runner.loop_thread.clients -= 1
+        if runner.report_final:
+            runner.report(status, said, active=False)
+        release = runner.holds_lease and not runner.keep_lease
+        if release or not runner.park:
+            self._settle(account_id, release=release, forget=not runner.park)
+
+    def _settle(self, account_id: int, release: bool, forget: bool) -> None:
+        def settle() -> None:
+            self.reporter.flush(2.0)  # the final status is written while the lease is still ours
+            if forget:
+                self._forget(account_id)
+            if release:
+                with contextlib.suppress(Exception):
+                    leases.release(self.redis, account_id, self.holder)
+
+        threading.Thread(target=settle, name=f"settle-{account_id}", daemon=True).start()
+
+    def stop(self, account_id: int, reason: Detail | None = None, timeout: float = STOP_TIMEOUT) -> CommandOutcome:
+        with self._lock:
+            runner = self.runners.get(account_id)
+            parked = self.parked.pop(account_id, None)
+        if runner is None:
+            self._forget(account_id)
+            said = detail("parked_stopped") if parked else detail("not_running_here")
+            return CommandOutcome(True, AccountStatus.STOPPED, said)
+        reason = reason or detail("stopped")
+        runner.request_stop(reason)
+        if runner.done is not None:
+            with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
+                runner.done.result(timeout)
+        self.reporter.flush(2.0)
+        deadline = time.monotonic() + 2.0
+        while leases.holder_of(self.redis, account_id) == self.holder and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return CommandOutcome(True, AccountStatus.STOPPED, reason, runner.run_id)
+
+    def restart(self, spec: ClientSpec) -> CommandOutcome:
+        self.stop(spec.account_id, detail("restarting"))
+        return self.start(spec, wait_for_lease=2.0)
+
+    def runner_of(self, account_id: int) -> AccountRunner | None:
+        with self._lock:
+            return self.runners.get(account_id)
+
+    def loop_for(self, account_id: int) -> LoopThread:
+        """The loop of the account's runner, or the least loaded one."""
+        with self._lock:
+            runner = self.runners.get(account_id)
+            return runner.loop_thread if runner is not None else self._least_loaded_loop()
+
+    # --- plugins (worker.plugins): loaded while an account runs, re-applied when their configuration changes
+
+    async def attach_plugins(self, account_id: int, client: TelegramClientLike) -> None:
+        if self.plugins is None:
+            return
+        from celery_app import plugin_config
+
+        loop = asyncio.get_running_loop()
+        try:
+            configs = (await loop.run_in_executor(None, plugin_config.read_desired, self.redis, [account_id])).get(
+                account_id, {}
+            )
+        except Exception as error:  # noqa: BLE001 - the account runs without plugins rather than not at all
+            log.warning("account %d: plugin configuration unavailable (%s)", account_id, describe_error(error))
+            configs = {}
+        self.plugins.watch(loop)
+        try:
+            await self.plugins.attach(account_id, client, configs)
+        except Exception:
+            log.exception("account %d: plugins could not be attached", account_id)
+
+    async def detach_plugins(self, account_id: int) -> None:
+        if self.plugins is None:
+            return
+        try:
+            await self.plugins.detach(account_id)
+        except Exception:
+            log.exception("account %d: plugins could not be detached", account_id)
+
+    def sync_plugins(self) -> None:
+        """Called with every heartbeat: when any account's plugin configuration changed (a version counter),
+        re-read those of the accounts running here and apply them without restarting anything."""
+        if self.plugins is None:
+            return
+        from celery_app import plugin_config
+
+        version = plugin_config.version(self.redis)
+        if version is None or version == self._plugins_version:
+            return  # unchanged, or Redis lost it and the control plane has not written it again yet
+        with self._lock:
+            running = {account_id: runner for account_id, runner in self.runners.items() if runner.client is not None}
+        desired = plugin_config.read_desired(self.redis, list(running))
+        for account_id, runner in running.items():
+            runner.loop_thread.submit(self._apply_plugins(account_id, desired.get(account_id, {})))
+        self._plugins_version = version
+
+    async def _apply_plugins(self, account_id: int, configs: dict[str, Any]) -> None:
+        runner = self.runner_of(account_id)
+        if runner is None or runner.client is None:
+            return
+        try:
+            await self.plugins.apply(account_id, configs)
+        except Exception:
+            log.exception("account %d: plugin configuration could not be applied", account_id)
+
+    def status_of(self, account_id: int) -> AccountState | None:
+        with self._lock:
+            runner = self.runners.get(account_id)
+        return runner.state if runner else None
+
+    def running_states(self) -> list[AccountState]:
+        with self._lock:
+            return [runner.state for runner in self.runners.values()]
+
+    def held_accounts(self) -> list[int]:
+        with self._lock:
+            return [account_id for account_id, runner in self.runners.items() if runner.holds_lease]
+
+    def lease_lost(self, account_ids: list[int]) -> None:
+        """Another worker holds these leases now: stop the clients at once (their registry entries go)."""
+        for account_id in account_ids:
+            with self._lock:
+                runner = self.runners.get(account_id)
+            if runner is not None:
+                log.error("account %d: another worker holds its lease now; stopping its client", account_id)
+                # The status is written only while the lease is ours or free: the new holder's stays.
+                runner.request_stop(detail("lease_taken"), keep_lease=True)
+
+    def fence(self, reason: Detail) -> None:
+        """Cut off from Redis for too long: stop every client before the leases can expire elsewhere.
+
+        The accounts are parked: once Redis answers again the worker takes their leases back (if nobody else
+        has) and restarts them by itself.
+        """
+        with self._lock:
+            runners = list(self.runners.values())
+            for runner in runners:
+                self.parked[runner.spec.account_id] = runner.spec
+        if runners:
+            log.error("%s: stopping all %d clients", reason.text, len(runners))
+        for runner in runners:
+            runner.request_stop(detail("worker_stopped"), report_final=False, park=True, keep_lease=True)
+            self.reporter.report(
+                self.state(runner.spec.account_id, AccountStatus.LOST, reason, active=False, run=runner.run_id)
+            )
+
+    def resume_parked(self) -> int:
+        """Restart parked accounts still in this worker's registry (the control plane removes an account it
+        stopped or moved meanwhile) whose leases this worker can take again; drop the others."""
+        with self._lock:
+            parked = [spec for account_id, spec in self.parked.items() if account_id not in self.runners]
+        if not parked:
+            return 0
+        wanted = set(self.redis.hkeys(self._specs_key))
+        resumed = 0
+        for spec in parked:
+            if str(spec.account_id) not in wanted and spec.wire:
+                with self._lock:
+                    self.parked.pop(spec.account_id, None)
+                log.info("account %d: stopped or moved while this worker was cut off; not resumed", spec.account_id)
+                continue
+            outcome = self.start(spec)
+            if outcome.ok:
+                resumed += 1
+            else:
+                log.warning("account %d: not resumed: %s", spec.account_id, outcome.detail)
+        if resumed:
+            log.info("resumed %d account(s) parked while Redis was out of reach", resumed)
+        return resumed
+
+    def shutdown(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop every client (the worker is going away: its accounts will read as lost), then the loops.
+
+        The registry keeps the accounts, so the next start of this worker resumes them.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            runners = list(self.runners.values())
+        for runner in runners:
+            runner.request_stop(detail("worker_stopped"), report_final=False, park=True)
+        deadline = time.monotonic() + timeout
+        for runner in runners:
+            if runner.done is not None:
+                with contextlib.suppress(Exception):
+                    runner.done.result(max(0.1, deadline - time.monotonic()))
+        for runner in runners:
+            self.reporter.report(
+                self.state(
+                    runner.spec.account_id,
+                    AccountStatus.LOST,
+                    detail("worker_stopped"),
+                    active=False,
+                    run=runner.run_id,
+                )
+            )
+        for login_id in list(self.logins):
+            self.cancel_login(login_id)
+        self.reporter.close()
+        for runner in runners:
+            with contextlib.suppress(Exception):
+                leases.release(self.redis, runner.spec.account_id, self.holder)
+        for loop_thread in self.loops:
+            loop_thread.close()
+
+    # --- logins
+
+    def _login(self, login_id: str) -> PendingLogin | None:
+        with self._lock:
+            login = self.logins.get(login_id)
+            if login is not None and time.monotonic() > login.expires_at:
+                self.logins.pop(login_id, None)
+                login.loop_thread.submit(self._close_client(login.client))
+                return None
+            return login
+
+    async def _close_client(self, client: TelegramClientLike) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), clients.DISCONNECT_TIMEOUT)
+
+    def expire_logins(self) -> None:
+        with self._lock:
+            expired = [login_id for login_id, login in self.logins.items() if time.monotonic() > login.expires_at]
+        for login_id in expired:
+            self._login(login_id)
+
+    def send_code(self, login_id: str, spec: ClientSpec) -> LoginOutcome:
+        self.expire_logins()
+        loop_thread = self._least_loaded_loop()
+
+        # An admin is waiting: a login goes ahead of the queue, but its connect counts in the worker's pace.
+        self.pacer.reserve()
+
+        async def begin() -> LoginOutcome:
+            client = self.factory(spec)
+            try:
+                await asyncio.wait_for(client.connect(), clients.CONNECT_TIMEOUT)
+                sent = await asyncio.wait_for(client.send_code_request(spec.phone), clients.CALL_TIMEOUT)
+            except Exception as error:  # noqa: BLE001 - classified for the admin
+                await self._close_client(client)
+                return login_failure(error)
+            with self._lock:
+                self.logins[login_id] = PendingLogin(
+                    login_id, spec, loop_thread, client, str(getattr(sent, "phone_code_hash", "") or "")
+                )
+            return LoginOutcome("code_sent", message="code sent")
+
+        return loop_thread.call(begin(), clients.CONNECT_TIMEOUT + clients.CALL_TIMEOUT + 5)
+
+    def _finish(self, login: PendingLogin, attempt: Callable[[], Awaitable[Any]]) -> LoginOutcome:
+        async def run() -> LoginOutcome:
+            try:
+                await asyncio.wait_for(attempt(), clients.CALL_TIMEOUT)
+            except Exception as error:  # noqa: BLE001 - classified for the admin
+                if "SessionPasswordNeededError" in class_names(error):
+                    login.needs_password = True
+                    return LoginOutcome(
+                        "password_needed", message="this account has two-step verification: send the password"
+                    )
+                outcome = login_failure(error)
+                if not outcome.retry:
+                    self._drop_login(login)
+                    await self._close_client(login.client)
+                return outcome
+            try:
+                me = identity_of(await asyncio.wait_for(login.client.get_me(), clients.CALL_TIMEOUT))
+                session = str(login.client.session.save())  # type: ignore[attr-defined]
+            except Exception as error:  # noqa: BLE001
+                self._drop_login(login)
+                await self._close_client(login.client)
+                return login_failure(error)
+            self._drop_login(login)
+            await self._close_client(login.client)
+            return LoginOutcome("authorized", message="logged in", session=session, identity=me)
+
+        return login.loop_thread.call(run(), clients.CALL_TIMEOUT * 2 + 5)
+
+    def _drop_login(self, login: PendingLogin) -> None:
+        with self._lock:
+            if self.logins.get(login.login_id) is login:
+                del self.logins[login.login_id]
+
+    def submit_code(self, login_id: str, code: str) -> LoginOutcome:
+        login = self._login(login_id)
+        if login is None:
+            return LoginOutcome("failed", "unknown_login", "this login has expired or was cancelled; start again")
+        with login.lock:
+            if login.needs_password:
+                return LoginOutcome("password_needed", message="send the two-step verification password")
+            return self._finish(
+                login,
+                lambda: login.client.sign_in(phone=login.spec.phone, code=code, phone_code_hash=login.phone_code_hash),
+            )
+
+    def submit_password(self, login_id: str, password: str) -> LoginOutcome:
+        login = self._login(login_id)
+        if login is None:
+            return LoginOutcome("failed", "unknown_login", "this login has expired or was cancelled; start again")
+        with login.lock:
+            if not login.needs_password:
+                return LoginOutcome(
+                    "failed", "unexpected_password", "no password was asked for: send the code first", True
+                )
+            return self._finish(login, lambda: login.client.sign_in(password=password))
+
+    def cancel_login(self, login_id: str) -> bool:
+        with self._lock:
+            login = self.logins.pop(login_id, None)
+        if login is None:
+            return False
+        with contextlib.suppress(Exception):
+            login.loop_thread.call(self._close_client(login.client), clients.DISCONNECT_TIMEOUT + 1)
+        return True
+
+    @staticmethod
+    def new_login_id() -> str:
+        return uuid.uuid4().hex
