@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from backend.accounts_service import account_spec
 from backend.dispatch import TaskDispatcher
-from backend.observed import Observation, Recorded, WorkerSight, observe
+from backend.observed import Observation, Recorded, WorkerSight, observe, said_by
 from celery_app.account_state import NEEDS_ADMIN, RUNNER_STATUSES, UNKNOWN, AccountState, read_states
 from celery_app.contract import MAX_BATCH, AccountRef, Payload, StartAccounts, TaskName
 from celery_app.events import WireEvent
@@ -80,7 +80,7 @@ class AccountSync:
                 ops.ReportedState(
                     account_id=state.account_id,
                     status=state.status.value,
-                    detail=state.detail,
+                    detail=said_by(state),
                     until=ops.epoch_to_datetime(state.until) if state.until else None,
                     user_id=state.user_id,
                     username=state.username,
@@ -128,7 +128,7 @@ class AccountSync:
                     continue
             changed_at = ops.naive_utc_to_epoch(changed)
             seen = sights.get(worker) if worker is not None else None
-            observation = observe(account_id, Recorded(status, "", changed_at, desired), seen, None)
+            observation = observe(account_id, Recorded(status, None, changed_at, desired), seen, None)
             places = also.get(account_id) or ([where[0]] if where is not None else [])
             for place in places:
                 report = sights[place].report
@@ -198,7 +198,7 @@ class AccountSync:
         for account_id, seen in corrections:
             state = latest.get(account_id)
             same = state is not None and state.status.value == seen.status
-            detail = state.detail if same and state is not None else seen.detail
+            detail = said_by(state) if same and state is not None else seen.detail
             until = ops.epoch_to_datetime(state.until) if same and state is not None and state.until else None
             at = ops.epoch_to_datetime(seen.at if seen.at is not None else now)
             rows.append(ops.StatusCorrection(account_id, seen.status, detail, at, until))

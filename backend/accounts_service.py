@@ -21,7 +21,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.dispatch import TaskDispatcher, WorkerDidNotAnswer
+from backend.dispatch import TaskDispatcher, WorkerDidNotAnswer, WorkerRejectedCall
 from backend.fleet import EventView, iso_utc
 from backend.observed import Recorded, WorkerSight, observe, sight
 from celery_app import keys, presence, report
@@ -42,7 +42,9 @@ from celery_app.contract import (
 )
 from celery_app.presence import Liveness, liveness
 from common.crypto import SecretBox
+from common.details import Detail, detail, english, stored
 from common.devices import choose_identity, complete_identity
+from common.errors import CODES, FleetError
 from common.redaction import safe_detail
 from common.sessions import parse_string_session, session_file_to_string
 from common.validation import (
@@ -63,13 +65,8 @@ START_ANSWER_TIMEOUT = 15.0
 LOGIN_CALL_TIMEOUT = 60.0
 
 
-class AccountError(Exception):
-    """A refused or failed account action; the message is meant for the admin as is, `code` says which."""
-
-    def __init__(self, message: str, code: str = "error", **values: object) -> None:
-        super().__init__(message)
-        self.code = code
-        self.values = values
+class AccountError(FleetError):
+    """A refused or failed account action: the message in English, `code` and `values` for the bots."""
 
 
 class WorkerUnavailable(AccountError):
@@ -77,8 +74,8 @@ class WorkerUnavailable(AccountError):
 
 
 class LoginError(AccountError):
-    def __init__(self, message: str, code: str = "error", retry: bool = False) -> None:
-        super().__init__(message, code)
+    def __init__(self, message: str, code: str = "error", retry: bool = False, **values: object) -> None:
+        super().__init__(message, code, **values)
         self.retry = retry
 
 
@@ -100,6 +97,7 @@ class AccountView:
     created_at: datetime
     status_changed_at: datetime | None
     live: bool = False  # a live source (the worker's report or status) says so now
+    coded: Detail | None = None  # `detail` as a code with parameters: what the bots render
     device: DeviceIdentity | None = None  # what the account presents to Telegram (`describe()` for one line)
     events: list[EventView] = field(default_factory=list)
     check_verdict: str | None = None  # the last `check` (`celery_app.operations.Verdict`), None if never checked
@@ -164,10 +162,16 @@ class LoginStep:
     account: AccountView | None = None
 
 
+def _login_code(answer: dict[str, Any]) -> str:
+    """The worker's code for a failed login step; one this control plane does not know reads as "error"."""
+    code = str(answer.get("error") or "error")
+    return code if code in CODES else "error"
+
+
 def account_spec(account: Account) -> AccountSpec:
     """What a worker needs to run the account; the secrets go as stored (already encrypted)."""
     if account.session_enc is None:
-        raise AccountError(f"account {account.id} has no session: log in first")
+        raise AccountError(f"account {account.id} has no session: log in first", "no_session", id=account.id)
     return AccountSpec(
         account_id=account.id,
         phone_enc=account.phone_enc,
@@ -239,7 +243,7 @@ class AccountService:
             worker = workers.get(account.worker_id) if account.worker_id is not None else None
             recorded = Recorded(
                 account.status,
-                account.status_detail,
+                stored(account.status_code, account.status_detail),
                 account.status_changed_at.timestamp() if account.status_changed_at else None,
                 account.desired_state,
             )
@@ -258,7 +262,7 @@ class AccountService:
                     worker=worker.name if worker else None,
                     desired_state=account.desired_state,
                     status=seen.status,
-                    detail=safe_detail(seen.detail),
+                    detail=safe_detail(english(seen.detail)),
                     flood_wait_until=until,
                     user_id=user_id,
                     username=username,
@@ -268,6 +272,7 @@ class AccountService:
                     created_at=account.created_at,
                     status_changed_at=account.status_changed_at,
                     live=seen.live,
+                    coded=seen.detail,
                     device=ops.device_of(account),
                     check_verdict=account.check_verdict,
                     checked_at=account.checked_at,
@@ -355,14 +360,14 @@ class AccountService:
         try:
             return self.box.encrypt(parse_proxy(proxy).url())
         except InvalidValue as error:
-            raise AccountError(str(error), "proxy") from None
+            raise AccountError(str(error), "proxy", problem=str(error)) from None
 
     @staticmethod
     def _credentials(phone: str | None, api_id: object, api_hash: str) -> tuple[str | None, int, str]:
         try:
             return (normalize_phone(phone) if phone else None, validate_api_id(api_id), validate_api_hash(api_hash))
         except InvalidValue as error:
-            raise AccountError(str(error), error.code) from None
+            raise AccountError(str(error), error.code, problem=str(error)) from None
 
     # --- import -----------------------------------------------------------------------------------------
 
@@ -391,23 +396,24 @@ class AccountService:
                 string = session_string.strip()
                 parse_string_session(string)
             else:
-                raise AccountError("give a session string or a .session file", "session")
+                raise AccountError("give a session string or a .session file", "session_missing")
         except InvalidValue as error:
             raise AccountError(str(error), "session", detail=str(error)) from None
         normalized_phone, checked_api_id, checked_hash = self._credentials(phone, api_id, api_hash)
         if normalized_phone is None:
-            raise AccountError("the phone number of the imported account is required (--phone)", "phone")
+            raise AccountError("the phone number of the imported account is required (--phone)", "phone_required")
         proxy_enc = self._validated_proxy(proxy)
         box = self.box
         try:
             identity = complete_identity(device, choose_identity(box.lookup(normalized_phone)))
         except InvalidValue as error:
-            raise AccountError(str(error), "device") from None
+            raise AccountError(str(error), "device", problem=str(error)) from None
         with self.sessions.begin() as session:
             target = ops.get_worker(session, worker)
             existing = ops.find_account_by_phone(session, box.lookups(normalized_phone))
             if existing is not None:
-                raise AccountError(str(ops.AccountExists(mask_phone(normalized_phone), existing.id)))
+                exists = ops.AccountExists(mask_phone(normalized_phone), existing.id)
+                raise AccountError(str(exists), exists.code, **exists.values)
             account = Account(
                 phone_enc=box.encrypt(normalized_phone),
                 phone_lookup=box.lookup(normalized_phone),
@@ -419,10 +425,13 @@ class AccountService:
                 worker_id=target.id,
                 desired_state=DesiredState.STOPPED.value,
                 status=AccountStatus.STOPPED.value,
-                status_detail="imported",
+                status_detail=detail("imported").text,
+                status_code=detail("imported").encode(),
             )
             ops.set_device(account, identity)
-            ops.create_account(session, account, FleetEventKind.ACCOUNT_IMPORTED, f"on {target.name}", actor)
+            ops.create_account(
+                session, account, FleetEventKind.ACCOUNT_IMPORTED, detail("on_worker", worker=target.name), actor
+            )
             account_id = account.id
         return self.get_account(account_id)
 
@@ -435,13 +444,21 @@ class AccountService:
             payload = CheckSession(session_enc=account.session_enc)
         answer = self.dispatcher.call(worker.name, TaskName.CHECK_SESSION, payload, timeout)
         if not answer.get("ok"):
-            raise AccountError(f"worker {worker.name!r} cannot use this session: {answer.get('message')}")
+            problem = str(answer.get("message"))
+            raise AccountError(
+                f"worker {worker.name!r} cannot use this session: {problem}",
+                "session_unusable",
+                worker=worker.name,
+                problem=problem,
+            )
         return str(answer.get("message", "ok"))
 
     @staticmethod
     def _worker_name(session: Session, account: Account) -> str:
         if account.worker_id is None:
-            raise AccountError(f"account {account.id} is not assigned to a worker; move it to one first")
+            raise AccountError(
+                f"account {account.id} is not assigned to a worker; move it to one first", "no_worker", id=account.id
+            )
         worker = session.get(Worker, account.worker_id)
         assert worker is not None
         return worker.name
@@ -464,7 +481,10 @@ class AccountService:
                 and existing.status not in (AccountStatus.UNAUTHORIZED, AccountStatus.ERROR, AccountStatus.STOPPED)
             ):
                 raise AccountError(
-                    f"account {existing.id} with phone {mask_phone(normalized_phone)} exists and is {existing.status}"
+                    f"account {existing.id} with phone {mask_phone(normalized_phone)} exists and is {existing.status}",
+                    "account_busy",
+                    id=existing.id,
+                    status=existing.status,
                 )
             # A known account logs in again as the device it has always been; a new one gets its identity now.
             device = ops.device_of(existing) if existing is not None else choose_identity(box.lookup(normalized_phone))
@@ -481,7 +501,12 @@ class AccountService:
         )
         answer = self._login_call(target.name, TaskName.SEND_LOGIN_CODE, payload)
         if answer.get("state") != "code_sent":
-            raise LoginError(str(answer.get("message") or "could not send the code"), str(answer.get("error")), False)
+            raise LoginError(
+                str(answer.get("message") or "could not send the code"),
+                _login_code(answer),
+                False,
+                problem=str(answer.get("message") or ""),
+            )
         record = {
             "worker": target.name,
             "phone_enc": phone_enc,
@@ -505,10 +530,14 @@ class AccountService:
     def _login_call(self, worker: str, task: TaskName, payload: Any) -> dict[str, Any]:
         try:
             answer = self.dispatcher.call(worker, task, payload, LOGIN_CALL_TIMEOUT)
+        except WorkerRejectedCall as error:
+            raise LoginError(str(error), error.code, **error.values) from None
         except WorkerDidNotAnswer as error:
-            raise LoginError(str(error), "timeout") from None
+            raise LoginError(str(error), "timeout", worker=worker) from None
         if answer.get("error") == "invalid_payload":
-            raise LoginError(str(answer.get("message")), "invalid_input", retry=True)
+            raise LoginError(
+                str(answer.get("message")), "invalid_input", retry=True, problem=str(answer.get("message"))
+            )
         return answer
 
     def submit_code(self, login_id: str, code: str) -> LoginStep:
@@ -546,7 +575,10 @@ class AccountService:
             if not answer.get("retry"):
                 self.redis.delete(_login_key(login_id))
             raise LoginError(
-                str(answer.get("message") or "login failed"), str(answer.get("error")), bool(answer.get("retry"))
+                str(answer.get("message") or "login failed"),
+                _login_code(answer),
+                bool(answer.get("retry")),
+                problem=str(answer.get("message") or ""),
             )
         self.redis.delete(_login_key(login_id))
         box = self.box
@@ -568,13 +600,19 @@ class AccountService:
             account.proxy_enc = record["proxy_enc"] or None
             account.worker_id = worker.id
             account.status = AccountStatus.STOPPED.value
-            account.status_detail = "logged in"
+            account.status_detail, account.status_code = detail("logged_in").text, detail("logged_in").encode()
             account.tg_user_id = answer.get("user_id")
             account.tg_username = answer.get("username")
             account.tg_name = answer.get("name")
             if record.get("device"):  # the identity the session was just created with
                 ops.set_device(account, DeviceIdentity.model_validate_json(record["device"]))
-            ops.create_account(session, account, FleetEventKind.ACCOUNT_LOGGED_IN, f"on {worker.name}", record["actor"])
+            ops.create_account(
+                session,
+                account,
+                FleetEventKind.ACCOUNT_LOGGED_IN,
+                detail("on_worker", worker=worker.name),
+                record["actor"],
+            )
             account_id = account.id
         return LoginStep(login_id, "authorized", "logged in", self.get_account(account_id))
 
@@ -584,14 +622,16 @@ class AccountService:
         with self.sessions.begin() as session:
             account = ops.get_account(session, account_id)
             if account.session_enc is None:
-                raise AccountError(f"account {account_id} has no session: log in first")
+                raise AccountError(f"account {account_id} has no session: log in first", "no_session", id=account_id)
             name = self._worker_name(session, account)
             try:
                 self._usable_worker(session, name)
             except WorkerUnavailable as error:
                 if not when_back:
                     raise WorkerUnavailable(
-                        f"{error}; or ask to start it when the worker is back", error.code, **error.values
+                        f"{error}; or ask to start it when the worker is back",
+                        f"{error.code}_start_later",
+                        **error.values,
                     ) from None
                 ops.set_desired_state(session, account, DesiredState.RUNNING, actor)
                 return ActionResult(account_id, f"account {account_id} will start when worker {name!r} is back", False)
@@ -599,11 +639,22 @@ class AccountService:
             spec = account_spec(account)
         try:
             answer = self.dispatcher.call(name, TaskName.START_ACCOUNT, StartAccount(spec=spec), START_ANSWER_TIMEOUT)
+        except WorkerRejectedCall as error:
+            raise AccountError(str(error), error.code, **error.values) from None
         except WorkerDidNotAnswer as error:
-            raise AccountError(f"{error}; the account stays marked to run and the backend will retry") from None
-        if not answer.get("ok"):
             raise AccountError(
-                f"worker {name!r} did not start account {account_id}: {answer.get('detail') or answer.get('message')}"
+                f"{error}; the account stays marked to run and the backend will retry",
+                "no_answer_will_retry",
+                **error.values,
+            ) from None
+        if not answer.get("ok"):
+            problem = str(answer.get("detail") or answer.get("message"))
+            raise AccountError(
+                f"worker {name!r} did not start account {account_id}: {problem}",
+                "start_refused",
+                worker=name,
+                id=account_id,
+                problem=problem,
             )
         return ActionResult(
             account_id,
@@ -628,7 +679,9 @@ class AccountService:
         try:
             answer = self.dispatcher.call(name, TaskName.STOP_ACCOUNT, AccountRef(account_id=account_id), STOP_TIMEOUT)
         except WorkerDidNotAnswer as error:
-            raise AccountError(f"{error}; the account stays marked to stop") from None
+            raise AccountError(
+                f"{error}; the account stays marked to stop", "no_answer_stays_stopped", **error.values
+            ) from None
         return ActionResult(account_id, f"account {account_id} stopped ({answer.get('detail', 'stopped')})", True)
 
     def restart(self, account_id: int, actor: str) -> ActionResult:
@@ -636,7 +689,7 @@ class AccountService:
         with self.sessions.begin() as session:
             account = ops.get_account(session, account_id)
             if account.session_enc is None:
-                raise AccountError(f"account {account_id} has no session: log in first")
+                raise AccountError(f"account {account_id} has no session: log in first", "no_session", id=account_id)
             name = self._worker_name(session, account)
             self._usable_worker(session, name)
             ops.set_desired_state(session, account, DesiredState.RUNNING, actor)
@@ -645,11 +698,22 @@ class AccountService:
             answer = self.dispatcher.call(
                 name, TaskName.RESTART_ACCOUNT, StartAccount(spec=spec, wait_for_lease=2.0), STOP_TIMEOUT
             )
+        except WorkerRejectedCall as error:
+            raise AccountError(str(error), error.code, **error.values) from None
         except WorkerDidNotAnswer as error:
-            raise AccountError(f"{error}; the account stays marked to run and the backend will retry") from None
-        if not answer.get("ok"):
             raise AccountError(
-                f"worker {name!r} did not restart account {account_id}: {answer.get('detail') or answer.get('message')}"
+                f"{error}; the account stays marked to run and the backend will retry",
+                "no_answer_will_retry",
+                **error.values,
+            ) from None
+        if not answer.get("ok"):
+            problem = str(answer.get("detail") or answer.get("message"))
+            raise AccountError(
+                f"worker {name!r} did not restart account {account_id}: {problem}",
+                "restart_refused",
+                worker=name,
+                id=account_id,
+                problem=problem,
             )
         return ActionResult(
             account_id, f"restarting account {account_id} on {name}", True, str(answer.get("run") or "")
@@ -662,7 +726,12 @@ class AccountService:
             target = self._usable_worker(session, to_worker)
             old = self._worker_name(session, account) if account.worker_id is not None else None
             if old == target.name:
-                raise AccountError(f"account {account_id} is already on worker {to_worker!r}")
+                raise AccountError(
+                    f"account {account_id} is already on worker {to_worker!r}",
+                    "already_on_worker",
+                    id=account_id,
+                    worker=to_worker,
+                )
             should_run = account.desired_state == DesiredState.RUNNING.value and account.session_enc is not None
         self._forget_on_worker(old, account_id)
         if old is not None and self._worker_online(old):
@@ -692,7 +761,9 @@ class AccountService:
             try:
                 self.dispatcher.call(name, TaskName.STOP_ACCOUNT, AccountRef(account_id=account_id), STOP_TIMEOUT)
             except WorkerDidNotAnswer as error:
-                raise AccountError(f"{error}: not removed, because it may still be running") from None
+                raise AccountError(
+                    f"{error}: not removed, because it may still be running", "no_answer_not_removed", **error.values
+                ) from None
         with self.sessions.begin() as session:
             ops.delete_account(session, ops.get_account(session, account_id), actor)
         self._forget_on_worker(name, account_id)

@@ -5,12 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from celery_app.contract import COMMAND_EXPIRES_SECONDS, Payload, TaskName, queue_for
+from common.errors import FleetError
 
 
-class WorkerDidNotAnswer(RuntimeError):
+class WorkerDidNotAnswer(FleetError):
+    """A call got no answer from the worker: none within its timeout, or (`WorkerRejectedCall`) a refusal."""
+
     def __init__(self, worker: str, timeout: float) -> None:
-        super().__init__(f"worker {worker!r} did not answer within {timeout:g} s")
+        super().__init__(f"worker {worker!r} did not answer within {timeout:g} s", "no_answer", worker=worker)
         self.worker = worker
+
+
+class WorkerRejectedCall(WorkerDidNotAnswer):
+    """The worker dropped the call's message without running it (e.g. too large, arguments that do not fit the
+    task, a task it does not know); `reason` is the `Rejection` value. A kind of no answer, so every caller that
+    handles a timeout shows this as one clear line too."""
+
+    def __init__(self, worker: str, timeout: float, reason: str, description: str) -> None:
+        FleetError.__init__(
+            self,
+            f"worker {worker!r} rejected the call without running it: {description}",
+            "worker_rejected_call",
+            worker=worker,
+            reason=reason,
+        )
+        self.worker = worker
+        self.reason = reason
 
 
 class TaskDispatcher:
@@ -57,8 +77,13 @@ class TaskDispatcher:
     def call(
         self, worker: str, task: TaskName, payload: Payload | None = None, timeout: float = 30.0
     ) -> dict[str, Any]:
-        """Send and wait for the answer; raises WorkerDidNotAnswer after `timeout` seconds."""
+        """Send and wait for the answer; raises WorkerDidNotAnswer after `timeout` seconds, or WorkerRejectedCall
+        as soon as the worker records that it dropped the message unread."""
+        from celery.exceptions import NotRegistered
         from celery.exceptions import TimeoutError as CeleryTimeout
+
+        # Imported before waiting: the result backend rebuilds the worker's TaskRejected from a loaded module.
+        from celery_app.rejections import Rejection, TaskRejected, describe
 
         result = self.send(worker, task, payload, expires=timeout)
         try:
@@ -66,4 +91,9 @@ class TaskDispatcher:
         except CeleryTimeout:
             result.forget()
             raise WorkerDidNotAnswer(worker, timeout) from None
+        except TaskRejected as rejected:
+            raise WorkerRejectedCall(worker, timeout, rejected.reason, rejected.description) from None
+        except NotRegistered:
+            unknown = Rejection.UNKNOWN_TASK
+            raise WorkerRejectedCall(worker, timeout, unknown.value, describe(unknown)) from None
         return dict(answer or {})

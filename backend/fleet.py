@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from celery_app import presence, rejections, report
 from celery_app.account_state import UNKNOWN
 from celery_app.presence import Liveness, liveness
+from common.details import Detail, stored
+from common.errors import FleetError
 from common.validation import has_unsafe_characters, printable
 from config import WORKER_NAME_PATTERN
 from database import operations as ops
@@ -30,12 +32,10 @@ MAX_ADDRESS_LENGTH = 255
 AccountCounter = Callable[..., dict[int, tuple[int, int]]]
 
 
-class InvalidInput(ValueError):
+class InvalidInput(FleetError, ValueError):
     """A name or address that cannot be accepted; the message says why, `code` which."""
 
-    def __init__(self, message: str, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.code = code
+    code = "invalid"
 
 
 def iso_utc(moment: datetime | None) -> str | None:
@@ -90,11 +90,19 @@ class EventView:
     actor: str
     count: int = 1
     last_at: datetime | None = None
+    coded: Detail | None = None  # `detail` as a code with parameters: what the bots render
 
     @classmethod
     def of(cls, event: FleetEvent) -> EventView:
         return cls(
-            event.created_at, event.kind, event.subject, event.detail, event.actor, event.repeat_count, event.last_at
+            event.created_at,
+            event.kind,
+            event.subject,
+            event.detail,
+            event.actor,
+            event.repeat_count,
+            event.last_at,
+            stored(event.detail_code, event.detail),
         )
 
     @property

@@ -35,6 +35,7 @@ from celery_app import events, keys, presence, report
 from celery_app.events import WireEvent, WireEventKind
 from celery_app.operations import FINAL_STATUSES
 from celery_app.presence import Liveness, WorkerInfo, liveness
+from common.details import Detail, detail, free
 from common.redaction import safe_detail
 from database import operations as ops
 from database.models import FleetEventKind, Worker, WorkerStatus
@@ -76,11 +77,17 @@ def plugin_event(event: WireEvent) -> NewEvent | None:
     at = epoch_to_datetime(event.at) if event.at else None
     if event.kind == PLUGIN_EVENT:
         kind = FleetEventKind.PLUGIN_ALERT if data.get("alert") else FleetEventKind.PLUGIN_EVENT
-        detail = f"{plugin}: {str(data.get('kind', 'event'))[:40]}: {safe_detail(str(data.get('text', '')), 1000)}"
-        return NewEvent(kind, subject, detail, actor=f"plugin:{plugin}", at=at)
-    what = "blocked its event loop" if data.get("blocked") else "failed"
-    detail = f"{plugin} {what}: {safe_detail(str(data.get('error', '')), 300)}"
-    return NewEvent(FleetEventKind.PLUGIN_ERROR, subject, detail, actor=f"plugin:{plugin}", at=at)
+        said = detail(
+            "plugin_event",
+            plugin=plugin,
+            kind=str(data.get("kind", "event"))[:40],
+            text=safe_detail(str(data.get("text", "")), 1000),
+        )
+        return NewEvent(kind, subject, said, actor=f"plugin:{plugin}", at=at)
+    error = safe_detail(str(data.get("error", "")), 300)
+    cause = Detail.decode(str(data.get("code") or "")) or free(error)  # the plugin's own words: as they are
+    said = detail("plugin_blocked_loop" if data.get("blocked") else "plugin_failed", plugin=plugin, cause=cause)
+    return NewEvent(FleetEventKind.PLUGIN_ERROR, subject, said, actor=f"plugin:{plugin}", at=at)
 
 
 def _worker_columns(info: WorkerInfo | None) -> dict[str, object]:
@@ -94,8 +101,12 @@ def _worker_columns(info: WorkerInfo | None) -> dict[str, object]:
     }
 
 
-def _offline_detail(beat: float | None, now: float) -> str:
-    return "no heartbeat yet" if beat is None else f"no heartbeat for {now - beat:.0f} s"
+def _offline_detail(beat: float | None, now: float) -> Detail:
+    return detail("no_heartbeat_yet") if beat is None else detail("no_heartbeat", seconds=now - beat)
+
+
+def _host(info: WorkerInfo | None) -> Detail | None:
+    return detail("worker_host", host=info.host) if info else None
 
 
 class Reconciler:
@@ -205,12 +216,10 @@ class Reconciler:
                     **_worker_columns(info),
                 }
             )
-            new_events.append(
-                NewEvent(FleetEventKind.WORKER_DISCOVERED, name, f"host {info.host}" if info else "", at=seen)
-            )
+            new_events.append(NewEvent(FleetEventKind.WORKER_DISCOVERED, name, _host(info), at=seen))
             report.discovered.append(name)
             if status is Liveness.ONLINE:
-                new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, name, "", at=seen))
+                new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, name, None, at=seen))
                 report.went_online.append(name)
         ops.insert_discovered_workers(session, rows)
         ops.record_events(session, new_events)
@@ -234,7 +243,7 @@ class Reconciler:
             changes.append((row.id, status.value, last_heartbeat))
             if status.value != row.status:
                 if status is Liveness.ONLINE:
-                    new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, name, "", at=now))
+                    new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, name, None, at=now))
                     report.went_online.append(name)
                 else:
                     new_events.append(
@@ -278,7 +287,7 @@ class Reconciler:
                     worker = self._apply_online(session, workers, event, at, new_events)
                 elif worker is not None and worker.status == WorkerStatus.ONLINE:
                     worker.status = WorkerStatus.OFFLINE.value
-                    reason = str(event.data.get("reason", "stopped"))
+                    reason = Detail.decode(str(event.data.get("code") or "")) or detail("stopped")
                     new_events.append(NewEvent(FleetEventKind.WORKER_OFFLINE, worker.name, reason, at=at))
             snapshot = presence.read_heartbeats(self.redis, names)
             now = epoch_to_datetime(snapshot.now)
@@ -290,8 +299,8 @@ class Reconciler:
                 if live.value != worker.status:
                     worker.status = live.value
                     kind = FleetEventKind.WORKER_ONLINE if live is Liveness.ONLINE else FleetEventKind.WORKER_OFFLINE
-                    detail = "" if live is Liveness.ONLINE else _offline_detail(beat, snapshot.now)
-                    new_events.append(NewEvent(kind, name, detail, at=now))
+                    why = None if live is Liveness.ONLINE else _offline_detail(beat, snapshot.now)
+                    new_events.append(NewEvent(kind, name, why, at=now))
             ops.record_events(session, new_events)
         return True
 
@@ -315,9 +324,7 @@ class Reconciler:
             )
             session.add(worker)
             workers[event.subject] = worker
-            new_events.append(
-                NewEvent(FleetEventKind.WORKER_DISCOVERED, event.subject, f"host {info.host}" if info else "", at=at)
-            )
+            new_events.append(NewEvent(FleetEventKind.WORKER_DISCOVERED, event.subject, _host(info), at=at))
         columns = _worker_columns(info)
         restarted = (
             worker.id is not None
@@ -325,8 +332,8 @@ class Reconciler:
             and columns.get("started_at") not in (None, worker.started_at)
         )
         if restarted and worker.status == WorkerStatus.ONLINE:  # replaced so fast it never read as offline
-            detail = f"restarted (pid {info.pid})" if info else "restarted"
-            new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, event.subject, detail, at=at))
+            said = detail("restarted_pid", pid=info.pid) if info else detail("restarted")
+            new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, event.subject, said, at=at))
         for column, value in columns.items():
             setattr(worker, column, value)
         if info is not None and not worker.address:
@@ -336,7 +343,7 @@ class Reconciler:
         if worker.status != WorkerStatus.ONLINE:
             worker.status = WorkerStatus.ONLINE.value
             worker.last_heartbeat = at
-            new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, event.subject, "", at=at))
+            new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, event.subject, None, at=at))
         return worker
 
 

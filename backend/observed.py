@@ -19,6 +19,7 @@ from celery_app import presence
 from celery_app.account_state import RUNNER_STATUSES, UNKNOWN, AccountState, AccountStatus
 from celery_app.presence import Liveness, liveness
 from celery_app.report import WorkerReport
+from common.details import Detail, detail, stored
 
 _RUNNER_VALUES = frozenset(status.value for status in RUNNER_STATUSES)
 
@@ -46,7 +47,7 @@ class Recorded:
     """The database's view of an account."""
 
     status: str
-    detail: str
+    detail: Detail | None
     changed_at: float | None  # Redis time of the change
     desired: str
 
@@ -56,10 +57,15 @@ class Observation:
     """The account's status as far as anyone can tell now; `at` is the Redis time of that knowledge."""
 
     status: str
-    detail: str
+    detail: Detail | None
     at: float | None
     live: bool  # a live source (a believable worker's report or status) says so
     state: AccountState | None = None  # the status hash it came from, when it did
+
+
+def said_by(state: AccountState) -> Detail | None:
+    """What a worker's status hash says, coded (a worker older than codes: its English words as they are)."""
+    return stored(state.code, state.detail)
 
 
 def observe(
@@ -68,34 +74,38 @@ def observe(
     """Judge one account (assigned to `worker`) from the record, the worker's report and its status hash."""
     if worker is None:
         if recorded.status in _RUNNER_VALUES:
-            return Observation(AccountStatus.STOPPED.value, "not assigned to a worker", None, False)
+            return Observation(AccountStatus.STOPPED.value, detail("unassigned"), None, False)
         return Observation(recorded.status, recorded.detail, recorded.changed_at, False)
     if not worker.online:
         if recorded.status in _RUNNER_VALUES:
-            silent = f" (silent for {worker.silent_for:.0f} s)" if worker.silent_for is not None else ""
-            return Observation(AccountStatus.LOST.value, f"worker {worker.name} is offline{silent}", None, False)
+            why = (
+                detail("worker_offline_silent", worker=worker.name, seconds=worker.silent_for)
+                if worker.silent_for is not None
+                else detail("worker_offline", worker=worker.name)
+            )
+            return Observation(AccountStatus.LOST.value, why, None, False)
         return Observation(recorded.status, recorded.detail, recorded.changed_at, False)
     report = worker.report
     if not worker.believable or report is None:
         if recorded.status in _RUNNER_VALUES:
             why = (
-                f"worker {worker.name} silent for {worker.silent_for:.0f} s"
+                detail("worker_silent", worker=worker.name, seconds=worker.silent_for)
                 if worker.silent_for is not None and report is not None
-                else f"no report from worker {worker.name} yet"
+                else detail("no_report", worker=worker.name)
             )
             return Observation(UNKNOWN, why, None, False)
         return Observation(recorded.status, recorded.detail, recorded.changed_at, False)
     own = latest if latest is not None and latest.worker == worker.name else None
     if own is not None and own.rt > report.at:  # written after the last heartbeat: the newest word
-        return Observation(own.status.value, own.detail, own.rt, True, own)
+        return Observation(own.status.value, said_by(own), own.rt, True, own)
     if latest is None and recorded.changed_at is not None and recorded.changed_at > report.at:
         # Without the status hash at hand (the scan), a record newer than the report is the newest word.
         return Observation(recorded.status, recorded.detail, recorded.changed_at, False)
     listed = report.statuses.get(account_id)
     if listed is not None:
         same = own is not None and own.status.value == listed
-        return Observation(listed, own.detail if same and own else "", report.at, True, own if same else None)
+        return Observation(listed, said_by(own) if same and own else None, report.at, True, own if same else None)
     if recorded.status in _RUNNER_VALUES:
         status = AccountStatus.LOST if recorded.desired == "running" else AccountStatus.STOPPED
-        return Observation(status.value, f"not running on worker {worker.name}", report.at, True)
+        return Observation(status.value, detail("not_running_on", worker=worker.name), report.at, True)
     return Observation(recorded.status, recorded.detail, report.at, True)

@@ -50,6 +50,7 @@ from celery_app.operations import (
     verdict_of,
 )
 from celery_app.presence import Liveness, liveness
+from common.details import Detail, detail, encoded, english, free, stored
 from database import operations as ops
 from database.models import Account, AccountOperation, FleetEventKind, Worker, utcnow
 from database.operations import NewEvent, epoch_to_datetime
@@ -73,11 +74,12 @@ class OperationView:
     name: str
     status: str
     result: dict[str, Any]
-    error: str
+    error: str  # in English (the CLI, the logs)
     worker: str | None
     until: float | None  # a flood wait's end (epoch seconds)
     created_at: datetime
     finished_at: datetime | None
+    coded: Detail | None = None  # the error as a code with parameters: what the bots render
 
     @property
     def final(self) -> bool:
@@ -127,6 +129,7 @@ class LiveOperation:
     result: dict[str, Any]
     error: str
     until: float | None
+    coded: Detail | None = None
 
     @classmethod
     def from_fields(cls, raw: dict[str, str]) -> LiveOperation | None:
@@ -144,6 +147,7 @@ class LiveOperation:
             result if isinstance(result, dict) else {},
             raw.get("error", ""),
             float(until) if until.replace(".", "", 1).isdigit() else None,
+            stored(raw.get("code"), raw.get("error")),
         )
 
 
@@ -206,7 +210,8 @@ class OperationsService:
                 known = set(session.scalars(select(Account.id).where(Account.id.in_(ids))))
             missing = [str(i) for i in ids if i not in known]
             if missing:
-                raise AccountError(f"no account with id {', '.join(missing)}", "account_not_found")
+                listed = ", ".join(missing)
+                raise AccountError(f"no account with id {listed}", "accounts_not_found", ids=listed)
             if status is None:
                 return ids
         views = self.accounts.list_accounts(worker=worker, status=status)
@@ -222,7 +227,7 @@ class OperationsService:
         if name is OperationName.TWO_FA:
             box = self.accounts.box
             if given.get("new_password") is not None and not str(given["new_password"]):
-                raise AccountError("the new 2FA password must not be empty", "invalid_params")
+                raise AccountError("the new 2FA password must not be empty", "password_empty")
             if given.get("current_password"):
                 wire["current_password_enc"] = box.encrypt(str(given["current_password"]))
             if given.get("new_password"):
@@ -237,22 +242,22 @@ class OperationsService:
             if photo is not None:
                 data = bytes(photo)
                 if len(data) > PHOTO_MAX_BYTES:
-                    raise AccountError(
-                        f"the photo is larger than {PHOTO_MAX_BYTES // (1024 * 1024)} MB", "photo_invalid"
-                    )
+                    megabytes = PHOTO_MAX_BYTES // (1024 * 1024)
+                    raise AccountError(f"the photo is larger than {megabytes} MB", "photo_too_big", mb=megabytes)
                 if image_kind(data) is None:
                     raise AccountError("the photo is not a JPEG or PNG image", "photo_invalid")
                 wire["photo_b64"] = base64.b64encode(data).decode()
             if not wire:
                 raise AccountError(
-                    "nothing to change: give a first name, last name, bio, username or photo", "invalid_params"
+                    "nothing to change: give a first name, last name, bio, username or photo", "nothing_to_change"
                 )
         elif given:
-            raise AccountError(f"the {name.value} operation takes no options", "invalid_params")
+            raise AccountError(f"the {name.value} operation takes no options", "no_options", operation=name.value)
         try:
             OPERATION_PARAMS[name].model_validate(wire)
         except ValidationError as error:
-            raise AccountError(f"invalid options: {_readable(validation_message(error))}", "invalid_params") from None
+            problems = _readable(validation_message(error))
+            raise AccountError(f"invalid options: {problems}", "invalid_params", problems=problems) from None
         return wire
 
     @staticmethod
@@ -261,7 +266,9 @@ class OperationsService:
             return OperationName(value)
         except ValueError:
             choices = ", ".join(name.value for name in OperationName)
-            raise AccountError(f"unknown operation {value!r}; choose one of: {choices}", "unknown_operation") from None
+            raise AccountError(
+                f"unknown operation {value!r}; choose one of: {choices}", "unknown_operation", name=value, known=choices
+            ) from None
 
     # --- asking
 
@@ -292,7 +299,8 @@ class OperationsService:
                     params=json.dumps(params, separators=(",", ":")),
                     status=OperationStatus.FAILED.value if refusal else OperationStatus.QUEUED.value,
                     result="",
-                    error=refusal or "",
+                    error=english(refusal),
+                    error_code=encoded(refusal),
                     worker=worker.name if worker else None,
                     attempts=0 if refusal else 1,
                     actor=actor[:64],
@@ -312,9 +320,13 @@ class OperationsService:
             ops.record_events(
                 session,
                 [
-                    NewEvent(FleetEventKind.OPERATION_FINISHED, ops.account_subject(r.account_id), f"{name}: {r.error}")
+                    NewEvent(
+                        FleetEventKind.OPERATION_FINISHED,
+                        ops.account_subject(r.account_id),
+                        detail("operation_failed", operation=name.value, cause=said),
+                    )
                     for r in rows
-                    if r.error
+                    if (said := Detail.decode(r.error_code)) is not None
                 ],
             )
         self._send(outgoing)
@@ -379,9 +391,9 @@ class OperationsService:
                 result = json.loads(row.result) if row.result else {}
             except ValueError:
                 result = {}
-            status, error, until = row.status, row.error, None
+            status, error, until, coded = row.status, row.error, None, stored(row.error_code, row.error)
             if seen is not None and row.status in _OPEN:
-                status, error, until, result = seen.status, seen.error, seen.until, seen.result
+                status, error, until, result, coded = seen.status, seen.error, seen.until, seen.result, seen.coded
             views.append(
                 OperationView(
                     row.id,
@@ -396,6 +408,7 @@ class OperationsService:
                     until,
                     row.created_at,
                     row.finished_at,
+                    coded,
                 )
             )
         return views
@@ -415,6 +428,7 @@ class OperationsService:
                     status=seen.status,
                     result=json.dumps(seen.result, separators=(",", ":")),
                     error=seen.error,
+                    error_code=encoded(seen.coded),
                     worker=seen.worker or row.worker,
                     finished_at=now,
                 )
@@ -427,10 +441,13 @@ class OperationsService:
             if row.name == OperationName.CHECK and seen.status == OperationStatus.DONE:
                 events += self._record_check(session, row.account_id, seen.result, now)
             else:
-                line = describe_result(row.name, seen.result) if seen.status == OperationStatus.DONE else seen.error
-                events.append(
-                    NewEvent(FleetEventKind.OPERATION_FINISHED, subject, f"{row.name} {seen.status}: {line}"[:500])
+                line = (
+                    free(describe_result(row.name, seen.result)[:400])
+                    if seen.status == OperationStatus.DONE
+                    else seen.coded
                 )
+                said = detail("operation_outcome", operation=row.name, status=seen.status, cause=line or free(""))
+                events.append(NewEvent(FleetEventKind.OPERATION_FINISHED, subject, said))
         if events:
             ops.record_events(session, events)
 
@@ -445,9 +462,12 @@ class OperationsService:
         account.checked_at = now
         account.check_summary = describe_result(OperationName.CHECK, result)[:500]
         subject = ops.account_subject(account_id)
-        events = [NewEvent(FleetEventKind.ACCOUNT_CHECKED, subject, account.check_summary)]
+        events = [
+            NewEvent(FleetEventKind.ACCOUNT_CHECKED, subject, detail("check_summary", summary=account.check_summary))
+        ]
         if got_worse(previous, verdict):
-            events.append(NewEvent(FleetEventKind.ACCOUNT_VERDICT_WORSE, subject, f"{previous} → {verdict}"))
+            worse = detail("verdict_worse", before=str(previous), after=verdict)
+            events.append(NewEvent(FleetEventKind.ACCOUNT_VERDICT_WORSE, subject, worse))
         return events
 
     # --- the scan: record, resend, or end as "worker lost"
@@ -514,16 +534,22 @@ class OperationsService:
                     outgoing.setdefault(target, []).append(request)
                     log.info("operation %d (%s): sent again to worker %s", row.id, row.name, target)
             elif now - since > timedelta(seconds=self.lost_after) or row.attempts >= MAX_ATTEMPTS:
-                reason = f"worker lost: {row.worker or 'no worker'} went away before it finished"
+                reason = detail("worker_lost", worker=row.worker or "no worker")
                 claimed = session.execute(
                     update(AccountOperation)
                     .where(AccountOperation.id == row.id, AccountOperation.status.in_(_OPEN))
-                    .values(status=OperationStatus.WORKER_LOST.value, error=reason, finished_at=now)
+                    .values(
+                        status=OperationStatus.WORKER_LOST.value,
+                        error=reason.text,
+                        error_code=reason.encode(),
+                        finished_at=now,
+                    )
                     .execution_options(synchronize_session=False)
                 )
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
                     subject = ops.account_subject(row.account_id)
-                    events.append(NewEvent(FleetEventKind.OPERATION_FINISHED, subject, f"{row.name} {reason}"))
+                    lost = detail("operation_lost", operation=row.name, cause=reason)
+                    events.append(NewEvent(FleetEventKind.OPERATION_FINISHED, subject, lost))
         if events:
             ops.record_events(session, events)
         return outgoing
@@ -541,15 +567,15 @@ def _gone(
     return now - sent > timedelta(seconds=UNCLAIMED_AFTER)
 
 
-def _refusal(account: Account, worker: Worker | None, online: set[str]) -> str | None:
+def _refusal(account: Account, worker: Worker | None, online: set[str]) -> Detail | None:
     if account.session_enc is None:
-        return "the account has no session: log in first"
+        return detail("no_session")
     if worker is None:
-        return "the account is not assigned to a worker"
+        return detail("no_worker")
     if not worker.is_active:
-        return f"worker {worker.name!r} is deactivated; activate it or move the account"
+        return detail("worker_deactivated", worker=worker.name)
     if worker.name not in online:
-        return f"worker {worker.name!r} is offline"
+        return detail("op_worker_offline", worker=worker.name)
     return None
 
 

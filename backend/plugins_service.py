@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.accounts_service import AccountError
 from celery_app import keys, plugin_config
 from celery_app.plugin_config import PluginStatus
+from common.details import detail
 from database import operations as ops
 from database.models import Account, AccountPlugin, FleetEventKind, Worker, utcnow
 from database.operations import NewEvent
@@ -62,13 +63,19 @@ class PluginRow:
 def parse_config(text: str) -> dict[str, Any]:
     """A plugin configuration from JSON text: an object, or a clear AccountError."""
     if len(text.encode()) > MAX_CONFIG_BYTES:
-        raise AccountError(f"the configuration is larger than {MAX_CONFIG_BYTES // 1024} KB", "invalid_config")
+        raise AccountError(
+            f"the configuration is larger than {MAX_CONFIG_BYTES // 1024} KB",
+            "config_too_large",
+            kb=MAX_CONFIG_BYTES // 1024,
+        )
     try:
         config = json.loads(text)
     except ValueError as error:
-        raise AccountError(f"the configuration is not valid JSON ({error})", "invalid_config") from None
+        raise AccountError(
+            f"the configuration is not valid JSON ({error})", "config_not_json", problem=str(error)
+        ) from None
     if not isinstance(config, dict):
-        raise AccountError("the configuration must be a JSON object", "invalid_config")
+        raise AccountError("the configuration must be a JSON object", "config_not_object")
     return config
 
 
@@ -92,9 +99,11 @@ class PluginsService:
         info = catalogue.get(name)
         if info is None:
             known = ", ".join(sorted(catalogue)) or "none"
-            raise AccountError(f"unknown plugin {name!r}; available: {known}", "unknown_plugin")
+            raise AccountError(f"unknown plugin {name!r}; available: {known}", "unknown_plugin", name=name, known=known)
         if info.error:
-            raise AccountError(f"plugin {name!r} cannot be loaded: {info.error}", "plugin_broken")
+            raise AccountError(
+                f"plugin {name!r} cannot be loaded: {info.error}", "plugin_broken", name=name, problem=info.error
+            )
         return info
 
     def validate(self, name: str, config: dict[str, Any]) -> None:
@@ -102,8 +111,12 @@ class PluginsService:
 
         problems = validate_config(self.plugin(name), config)
         if problems:
+            listed = "; ".join(problems[:5])
             raise AccountError(
-                f"the configuration does not fit plugin {name!r}: " + "; ".join(problems[:5]), "invalid_config"
+                f"the configuration does not fit plugin {name!r}: {listed}",
+                "invalid_config",
+                plugin=name,
+                problems=listed,
             )
 
     # --- changes
@@ -119,7 +132,8 @@ class PluginsService:
             found = list(session.scalars(select(Account).where(Account.id.in_(ids))))
             missing = [str(i) for i in ids if i not in {a.id for a in found}]
             if missing:
-                raise AccountError(f"no account with id {', '.join(missing)}", "account_not_found")
+                listed = ", ".join(missing)
+                raise AccountError(f"no account with id {listed}", "accounts_not_found", ids=listed)
         if not found:
             raise AccountError("no accounts match", "no_accounts")
         return found
@@ -137,7 +151,8 @@ class PluginsService:
                 raise AccountError(
                     "; ".join(f"account {a} is on deactivated worker {w!r}" for a, w in deactivated[:5])
                     + ": activate the worker or move the accounts first",
-                    "worker_deactivated",
+                    "accounts_on_deactivated",
+                    accounts=", ".join(f"#{a} ({w})" for a, w in deactivated[:5]),
                 )
             ids = [a.id for a in accounts]
             existing = {
@@ -155,9 +170,10 @@ class PluginsService:
                     )
                 else:
                     row.config, row.actor, row.updated_at = text, actor[:64], now
+            named = detail("plugin_name", plugin=name)
             ops.record_events(
                 session,
-                [NewEvent(FleetEventKind.PLUGIN_ENABLED, ops.account_subject(i), name, actor) for i in ids],
+                [NewEvent(FleetEventKind.PLUGIN_ENABLED, ops.account_subject(i), named, actor) for i in ids],
             )
             session.flush()
             self._mirror(session, ids)
@@ -180,9 +196,10 @@ class PluginsService:
             session.execute(
                 delete(AccountPlugin).where(AccountPlugin.account_id.in_(had), AccountPlugin.plugin == name)
             )
+            named = detail("plugin_name", plugin=name)
             ops.record_events(
                 session,
-                [NewEvent(FleetEventKind.PLUGIN_DISABLED, ops.account_subject(i), name, actor) for i in had],
+                [NewEvent(FleetEventKind.PLUGIN_DISABLED, ops.account_subject(i), named, actor) for i in had],
             )
             self._mirror(session, had)
         return sorted(had)

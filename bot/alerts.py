@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +22,13 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from bot.details import status_detail
+from bot.details import detail_text
 from bot.i18n import LanguageStore
 from bot.services import BotServices
 from bot.texts import t
 from bot.views import STATUS_ICON, account_status, verdict_text
 from celery_app import keys
+from common.details import Detail, stored
 from database.models import Account, FleetEventKind
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,19 @@ POLL_SECONDS = 1.0
 GROUP_WINDOW_SECONDS = 1.5
 PLUGIN_MESSAGES_AT_ONCE = 10  # a plugin's messages to admins in one batch; the rest are counted
 PLUGIN_ERROR_EVERY = 3600.0  # a plugin failing on an account is alerted once in this many seconds
-_PLUGIN_ERROR = re.compile(r"(?P<plugin>\S+) (?P<what>failed|blocked its event loop): (?P<error>.*)", re.DOTALL)
+_PLUGIN_ERRORS = {"plugin_failed": False, "plugin_blocked_loop": True}  # code -> whether the loop was blocked
 
 
 @dataclass(frozen=True)
 class EventLine:
     kind: str
     subject: str
-    detail: str
+    detail: Detail | None  # the event's detail as a code with parameters (`common.details`)
     repeat_count: int = 1
+
+    def param(self, name: str) -> str:
+        value = self.detail.params.get(name) if self.detail is not None else None
+        return "" if value is None or isinstance(value, Detail) else str(value)
 
 
 @dataclass
@@ -55,8 +59,9 @@ class Alert:
     key: str
     values: dict[str, Any] = field(default_factory=dict)
     status: str | None = None
-    detail: str = ""  # the event's detail as the backend wrote it; shown in the admin's language
+    detail: Detail | None = None  # the event's detail; shown in the admin's language
     detail_format: str = " ({})"
+    detail_name: str = "detail"  # the value the text shows the detail as
     verdicts: tuple[str, str] | None = None  # a check's verdicts, before and after (shown in the admin's words)
 
     def render(self, lang: str) -> str:
@@ -65,7 +70,8 @@ class Alert:
             values["status"] = account_status(lang, self.status)
         if self.verdicts is not None:
             values["before"], values["after"] = (verdict_text(lang, verdict) for verdict in self.verdicts)
-        values["detail"] = self.detail_format.format(escape(status_detail(lang, self.detail))) if self.detail else ""
+        shown = self.detail_format.format(detail_text(lang, self.detail)) if self.detail else ""
+        values[self.detail_name] = shown or ("?" if self.detail_name != "detail" else "")
         return t(lang, self.key, **values)
 
 
@@ -82,12 +88,12 @@ def account_label(subject: str, phones: Mapping[int, str]) -> str:
     return f"{escape(phone)} (#{number})" if phone else f"#{number}"
 
 
-def plugin_error_of(detail: str) -> tuple[str, bool, str] | None:
+def plugin_error_of(said: Detail | None) -> tuple[str, bool, Detail | None] | None:
     """(plugin, blocked, error) from a `plugin.error` event's detail (`backend.listener.plugin_event`)."""
-    match = _PLUGIN_ERROR.fullmatch(detail.strip())
-    if match is None:
+    if said is None or said.code not in _PLUGIN_ERRORS:
         return None
-    return match.group("plugin"), match.group("what") != "failed", match.group("error")
+    cause = said.params.get("cause")
+    return str(said.params.get("plugin", "?")), _PLUGIN_ERRORS[said.code], cause if isinstance(cause, Detail) else None
 
 
 def _ids(group: Sequence[EventLine], limit: int = 30) -> str:
@@ -103,13 +109,15 @@ def _operation_alerts(
         alerts.append(Alert("alert.verdicts_worse", {"n": len(worse), "ids": _ids(worse)}))
     else:
         for event in worse:
-            before, _, after = event.detail.partition(" → ")
             label = account_label(event.subject, phones)
-            alerts.append(Alert("alert.verdict_worse", {"account": label}, verdicts=(before.strip(), after.strip())))
+            verdicts = (event.param("before"), event.param("after"))
+            alerts.append(Alert("alert.verdict_worse", {"account": label}, verdicts=verdicts))
     for event in messages[:PLUGIN_MESSAGES_AT_ONCE]:
-        plugin, _, rest = event.detail.partition(": ")
-        _kind, _, text = rest.partition(": ")
-        values = {"plugin": escape(plugin), "account": account_label(event.subject, phones), "text": escape(text)}
+        values = {
+            "plugin": escape(event.param("plugin")),
+            "account": account_label(event.subject, phones),
+            "text": escape(event.param("text")),
+        }
         alerts.append(Alert("alert.plugin", values))
     if len(messages) > PLUGIN_MESSAGES_AT_ONCE:
         alerts.append(Alert("alert.plugin_more", {"n": len(messages) - PLUGIN_MESSAGES_AT_ONCE}))
@@ -120,8 +128,9 @@ def _operation_alerts(
         alerts.append(Alert("alert.plugin_errors", {"n": len(known), "items": items}))
     else:
         for event, (plugin, blocked, error) in known:
-            values = {"plugin": escape(plugin), "account": account_label(event.subject, phones), "error": escape(error)}
-            alerts.append(Alert("alert.plugin_blocked" if blocked else "alert.plugin_error", values))
+            values = {"plugin": escape(plugin), "account": account_label(event.subject, phones)}
+            key = "alert.plugin_blocked" if blocked else "alert.plugin_error"
+            alerts.append(Alert(key, values, detail=error, detail_format="{}", detail_name="error"))
     return alerts
 
 
@@ -142,7 +151,7 @@ def build_alerts(events: Sequence[EventLine], phones: Mapping[int, str] | None =
         elif event.repeat_count > 1:
             continue  # the same again within the hour: said already
         elif event.kind == FleetEventKind.ACCOUNT_STATUS:
-            status = event.detail.split(":", 1)[0]
+            status = event.param("status")
             if status in ALERTING_STATUSES:
                 accounts.setdefault(status, []).append(event)
         elif event.kind == FleetEventKind.ACCOUNT_VERDICT_WORSE:
@@ -176,7 +185,8 @@ def build_alerts(events: Sequence[EventLine], phones: Mapping[int, str] | None =
             )
         else:
             for event, account_id in zip(group, ids, strict=True):
-                reason = event.detail.split(":", 1)[1].strip() if ":" in event.detail else ""
+                cause = event.detail.params.get("cause") if event.detail is not None else None
+                reason = cause if isinstance(cause, Detail) else None
                 values = {"icon": STATUS_ICON[status], "id": account_id}
                 alerts.append(Alert("alert.account", values, status, detail=reason, detail_format=" — {}"))
     return alerts + _operation_alerts(worse, plugin_messages, plugin_errors, phones or {})
@@ -193,7 +203,7 @@ class PluginErrorThrottle:
         if event.kind != FleetEventKind.PLUGIN_ERROR:
             return True
         found = plugin_error_of(event.detail)
-        key = (found[0] if found else event.detail, event.subject)
+        key = (found[0] if found else event.detail.text if event.detail else "", event.subject)
         last = self._last.get(key)
         if last is not None and now - last < self.every:
             return False
@@ -238,7 +248,7 @@ class AlertNotifier:
             return 0
         self.last_id = events[-1].id
         now = time.monotonic()
-        lines = [EventLine(e.kind, e.subject, e.detail, e.repeat_count) for e in events]
+        lines = [EventLine(e.kind, e.subject, stored(e.detail_code, e.detail), e.repeat_count) for e in events]
         lines = [line for line in lines if self.plugin_errors.allow(line, now)]
         named = {account_id_of(line.subject) for line in lines if line.kind in _NAMED_KINDS}
         phones = await self.services.call(self._phones, {i for i in named if i is not None}) if named else {}

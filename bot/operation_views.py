@@ -2,8 +2,8 @@
 batch's progress, the card's forms (cloud password, profile, plugin configuration) and the plugins screen.
 
 Pure functions over the services' views, like `bot.views` (which draws the card's check and plugin lines).
-Results come from the workers as small JSON objects; they are put in the admin's language here, and the
-English failure texts where we have their words (`bot.details.problem_text`).
+Results come from the workers as small JSON objects; they are put in the admin's language here, and why an
+operation failed from its code (`bot.details`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from bot.callbacks import (
     ProfileEdit,
     ProfileField,
 )
-from bot.details import problem_text
-from bot.texts import error_text, t
+from bot.details import detail_text, error_text
+from bot.texts import t
 from bot.views import Button, ago, check_details, keyboard, plugin_state, verdict_text
 from celery_app.operations import OperationName, OperationStatus, describe_result, verdict_of
 
@@ -69,10 +69,13 @@ def operation_name(lang: str, name: str) -> str:
 
 
 def operation_error(lang: str, error: BaseException) -> str:
-    """Why an operation or a plugin change was refused (safe HTML): the catalogue's text for its code where
-    there is one, else the service's words (translated where we have them)."""
-    translated = error_text(lang, error)
-    return translated if translated != escape(str(error)) else problem_text(lang, str(error))
+    """Why an operation or a plugin change was refused (safe HTML), from the error's code."""
+    return error_text(lang, error)
+
+
+def failure_text(lang: str, view: OperationView, english: str = "?") -> str:
+    """Why an operation failed (safe HTML): its coded error in `lang`, else its English words."""
+    return detail_text(lang, view.coded, (view.error or english)[:PROBLEM_CHARS])
 
 
 def running_note(lang: str, name: str) -> str:
@@ -142,9 +145,9 @@ def outcome_note(lang: str, view: OperationView, waited: int | None = None) -> s
     if view.status == OperationStatus.FLOOD_WAIT:
         return t(lang, "op.flood", op=op, seconds=flood_seconds(view) if waited is None else waited)
     if view.status == OperationStatus.FAILED:
-        return t(lang, "op.failed", op=op, error=problem_text(lang, view.error or "?"))
+        return t(lang, "op.failed", op=op, error=failure_text(lang, view))
     if view.status == OperationStatus.WORKER_LOST:
-        return t(lang, "op.lost", op=op, error=problem_text(lang, view.error or "worker lost"))
+        return t(lang, "op.lost", op=op, error=failure_text(lang, view, "worker lost"))
     return running_note(lang, view.name)
 
 
@@ -209,7 +212,7 @@ def _problem_line(lang: str, view: OperationView, kind: Tally) -> str:
     elif view.status == OperationStatus.DONE:
         text = done_text(lang, view.name, view.result)
     else:
-        text = problem_text(lang, (view.error or view.status)[:PROBLEM_CHARS])
+        text = failure_text(lang, view, view.status)
     return t(lang, "batch.line", icon="⚠️" if kind is Tally.WARN else "❌", phone=escape(view.phone_masked), text=text)
 
 

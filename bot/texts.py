@@ -9,7 +9,6 @@ come from users. The catalogues are read on first use (Fluent and Babel cost ~13
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 
 from common.catalogue import Catalogue, CatalogueError, message_id
@@ -21,16 +20,8 @@ RUSSIAN_READERS = ("ru", "uk", "be", "kk", "ky", "uz", "tg", "hy", "az", "ka", "
 LOCALES = Path(__file__).resolve().parent / "locales"
 CATALOGUE = "bot.ftl"
 
-# Errors that carry no `code` of their own: the catalogue text for their type, and the attributes it shows.
-_ERRORS_BY_TYPE: dict[str, tuple[str, dict[str, str]]] = {
-    "WorkerStillOnline": ("worker_still_online", {"name": "name"}),
-    "WorkerHasAccounts": ("worker_has_accounts", {"name": "name"}),
-    "AccountExists": ("account_exists", {"id": "account_id"}),
-    "WorkerDidNotAnswer": ("no_answer", {"worker": "worker"}),
-}
-
 _catalogue = Catalogue(LOCALES, CATALOGUE, LANGUAGES, DEFAULT_LANGUAGE)
-__all__ = ["LANGUAGES", "CatalogueError", "catalogue_path", "error_text", "has_text", "message_id", "t"]
+__all__ = ["LANGUAGES", "CatalogueError", "catalogue_path", "has_text", "message_id", "t"]
 
 
 def catalogue_path(lang: str) -> Path:
@@ -57,20 +48,3 @@ def t(lang: str, key: str, **values: object) -> str:
 
 def has_text(lang: str, key: str) -> bool:
     return _catalogue.has(lang, key)
-
-
-def error_text(lang: str, error: BaseException) -> str:
-    """An error in the admin's language when its code (or its type) is in the catalogue, else its own (English)
-    message."""
-    code = getattr(error, "code", None)
-    values: dict[str, object] = dict(getattr(error, "values", None) or {})
-    if type(error).__name__ in _ERRORS_BY_TYPE and not (code and has_text(lang, f"err.{code}")):
-        code, attributes = _ERRORS_BY_TYPE[type(error).__name__]
-        values = {name: getattr(error, attribute, "") for name, attribute in attributes.items()}
-    if code and has_text(lang, f"err.{code}"):
-        safe = {key: value if isinstance(value, int | float) else escape(str(value)) for key, value in values.items()}
-        try:
-            return t(lang, f"err.{code}", **safe)
-        except (KeyError, CatalogueError):
-            pass
-    return escape(str(error))

@@ -30,7 +30,7 @@ from bot.callbacks import (
     WorkerOps,
     WorkersPage,
 )
-from bot.details import status_detail
+from bot.details import detail_text
 from bot.texts import t
 
 Button = InlineKeyboardButton
@@ -327,7 +327,8 @@ def plugin_state(lang: str, row: PluginRow) -> str:
     key = PLUGIN_STATE_KEYS.get(live.state)
     if key is None:
         return f"❔ {name} ({escape(live.state)})"
-    return t(lang, key, name=name, error=escape((live.last_error or "?")[:160]), count=live.errors)
+    error = detail_text(lang, live.coded, (live.last_error or "?")[:160])
+    return t(lang, key, name=name, error=error, count=live.errors)
 
 
 def plugins_line(lang: str, rows: Sequence[PluginRow]) -> str:
@@ -368,8 +369,8 @@ def account_card(
     operation's outcome offers (shown above the card's own). `operations`/`with_plugins`: whether the bot
     has those services (their buttons)."""
     detail = ""
-    if override_status is None and view.detail:
-        detail = f" — {escape(status_detail(lang, view.detail))}"
+    if override_status is None and (view.coded is not None or view.detail):
+        detail = f" — {detail_text(lang, view.coded, view.detail)}"
     if override_status is None and view.status == "flood_wait" and view.flood_wait_until:
         until = view.flood_wait_until.astimezone(UTC).strftime("%H:%M:%S UTC")
         detail += "\n" + t(lang, "account.flood_until", until=until)

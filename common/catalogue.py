@@ -83,6 +83,28 @@ class Catalogue:
         body = FluentParser().parse(self.path(lang).read_text(encoding="utf-8")).body
         return {entry.id.name for entry in body if isinstance(entry, ast.Message)}
 
+    def variables(self, lang: str) -> dict[str, set[str]]:
+        """Each message id of a language's catalogue -> the variables its text uses (for tests that check a
+        text asks only for values its code supplies)."""
+        from fluent.syntax import FluentParser, ast
+        from fluent.syntax.visitor import Visitor
+
+        class Collect(Visitor):
+            def __init__(self) -> None:
+                super().__init__()
+                self.names: set[str] = set()
+
+            def visit_VariableReference(self, node: ast.VariableReference) -> None:  # noqa: N802 - Fluent's
+                self.names.add(node.id.name)
+
+        found: dict[str, set[str]] = {}
+        for entry in FluentParser().parse(self.path(lang).read_text(encoding="utf-8")).body:
+            if isinstance(entry, ast.Message):
+                collect = Collect()
+                collect.visit(entry)
+                found[entry.id.name] = collect.names
+        return found
+
     def text(self, lang: str, key: str, **values: object) -> str:
         """The text `key` in `lang` (else in the default language) with `values` put in; KeyError if neither
         has it, CatalogueError if a value it needs is missing."""

@@ -117,7 +117,8 @@ class FleetEvent(Base):
     repeat_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     kind: Mapped[str] = mapped_column(String(40))
     subject: Mapped[str] = mapped_column(String(128))
-    detail: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(Text, default="")  # in English (the CLI, the logs)
+    detail_code: Mapped[str] = mapped_column(Text, default="", server_default="")  # `common.details`, JSON
     actor: Mapped[str] = mapped_column(String(64), default="system")
 
 
@@ -162,7 +163,8 @@ class Account(Base):
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="RESTRICT"))
     desired_state: Mapped[str] = mapped_column(String(16), default=DesiredState.STOPPED.value)
     status: Mapped[str] = mapped_column(String(20), default="stopped")
-    status_detail: Mapped[str] = mapped_column(Text, default="")
+    status_detail: Mapped[str] = mapped_column(Text, default="")  # in English (the CLI, the logs)
+    status_code: Mapped[str] = mapped_column(Text, default="", server_default="")  # `common.details`, JSON
     flood_wait_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     tg_user_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -203,7 +205,8 @@ class AccountOperation(Base):
     params: Mapped[str] = mapped_column(Text, default="{}")  # JSON; a 2FA password in it is encrypted
     status: Mapped[str] = mapped_column(String(16), default="queued")
     result: Mapped[str] = mapped_column(Text, default="")  # JSON
-    error: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text, default="")  # in English (the CLI, the logs)
+    error_code: Mapped[str] = mapped_column(Text, default="", server_default="")  # `common.details`, JSON
     worker: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     actor: Mapped[str] = mapped_column(String(64), default="system")

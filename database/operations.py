@@ -18,55 +18,58 @@ from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from celery_app.contract import DeviceIdentity, validation_message
+from common.details import Detail, detail, encoded, english
 from common.devices import choose_identity
+from common.errors import FleetError
 from common.validation import MAX_ROW_ID
 from database.models import Account, DesiredState, FleetEvent, FleetEventKind, Worker, WorkerStatus, utcnow
 
 log = logging.getLogger(__name__)
 
 
-class WorkerNotFound(LookupError):
-    code = "worker_not_found"
-
+class WorkerNotFound(FleetError, LookupError):
     def __init__(self, name: str) -> None:
-        super().__init__(f"worker {name!r} not found")
-        self.name = name
-        self.values = {"name": name}
-
-
-class WorkerExists(ValueError):
-    code = "worker_exists"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"worker {name!r} already exists")
-        self.name = name
-        self.values = {"name": name}
-
-
-class WorkerStillOnline(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"worker {name!r} is online; stop it before removing it")
+        super().__init__(f"worker {name!r} not found", "worker_not_found", name=name)
         self.name = name
 
 
-class WorkerHasAccounts(ValueError):
+class WorkerExists(FleetError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"worker {name!r} already exists", "worker_exists", name=name)
+        self.name = name
+
+
+class WorkerStillOnline(FleetError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"worker {name!r} is online; stop it before removing it", "worker_still_online", name=name)
+        self.name = name
+
+
+class WorkerHasAccounts(FleetError):
     def __init__(self, name: str, count: int) -> None:
-        super().__init__(f"worker {name!r} still has {count} account(s); move or remove them first")
+        super().__init__(
+            f"worker {name!r} still has {count} account(s); move or remove them first",
+            "worker_has_accounts",
+            name=name,
+            count=count,
+        )
         self.name = name
 
 
-class AccountNotFound(LookupError):
-    code = "account_not_found"
-
+class AccountNotFound(FleetError, LookupError):
     def __init__(self, account_id: int | str) -> None:
-        super().__init__(f"account {account_id} not found")
+        super().__init__(f"account {account_id} not found", "account_not_found", id=account_id)
         self.account_id = account_id
-        self.values = {"id": account_id}
 
 
-class AccountExists(ValueError):
+class AccountExists(FleetError):
     def __init__(self, masked_phone: str, account_id: int) -> None:
-        super().__init__(f"an account with phone {masked_phone} already exists (id {account_id})")
+        super().__init__(
+            f"an account with phone {masked_phone} already exists (id {account_id})",
+            "account_exists",
+            id=account_id,
+            phone=masked_phone,
+        )
         self.account_id = account_id
 
 
@@ -86,7 +89,7 @@ class WorkerRow:
 class NewEvent:
     kind: str
     subject: str
-    detail: str = ""
+    detail: Detail | None = None
     actor: str = "backend"
     at: datetime | None = None
 
@@ -182,6 +185,14 @@ def _fold_key(kind: str, subject: str, detail: str, actor: str) -> tuple[str, st
     return kind, subject, re.sub(r"[0-9]+", "#", detail), actor
 
 
+def _status_event(account_id: int, status: str, said: Detail | None, actor: str, at: datetime) -> NewEvent:
+    """An account's new status as a line of the fleet's history ("banned: <why>")."""
+    cause = (
+        detail("status_change", status=status, cause=said) if said is not None else detail("status_is", status=status)
+    )
+    return NewEvent(FleetEventKind.ACCOUNT_STATUS, account_subject(account_id), cause, actor, at)
+
+
 def record_events(session: Session, events: Iterable[NewEvent]) -> None:
     """Append events, folding each into an identical one of the same subject from the last FOLD_WINDOW.
 
@@ -222,11 +233,13 @@ def record_events(session: Session, events: Iterable[NewEvent]) -> None:
     new_rows: list[dict[str, object]] = []
     position: dict[tuple[str, str, str, str], int] = {}
     for event, at in zip(batch, times, strict=True):
-        key = _fold_key(event.kind, event.subject, event.detail, event.actor)
+        text = english(event.detail)
+        key = _fold_key(event.kind, event.subject, text, event.actor)
         if key in position:  # repeated within this batch
             row = new_rows[position[key]]
             row["repeat_count"] = int(row["repeat_count"]) + 1  # type: ignore[call-overload]
-            row["detail"], row["last_at"] = event.detail, max(at, row["last_at"])  # type: ignore[type-var]
+            row["detail"], row["detail_code"] = text, encoded(event.detail)
+            row["last_at"] = max(at, row["last_at"])  # type: ignore[type-var]
             continue
         first, count = at, 1
         previous = earlier.get(key)
@@ -238,7 +251,8 @@ def record_events(session: Session, events: Iterable[NewEvent]) -> None:
             {
                 "kind": event.kind,
                 "subject": event.subject,
-                "detail": event.detail,
+                "detail": text,
+                "detail_code": encoded(event.detail),
                 "actor": event.actor,
                 "created_at": first,
                 "last_at": at,
@@ -283,11 +297,6 @@ def update_heartbeats(session: Session, changes: list[tuple[int, str, datetime |
         )
 
 
-def set_status(session: Session, ids: list[int], status: WorkerStatus) -> None:
-    if ids:
-        session.execute(update(Worker).where(Worker.id.in_(ids)).values(status=status.value))
-
-
 def add_worker(session: Session, name: str, address: str, actor: str) -> Worker:
     if find_worker(session, name) is not None:
         raise WorkerExists(name)
@@ -295,7 +304,12 @@ def add_worker(session: Session, name: str, address: str, actor: str) -> Worker:
     session.add(worker)
     session.flush()
     record_events(
-        session, [NewEvent(FleetEventKind.WORKER_ADDED, name, f"address {address}" if address else "", actor)]
+        session,
+        [
+            NewEvent(
+                FleetEventKind.WORKER_ADDED, name, detail("worker_address", address=address) if address else None, actor
+            )
+        ],
     )
     return worker
 
@@ -308,7 +322,7 @@ def remove_worker(session: Session, name: str, actor: str, is_online: bool) -> N
     if assigned:
         raise WorkerHasAccounts(name, assigned)
     session.execute(delete(Worker).where(Worker.id == worker.id))
-    record_events(session, [NewEvent(FleetEventKind.WORKER_REMOVED, name, "", actor)])
+    record_events(session, [NewEvent(FleetEventKind.WORKER_REMOVED, name, None, actor)])
 
 
 def set_worker_active(session: Session, name: str, active: bool, actor: str) -> bool:
@@ -318,7 +332,7 @@ def set_worker_active(session: Session, name: str, active: bool, actor: str) -> 
         return False
     worker.is_active = active
     kind = FleetEventKind.WORKER_ACTIVATED if active else FleetEventKind.WORKER_DEACTIVATED
-    record_events(session, [NewEvent(kind, name, "", actor)])
+    record_events(session, [NewEvent(kind, name, None, actor)])
     return True
 
 
@@ -409,10 +423,10 @@ def set_device(account: Account, device: DeviceIdentity) -> None:
     account.device_lang_pack = device.lang_pack
 
 
-def create_account(session: Session, account: Account, kind: FleetEventKind, detail: str, actor: str) -> Account:
+def create_account(session: Session, account: Account, kind: FleetEventKind, said: Detail, actor: str) -> Account:
     session.add(account)
     session.flush()
-    record_events(session, [NewEvent(kind, account_subject(account.id), detail, actor)])
+    record_events(session, [NewEvent(kind, account_subject(account.id), said, actor)])
     return account
 
 
@@ -423,19 +437,19 @@ def set_desired_state(session: Session, account: Account, desired: DesiredState,
         if desired is DesiredState.RUNNING
         else FleetEventKind.ACCOUNT_STOP_REQUESTED
     )
-    record_events(session, [NewEvent(kind, account_subject(account.id), "", actor)])
+    record_events(session, [NewEvent(kind, account_subject(account.id), None, actor)])
 
 
 def assign_worker(session: Session, account: Account, worker: Worker, actor: str, previous: str | None) -> None:
     account.worker_id = worker.id
-    detail = f"{previous or '-'} -> {worker.name}"
-    record_events(session, [NewEvent(FleetEventKind.ACCOUNT_MOVED, account_subject(account.id), detail, actor)])
+    moved = detail("moved", before=previous or "-", after=worker.name)
+    record_events(session, [NewEvent(FleetEventKind.ACCOUNT_MOVED, account_subject(account.id), moved, actor)])
 
 
 def delete_account(session: Session, account: Account, actor: str) -> None:
     subject = account_subject(account.id)
     session.delete(account)
-    record_events(session, [NewEvent(FleetEventKind.ACCOUNT_REMOVED, subject, "secrets wiped", actor)])
+    record_events(session, [NewEvent(FleetEventKind.ACCOUNT_REMOVED, subject, detail("secrets_wiped"), actor)])
 
 
 @dataclass(frozen=True)
@@ -444,7 +458,7 @@ class ReportedState:
 
     account_id: int
     status: str
-    detail: str
+    detail: Detail | None
     until: datetime | None
     user_id: int | None
     username: str | None
@@ -473,45 +487,17 @@ def apply_account_states(session: Session, states: list[ReportedState]) -> list[
             continue
         if state.user_id is not None:
             account.tg_user_id, account.tg_username, account.tg_name = state.user_id, state.username, state.name
-        if account.status != state.status or account.status_detail != state.detail:
+        text, code = english(state.detail), encoded(state.detail)
+        if account.status != state.status or account.status_detail != text or account.status_code != code:
             if account.status != state.status:
                 changes.append((account_id, account.status, state.status))
-                detail = state.status + (f": {state.detail}" if state.detail else "")
-                new_events.append(
-                    NewEvent(FleetEventKind.ACCOUNT_STATUS, account_subject(account_id), detail, "worker", state.at)
-                )
+                new_events.append(_status_event(account_id, state.status, state.detail, "worker", state.at))
             account.status = state.status
-            account.status_detail = state.detail
+            account.status_detail, account.status_code = text, code
         account.status_changed_at = state.at
         account.flood_wait_until = state.until
     record_events(session, new_events)
     return changes
-
-
-def mark_accounts_lost(session: Session, worker_ids: list[int], reason: str, at: datetime | None = None) -> list[int]:
-    """Accounts that were live on workers that went offline become `lost`; returns their ids."""
-    if not worker_ids:
-        return []
-    ids = list(
-        session.scalars(
-            select(Account.id).where(Account.worker_id.in_(worker_ids), Account.status.in_(ACTIVE_STATUSES))
-        )
-    )
-    if ids:
-        when = at or utcnow()
-        session.execute(
-            update(Account)
-            .where(Account.id.in_(ids))
-            .values(status="lost", status_detail=reason, status_changed_at=when)
-        )
-        record_events(
-            session,
-            [
-                NewEvent(FleetEventKind.ACCOUNT_STATUS, account_subject(i), f"lost: {reason}", "backend", when)
-                for i in ids
-            ],
-        )
-    return ids
 
 
 # One account as the scan compares it: (id, worker id, desired state, status, status changed at, has a session).
@@ -557,7 +543,7 @@ class StatusCorrection:
 
     account_id: int
     status: str
-    detail: str
+    detail: Detail | None
     at: datetime
     until: datetime | None = None
 
@@ -568,6 +554,7 @@ _STATUS_UPDATE = (
     .values(
         status=bindparam("new_status"),
         status_detail=bindparam("new_detail"),
+        status_code=bindparam("new_code"),
         status_changed_at=bindparam("changed_at"),
         flood_wait_until=bindparam("until"),
     )
@@ -584,7 +571,8 @@ def correct_account_statuses(session: Session, corrections: list[StatusCorrectio
             {
                 "account_id": c.account_id,
                 "new_status": c.status,
-                "new_detail": c.detail,
+                "new_detail": english(c.detail),
+                "new_code": encoded(c.detail),
                 "changed_at": c.at,
                 "until": c.until,
             }
@@ -593,14 +581,5 @@ def correct_account_statuses(session: Session, corrections: list[StatusCorrectio
     )
     record_events(
         session,
-        [
-            NewEvent(
-                FleetEventKind.ACCOUNT_STATUS,
-                account_subject(c.account_id),
-                c.status + (f": {c.detail}" if c.detail else ""),
-                "backend",
-                c.at,
-            )
-            for c in corrections
-        ],
+        [_status_event(c.account_id, c.status, c.detail, "backend", c.at) for c in corrections],
     )

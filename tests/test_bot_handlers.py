@@ -13,6 +13,7 @@ from bot.alerts import EventLine, build_alerts
 from bot.callbacks import AccountAction, AccountCard, WorkerAction, WorkerCard
 from celery_app import keys, presence
 from celery_app.presence import WorkerInfo
+from common.details import detail, free
 from database import operations as ops
 from tests.support.bot_harness import BotHarness
 from tests.support.fake_telegram import session_for
@@ -270,28 +271,31 @@ def test_cancel_works_anywhere_and_the_wizard_survives_a_restart(
 
 
 def test_alerts_are_grouped_when_many_workers_drop() -> None:
-    wave = [EventLine("worker.offline", f"w{i}", "no heartbeat for 61 s") for i in range(5)]
+    wave = [EventLine("worker.offline", f"w{i}", detail("no_heartbeat", seconds=61.0)) for i in range(5)]
     alerts = build_alerts(wave)
     assert len(alerts) == 1
     assert alerts[0].render("ru") == "🔴 Оффлайн сразу 5 воркеров: w0, w1, w2, w3, w4"
     assert alerts[0].render("en") == "🔴 5 workers went offline at once: w0, w1, w2, w3, w4"
     pair = build_alerts(
-        [*wave[:2], EventLine("account.status", "account:7", "banned: the account is banned by Telegram")]
+        [
+            *wave[:2],
+            EventLine("account.status", "account:7", detail("status_change", status="banned", cause=free("gone"))),
+        ]
     )
     assert [a.render("en") for a in pair] == [
         "🔴 Worker <b>w0</b> is offline (no heartbeat for 61 s)",
         "🔴 Worker <b>w1</b> is offline (no heartbeat for 61 s)",
-        "⛔ Account #7: ⛔ banned — the account is banned by Telegram",
+        "⛔ Account #7: ⛔ banned — gone",
     ]
     assert pair[0].render("ru") == "🔴 Воркер <b>w0</b> оффлайн (нет сигнала 61 с)"
-    assert build_alerts([EventLine("account.status", "account:7", "running")]) == []
+    assert build_alerts([EventLine("account.status", "account:7", detail("status_is", status="running"))]) == []
 
 
 def test_alerts_reach_every_admin_in_their_language(harness: BotHarness) -> None:
     harness.chat(OTHER_ADMIN, "en").send("/start")  # this admin's language is now known
     assert harness.poll_alerts() == 0  # the first poll only finds where the log ends
     with harness.services.fleet.sessions.begin() as session:
-        ops.record_events(session, [ops.NewEvent("worker.offline", "fra-1", "no heartbeat for 70 s")])
+        ops.record_events(session, [ops.NewEvent("worker.offline", "fra-1", detail("no_heartbeat", seconds=70.0))])
     assert harness.poll_alerts() == 1
     sent = {
         int(c.params["chat_id"]): c.params["text"]

@@ -26,6 +26,7 @@ from bot.operation_views import Phase
 from celery_app import keys
 from celery_app.operations import OperationName, OperationStatus
 from celery_app.plugin_config import PluginStatus
+from common.details import Detail, detail, free
 from database import operations as ops
 from database.models import Account, AccountOperation, AccountPlugin, FleetEventKind, utcnow
 from tests.support.bot_api import Call, message_update
@@ -300,7 +301,7 @@ def test_profile_changes_pass_on_telegrams_refusal_and_take_a_photo(
     def responder(operation: AccountOperation) -> Answer:
         params = params_of(operation)
         if params.get("username") == "taken_name":
-            return Answer(OperationStatus.FAILED, error="the username @taken_name is already taken")
+            return Answer(OperationStatus.FAILED, error=detail("username_taken", username="taken_name"))
         return Answer(result={"changed": [key.removesuffix("_b64") for key in params]})
 
     worker = start_worker("w1", responder)
@@ -324,7 +325,7 @@ def test_profile_changes_pass_on_telegrams_refusal_and_take_a_photo(
     mark = len(harness.core.calls)
     harness.deliver(update)
     refused = wait_for_text(harness, mark, "❌", "sendMessage")
-    assert "это не изображение <code>JPEG</code> или <code>PNG</code>" in refused.params["text"]
+    assert "Это не изображение <code>JPEG</code> или <code>PNG</code>" in refused.params["text"]
     harness.core.files["png"] = PNG
     update = message_update(chat.user)
     update["message"]["photo"] = [{**photo, "file_id": "png", "file_size": len(PNG)}]
@@ -442,9 +443,9 @@ def test_plugins_toggle_and_a_bad_configuration_changes_nothing(
     assert "<code>text</code>*" in chat.text()
     assert not [b for b in chat.buttons() if "По умолчанию" in b]  # its schema needs a text: no default
     for bad, reason in (
-        ("{not json", "настройки — не <code>JSON</code>"),
-        ("[1, 2]", "настройки должны быть объектом <code>JSON</code>"),
-        ('{"cooldown_minutes": 5}', "настройки не подходят плагину autoreply"),
+        ("{not json", "Настройки — не <code>JSON</code>"),
+        ("[1, 2]", "Настройки должны быть объектом <code>JSON</code>"),
+        ('{"cooldown_minutes": 5}', "Настройки не подходят плагину autoreply"),
     ):
         reply = chat.send(bad)
         assert "❌" in reply.params["text"] and reason in reply.params["text"], reply.params["text"]
@@ -471,43 +472,56 @@ def test_plugins_toggle_and_a_bad_configuration_changes_nothing(
 # --- alerts and texts (pure)
 
 
+def message(plugin: str, kind: str, text: str) -> Detail:
+    return detail("plugin_event", plugin=plugin, kind=kind, text=text)
+
+
+def failed(plugin: str, error: str) -> Detail:
+    return detail("plugin_failed", plugin=plugin, cause=free(error))
+
+
 def test_alerts_for_worse_checks_and_plugins() -> None:
     phones = {7: "+7 *** ***-45-67"}
-    one = build_alerts([EventLine(FleetEventKind.ACCOUNT_VERDICT_WORSE, "account:7", "ok → limited")], phones)
+    worse = detail("verdict_worse", before="ok", after="limited")
+    one = build_alerts([EventLine(FleetEventKind.ACCOUNT_VERDICT_WORSE, "account:7", worse)], phones)
     assert [a.render("en") for a in one] == [
         "⚠️ Account +7 *** ***-45-67 (#7): check got worse: ✅ ok → ⚠️ limited (spam)"
     ]
-    wave = [EventLine(FleetEventKind.ACCOUNT_VERDICT_WORSE, f"account:{i}", "ok → banned") for i in range(4)]
+    banned = detail("verdict_worse", before="ok", after="banned")
+    wave = [EventLine(FleetEventKind.ACCOUNT_VERDICT_WORSE, f"account:{i}", banned) for i in range(4)]
     assert [a.render("ru") for a in build_alerts(wave)] == ["⚠️ Проверка хуже прежней у 4 аккаунтов (#0, #1, #2, #3)"]
-    folded = EventLine(FleetEventKind.ACCOUNT_VERDICT_WORSE, "account:7", "ok → limited", repeat_count=2)
+    folded = EventLine(FleetEventKind.ACCOUNT_VERDICT_WORSE, "account:7", worse, repeat_count=2)
     assert build_alerts([folded]) == []
 
+    blocked = detail("plugin_blocked_loop", plugin="watch", cause=detail("plugin_still_blocked", seconds=2.5))
     plugin = [
-        EventLine(FleetEventKind.PLUGIN_ALERT, "account:7", "watch: match: «sale» in chat -100123 <b>"),
-        EventLine(FleetEventKind.PLUGIN_ERROR, "account:8", "autoreply failed: KeyError: 'text'"),
-        EventLine(FleetEventKind.PLUGIN_ERROR, "account:7", "watch blocked its event loop: 2.5 s in handler"),
-        EventLine(FleetEventKind.PLUGIN_EVENT, "account:7", "watch: note: not for admins"),
+        EventLine(FleetEventKind.PLUGIN_ALERT, "account:7", message("watch", "match", "«sale» in chat -100123 <b>")),
+        EventLine(FleetEventKind.PLUGIN_ERROR, "account:8", failed("autoreply", "KeyError: 'text'")),
+        EventLine(FleetEventKind.PLUGIN_ERROR, "account:7", blocked),
+        EventLine(FleetEventKind.PLUGIN_EVENT, "account:7", message("watch", "note", "not for admins")),
     ]
     assert [a.render("en") for a in build_alerts(plugin, phones)] == [
         "🔔 watch · +7 *** ***-45-67 (#7): «sale» in chat -100123 &lt;b&gt;",
         "❌ Plugin <b>autoreply</b> failing on account #8: KeyError: &#x27;text&#x27;",
-        "🐢 Plugin <b>watch</b> blocks the event loop of account +7 *** ***-45-67 (#7): 2.5 s in handler",
+        "🐢 Plugin <b>watch</b> blocks the event loop of account +7 *** ***-45-67 (#7): "
+        "blocked its event loop for 2.5 s (still blocked)",
     ]
-    failing = [EventLine(FleetEventKind.PLUGIN_ERROR, f"account:{i}", "watch failed: boom") for i in range(3)]
+    assert "заблокировал цикл событий на 2.5 с" in build_alerts([plugin[2]], phones)[0].render("ru")
+    failing = [EventLine(FleetEventKind.PLUGIN_ERROR, f"account:{i}", failed("watch", "boom")) for i in range(3)]
     assert [a.render("ru") for a in build_alerts(failing)] == [
         "❌ Плагины сбоят на 3 аккаунтах: watch #0, watch #1, watch #2"
     ]
 
     throttle = PluginErrorThrottle(every=3600)
-    first = EventLine(FleetEventKind.PLUGIN_ERROR, "account:7", "watch failed: boom")
-    other_error = EventLine(FleetEventKind.PLUGIN_ERROR, "account:7", "watch failed: another")
-    other_account = EventLine(FleetEventKind.PLUGIN_ERROR, "account:8", "watch failed: boom")
+    first = EventLine(FleetEventKind.PLUGIN_ERROR, "account:7", failed("watch", "boom"))
+    other_error = EventLine(FleetEventKind.PLUGIN_ERROR, "account:7", failed("watch", "another"))
+    other_account = EventLine(FleetEventKind.PLUGIN_ERROR, "account:8", failed("watch", "boom"))
     assert throttle.allow(first, 0) and not throttle.allow(other_error, 10) and throttle.allow(other_account, 10)
     assert throttle.allow(other_error, 3601)
 
 
 def operation(
-    name: str, status: str, result: dict[str, Any] | None = None, error: str = "", account: int = 1
+    name: str, status: str, result: dict[str, Any] | None = None, error: Detail | None = None, account: int = 1
 ) -> OperationView:
     return OperationView(
         account,
@@ -517,11 +531,12 @@ def operation(
         name,
         status,
         result or {},
-        error,
+        error.text if error is not None else "",
         "w1",
         None,
         utcnow(),
         None,
+        error,
     )
 
 
@@ -535,11 +550,13 @@ def test_outcomes_and_progress_in_both_languages() -> None:
         ov.outcome_note("ru", operation(OperationName.TWO_FA, "done", {"has_password": False}))
         == "🔐 Облачного пароля нет."
     )
-    failed = operation(OperationName.PROFILE, "failed", error="the username @x_y is not valid: 5 to 32 letters")
+    failed = operation(OperationName.PROFILE, "failed", error=detail("username_invalid", username="x_y"))
     assert ov.outcome_note("en", failed).startswith("❌ Profile: the username @x_y is not valid")
-    lost = operation(OperationName.CHECK, "worker_lost", error="worker lost: w1 went away before it finished")
+    lost = operation(OperationName.CHECK, "worker_lost", error=detail("worker_lost", worker="w1"))
     assert ov.outcome_note("ru", lost) == "❓ Проверка: воркер w1 пропал, не закончив операцию"
-    unknown = operation(OperationName.SESSIONS, "failed", error="Telegram error 500 RPC_CALL_FAIL")
+    unknown = operation(
+        OperationName.SESSIONS, "failed", error=detail("telegram_error", code=500, name=" RPC_CALL_FAIL")
+    )
     assert ov.outcome_note("ru", unknown) == "❌ Сеансы: ошибка Telegram 500 RPC_CALL_FAIL"
     batch = [
         operation(OperationName.CHECK, "done", check_report("ok"), account=1),

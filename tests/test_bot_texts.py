@@ -4,6 +4,7 @@ no English left in the Russian UI, status details in the admin's language. Pure:
 from __future__ import annotations
 
 import re
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,10 @@ from fluent.syntax.visitor import Visitor
 from backend.fleet import FleetSummary
 from bot import views
 from bot.alerts import EventLine, build_alerts
-from bot.details import _FIXED, status_detail
+from bot.details import detail_text, error_text
 from bot.handlers.accounts import moved_note
-from bot.texts import LANGUAGES, catalogue_path, error_text, has_text, load_catalogue, message_id, t
+from bot.texts import LANGUAGES, catalogue_path, has_text, load_catalogue, message_id, t
+from common.details import Detail, detail, free, stored
 
 BOT = Path(__file__).resolve().parent.parent / "bot"
 COUNTS = (1, 2, 5, 11, 21, 22, 25, 101)
@@ -202,78 +204,96 @@ def test_durations_in_each_language() -> None:
     assert views.ago("ru", 3 * 86400) == "3 дня назад" and views.ago("ru", 42) == "42 с назад"
 
 
-def test_fixed_details_from_our_code_are_translated() -> None:
+def test_details_from_our_code_render_in_russian_and_say_in_english_what_the_source_says() -> None:
     from backend.listener import _offline_detail
-    from worker import telethon_manager
+    from worker import failures
 
     ours = [
-        *telethon_manager._UNAUTHORIZED.values(),
-        *telethon_manager._BANNED.values(),
-        *telethon_manager._PLAIN_CAUSES.values(),
+        *(detail(code) for code in failures.UNAUTHORIZED.values()),
+        *(detail(code) for code in failures.BANNED.values()),
+        *(detail(code) for code in set(failures._PLAIN_CAUSES.values())),
         _offline_detail(None, 0.0),
         _offline_detail(100.0, 161.0),
-        "imported",
-        "logged in",
-        "worker stopped",
-        "stopped",
-        "not running on this worker",
-        "its lease was taken over by another worker",
+        *(detail(code) for code in ("imported", "logged_in", "worker_stopped", "stopped", "not_running_here")),
+        detail("lease_taken"),
     ]
-    for detail in ours:
-        russian = status_detail("ru", detail)
-        assert russian != detail and not latin_words(russian), (detail, russian)
-        assert status_detail("en", detail) == detail  # the English texts say what the source says
-    for detail in _FIXED:
-        assert status_detail("en", detail) == detail
+    for said in ours:
+        russian = detail_text("ru", said)
+        assert russian != said.text and not latin_words(russian), (said, russian)
+        assert detail_text("en", said) == said.text  # the English texts say what the source says
 
 
 @pytest.mark.parametrize(
-    ("detail", "russian"),
+    ("said", "russian"),
     [
-        ("imported", "сессия импортирована"),
-        ("network: timed out; retry 3 in 8 s", "сеть: время ожидания истекло; повтор 3 через 8 с"),
-        ("Telegram asks to wait 42 s", "Telegram просит подождать 42 с"),
-        ("reconnecting (attempt 2)", "переподключается (попытка 2)"),
-        ("waiting for its turn to connect (2 per second)", "ждёт очереди на подключение (2 в секунду)"),
+        (detail("imported"), "сессия импортирована"),
         (
-            "waiting for its turn to reconnect (attempt 3) (2 per second)",
+            detail("retry", detail=detail("network", cause=detail("timed_out")), attempt=3, delay=8.0),
+            "сеть: время ожидания истекло; повтор 3 через 8 с",
+        ),
+        (detail("flood", seconds=42.0), "Telegram просит подождать 42 с"),
+        (detail("reconnecting", attempt=2), "переподключается (попытка 2)"),
+        (detail("connect_turn", rate=2.0), "ждёт очереди на подключение (2 в секунду)"),
+        (
+            detail("reconnect_turn", attempt=3, rate=2.0),
             "ждёт очереди на переподключение (попытка 3, 2 в секунду)",
         ),
-        ("worker fra-1 is offline (silent for 95 s)", "воркер fra-1 оффлайн (молчит 95 с)"),
-        ("worker fra-1 is offline", "воркер fra-1 оффлайн"),
-        ("no report from worker fra-1 yet", "от воркера fra-1 ещё нет отчёта"),
-        ("no heartbeat for 61 s", "нет сигнала 61 с"),
-        ("restarted (pid 4321)", "перезапущен, процесс 4321"),
+        (detail("worker_offline_silent", worker="fra-1", seconds=95.2), "воркер fra-1 оффлайн (молчит 95 с)"),
+        (detail("worker_offline", worker="fra-1"), "воркер fra-1 оффлайн"),
+        (detail("no_report", worker="fra-1"), "от воркера fra-1 ещё нет отчёта"),
+        (detail("no_heartbeat", seconds=61.0), "нет сигнала 61 с"),
+        (detail("restarted_pid", pid=4321), "перезапущен, процесс 4321"),
         (
-            "could not start: Telegram error 500 RPC_CALL_FAIL",
+            detail("could_not_start", cause=detail("telegram_error", code=500, name=" RPC_CALL_FAIL")),
             "не удалось запустить: ошибка Telegram 500 RPC_CALL_FAIL",
         ),
-        ("refused: the account is running on worker 'w2'", "отказано: аккаунт работает на воркере w2"),
-        ("ValueError: something odd", "ValueError: something odd"),  # free-form: shown as it came
-        ("", ""),
+        (detail("running_elsewhere", worker="w2"), "отказано: аккаунт работает на воркере w2"),
+        (
+            detail("status_change", status="banned", cause=detail("user_banned")),
+            "⛔ забанен: аккаунт забанен в Telegram (USER_DEACTIVATED_BAN)",
+        ),
+        # an error's own words: as they are
+        (free("ValueError: something <odd>"), "ValueError: something &lt;odd&gt;"),
+        (detail("worker_host", host="<b>x</b>"), "хост &lt;b&gt;x&lt;/b&gt;"),  # values are escaped
     ],
 )
-def test_status_details_in_russian(detail: str, russian: str) -> None:
-    assert status_detail("ru", detail) == russian
-    assert status_detail("en", detail) == detail
+def test_coded_details_in_russian_and_english(said: Detail, russian: str) -> None:
+    assert detail_text("ru", said) == russian
+    english = detail_text("en", Detail.from_json(said.to_json()))  # as it comes back from the wire
+    if said.code == "status_change":  # the status is shown in the admin's words, with its icon
+        assert english == "⛔ banned: the account is banned by Telegram (USER_DEACTIVATED_BAN)"
+    else:
+        assert english == escape(said.text, quote=False)
+
+
+def test_a_detail_without_a_code_is_shown_as_its_english_words() -> None:
+    assert detail_text("ru", None, "worker <b> stopped") == "worker &lt;b&gt; stopped"
+    assert detail_text("ru", stored("", "imported")) == "imported"  # a row from before codes: never pattern-matched
+    assert detail_text("ru", stored(detail("imported").encode(), "imported")) == "сессия импортирована"
 
 
 def test_alerts_show_details_in_the_admins_language() -> None:
     worker, account = build_alerts(
         [
-            EventLine("worker.offline", "fra-1", "no heartbeat for 70 s"),
-            EventLine("account.status", "account:7", "unauthorized: the session expired (SESSION_EXPIRED)"),
+            EventLine("worker.offline", "fra-1", detail("no_heartbeat", seconds=70.0)),
+            EventLine(
+                "account.status",
+                "account:7",
+                detail("status_change", status="unauthorized", cause=detail("session_expired")),
+            ),
         ]
     )
     assert worker.render("ru") == "🔴 Воркер <b>fra-1</b> оффлайн (нет сигнала 70 с)"
     assert worker.render("en") == "🔴 Worker <b>fra-1</b> is offline (no heartbeat for 70 s)"
     assert account.render("ru") == "🚫 Аккаунт #7: 🚫 сессия отозвана — сессия истекла (SESSION_EXPIRED)"
-    flapping = build_alerts([EventLine("worker.online", "w<1>", "restarted (pid 9)", repeat_count=2)])[0]
+    restarted = EventLine("worker.online", "w<1>", detail("restarted_pid", pid=9), repeat_count=2)
+    flapping = build_alerts([restarted])[0]
     assert (
         flapping.render("ru")
         == "🟢 Воркер <b>w&lt;1&gt;</b> снова онлайн (перезапущен, процесс 9) — уже 2-й раз за час"
     )
-    grouped = build_alerts([EventLine("account.status", f"account:{i}", "flood_wait: x") for i in range(21)])[0]
+    flood = detail("status_change", status="flood_wait", cause=detail("flood", seconds=30.0))
+    grouped = build_alerts([EventLine("account.status", f"account:{i}", flood) for i in range(21)])[0]
     assert grouped.render("ru").startswith("🐢 21 аккаунт: 🐢 пауза из-за флуда (#0, #1")
 
 
@@ -290,7 +310,8 @@ def test_summary_and_move_notes() -> None:
     )
 
 
-def test_errors_without_a_code_are_shown_in_the_admins_language() -> None:
+def test_errors_are_shown_from_their_codes_in_the_admins_language() -> None:
+    from backend.accounts_service import AccountError
     from backend.dispatch import WorkerDidNotAnswer
     from database.operations import AccountExists, AccountNotFound, WorkerHasAccounts, WorkerStillOnline
 
@@ -300,4 +321,8 @@ def test_errors_without_a_code_are_shown_in_the_admins_language() -> None:
     assert error_text("ru", WorkerDidNotAnswer("w1", 30)) == "Воркер w1 не ответил вовремя."
     assert error_text("ru", AccountNotFound(424242)) == "Аккаунт 424242 не найден."
     assert error_text("en", WorkerStillOnline("w1")) == "Worker w1 is online; stop it before removing it."
-    assert error_text("ru", RuntimeError("odd <thing>")) == "odd &lt;thing&gt;"
+    refused = AccountError(
+        "worker 'w1' did not start account 7: boom", "start_refused", worker="w1", id=7, problem="<x>"
+    )
+    assert error_text("ru", refused) == "Воркер w1 не запустил аккаунт #7: &lt;x&gt;"
+    assert error_text("ru", RuntimeError("odd <thing>")) == "odd &lt;thing&gt;"  # a bug's error: its own words

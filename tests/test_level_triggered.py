@@ -24,6 +24,7 @@ from celery_app import keys, presence, report
 from celery_app.account_state import AccountState, AccountStatus
 from celery_app.events import WireEvent, WireEventKind
 from celery_app.presence import WorkerInfo
+from common.details import Detail, detail
 from database import operations as ops
 from database.engine import open_database
 from database.models import Account, FleetEvent
@@ -266,6 +267,18 @@ def test_a_scan_of_accounts_costs_a_fixed_number_of_statements(reconciler: Recon
     assert len(statements) <= 6, statements
 
 
+def status(value: str, cause: Detail) -> Detail:
+    return detail("status_change", status=value, cause=cause)
+
+
+def retry(attempt: int) -> Detail:
+    return detail("retry", detail=detail("network", cause=detail("refused")), attempt=attempt, delay=8.0)
+
+
+def reconnecting(attempt: int) -> Detail:
+    return detail("reconnecting", attempt=attempt)
+
+
 def test_repeated_transitions_fold_into_one_row_with_a_count(reconciler: Reconciler) -> None:
     subject = ops.account_subject(7)
     base = ops.utcnow()
@@ -275,13 +288,12 @@ def test_repeated_transitions_fold_into_one_row_with_a_count(reconciler: Reconci
             ops.record_events(
                 session,
                 [
-                    ops.NewEvent(
-                        "account.status", subject, f"error: network: refused; retry {index} in 8 s", "worker", at
-                    ),
-                    ops.NewEvent("account.status", subject, f"starting: reconnecting (attempt {index})", "worker", at),
+                    ops.NewEvent("account.status", subject, status("error", retry(index)), "worker", at),
+                    ops.NewEvent("account.status", subject, status("starting", reconnecting(index)), "worker", at),
                 ],
             )
-        ops.record_events(session, [ops.NewEvent("account.status", subject, "banned: USER_DEACTIVATED", "worker")])
+        gone = status("banned", detail("user_deactivated"))
+        ops.record_events(session, [ops.NewEvent("account.status", subject, gone, "worker")])
     with reconciler.sessions() as session:
         rows = session.scalars(select(FleetEvent).where(FleetEvent.subject == subject).order_by(FleetEvent.id)).all()
     assert [(row.detail.split(":")[0], row.repeat_count) for row in rows] == [
@@ -289,13 +301,14 @@ def test_repeated_transitions_fold_into_one_row_with_a_count(reconciler: Reconci
         ("starting", 50),
         ("banned", 1),
     ]
-    assert rows[0].detail == "error: network: refused; retry 49 in 8 s"  # the latest words
+    assert rows[0].detail == "error: network: connection refused; retry 49 in 8 s"  # the latest words
+    assert Detail.decode(rows[0].detail_code) == status("error", retry(49))  # and the latest code
     assert rows[0].created_at == base and rows[0].last_at == base + timedelta(seconds=98)
     # Outside the window a transition starts a new row.
     later = base + timedelta(hours=2)
     with reconciler.sessions.begin() as session:
         ops.record_events(
-            session, [ops.NewEvent("account.status", subject, "error: network: refused", "worker", later)]
+            session, [ops.NewEvent("account.status", subject, status("error", retry(1)), "worker", later)]
         )
     with reconciler.sessions() as session:
         assert session.scalar(select(FleetEvent.repeat_count).order_by(FleetEvent.id.desc()).limit(1)) == 1
@@ -307,8 +320,8 @@ def test_history_older_than_the_retention_is_pruned_in_batches(
     monkeypatch.setattr("backend.listener.PRUNE_BATCH", 7)
     now = ops.utcnow()
     with reconciler.sessions.begin() as session:
-        old = [ops.NewEvent("worker.online", f"old-{i}", "", at=now - timedelta(days=31)) for i in range(30)]
-        new = [ops.NewEvent("worker.online", f"new-{i}", "", at=now - timedelta(days=29)) for i in range(5)]
+        old = [ops.NewEvent("worker.online", f"old-{i}", None, at=now - timedelta(days=31)) for i in range(30)]
+        new = [ops.NewEvent("worker.online", f"new-{i}", None, at=now - timedelta(days=29)) for i in range(5)]
         ops.record_events(session, old + new)
     assert reconciler.prune_history() == 30
     with reconciler.sessions() as session:

@@ -15,11 +15,12 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from backend.accounts_service import AccountError, WorkerUnavailable
 from bot import views
 from bot.callbacks import AccountAction, AccountCard, AccountsPage, Menu, MenuAction, MoveTo
+from bot.details import error_text
 from bot.forms import leave_card_form
 from bot.handlers.base import actor, show
 from bot.live import Expectation, StatusWatcher
 from bot.services import BotServices
-from bot.texts import error_text, t
+from bot.texts import t
 from celery_app.account_state import AccountStatus
 
 PER_PAGE = 10

@@ -19,9 +19,10 @@ from aiogram.types import CallbackQuery, Message
 from backend.accounts_service import AccountError, AccountView, LoginError
 from bot import views
 from bot.callbacks import Menu, MenuAction, WizardMethod, WizardWorker
+from bot.details import error_text
 from bot.handlers.base import actor, show
 from bot.services import BotServices
-from bot.texts import error_text, t
+from bot.texts import t
 from common.sessions import MAX_SESSION_FILE_BYTES
 from common.validation import InvalidValue, normalize_phone, validate_api_hash, validate_api_id
 

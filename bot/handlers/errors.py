@@ -13,7 +13,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.errors import DOMAIN_ERRORS
-from bot.texts import DEFAULT_LANGUAGE, error_text, t
+from bot.details import error_text
+from bot.texts import DEFAULT_LANGUAGE, t
 
 log = logging.getLogger(__name__)
 

@@ -202,7 +202,8 @@ async def _photo_of(message: Message, bot: Bot) -> bytes | None:
     if file is None:
         return None
     if (file.file_size or 0) > PHOTO_MAX_BYTES:
-        raise AccountError(f"the photo is larger than {PHOTO_MAX_BYTES // (1024 * 1024)} MB", "photo_invalid")
+        megabytes = PHOTO_MAX_BYTES // (1024 * 1024)
+        raise AccountError(f"the photo is larger than {megabytes} MB", "photo_too_big", mb=megabytes)
     buffer = await bot.download(file)
     return buffer.read() if buffer is not None else b""
 

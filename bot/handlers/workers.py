@@ -13,9 +13,10 @@ from aiogram.types import CallbackQuery, Message
 from backend.fleet import InvalidInput, validate_address, validate_worker_name
 from bot import views
 from bot.callbacks import Menu, MenuAction, WorkerAction, WorkerCard, WorkersPage
+from bot.details import error_text
 from bot.handlers.base import actor, show
 from bot.services import BotServices
-from bot.texts import error_text, t
+from bot.texts import t
 
 PER_PAGE = 10
 

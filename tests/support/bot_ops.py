@@ -24,6 +24,7 @@ from backend.plugins_service import PluginsService
 from celery_app import keys, presence, report
 from celery_app.operations import OperationStatus
 from celery_app.presence import WorkerInfo
+from common.details import Detail, detail
 from database.models import AccountOperation
 from tests.support.bot_harness import BotHarness
 
@@ -47,7 +48,7 @@ class Answer:
 
     status: OperationStatus = OperationStatus.DONE
     result: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
+    error: Detail | None = None  # why it failed, coded as the worker codes it
     delay: float = 0.0  # seconds "running" before the end
     flood_wait: float = 0.0  # seconds of a flood wait shown before it runs (the until is in the hash)
 
@@ -91,7 +92,7 @@ class SimulatedWorker:
         operation: AccountOperation,
         status: OperationStatus,
         result: dict[str, Any] | None = None,
-        error: str = "",
+        error: Detail | None = None,
         until: float | None = None,
     ) -> None:
         """What `worker.operator._write` puts into `keys.operation(id)`."""
@@ -104,7 +105,8 @@ class SimulatedWorker:
                 "worker": self.name,
                 "instance": self.instance,
                 "result": json.dumps(result or {}, separators=(",", ":")),
-                "error": error,
+                "error": error.text if error is not None else "",
+                "code": error.encode() if error is not None else "",
                 "until": "" if until is None else f"{until:.3f}",
                 "at": f"{time.time():.3f}",
             },
@@ -135,7 +137,12 @@ class SimulatedWorker:
                     continue
                 if answer.flood_wait:
                     until = time.time() + answer.flood_wait
-                    self.write(operation, OperationStatus.FLOOD_WAIT, error="Telegram asks to wait", until=until)
+                    self.write(
+                        operation,
+                        OperationStatus.FLOOD_WAIT,
+                        error=detail("flood", seconds=answer.flood_wait),
+                        until=until,
+                    )
                     if self._stop.wait(answer.flood_wait):
                         return
                 self.write(operation, OperationStatus.RUNNING)

@@ -211,7 +211,7 @@ st-flood_wait = 🐢 flood wait
 st-lost = ❓ lost
 st-unknown = ❔ unknown
 
-## Status details the workers and the backend report (fixed texts of our own code; others are shown as they are)
+## Details the workers and the backend report, by code (`common.details`): every code has a text here
 
 detail-imported = imported
 detail-logged_in = logged in
@@ -269,6 +269,81 @@ detail-not_running_on = not running on worker { $worker }
 detail-no_heartbeat_yet = no heartbeat yet
 detail-no_heartbeat = no heartbeat for { $seconds } s
 detail-no_redis = no contact with Redis for { $seconds } s
+detail-account_elsewhere = the account is running on worker '{ $worker }'
+detail-account_not_ready = the account's status on this worker is { $status }
+detail-account_not_ready_because = the account's status on this worker is { $status } ({ $cause })
+detail-invalid_parameters = invalid parameters: { $problems }
+detail-photo_not_base64 = invalid parameters: photo is not valid base64
+detail-secret_unreadable = cannot decrypt a secret: it is corrupted or was encrypted with another SECRET_KEY
+detail-unknown_constructor = the server sent a reply this client cannot read (unknown constructor: another API layer?)
+detail-worker_host = host { $host }
+detail-worker_address = address { $address }
+detail-on_worker = on { $worker }
+detail-moved = { $before } -> { $after }
+detail-secrets_wiped = secrets wiped
+detail-status_change = { $status }: { $cause }
+detail-status_is = { $status }
+detail-username_taken = the username @{ $username } is already taken
+detail-username_for_sale = the username @{ $username } is already taken (it can only be bought on fragment.com)
+detail-first_name_refused = Telegram refused the first name (it must not be empty)
+detail-last_name_refused = Telegram refused the last name
+detail-bio_too_long = the bio is too long for Telegram (70 characters without Premium)
+detail-photo_dimensions = Telegram refused the photo's dimensions: use a JPEG or PNG image of at least 160×160 pixels
+detail-photo_too_small = the photo is too small: use a JPEG or PNG image of at least 160×160 pixels
+detail-photo_unprocessable = Telegram could not process the photo: use a JPEG or PNG image of at least 160×160 pixels
+detail-photo_format = Telegram refused the photo's format: use a JPEG or PNG image of at least 160×160 pixels
+detail-photo_refused = Telegram refused the photo: use a JPEG or PNG image of at least 160×160 pixels
+detail-photo_lost = the photo did not reach Telegram; try again
+detail-photo_damaged = the photo did not reach Telegram intact; try again
+detail-password_too_fresh = the 2FA password was set too recently for Telegram to allow a change; try again { $when }
+detail-session_too_fresh = this session is too new for Telegram to allow a 2FA change; try again { $when }
+detail-password_change_refused = Telegram refused the new 2FA settings; try again
+detail-password_settings_changed = the 2FA settings changed meanwhile; try again
+detail-password_changed_meanwhile = the 2FA password changed meanwhile; try again
+detail-recovery_email_unconfirmed = Telegram asks to confirm a recovery email first
+detail-password_needed = Telegram asks for the account's 2FA password first
+detail-session_not_found = that session no longer exists
+detail-telegram_refused = Telegram refused the request ({ $name })
+detail-telegram_refused_plain = Telegram refused the request
+detail-hint_is_password = the hint must not be the password itself
+detail-field_not_text = the { $field } must be text
+detail-first_name_empty = the first name must not be empty
+detail-partly_changed = { $cause } ({ $changed } already changed)
+detail-later = later
+detail-in_seconds = in { $seconds } s
+detail-in_minutes = in about { $minutes } minutes
+detail-in_hours = in about { $hours } hours
+detail-username_invalid = the username @{ $username } is not valid: 5 to 32 letters, digits or underscores, starting with a letter
+detail-wrong_password = the current 2FA password is wrong
+detail-current_password_needed = this account already has a 2FA password: give the current one to change it
+detail-password_empty = the new 2FA password must not be empty
+detail-too_fresh_to_end = this session is too new for Telegram to allow ending the others (it must be at least 24 hours old)
+detail-photo_not_image = the photo is not a JPEG or PNG image
+detail-photo_too_big = the photo is larger than { $mb } MB
+detail-worker_lost = worker lost: { $worker } went away before it finished
+detail-worker_deactivated = worker '{ $worker }' is deactivated; activate it or move the account
+detail-op_worker_offline = worker '{ $worker }' is offline
+detail-no_session = the account has no session: log in first
+detail-no_worker = the account is not assigned to a worker
+detail-op_timed_out = timed out after { $seconds } s
+detail-unknown_operation = there is no operation named '{ $name }'
+detail-operation_failed = { $operation }: { $cause }
+detail-operation_outcome = { $operation } { $status }: { $cause }
+detail-operation_lost = { $operation } { $cause }
+detail-check_summary = { $summary }
+detail-plugin_failed = { $plugin } failed: { $cause }
+detail-plugin_blocked_loop = { $plugin } blocked its event loop: { $cause }
+detail-plugin_unknown = unknown plugin: worker { $worker } does not have it
+detail-plugin_not_importable = it could not be imported
+detail-plugin_config_invalid = invalid configuration: { $problems }
+detail-plugin_setup_timeout = setup did not finish within { $seconds } s
+detail-plugin_setup_failed = setup failed: { $cause }
+detail-plugin_blocked = blocked its event loop for { $seconds } s
+detail-plugin_still_blocked = blocked its event loop for { $seconds } s (still blocked)
+detail-plugin_event = { $plugin }: { $kind }: { $text }
+detail-plugin_name = { $plugin }
+detail-verdict_worse = { $before } → { $after }
+detail-text = { $text }
 
 ## The add-account wizard
 
@@ -343,7 +418,7 @@ alert-accounts = { $icon } { $n } { $n ->
        *[other] accounts
     }: { $status } (#{ $ids })
 
-## Errors
+## Errors, by code (`common.errors`): every code has a text here
 
 unavailable = ⚠️ Service unavailable: { $error }
 internal_error = internal error
@@ -375,6 +450,41 @@ err-worker_not_found = Worker { $name } not found.
 err-worker_exists = Worker { $name } already exists.
 err-invalid_worker_name = Worker names: letters, digits, <code>. _ -</code>, up to 64 characters.
 err-invalid_address = Server address: an IP or a host name, e.g. <code>10.0.0.5</code>.
+err-error = { $message }
+err-invalid = { $message }
+err-worker_offline_start_later = Worker { $worker } is offline. Start it, or ask to start the account when the worker is back.
+err-worker_deactivated_start_later = Worker { $worker } is deactivated by an admin. Activate it, or ask to start the account when the worker is back.
+err-accounts_on_deactivated = Some accounts are on deactivated workers ({ $accounts }): activate the workers or move the accounts first.
+err-worker_rejected_call = Worker { $worker } refused the request without running it ({ $reason }).
+err-no_answer_will_retry = Worker { $worker } did not answer in time. The account stays marked to run; the backend will retry.
+err-no_answer_stays_stopped = Worker { $worker } did not answer in time. The account stays marked to stop.
+err-no_answer_not_removed = Worker { $worker } did not answer in time. The account is not removed: it may still be running.
+err-start_refused = Worker { $worker } did not start account #{ $id }: { $problem }
+err-restart_refused = Worker { $worker } did not restart account #{ $id }: { $problem }
+err-accounts_not_found = No account with id { $ids }.
+err-account_busy = Account #{ $id } with this phone number exists and is { $status }.
+err-already_on_worker = Account #{ $id } is already on worker { $worker }.
+err-no_session = Account #{ $id } has no session: log in first.
+err-no_worker = Account #{ $id } is not assigned to a worker: move it to one first.
+err-phone_required = The imported account's phone number is required.
+err-phone_not_found = The session file names no phone number: name the file after it (<code>79991234567.session</code>) or add a <code>.json</code> with <code>"phone"</code>.
+err-session_missing = Send a session string or a <code>.session</code> file.
+err-session_unusable = Worker { $worker } cannot use this session: { $problem }
+err-device = Invalid device identity: { $problem }
+err-invalid_input = The worker refused the input: { $problem }
+err-invalid_params = Invalid options: { $problems }
+err-nothing_to_change = Nothing to change: give a first name, last name, bio, username or photo.
+err-no_options = This operation takes no options.
+err-password_empty = The new cloud password must not be empty.
+err-photo_invalid = The photo is not a <code>JPEG</code> or <code>PNG</code> image.
+err-photo_too_big = The photo is larger than { $mb } MB.
+err-unknown_operation = There is no operation { $name }. Choose one of: { $known }.
+err-invalid_config = The settings do not fit plugin { $plugin }: { $problems }
+err-config_too_large = The settings are larger than { $kb } KB.
+err-config_not_json = The settings are not valid <code>JSON</code> ({ $problem }).
+err-config_not_object = The settings must be a <code>JSON</code> object.
+err-unknown_plugin = There is no plugin { $name }. Available: { $known }.
+err-plugin_broken = Plugin { $name } cannot be loaded: { $problem }
 
 ## Account operations (the card, a worker's accounts page), plugins, and their alerts
 
@@ -499,25 +609,6 @@ alert-plugin_errors = ❌ Plugins failing on { $n } { $n ->
     }: { $items }
 
 err-no_accounts = No accounts match.
-problem-username_taken = the username @{ $username } is already taken
-problem-username_invalid = the username @{ $username } is not valid: 5 to 32 letters, digits or underscores, starting with a letter
-problem-wrong_password = the current 2FA password is wrong
-problem-current_password_needed = this account already has a 2FA password: give the current one to change it
-problem-password_empty = the new 2FA password must not be empty
-problem-too_fresh_to_end = this session is too new for Telegram to allow ending the others (it must be at least 24 hours old)
-problem-too_fresh_for_2fa = this session is too new for Telegram to allow a 2FA change; try again later
-problem-photo_not_image = the photo is not a JPEG or PNG image
-problem-photo_too_big = the photo is larger than { $mb } MB
-problem-config_not_json = the configuration is not valid JSON ({ $detail })
-problem-config_not_object = the configuration must be a JSON object
-problem-config_unfit = the configuration does not fit plugin { $plugin }: { $problems }
-problem-worker_lost = worker { $worker } went away before it finished
-problem-worker_offline = worker { $worker } is offline
-problem-worker_deactivated = worker { $worker } is deactivated: activate it or move the account
-problem-no_session = the account has no session: log in first
-problem-no_worker = the account is not assigned to a worker
-problem-running_elsewhere = the account is running on worker { $worker }
-problem-timed_out = the worker did not finish in { $seconds } s
 
 ## Bot commands (Telegram's command menu)
 

@@ -212,7 +212,7 @@ st-flood_wait = 🐢 пауза из-за флуда
 st-lost = ❓ потерян
 st-unknown = ❔ неизвестно
 
-## Status details the workers and the backend report (fixed texts of our own code; others are shown as they are)
+## Details the workers and the backend report, by code (`common.details`): every code has a text here
 
 detail-imported = сессия импортирована
 detail-logged_in = вход выполнен
@@ -270,6 +270,81 @@ detail-not_running_on = не запущен на воркере { $worker }
 detail-no_heartbeat_yet = сигнала ещё не было
 detail-no_heartbeat = нет сигнала { $seconds } с
 detail-no_redis = нет связи с Redis { $seconds } с
+detail-account_elsewhere = аккаунт работает на воркере { $worker }
+detail-account_not_ready = статус аккаунта на этом воркере: { $status }
+detail-account_not_ready_because = статус аккаунта на этом воркере: { $status } ({ $cause })
+detail-invalid_parameters = неверные параметры: { $problems }
+detail-photo_not_base64 = неверные параметры: фото не в кодировке <code>base64</code>
+detail-secret_unreadable = не удалось расшифровать секрет: он повреждён или зашифрован другим SECRET_KEY
+detail-unknown_constructor = сервер прислал ответ, который этот клиент не может прочитать (неизвестный конструктор: другой слой API?)
+detail-worker_host = хост { $host }
+detail-worker_address = адрес { $address }
+detail-on_worker = на воркере { $worker }
+detail-moved = { $before } → { $after }
+detail-secrets_wiped = секреты стёрты
+detail-status_change = { $status }: { $cause }
+detail-status_is = { $status }
+detail-username_taken = имя пользователя @{ $username } уже занято
+detail-username_for_sale = имя пользователя @{ $username } уже занято (его можно только купить на <code>fragment.com</code>)
+detail-first_name_refused = Telegram не принял имя (оно не может быть пустым)
+detail-last_name_refused = Telegram не принял фамилию
+detail-bio_too_long = описание слишком длинное для Telegram (70 символов без подписки Премиум)
+detail-photo_dimensions = Telegram не принял размеры фото: нужно изображение <code>JPEG</code> или <code>PNG</code> от 160×160 пикселей
+detail-photo_too_small = фото слишком маленькое: нужно изображение <code>JPEG</code> или <code>PNG</code> от 160×160 пикселей
+detail-photo_unprocessable = Telegram не смог обработать фото: нужно изображение <code>JPEG</code> или <code>PNG</code> от 160×160 пикселей
+detail-photo_format = Telegram не принял формат фото: нужно изображение <code>JPEG</code> или <code>PNG</code> от 160×160 пикселей
+detail-photo_refused = Telegram не принял фото: нужно изображение <code>JPEG</code> или <code>PNG</code> от 160×160 пикселей
+detail-photo_lost = фото не дошло до Telegram; попробуйте ещё раз
+detail-photo_damaged = фото дошло до Telegram повреждённым; попробуйте ещё раз
+detail-password_too_fresh = облачный пароль задан слишком недавно, Telegram пока не даёт его сменить; попробуйте { $when }
+detail-session_too_fresh = сеанс флота слишком новый, Telegram пока не даёт сменить облачный пароль; попробуйте { $when }
+detail-password_change_refused = Telegram не принял новые настройки облачного пароля; попробуйте ещё раз
+detail-password_settings_changed = настройки облачного пароля тем временем изменились; попробуйте ещё раз
+detail-password_changed_meanwhile = облачный пароль тем временем изменился; попробуйте ещё раз
+detail-recovery_email_unconfirmed = Telegram просит сначала подтвердить почту для восстановления
+detail-password_needed = Telegram просит сначала облачный пароль аккаунта
+detail-session_not_found = этого сеанса уже нет
+detail-telegram_refused = Telegram отклонил запрос ({ $name })
+detail-telegram_refused_plain = Telegram отклонил запрос
+detail-hint_is_password = подсказка не может совпадать с паролем
+detail-field_not_text = поле «{ $field }» должно быть текстом
+detail-first_name_empty = имя не может быть пустым
+detail-partly_changed = { $cause } (уже изменено: { $changed })
+detail-later = позже
+detail-in_seconds = через { $seconds } с
+detail-in_minutes = примерно через { $minutes } мин
+detail-in_hours = примерно через { $hours } ч
+detail-username_invalid = имя пользователя @{ $username } не подходит: 5–32 латинские буквы, цифры или подчёркивания, первая — буква
+detail-wrong_password = текущий облачный пароль неверен
+detail-current_password_needed = у аккаунта уже есть облачный пароль: чтобы сменить, укажите текущий
+detail-password_empty = новый пароль не может быть пустым
+detail-too_fresh_to_end = сеанс флота слишком новый: Telegram разрешает завершать другие сеансы только через 24 часа
+detail-photo_not_image = это не изображение <code>JPEG</code> или <code>PNG</code>
+detail-photo_too_big = фото больше { $mb } МБ
+detail-worker_lost = воркер { $worker } пропал, не закончив операцию
+detail-worker_deactivated = воркер { $worker } отключён админом: включите его или перенесите аккаунт
+detail-op_worker_offline = воркер { $worker } оффлайн
+detail-no_session = у аккаунта нет сессии: сначала войдите
+detail-no_worker = аккаунт не закреплён ни за одним воркером
+detail-op_timed_out = воркер не успел за { $seconds } с
+detail-unknown_operation = операции { $name } нет
+detail-operation_failed = { $operation }: { $cause }
+detail-operation_outcome = { $operation } — { $status }: { $cause }
+detail-operation_lost = { $operation }: { $cause }
+detail-check_summary = { $summary }
+detail-plugin_failed = { $plugin }: сбой: { $cause }
+detail-plugin_blocked_loop = { $plugin } блокирует цикл событий: { $cause }
+detail-plugin_unknown = неизвестный плагин: на воркере { $worker } его нет
+detail-plugin_not_importable = его не удалось импортировать
+detail-plugin_config_invalid = неверные настройки: { $problems }
+detail-plugin_setup_timeout = <code>setup</code> не завершился за { $seconds } с
+detail-plugin_setup_failed = ошибка в <code>setup</code>: { $cause }
+detail-plugin_blocked = заблокировал цикл событий на { $seconds } с
+detail-plugin_still_blocked = заблокировал цикл событий на { $seconds } с (всё ещё)
+detail-plugin_event = { $plugin }: { $kind }: { $text }
+detail-plugin_name = { $plugin }
+detail-verdict_worse = { $before } → { $after }
+detail-text = { $text }
 
 ## The add-account wizard
 
@@ -346,7 +421,7 @@ alert-accounts = { $icon } { $n } { $n ->
        *[many] аккаунтов
     }: { $status } (#{ $ids })
 
-## Errors
+## Errors, by code (`common.errors`): every code has a text here
 
 unavailable = ⚠️ Сервис недоступен: { $error }
 internal_error = внутренняя ошибка
@@ -378,6 +453,41 @@ err-worker_not_found = Воркер { $name } не найден.
 err-worker_exists = Воркер { $name } уже есть.
 err-invalid_worker_name = Имя воркера: латиница, цифры, <code>. _ -</code>, до 64 символов.
 err-invalid_address = Адрес сервера: IP или имя хоста, например <code>10.0.0.5</code>.
+err-error = { $message }
+err-invalid = { $message }
+err-worker_offline_start_later = Воркер { $worker } оффлайн. Запустите его или попросите запустить аккаунт, когда воркер вернётся.
+err-worker_deactivated_start_later = Воркер { $worker } отключён админом. Включите его или попросите запустить аккаунт, когда воркер вернётся.
+err-accounts_on_deactivated = Часть аккаунтов на отключённых воркерах ({ $accounts }): сначала включите воркеры или перенесите аккаунты.
+err-worker_rejected_call = Воркер { $worker } отклонил запрос, не выполнив его ({ $reason }).
+err-no_answer_will_retry = Воркер { $worker } не ответил вовремя. Аккаунт остаётся отмеченным к запуску; бэкенд повторит попытку.
+err-no_answer_stays_stopped = Воркер { $worker } не ответил вовремя. Аккаунт остаётся отмеченным к остановке.
+err-no_answer_not_removed = Воркер { $worker } не ответил вовремя. Аккаунт не удалён: он может ещё работать.
+err-start_refused = Воркер { $worker } не запустил аккаунт #{ $id }: { $problem }
+err-restart_refused = Воркер { $worker } не перезапустил аккаунт #{ $id }: { $problem }
+err-accounts_not_found = Нет аккаунтов с номерами { $ids }.
+err-account_busy = Аккаунт #{ $id } с этим номером уже есть, его статус: { $status }.
+err-already_on_worker = Аккаунт #{ $id } уже на воркере { $worker }.
+err-no_session = У аккаунта #{ $id } нет сессии: сначала войдите.
+err-no_worker = Аккаунт #{ $id } не закреплён за воркером: сначала перенесите его на воркер.
+err-phone_required = Нужен номер телефона импортируемого аккаунта.
+err-phone_not_found = В файле сессии нет номера телефона: назовите файл по номеру (<code>79991234567.session</code>) или добавьте <code>.json</code> с полем <code>"phone"</code>.
+err-session_missing = Пришлите строку сессии или файл <code>.session</code>.
+err-session_unusable = Воркер { $worker } не может использовать эту сессию: { $problem }
+err-device = Неверные данные устройства: { $problem }
+err-invalid_input = Воркер не принял данные: { $problem }
+err-invalid_params = Неверные параметры: { $problems }
+err-nothing_to_change = Нечего менять: укажите имя, фамилию, описание, имя пользователя или фото.
+err-no_options = У этой операции нет параметров.
+err-password_empty = Новый облачный пароль не может быть пустым.
+err-photo_invalid = Это не изображение <code>JPEG</code> или <code>PNG</code>.
+err-photo_too_big = Фото больше { $mb } МБ.
+err-unknown_operation = Операции { $name } нет. Есть: { $known }.
+err-invalid_config = Настройки не подходят плагину { $plugin }: { $problems }
+err-config_too_large = Настройки больше { $kb } КБ.
+err-config_not_json = Настройки — не <code>JSON</code> ({ $problem }).
+err-config_not_object = Настройки должны быть объектом <code>JSON</code>.
+err-unknown_plugin = Плагина { $name } нет. Есть: { $known }.
+err-plugin_broken = Плагин { $name } не загружается: { $problem }
 
 ## Account operations (the card, a worker's accounts page), plugins, and their alerts
 
@@ -503,25 +613,6 @@ alert-plugin_errors = ❌ Плагины сбоят на { $n } { $n ->
     }: { $items }
 
 err-no_accounts = Нет подходящих аккаунтов.
-problem-username_taken = имя пользователя @{ $username } уже занято
-problem-username_invalid = имя пользователя @{ $username } не подходит: 5–32 латинские буквы, цифры или подчёркивания, первая — буква
-problem-wrong_password = текущий облачный пароль неверен
-problem-current_password_needed = у аккаунта уже есть облачный пароль: чтобы сменить, укажите текущий
-problem-password_empty = новый пароль не может быть пустым
-problem-too_fresh_to_end = сеанс флота слишком новый: Telegram разрешает завершать другие сеансы только через 24 часа
-problem-too_fresh_for_2fa = сеанс флота слишком новый: Telegram пока не даёт сменить облачный пароль, попробуйте позже
-problem-photo_not_image = это не изображение <code>JPEG</code> или <code>PNG</code>
-problem-photo_too_big = фото больше { $mb } МБ
-problem-config_not_json = настройки — не <code>JSON</code> ({ $detail })
-problem-config_not_object = настройки должны быть объектом <code>JSON</code>
-problem-config_unfit = настройки не подходят плагину { $plugin }: { $problems }
-problem-worker_lost = воркер { $worker } пропал, не закончив операцию
-problem-worker_offline = воркер { $worker } оффлайн
-problem-worker_deactivated = воркер { $worker } отключён админом: включите его или перенесите аккаунт
-problem-no_session = у аккаунта нет сессии: сначала войдите
-problem-no_worker = аккаунт не закреплён ни за одним воркером
-problem-running_elsewhere = аккаунт работает на воркере { $worker }
-problem-timed_out = воркер не успел за { $seconds } с
 
 ## Bot commands (Telegram's command menu)
 

@@ -1,0 +1,110 @@
+"""One base for every refusal and failure the control plane reports to a person: `FleetError`.
+
+An error carries a stable `code` (the admin bot's `err-<code>` text), the `values` that text shows, and its
+English message (what the CLI and the logs print). `CODES` lists every code: raising an error with a code
+not in it is a programming error, and a test checks that both of the admin bot's catalogues have a text for
+each, so a new code without words fails the suite instead of showing English to a Russian admin. The board
+bot's `BoardError` is a `FleetError` too (its codes are in the board's own catalogues).
+
+A value is a string, a number or a `common.details.Detail` (a worker's coded reason), which the bots render
+in the reader's language.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CODES: dict[str, str] = {
+    # code: what it means (for maintainers; the texts are in the catalogues)
+    "error": "a failure we have no words for: the message says it",
+    # workers
+    "worker_not_found": "no worker of that name",
+    "worker_exists": "a worker of that name exists",
+    "worker_still_online": "an online worker cannot be removed",
+    "worker_has_accounts": "a worker with accounts cannot be removed",
+    "worker_offline": "the worker is offline",
+    "worker_deactivated": "the worker is deactivated by an admin",
+    "worker_offline_start_later": "the worker is offline; the account can be asked to start when it is back",
+    "worker_deactivated_start_later": "the worker is deactivated; the account can start when it is back",
+    "accounts_on_deactivated": "some of the accounts are on deactivated workers",
+    "invalid_worker_name": "not a worker name",
+    "invalid_address": "not a server address",
+    "no_answer": "the worker did not answer in time",
+    "worker_rejected_call": "the worker dropped the call's message without running it",
+    "no_answer_will_retry": "the worker did not answer; the account stays marked to run",
+    "no_answer_stays_stopped": "the worker did not answer; the account stays marked to stop",
+    "no_answer_not_removed": "the worker did not answer; the account may still run, so it is kept",
+    "start_refused": "the worker did not start the account",
+    "restart_refused": "the worker did not restart the account",
+    # accounts
+    "account_not_found": "no account with that id",
+    "accounts_not_found": "no accounts with those ids",
+    "account_exists": "an account with that phone exists",
+    "account_busy": "an account with that phone exists and is in use",
+    "already_on_worker": "the account is on that worker already",
+    "no_session": "the account has no session",
+    "no_worker": "the account is not assigned to a worker",
+    "no_accounts": "nothing matches",
+    # input
+    "invalid": "a value that cannot be accepted",
+    "phone": "not a phone number",
+    "phone_required": "an imported account needs its phone number",
+    "phone_not_found": "an imported session file names no phone",
+    "api_id": "not an API ID",
+    "api_hash": "not an API hash",
+    "login_code": "not a login code",
+    "proxy": "not a proxy",
+    "session": "not a usable session",
+    "session_missing": "no session given",
+    "session_unusable": "the worker cannot read the session",
+    "device": "not a device identity",
+    # logins (the worker's codes: `worker.login`)
+    "invalid_phone": "Telegram does not accept the phone number",
+    "banned": "the phone number is banned",
+    "invalid_code": "the login code is wrong",
+    "code_expired": "the login code expired",
+    "wrong_password": "the 2FA password is wrong",
+    "api_id_invalid": "Telegram rejects the API ID / hash",
+    "flood_wait": "Telegram asks to wait",
+    "network": "the worker cannot reach Telegram",
+    "unknown_login": "the login expired or was cancelled",
+    "timeout": "the worker did not answer in time",
+    "invalid_input": "the worker refused the input",
+    # operations
+    "invalid_params": "an operation's options are not valid",
+    "nothing_to_change": "a profile change with nothing to change",
+    "no_options": "an operation that takes no options was given some",
+    "password_empty": "an empty new 2FA password",
+    "photo_invalid": "not a usable photo",
+    "photo_too_big": "a photo over the size limit",
+    "unknown_operation": "no operation of that name",
+    # plugins
+    "invalid_config": "a plugin configuration that does not fit",
+    "config_too_large": "a plugin configuration over the size limit",
+    "config_not_json": "a plugin configuration that is not JSON",
+    "config_not_object": "a plugin configuration that is not an object",
+    "unknown_plugin": "no plugin of that name",
+    "plugin_broken": "a plugin that cannot be loaded",
+}
+
+
+class UnknownErrorCode(ValueError):
+    """An error raised with a code that is not in `CODES`: a programming error."""
+
+
+class FleetError(Exception):
+    """A refused or failed action: `code` names it, `values` fill its text, the message is in English."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, code: str | None = None, **values: Any) -> None:
+        super().__init__(message)
+        chosen = code or type(self).code
+        if chosen not in CODES:
+            raise UnknownErrorCode(chosen)
+        self.code = chosen
+        self.values: dict[str, Any] = values
+
+    @property
+    def message(self) -> str:
+        return str(self)
