@@ -294,9 +294,7 @@ class OperationExecutor:
         keeper = asyncio.ensure_future(self._keep_lease(account_id))
         client = self.manager.factory(pending.spec)
         try:
-            delay = self.manager.pacer.reserve()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await self.manager.pacer.wait_turn()
             try:
                 await asyncio.wait_for(client.connect(), clients.CONNECT_TIMEOUT)
             except Exception as error:

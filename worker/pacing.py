@@ -47,16 +47,25 @@ class ConnectPacer:
         with self._lock:
             self._tokens = min(float(self.burst), self._tokens + 1.0)
 
-    async def wait_turn(self, stop: asyncio.Event | None = None) -> bool:
-        """Wait for this caller's turn to connect; False if `stop` was set meanwhile (the token is returned)."""
+    async def wait_turn(
+        self, stop: asyncio.Event | None = None, on_wait: Callable[[float], object] | None = None
+    ) -> bool:
+        """Wait for this caller's turn to connect; False if `stop` was set meanwhile. `on_wait` is told how long
+        the wait will be (only when there is one). A turn not used (stopped, or cancelled) is returned."""
         delay = self.reserve()
         if delay <= 0:
             return True
-        if stop is None:
-            await asyncio.sleep(delay)
-            return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
+        if on_wait is not None:
+            on_wait(delay)
+        try:
+            if stop is None:
+                await asyncio.sleep(delay)
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+        except asyncio.CancelledError:
+            self.give_back()
+            raise
         if stop.is_set():
             self.give_back()
             return False

@@ -10,23 +10,51 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+from redis import Redis
 
 from celery_app import leases
 from celery_app.account_state import AccountState, AccountStatus
 from common.details import Detail, detail
 from worker import clients
-from worker.clients import ClientSpec, Identity, TelegramClientLike, identity_of
+from worker.clients import ClientFactory, ClientSpec, Identity, TelegramClientLike, identity_of
 from worker.failures import backoff_delay, classify, describe_error, flood_delay
 from worker.loops import LoopThread
-from worker.pacing import jittered
-
-if TYPE_CHECKING:
-    from worker.account_manager import AccountManager
+from worker.pacing import ConnectPacer, jittered
+from worker.status import StatusReporter
 
 log = logging.getLogger(__name__)
 
 QUEUE_NOTICE_SECONDS = 1.0  # a wait for the connect turn longer than this is shown in the status
+
+
+class RunnerHost(Protocol):
+    """What a runner needs of the worker that runs it (`worker.account_manager.AccountManager`)."""
+
+    redis: Redis
+    holder: str
+    lease_ttl: float
+    pacer: ConnectPacer
+    factory: ClientFactory
+    reporter: StatusReporter
+
+    def state(
+        self,
+        account_id: int,
+        status: AccountStatus,
+        said: Detail | None = None,
+        until: float | None = None,
+        active: bool = False,
+        identity: Identity | None = None,
+        run: str = "",
+    ) -> AccountState: ...
+
+    def runner_finished(self, runner: AccountRunner, status: AccountStatus, said: Detail) -> None: ...
+
+    async def attach_plugins(self, account_id: int, client: TelegramClientLike) -> None: ...
+
+    async def detach_plugins(self, account_id: int) -> None: ...
 
 
 def operation_holder(worker_name: str, instance: str) -> str:
@@ -47,7 +75,7 @@ class AccountRunner:
     worker shutting down): the account stays in this worker's spec registry, to be resumed.
     """
 
-    def __init__(self, manager: AccountManager, spec: ClientSpec, loop_thread: LoopThread) -> None:
+    def __init__(self, manager: RunnerHost, spec: ClientSpec, loop_thread: LoopThread) -> None:
         self.manager = manager
         self.spec = spec
         self.loop_thread = loop_thread
@@ -110,20 +138,17 @@ class AccountRunner:
     async def _wait_turn(self, attempt: int) -> bool:
         """Wait for this connect's turn in the worker's connect bucket; False if a stop came meanwhile."""
         pacer = self.manager.pacer
-        delay = pacer.reserve()
-        if delay <= 0:
-            return True
-        if delay > QUEUE_NOTICE_SECONDS:
-            turn = (
-                detail("connect_turn", rate=pacer.rate)
-                if attempt == 0
-                else detail("reconnect_turn", attempt=attempt + 1, rate=pacer.rate)
-            )
-            self.report(AccountStatus.STARTING, turn)
-        if await self._sleep_or_stop(delay):
-            pacer.give_back()
-            return False
-        return True
+
+        def notice(delay: float) -> None:
+            if delay > QUEUE_NOTICE_SECONDS:  # a wait one would notice: say why it is not connecting yet
+                turn = (
+                    detail("connect_turn", rate=pacer.rate)
+                    if attempt == 0
+                    else detail("reconnect_turn", attempt=attempt + 1, rate=pacer.rate)
+                )
+                self.report(AccountStatus.STARTING, turn)
+
+        return await pacer.wait_turn(self._stop, notice)
 
     async def _watch(self, client: TelegramClientLike) -> None:
         """Return when a stop is requested; raise the connection's own error when it drops."""

@@ -58,12 +58,7 @@ def _paced(base: type, pacer: ConnectPacer) -> type:
         async def connect(self, timeout: float | None = None, ssl: Any = None) -> None:
             if self._dials:
                 await asyncio.sleep(random.uniform(0.0, REDIAL_JITTER))
-                delay = pacer.reserve()
-                try:
-                    await asyncio.sleep(delay)
-                except asyncio.CancelledError:  # the client was disconnected meanwhile: the turn goes unused
-                    pacer.give_back()
-                    raise
+                await pacer.wait_turn()  # cancelled (the client disconnected meanwhile): the turn is returned
             self._dials += 1
             await super().connect(timeout=timeout, ssl=ssl)
 

@@ -2,7 +2,7 @@
 profile from the account card; check and ending other sessions for every account of a worker from its page.
 
 Each edits its screen to "⏳ …" at once, submits the operation, and leaves the rest to a background task
-(`bot.follow`) that edits the same message as the worker reports. The password form deletes every message
+(`bot.handlers.follow`) that edits the same message as the worker reports. The password form deletes every message
 holding a password as soon as it is read, keeps what it needs encrypted, and never shows what was typed.
 """
 
@@ -20,8 +20,8 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from backend.accounts_service import AccountError
 from backend.operations_service import OperationView
-from bot import follow, views
 from bot import operation_views as ov
+from bot import views
 from bot.callbacks import (
     AccountAction,
     AccountCard,
@@ -34,6 +34,7 @@ from bot.callbacks import (
     WorkerOps,
 )
 from bot.forms import PasswordForm, ProfileForm, leave_card_form
+from bot.handlers import follow
 from bot.handlers.accounts import card_screen, follow_up
 from bot.handlers.base import actor, edit, show
 from bot.operation_views import Phase
