@@ -3,7 +3,7 @@ benchmarks all take them from a `ControlPlane`.
 
 It holds one Redis client and one database for a process and builds each service on first use, so a command
 that lists workers neither opens what it does not need nor asks for SECRET_KEY (`box` is the first thing that
-does). A process that uses services from several threads (the bot) builds them at start with `ready()`.
+does). A process that uses services from several threads (the bot) takes them all at start (`BotServices.of`).
 """
 
 from __future__ import annotations
@@ -122,12 +122,6 @@ class ControlPlane:
 
         limits = self._board_limits() if self._board_limits is not None else BoardLimits()
         return BoardService(self.sessions, self.box, limits)
-
-    def ready(self, *names: str) -> ControlPlane:
-        """Build these services now (all of them when none are named), before threads share them."""
-        for name in names or ("fleet", "accounts", "operations", "plugins", "board"):
-            getattr(self, name)
-        return self
 
     def close(self) -> None:
         if "_database" in self.__dict__:

@@ -79,12 +79,6 @@ class SecretBox:
                 "cannot decrypt a secret: it is corrupted or was encrypted with another SECRET_KEY"
             ) from None
 
-    def encrypt_optional(self, plaintext: str | None) -> str | None:
-        return None if plaintext is None else self.encrypt(plaintext)
-
-    def decrypt_optional(self, token: str | None) -> str | None:
-        return None if token is None else self.decrypt(token)
-
 
 def mask_secret(value: str, keep: int = 4) -> str:
     """`abcd…wxyz`-style mask for showing that a secret is present without showing it."""

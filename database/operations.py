@@ -338,8 +338,6 @@ def set_worker_active(session: Session, name: str, active: bool, actor: str) -> 
 
 # --- accounts ----------------------------------------------------------------------------------------------
 
-ACTIVE_STATUSES = ("running", "starting", "stopping", "flood_wait", "error")
-
 
 def account_subject(account_id: int) -> str:
     return f"account:{account_id}"

@@ -205,10 +205,6 @@ class OperationExecutor:
                 self._ready.append(account_id)
             self._cond.notify()
 
-    def pending_count(self) -> int:
-        with self._cond:
-            return sum(len(queue) for queue in self._queues.values())
-
     def close(self) -> None:
         """Stop taking operations; those not finished stay as their Redis state says (the control plane sends
         them again where the account next runs, or records them as "worker lost")."""
