@@ -38,13 +38,12 @@ from board.bot.replies import Replies
 from board.service import BoardService
 from board.texts import t
 from board.web.serving import make_runner
-from celery_app import keys
 from common.crypto import SecretBox
 from config import DEFAULT_BOT_API_SERVER, BoardSettings, mask_url
 
 log = logging.getLogger(__name__)
 
-FSM_PREFIX = f"{keys.PREFIX}:board:fsm"
+FSM_PREFIX = "fleet:board:fsm"  # the board's corner of the fleet's Redis namespace (`celery_app.keys.PREFIX`)
 FSM_TTL_SECONDS = 24 * 3600  # a message waiting for its chat to be chosen is forgotten after a day
 PRUNE_EVERY_SECONDS = 3600.0
 EXPIRE_EVERY_SECONDS = 60.0

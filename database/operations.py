@@ -17,11 +17,10 @@ from pydantic import ValidationError
 from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from celery_app.contract import DeviceIdentity, validation_message
 from common.details import Detail, detail, encoded, english
-from common.devices import choose_identity
+from common.devices import DeviceIdentity, choose_identity
 from common.errors import FleetError
-from common.validation import MAX_ROW_ID
+from common.validation import MAX_ROW_ID, validation_message
 from database.models import Account, DesiredState, FleetEvent, FleetEventKind, Worker, WorkerStatus, utcnow
 
 log = logging.getLogger(__name__)

@@ -43,6 +43,8 @@ def test_the_tree_keeps_every_contract() -> None:
     [
         ("worker/loops.py", "import database.models", "The worker never imports the control plane"),
         ("board/errors.py", "import bot.texts", "The board never imports the admin bot"),
+        ("board/errors.py", "import celery_app.keys", "The board never imports the admin bot"),
+        ("database/models.py", "import celery_app.contract", "The database layer imports none of the services"),
         ("celery_app/keys.py", "import database.engine", "The wire contract (celery_app) imports nothing"),
         ("database/engine.py", "import backend.fleet", "The database layer imports none of the services"),
         ("common/redaction.py", "import celery_app.keys", "The leaf helpers (common) import nothing"),
@@ -60,3 +62,11 @@ def test_a_forbidden_import_fails_with_the_contracts_name(tree: Path, module: st
     assert result.returncode != 0
     broken = result.stdout[result.stdout.index("Broken contracts") :]
     assert contract in broken, result.stdout
+
+
+def test_the_boards_redis_keys_stay_in_the_fleets_namespace() -> None:
+    """The board keeps its own key prefix (it does not import the wire contract); it is in the same namespace."""
+    from board.main import FSM_PREFIX
+    from celery_app import keys
+
+    assert FSM_PREFIX.startswith(f"{keys.PREFIX}:board:")
