@@ -103,6 +103,7 @@ class AccountView:
     check_verdict: str | None = None  # the last `check` (`celery_app.operations.Verdict`), None if never checked
     checked_at: datetime | None = None
     check_summary: str = ""
+    check_result: dict[str, Any] = field(default_factory=dict)  # the last check's result (what the bots render)
 
     def to_json(self) -> dict[str, object]:
         document: dict[str, object] = {
@@ -160,6 +161,14 @@ class LoginStep:
     state: str
     message: str
     account: AccountView | None = None
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _login_code(answer: dict[str, Any]) -> str:
@@ -277,6 +286,7 @@ class AccountService:
                     check_verdict=account.check_verdict,
                     checked_at=account.checked_at,
                     check_summary=account.check_summary or "",
+                    check_result=_json_object(account.check_result),
                 )
             )
         return views

@@ -461,6 +461,7 @@ class OperationsService:
         account.check_verdict = verdict
         account.checked_at = now
         account.check_summary = describe_result(OperationName.CHECK, result)[:500]
+        account.check_result = json.dumps(result, separators=(",", ":"))[:4000]
         subject = ops.account_subject(account_id)
         events = [
             NewEvent(FleetEventKind.ACCOUNT_CHECKED, subject, detail("check_summary", summary=account.check_summary))

@@ -119,7 +119,7 @@ def done_text(lang: str, name: str, result: Mapping[str, Any], now: float | None
     """What a finished operation found or changed."""
     if name == OperationName.CHECK:
         verdict = str(result.get("verdict") or verdict_of(dict(result)).value)
-        details = check_details(lang, describe_result(name, dict(result)))
+        details = check_details(lang, result)
         return t(lang, "op.done.check", verdict=verdict_text(lang, verdict), details=f" — {details}" if details else "")
     if name == OperationName.SESSIONS:
         return _sessions_text(lang, result, time.time() if now is None else now)
@@ -207,7 +207,7 @@ def tally(view: OperationView) -> Tally | None:
 def _problem_line(lang: str, view: OperationView, kind: Tally) -> str:
     if view.status == OperationStatus.DONE and view.name == OperationName.CHECK:
         verdict = str(view.result.get("verdict") or verdict_of(view.result).value)
-        details = check_details(lang, describe_result(view.name, view.result))
+        details = check_details(lang, view.result)
         text = verdict_text(lang, verdict) + (f" — {details}" if details else "")
     elif view.status == OperationStatus.DONE:
         text = done_text(lang, view.name, view.result)

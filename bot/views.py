@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
+from typing import Any
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -279,26 +279,22 @@ def verdict_text(lang: str, verdict: str | None) -> str:
     return escape(verdict or "?")
 
 
-def _check_part(lang: str, part: str) -> str:
-    if part == "premium":
-        return t(lang, "check.premium")
-    if match := re.fullmatch(r"spam: (\w+)", part):
-        word = match.group(1)
-        return t(lang, "check.spam", status=t(lang, f"check.spam.{word}") if word in SPAM_WORDS else escape(word))
-    if match := re.fullmatch(r"([0-9]+) other sessions?", part):
-        return t(lang, "check.other_sessions", n=int(match.group(1)))
-    if match := re.fullmatch(r"restricted: (.*)", part, re.DOTALL):
-        return t(lang, "check.restricted", reason=escape(match.group(1)))
-    return escape(part)
-
-
-def check_details(lang: str, summary: str) -> str:
-    """What a check found besides its verdict, in `lang`, from its one-line (English) summary
-    (`celery_app.operations.describe_result`): "spam: free · 2 other sessions · premium"."""
-    parts = [part.strip() for part in summary.split(" · ") if part.strip()]
-    if parts and parts[0] in VERDICT_ICON:
-        parts = parts[1:]
-    return " · ".join(_check_part(lang, part) for part in parts)
+def check_details(lang: str, result: Mapping[str, Any]) -> str:
+    """What a check found besides its verdict, in `lang`, from its result (`celery_app.operations.check`):
+    "spam: free · 2 other sessions · premium"."""
+    parts: list[str] = []
+    if result.get("restriction"):
+        parts.append(t(lang, "check.restricted", reason=escape(str(result["restriction"])[:80])))
+    if result.get("authorized") and not result.get("banned"):
+        word = str(result.get("spam") or "unknown")
+        spam = t(lang, f"check.spam.{word}") if word in SPAM_WORDS else escape(word)
+        parts.append(t(lang, "check.spam", status=spam))
+        others = result.get("other_sessions")
+        if isinstance(others, int) and not isinstance(others, bool):
+            parts.append(t(lang, "check.other_sessions", n=others))
+        if result.get("premium"):
+            parts.append(t(lang, "check.premium"))
+    return " · ".join(parts)
 
 
 def check_line(lang: str, view: AccountView, now: datetime | None = None) -> str:
@@ -308,7 +304,7 @@ def check_line(lang: str, view: AccountView, now: datetime | None = None) -> str
     if view.checked_at is not None:
         checked = view.checked_at if view.checked_at.tzinfo else view.checked_at.replace(tzinfo=UTC)
         seconds = max(0.0, ((now or now_utc()) - checked).total_seconds())
-    details = check_details(lang, view.check_summary)
+    details = check_details(lang, view.check_result)
     return t(
         lang,
         "check.line",

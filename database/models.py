@@ -180,6 +180,7 @@ class Account(Base):
     check_verdict: Mapped[str | None] = mapped_column(String(16))
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     check_summary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    check_result: Mapped[str] = mapped_column(Text, default="", server_default="")  # JSON: what the bots render
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -123,6 +123,9 @@ def test_the_card_shows_the_last_check_and_the_plugins_as_they_run(
         account.check_verdict = "limited"
         account.checked_at = utcnow() - timedelta(minutes=5, seconds=3)
         account.check_summary = "limited · spam: limited · 2 other sessions"
+        account.check_result = json.dumps(
+            {"verdict": "limited", "authorized": True, "spam": "limited", "other_sessions": 2}
+        )
         for plugin in ("autoreply", "watch", "greeter"):
             session.add(AccountPlugin(account_id=account_id, plugin=plugin, config="{}", actor="test"))
     redis_client.hset(
@@ -570,8 +573,7 @@ def test_outcomes_and_progress_in_both_languages() -> None:
         "🐢 Waiting as Telegram asked: 1 (they resume by themselves)",
     ]
     assert markup is None
-    assert views.check_details("ru", "ok · spam: weird · 0 other sessions · premium") == (
-        "спам: weird · 0 других сеансов · Премиум"
-    )
+    found = {"verdict": "ok", "authorized": True, "spam": "weird", "other_sessions": 0, "premium": True}
+    assert views.check_details("ru", found) == ("спам: weird · 0 других сеансов · Премиум")
     failing = PluginRow(1, "+7", "watch", {}, PluginStatus("blocked", 1, "stalled 3 s"))
     assert views.plugin_state("en", failing) == "🐢 watch (blocks the event loop: stalled 3 s)"

@@ -128,6 +128,7 @@ def test_an_operation_is_sent_to_the_accounts_worker_and_its_outcome_recorded(
     account = service.accounts.get_account(second)
     assert account.check_verdict == "limited" and account.checked_at is not None
     assert "spam: limited" in account.check_summary
+    assert account.check_result["spam"] == "limited"  # the result itself, for the bots to render
 
 
 def test_accounts_that_cannot_run_it_are_refused_each_with_the_reason(

@@ -1,6 +1,7 @@
 """Details as codes: next to each English detail (an account's status detail, an event's detail, an
 operation's error) its code with parameters (`common.details`, JSON), which the bots render in the admin's
-language. Rows written before have none: the bots show their English text.
+language; and the last check's result as data, so that it too is rendered, not read back from its summary.
+Rows written before have none: the bots show their English text.
 
 Revision ID: 0009_detail_codes
 Revises: 0008_board_outbox_moderation
@@ -17,7 +18,12 @@ down_revision = "0008_board_outbox_moderation"
 branch_labels = None
 depends_on = None
 
-COLUMNS = (("accounts", "status_code"), ("fleet_events", "detail_code"), ("account_operations", "error_code"))
+COLUMNS = (
+    ("accounts", "status_code"),
+    ("fleet_events", "detail_code"),
+    ("account_operations", "error_code"),
+    ("accounts", "check_result"),  # the last check's result (JSON): the bots render it, not its English summary
+)
 
 
 def upgrade() -> None:
