@@ -3,7 +3,8 @@
 Each entry point asks only for what it needs: `load_worker_settings()` never reads TG_BOT_TOKEN, the CLI
 never needs SECRET_KEY until it handles a secret. A missing or malformed value raises `ConfigError`, whose
 message is one line naming the variable and what is expected; entry points print it and exit with
-`EXIT_CONFIG`. Nothing is read at import time, so importing any module never needs a `.env`.
+`EXIT_CONFIG` (`EXIT_UNAVAILABLE` when a service they need cannot be reached). Nothing is read at import
+time, so importing any module never needs a `.env`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from common.validation import has_unsafe_characters, is_ascii_number
 
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
+EXIT_UNAVAILABLE = 69  # sysexits.h EX_UNAVAILABLE: Redis, the database or the Bot API cannot be reached
 WORKER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # use with fullmatch
 DEFAULT_DATABASE_URL = "sqlite:///tg_bot.db"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"

@@ -5,25 +5,25 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from config import EXIT_CONFIG, ConfigError, configure_logging, load_bot_settings, load_env_file
+import click
+
+from config import EXIT_CONFIG, EXIT_UNAVAILABLE, ConfigError, configure_logging, load_bot_settings, load_env_file
+from version import __version__
 
 
-def main(argv: list[str]) -> int:
-    import argparse
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="run.py", message="%(prog)s %(version)s")
+def main() -> None:
+    """Run the fleet's admin bot (TG_BOT_TOKEN, ADMIN_IDS; settings from the environment or .env)."""
+    sys.exit(run())
 
-    from version import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="run.py",
-        description="Run the fleet's admin bot (TG_BOT_TOKEN, ADMIN_IDS; settings from the environment or .env).",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.parse_args(argv)
+def run() -> int:
     load_env_file()
     try:
         settings = load_bot_settings()
     except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+        click.echo(f"config error: {error}", err=True)
         return EXIT_CONFIG
     configure_logging(settings.log_level)
     from bot.lean_import import import_aiogram
@@ -37,21 +37,21 @@ def main(argv: list[str]) -> int:
     try:
         asyncio.run(run_bot(settings))
     except ServiceUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 69
+        click.echo(f"error: {error}", err=True)
+        return EXIT_UNAVAILABLE
     except ConfigError as error:  # a schema upgrade that needs a setting
-        print(f"config error: {error}", file=sys.stderr)
+        click.echo(f"config error: {error}", err=True)
         return EXIT_CONFIG
     except TelegramUnauthorizedError:
-        print("error: Telegram rejected TG_BOT_TOKEN (check it with @BotFather)", file=sys.stderr)
+        click.echo("error: Telegram rejected TG_BOT_TOKEN (check it with @BotFather)", err=True)
         return EXIT_CONFIG
     except TelegramNetworkError as error:
-        print(f"error: cannot reach the Bot API at {settings.api_server}: {error}", file=sys.stderr)
-        return 69
+        click.echo(f"error: cannot reach the Bot API at {settings.api_server}: {error}", err=True)
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         pass
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(prog_name="run.py")

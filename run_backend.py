@@ -5,43 +5,62 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from typing import Any
 
-from config import EXIT_CONFIG, ConfigError, configure_logging, load_backend_settings, load_env_file
+import click
+
+from config import EXIT_CONFIG, EXIT_UNAVAILABLE, ConfigError, configure_logging, load_backend_settings, load_env_file
+from version import __version__
 
 DEFAULT_SCAN_SECONDS = 10.0
 USAGE = "usage: run_backend.py [SECONDS] | --version | --help  (scan interval, a positive number; default 10)"
 
 
-def parse_interval(argv: list[str]) -> float | None:
-    if not argv:
-        return DEFAULT_SCAN_SECONDS
-    if len(argv) > 1:
-        return None
-    try:
-        seconds = float(argv[0])
-    except ValueError:
-        return None
-    return seconds if 0 < seconds < 86400 else None
+class ScanInterval(click.ParamType):
+    """Seconds between scans: a number above 0 and below a day (as Python's `float` reads it)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = 0.0
+        if not 0 < seconds < 86400:
+            self.fail(f"{value!r} is not a positive number of seconds below 86400", param, ctx)
+        return seconds
 
 
-def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        print(USAGE)
-        return 0
-    if argv and argv[0] == "--version":
-        from version import __version__
+class BackendCommand(click.Command):
+    """Bad usage (an interval that is not one, an extra argument, an unknown option) prints the one usage line
+    and exits 2, as this entry point always has."""
 
-        print(f"run_backend.py {__version__}")
-        return 0
-    interval = parse_interval(argv)
-    if interval is None:
-        print(USAGE, file=sys.stderr)
-        return 2
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError:
+            click.echo(USAGE, err=True)
+            ctx.exit(2)
+
+
+@click.command(cls=BackendCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("interval", metavar="[SECONDS]", type=ScanInterval(), default=DEFAULT_SCAN_SECONDS, required=False)
+@click.version_option(__version__, prog_name="run_backend.py", message="%(prog)s %(version)s")
+def main(interval: float) -> None:
+    """Run the reconciler: it discovers workers, records their heartbeats and events, marks silent ones offline
+    and drives the desired state, scanning every SECONDS (a positive number; default 10). Settings come from
+    the environment or .env (see .env.example)."""
+    sys.exit(run(interval))
+
+
+def run(interval: float) -> int:
     load_env_file()
     try:
         settings = load_backend_settings()
     except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+        click.echo(f"config error: {error}", err=True)
         return EXIT_CONFIG
     configure_logging(settings.log_level)
 
@@ -54,10 +73,10 @@ def main(argv: list[str]) -> int:
     try:
         sessions = plane.sessions
     except ServiceUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 69
+        click.echo(f"error: {error}", err=True)
+        return EXIT_UNAVAILABLE
     except ConfigError as error:  # a schema upgrade that needs a setting (SECRET_KEY)
-        print(f"config error: {error}", file=sys.stderr)
+        click.echo(f"config error: {error}", err=True)
         return EXIT_CONFIG
     redis, dispatcher = plane.redis, plane.dispatcher
     accounts = AccountSync(dispatcher, lease_wait=settings.timing.offline_after + 5, cooldown=max(3 * interval, 15.0))
@@ -83,8 +102,8 @@ def main(argv: list[str]) -> int:
         try:
             metrics.serve(settings.metrics_listen)
         except OSError as error:
-            print(f"error: cannot serve metrics on {settings.metrics_listen}: {error}", file=sys.stderr)
-            return 69
+            click.echo(f"error: cannot serve metrics on {settings.metrics_listen}: {error}", err=True)
+            return EXIT_UNAVAILABLE
         probe = RoundTripProbe(metrics, redis, dispatcher, settings.timing.offline_after)
         threading.Thread(target=probe.run, args=(stop,), name="roundtrip-probe", daemon=True).start()
     run_listener(reconciler, LeaderLock(redis), interval, stop, metrics)
@@ -92,4 +111,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(prog_name="run_backend.py")

@@ -6,28 +6,26 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from config import EXIT_CONFIG, ConfigError, configure_logging, load_board_settings, load_env_file
+import click
 
-EXIT_UNAVAILABLE = 69  # sysexits.h EX_UNAVAILABLE
+from config import EXIT_CONFIG, EXIT_UNAVAILABLE, ConfigError, configure_logging, load_board_settings, load_env_file
+from version import __version__
 
 
-def main(argv: list[str]) -> int:
-    import argparse
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="run_board.py", message="%(prog)s %(version)s")
+def main() -> None:
+    """Run the anonymous board: its bot (BOARD_BOT_TOKEN), its Mini App and the Mini App's API on BOARD_LISTEN.
+    Settings come from the environment or .env (see .env.example)."""
+    sys.exit(run())
 
-    from version import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="run_board.py",
-        description="Run the anonymous board: its bot (BOARD_BOT_TOKEN), its Mini App and the Mini App's API "
-        "on BOARD_LISTEN. Settings come from the environment or .env (see .env.example).",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.parse_args(argv)
+def run() -> int:
     load_env_file()
     try:
         settings = load_board_settings()
     except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+        click.echo(f"config error: {error}", err=True)
         return EXIT_CONFIG
     configure_logging(settings.log_level)
     from bot.lean_import import import_aiogram  # aiogram's types built on first use: less memory, faster start
@@ -40,16 +38,16 @@ def main(argv: list[str]) -> int:
     try:
         asyncio.run(run_board(settings))
     except BoardUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
+        click.echo(f"error: {error}", err=True)
         return EXIT_UNAVAILABLE
     except ConfigError as error:  # a schema upgrade that needs a setting
-        print(f"config error: {error}", file=sys.stderr)
+        click.echo(f"config error: {error}", err=True)
         return EXIT_CONFIG
     except TelegramUnauthorizedError:
-        print("error: Telegram rejected BOARD_BOT_TOKEN (check it with @BotFather)", file=sys.stderr)
+        click.echo("error: Telegram rejected BOARD_BOT_TOKEN (check it with @BotFather)", err=True)
         return EXIT_CONFIG
     except TelegramNetworkError as error:
-        print(f"error: cannot reach the Bot API at {settings.api_server}: {error}", file=sys.stderr)
+        click.echo(f"error: cannot reach the Bot API at {settings.api_server}: {error}", err=True)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         pass
@@ -57,4 +55,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(prog_name="run_board.py")

@@ -6,23 +6,22 @@ a problem, registering nothing; `--version` prints the version; `--help` says so
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+import click
 
 from config import EXIT_CONFIG, ConfigError, WorkerSettings, configure_logging, load_env_file, load_worker_settings
 from version import __version__
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="run_worker.py",
-        description="Run this server's fleet worker: it registers in Redis under WORKER_NAME, heartbeats, "
-        "consumes its Celery queue worker.<name> and runs the Telethon clients of its accounts. "
-        "Settings come from the environment or .env (see .env.example).",
-    )
-    parser.add_argument("--check", action="store_true", help="check Redis, SECRET_KEY and the name; start nothing")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser.parse_args(argv)
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--check", "check_only", is_flag=True, help="Check Redis, SECRET_KEY and the name; start nothing.")
+@click.version_option(__version__, prog_name="run_worker.py", message="%(prog)s %(version)s")
+def main(check_only: bool) -> None:
+    """Run this server's fleet worker: it registers in Redis under WORKER_NAME, heartbeats, consumes its Celery
+    queue worker.<name> and runs the Telethon clients of its accounts. Settings come from the environment or
+    .env (see .env.example)."""
+    sys.exit(run(check_only))
 
 
 def check(settings: WorkerSettings) -> int:
@@ -30,21 +29,20 @@ def check(settings: WorkerSettings) -> int:
 
     checks = run_checks(settings)
     for item in checks:
-        print(f"{'ok ' if item.ok else 'ERR'}  {item.name:<10}  {item.detail}")
+        click.echo(f"{'ok ' if item.ok else 'ERR'}  {item.name:<10}  {item.detail}")
     failed = [item for item in checks if not item.ok]
-    print("all checks passed" if not failed else f"{len(failed)} problem(s)")
+    click.echo("all checks passed" if not failed else f"{len(failed)} problem(s)")
     return 0 if not failed else 1
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+def run(check_only: bool) -> int:
     load_env_file()
     try:
         settings = load_worker_settings()
     except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+        click.echo(f"config error: {error}", err=True)
         return EXIT_CONFIG
-    if args.check:
+    if check_only:
         return check(settings)
     configure_logging(settings.log_level)
     from worker.main import run_worker
@@ -56,4 +54,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(prog_name="run_worker.py")

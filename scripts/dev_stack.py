@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from config import DEFAULT_REDIS_URL, load_env_file, mask_url
+from config import DEFAULT_REDIS_URL, EXIT_UNAVAILABLE, load_env_file, mask_url
 from scripts.embedded_redis import EmbeddedRedis, RedisUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ def run_stack(started: list[EmbeddedRedis]) -> int:
             embedded = EmbeddedRedis(port=stable_port(), workdir=str(LOCAL)).start()
         except RedisUnavailable as error:
             print(f"[stack] Redis at {mask_url(redis_url)} does not answer and no embedded one could start: {error}")
-            return 69
+            return EXIT_UNAVAILABLE
         started.append(embedded)
         redis_url = embedded.url
         print(

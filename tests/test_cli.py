@@ -105,6 +105,10 @@ def test_bad_arguments_exit_2_with_usage(env: dict[str, str]) -> None:
     assert code == 2 and "Usage:" in err
     code, _, err = run("show")
     assert code == 2 and "Missing argument 'NAME'" in err
+    code, _, err = run("lst")  # commands are imported when used; a misspelt one is still matched against all
+    assert code == 2 and "No such command 'lst'. Did you mean 'list'?" in err
+    code, _, err = run("accounts", "imprt")
+    assert code == 2 and "Did you mean 'import'?" in err
 
 
 def test_unreachable_redis_exits_69_naming_it(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:

@@ -1,9 +1,12 @@
-"""aiogram imported the lean way (types built on first use) still builds and validates every type."""
+"""Lean imports: aiogram imported the lean way (types built on first use) still builds and validates every type;
+the CLI lists its commands without importing what they use."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+
+import pytest
 
 from tests.support.stack import ROOT
 
@@ -40,3 +43,30 @@ def test_every_aiogram_type_builds_after_a_lean_import() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert int(result.stdout.strip()) > 300
+
+
+LEAN_CLI = """
+import sys
+sys.path.insert(0, {root!r})
+from backend.cli import cli
+for args in {calls!r}:
+    assert cli.main(args, prog_name="run_cli.py", standalone_mode=False) == 0, args
+heavy = ("sqlalchemy", "redis", "rich", "alembic", "aiogram", "celery", "board", "database", "backend.control_plane")
+print(",".join(sorted(name for name in heavy + {also!r} if name in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("calls", "also"),
+    [
+        ([["--version"], ["--help"]], ("pydantic", "config")),  # the root only: nothing beyond click
+        ([["accounts", "--help"], ["board", "--help"], ["plugins", "--help"]], ()),
+    ],
+)
+def test_the_cli_lists_its_commands_without_importing_what_they_use(calls: list[list[str]], also: tuple) -> None:
+    """`run_cli.py --version` and `--help`, of the root and of each group, import click and the command modules
+    but no database, Redis, rich or services: operators call the CLI in loops (bench/cli.py times it)."""
+    code = LEAN_CLI.format(root=str(ROOT), calls=calls, also=also)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "", result.stdout[-2000:]

@@ -8,13 +8,9 @@ from typing import Any
 
 import click
 
-from backend.cli import Context, actor, emit_json, json_option, pass_context, say, table
+from backend.cli.base import Context, actor, emit_json, json_option, pass_context, say, table
 
 STATE_ICONS = {"running": "🟢", "failing": "⚠️", "blocked": "🐢", "error": "❌", "not running": "⚪"}
-
-
-def _service(context: Context) -> Any:
-    return context.plane().plugins
 
 
 def _running_accounts(context: Context, worker: str | None) -> set[int]:
@@ -31,7 +27,7 @@ def plugins() -> None:
 @pass_context
 def list_plugins(context: Context, as_json: bool) -> None:
     """The plugins found here (the `fleet.plugins` entry points, PLUGINS_DIR, the shipped ones)."""
-    catalogue = _service(context).catalogue()
+    catalogue = context.plane().plugins.catalogue()
     if as_json:
         emit_json(
             [
@@ -91,7 +87,7 @@ def enable(
     """Enable (or reconfigure) a plugin for accounts; running accounts pick it up without a restart."""
     _targets(account_ids, worker)
     config = _read_config(config_path)
-    ids = _service(context).enable(name, account_ids, config, actor(), worker=worker)
+    ids = context.plane().plugins.enable(name, account_ids, config, actor(), worker=worker)
     say(f"plugin {name} enabled for {len(ids)} account(s): {', '.join(map(str, ids))}")
 
 
@@ -103,7 +99,7 @@ def enable(
 def disable(context: Context, name: str, account_ids: tuple[int, ...], worker: str | None) -> None:
     """Disable a plugin for accounts; it unloads from running accounts without a restart."""
     _targets(account_ids, worker)
-    ids = _service(context).disable(name, account_ids, actor(), worker=worker)
+    ids = context.plane().plugins.disable(name, account_ids, actor(), worker=worker)
     if not ids:
         say(f"plugin {name} was not enabled for those accounts: nothing changed")
         return
@@ -120,7 +116,7 @@ def status(
     context: Context, account_ids: tuple[int, ...], worker: str | None, plugin: str | None, as_json: bool
 ) -> None:
     """Enabled plugins per account, and how each fares where the account runs (errors, last error)."""
-    rows = _service(context).status(account_ids, worker, plugin, running=_running_accounts(context, worker))
+    rows = context.plane().plugins.status(account_ids, worker, plugin, running=_running_accounts(context, worker))
     if as_json:
         emit_json([row.to_json() for row in rows])
         return

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Any
 
 import click
 
-from backend.cli import Context, actor, ago, emit_json, json_option, pass_context, say, table
-from common.validation import printable
+from backend.cli.base import Context, actor, ago, emit_json, json_option, pass_context, say, table
 
 MAX_DAYS = 90
 MAX_LIMIT = 500
@@ -25,15 +22,12 @@ TAKES_REPORT_ID = {"ignore_unknown_options": True, "help_option_names": ["--help
 TARGET_NAMES = {"ad": "an ad", "invite": "an invitation", "chat": "a chat"}
 
 
-def _service(context: Context) -> Any:
-    return context.plane().board
-
-
 @contextmanager
 def _refusals() -> Iterator[None]:
     """A `BoardError` (unknown report, no ad to hide) becomes one line in English and exit code 1."""
     from board.errors import BoardError
     from board.texts import t
+    from common.validation import printable
 
     try:
         yield
@@ -63,7 +57,7 @@ def board() -> None:
 @pass_context
 def stats(context: Context, days: int, as_json: bool) -> None:
     """Ads, invitations, chats and reports over the last N days (with a line per day)."""
-    data = _service(context).stats(days)
+    data = context.plane().board.stats(days)
     if as_json:
         emit_json({"days": days, **data.to_json()})
         return
@@ -100,9 +94,11 @@ def stats(context: Context, days: int, as_json: bool) -> None:
 @pass_context
 def reports(context: Context, everything: bool, limit: int, as_json: bool) -> None:
     """The report queue, oldest first (reported users by their opaque handles)."""
+    from datetime import UTC, datetime
+
     from database.board_models import ReportStatus
 
-    service = _service(context)
+    service = context.plane().board
     statuses = list(ReportStatus) if everything else [ReportStatus.OPEN]
     found = [(status.value, view) for status in statuses for view in service.report_queue(limit, status)]
     if everything:  # each status's oldest `limit`, merged: the oldest `limit` of all
@@ -138,7 +134,7 @@ def reports(context: Context, everything: bool, limit: int, as_json: bool) -> No
 def show(context: Context, report_id: str, as_json: bool) -> None:
     """One report in full: the reported content and the chat's last messages."""
     with _refusals():
-        view = _service(context).get_report(report_id)
+        view = context.plane().board.get_report(report_id)
     if as_json:
         emit_json(view.to_json())
         return
@@ -175,7 +171,9 @@ def show(context: Context, report_id: str, as_json: bool) -> None:
 @pass_context
 def ban(context: Context, report_id: str, reason: str, yes: bool) -> None:
     """Ban the user a report is about: their ads hide, their chats end, their open reports close."""
-    service = _service(context)
+    from common.validation import printable
+
+    service = context.plane().board
     with _refusals():
         if not yes:
             target = service.get_report(report_id)
@@ -195,7 +193,7 @@ def ban(context: Context, report_id: str, reason: str, yes: bool) -> None:
 def dismiss(context: Context, report_id: str) -> None:
     """Close a report as unfounded (an ad hidden only by reports comes back)."""
     with _refusals():
-        view = _service(context).dismiss(report_id, actor())
+        view = context.plane().board.dismiss(report_id, actor())
     say(f"report {view.id} dismissed")
 
 
@@ -204,7 +202,9 @@ def dismiss(context: Context, report_id: str) -> None:
 @pass_context
 def hide(context: Context, report_id: str) -> None:
     """Hide the ad a report is about and close every open report on it."""
-    service = _service(context)
+    from common.validation import printable
+
+    service = context.plane().board
     with _refusals():
         target = service.get_report(report_id).target
         if target != "ad":  # an invitation's ad is the reporter's own, and a chat's may be
@@ -222,7 +222,7 @@ def hide(context: Context, report_id: str) -> None:
 @pass_context
 def hidden(context: Context, limit: int, as_json: bool) -> None:
     """The ads moderators hid, newest first (their authors by opaque handle)."""
-    found = _service(context).hidden_ads(limit)
+    found = context.plane().board.hidden_ads(limit)
     if as_json:
         emit_json([{"ad_id": ad_id, "title": title, "author": handle} for ad_id, title, handle in found])
         return
@@ -238,7 +238,7 @@ def hidden(context: Context, limit: int, as_json: bool) -> None:
 def unhide(context: Context, ad_id: str) -> None:
     """Bring back an ad a moderator hid (its open reports are settled as reviewed)."""
     with _refusals():
-        title = _service(context).unhide_ad(ad_id, actor())
+        title = context.plane().board.unhide_ad(ad_id, actor())
     say(f"ad '{title}' is open again")
 
 
@@ -253,7 +253,7 @@ def reporter(context: Context, report_id: str, ban_them: bool, dismiss_all: bool
     """Act on whoever filed a report (for the board's own false-reports report: on whom it is about)."""
     if [ban_them, dismiss_all, restore].count(True) != 1:
         raise click.UsageError("say what to do: exactly one of --ban, --dismiss-all, --restore")
-    service = _service(context)
+    service = context.plane().board
     with _refusals():
         reach = service.reporter_reach(report_id)
         if not yes:

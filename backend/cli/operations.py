@@ -1,5 +1,6 @@
 """`run_cli.py accounts op NAME …`: run an account operation on one account, a selection, a worker's or all,
-with a progress bar while they run and a results table (or `--json`) at the end."""
+with a progress bar while they run and a results table (or `--json`) at the end; `accounts ops` shows a batch's
+or an account's operations. Thin commands over `backend.operations_service`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 import click
 
-from backend.cli import (
+from backend.cli.base import (
+    ACCOUNT_STATUS,
     SECONDS,
     Context,
     actor,
@@ -22,8 +24,6 @@ from backend.cli import (
     say,
     table,
 )
-from celery_app.account_state import UNKNOWN, AccountStatus
-from celery_app.contract import PHOTO_MAX_BYTES
 from celery_app.operations import OperationName, OperationStatus
 
 POLL_SECONDS = 0.5
@@ -37,11 +37,9 @@ STATUS_ICONS = {
 }
 
 
-def operations_service(context: Context) -> Any:
-    return context.plane().operations
-
-
 def _read_photo(path: Path) -> bytes:
+    from celery_app.contract import PHOTO_MAX_BYTES
+
     if not path.is_file():
         raise click.BadParameter(f"{path} is not a file", param_hint="--photo")
     with path.open("rb") as handle:
@@ -54,11 +52,7 @@ def _read_photo(path: Path) -> bytes:
 @click.argument("account_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
 @click.option("--worker", help="Every account of this worker.")
 @click.option("--all", "all_accounts", is_flag=True, help="Every account of the fleet.")
-@click.option(
-    "--status",
-    type=click.Choice([*(s.value for s in AccountStatus), UNKNOWN]),
-    help="Only accounts in this live status (with IDs, --worker or alone).",
-)
+@click.option("--status", type=ACCOUNT_STATUS, help="Only accounts in this live status (with IDs, --worker or alone).")
 @click.option("--first-name", help="profile: the first name.")
 @click.option("--last-name", help='profile: the last name ("" clears it).')
 @click.option("--bio", help='profile: the bio, up to 70 characters ("" clears it).')
@@ -99,7 +93,7 @@ def operate(
     """
     from backend.accounts_service import AccountError
 
-    service = operations_service(context)
+    service = context.plane().operations
     operation = service.operation_name(name)
     if sum(bool(x) for x in (account_ids, worker, all_accounts)) > 1:
         raise click.UsageError("choose accounts one way: IDs, --worker or --all")
@@ -215,7 +209,7 @@ def _print_sessions(view: Any) -> None:
 @pass_context
 def list_operations(context: Context, batch: str | None, account_id: int | None, as_json: bool) -> None:
     """Show operations: a batch's, or an account's latest."""
-    service = operations_service(context)
+    service = context.plane().operations
     if bool(batch) == bool(account_id):
         raise click.UsageError("give --batch or --account")
     views = service.progress(batch) if batch else service.recent(account_id, limit=20)

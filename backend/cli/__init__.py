@@ -1,0 +1,61 @@
+"""The operators' CLI (click): thin commands over the control plane's services, human tables or one JSON document.
+
+Laid out as Celery's `celery/bin/`: `base` holds what every command shares, one module per command group holds
+its commands, and this root only assembles them. The root names each command by where it lives and imports it
+when it is used, and command modules import their services inside the commands, so `--version` and `--help`
+import no SQLAlchemy, Redis or `rich`, and `list` only what listing workers needs.
+
+Exit codes: 0 ok, 1 a domain error (unknown worker, refused action), 2 bad usage, 69 Redis or the database
+unreachable, 70 an unexpected internal error, 78 bad configuration. Logs go to stderr; with `--json`, stdout
+carries exactly one document.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from backend.cli.base import Context, FleetGroup
+from version import __version__
+
+COMMANDS = {
+    "list": "backend.cli.workers:list_workers",
+    "show": "backend.cli.workers:show_worker",
+    "activate": "backend.cli.workers:activate",
+    "deactivate": "backend.cli.workers:deactivate",
+    "add": "backend.cli.workers:add",
+    "remove": "backend.cli.workers:remove",
+    "doctor": "backend.cli.doctor:doctor",
+    "rekey": "backend.cli.rekey:rekey_command",
+    "accounts": "backend.cli.accounts:accounts",
+    "board": "backend.cli.board:board",
+    "plugins": "backend.cli.plugins:plugins",
+}
+
+
+@click.group(cls=FleetGroup, lazy_subcommands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="run_cli.py", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Manage the fleet's workers and accounts."""
+    from config import load_env_file
+
+    load_env_file()
+    ctx.obj = Context()
+
+
+def main() -> None:
+    undecodable = [arg for arg in sys.argv[1:] if any("\udc80" <= ch <= "\udcff" for ch in arg)]
+    if undecodable:
+        from common.validation import printable
+
+        # Python keeps bytes that are not UTF-8 as lone surrogates, which nothing downstream can encode.
+        click.echo(f"error: an argument is not valid UTF-8 text: '{printable(undecodable[0])}'", err=True)
+        sys.exit(2)
+    # A reader that goes away (`accounts list | head`) raises BrokenPipeError, which FleetGroup lets through
+    # for click to handle as it documents: quietly, exit 1.
+    cli(prog_name="run_cli.py")
+
+
+__all__ = ["cli", "main"]

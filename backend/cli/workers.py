@@ -1,0 +1,130 @@
+"""`run_cli.py list | show | activate | deactivate | add | remove`: the fleet's workers, over the fleet service."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from backend.cli.base import Context, actor, ago, duration, emit_json, json_option, pass_context, say, table
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+
+def _status_cell(status: str, is_active: bool) -> str:
+    icon = "🟢" if status == "online" else "🔴"
+    return f"{icon} {status}" + ("" if is_active else " (deactivated)")
+
+
+def _count(running: int | None) -> str:
+    """A worker's running count, or `?` while it is silent (its last report is no longer news)."""
+    return "?" if running is None else str(running)
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@click.command("list")
+@click.option("--active-only", is_flag=True, help="Only workers the admin switch has on.")
+@json_option
+@pass_context
+def list_workers(context: Context, active_only: bool, as_json: bool) -> None:
+    """List workers with live status."""
+    views = context.plane().fleet.list_workers(active_only=active_only)
+    if as_json:
+        emit_json([view.to_json() for view in views])
+        return
+    if not views:
+        click.echo("no workers yet: start one with `python run_worker.py` or pre-register one with `add`")
+        return
+    rows = [
+        [
+            _status_cell(v.status.value, v.is_active),
+            v.name,
+            v.address or "-",
+            f"{_count(v.accounts_running)}/{v.accounts}",
+            v.version or "-",
+            f"last seen {ago(v.seconds_since_heartbeat)}",
+        ]
+        for v in views
+    ]
+    click.echo(table(["STATUS", "NAME", "ADDRESS", "ACCOUNTS", "VERSION", "HEARTBEAT"], rows))
+    online = sum(1 for v in views if v.status.value == "online")
+    click.echo(f"\n{online} online, {len(views) - online} offline")
+
+
+@click.command("show")
+@click.argument("name")
+@json_option
+@pass_context
+def show_worker(context: Context, name: str, as_json: bool) -> None:
+    """Show one worker and its recent events."""
+    from celery_app import rejections
+
+    detail = context.plane().fleet.get_worker(name)
+    if as_json:
+        emit_json(detail.to_json())
+        return
+    w = detail.worker
+    lines = [
+        ("Worker", w.name),
+        ("Status", _status_cell(w.status.value, w.is_active)),
+        ("Address", w.address or "-"),
+        ("Last heartbeat", f"{_when(w.last_heartbeat)} ({ago(w.seconds_since_heartbeat)})"),
+        ("Uptime", duration(w.uptime_seconds)),
+        ("Host / pid", f"{w.host or '-'} / {w.pid or '-'}"),
+        ("Version", w.version or "-"),
+        ("Accounts", f"{_count(w.accounts_running)} running of {w.accounts}"),
+    ]
+    if detail.rejected:
+        reasons = ", ".join(f"{rejections.describe(r)} ×{n}" for r, n in sorted(detail.rejected.items()))
+        lines.append(("Rejected messages", f"{detail.rejected_total} ({reasons})"))
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        say(f"{label.ljust(width)}  {value}")
+    click.echo("\nRecent events:" if detail.events else "\nNo events recorded yet.")
+    for event in detail.events:
+        extra = f" — {event.detail}" if event.detail else ""
+        say(f"  {_when(event.at)}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
+
+
+@click.command("activate")
+@click.argument("name")
+@pass_context
+def activate(context: Context, name: str) -> None:
+    """Turn a worker's admin switch on."""
+    changed = context.plane().fleet.set_active(name, True, actor())
+    click.echo(f"worker '{name}' activated" if changed else f"worker '{name}' was already active")
+
+
+@click.command("deactivate")
+@click.argument("name")
+@pass_context
+def deactivate(context: Context, name: str) -> None:
+    """Turn a worker's admin switch off (no new accounts are started there)."""
+    changed = context.plane().fleet.set_active(name, False, actor())
+    click.echo(f"worker '{name}' deactivated" if changed else f"worker '{name}' was already deactivated")
+
+
+@click.command("add")
+@click.argument("name")
+@click.option("--address", required=True, help="The server's address, shown to admins.")
+@pass_context
+def add(context: Context, name: str, address: str) -> None:
+    """Pre-register a server; it shows 🔴 until a worker of that name heartbeats."""
+    view = context.plane().fleet.add_worker(name, address, actor())
+    click.echo(
+        f"worker '{view.name}' added ({view.address}); it shows 🔴 until `run_worker.py` "
+        f"starts there with WORKER_NAME={view.name}"
+    )
+
+
+@click.command("remove")
+@click.argument("name")
+@pass_context
+def remove(context: Context, name: str) -> None:
+    """Forget an offline worker."""
+    context.plane().fleet.remove_worker(name, actor())
+    click.echo(f"worker '{name}' removed")
