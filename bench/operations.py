@@ -124,7 +124,7 @@ def check_all(
 async def plugin_latency(events: int) -> tuple[float, float]:
     """Median microseconds per event: the handler called directly, and through the plugin host's wrapper."""
     from common.plugin_catalogue import discover
-    from worker.plugins import PluginHost
+    from worker.plugins.host import PluginHost
 
     class Client:
         def __init__(self) -> None:

@@ -109,10 +109,10 @@ def test_every_code_the_code_emits_is_registered_and_every_value_a_text_asks_for
     assert {"flood", "retry", "worker_offline_silent", "status_change", "moved", "plugin_blocked"} <= seen_details
     assert {"no_session", "start_refused", "worker_not_found", "invalid_config", "no_answer"} <= seen_errors
 
-    from worker import failures, login, operations
+    from worker import failures, login, operation_failures
 
     mapped = {*failures.UNAUTHORIZED.values(), *failures.BANNED.values(), *failures._PLAIN_CAUSES.values()}
-    mapped |= {said for _, said in operations._FAILURES.values()}
+    mapped |= {said for _, said in operation_failures._FAILURES.values()}
     assert mapped <= set(ENGLISH), mapped - set(ENGLISH)
     assert {code for code, _, _ in login._LOGIN_ERRORS.values()} <= set(CODES)
 

@@ -22,7 +22,8 @@ from config import MTProtoEndpoint
 from tests.support.mtproto_server import SPAM_FREE, SPAM_LIMITED, SPAMBOT, MTProtoServer, ServerKey
 from worker import operations
 from worker.clients import ClientSpec
-from worker.operations import OperationFailed, perform
+from worker.operation_failures import OperationFailed
+from worker.operations import perform
 from worker.telegram import telethon_factory
 
 API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"

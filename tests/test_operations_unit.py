@@ -1,98 +1,28 @@
-"""The account operations (`worker.operations`) against the fake Telegram's account API, one client at a time."""
+"""The account operations (`worker.operations`) against the fake Telegram's account API, one client at a time.
+
+How Telegram's errors map to failures is tested in test_operation_failures.py, the fake itself in
+test_fake_account_api.py."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
-import struct
-import zlib
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from telethon import TelegramClient, errors
+from telethon import errors
 
-from celery_app.contract import DeviceIdentity
 from celery_app.operations import OperationName, Verdict, describe_result
-from tests.support import fake_account_api, fake_telegram
-from tests.support.fake_account_api import account_state, reset_accounts
-from tests.support.fake_telegram import FakeClient, factory, session_for
+from tests.support import fake_account_state, operations_harness
+from tests.support.fake_account_state import account_state
+from tests.support.fake_telegram import FakeClient, session_for
+from tests.support.operations_harness import API_HASH, JPEG, PHONE, Telegram, failure, new_client, operate, png, seen
 from worker import operations
 from worker.clients import ClientSpec
-from worker.operations import OperationFailed, failure_of, image_kind, is_flood, perform, spam_status
+from worker.operations import image_kind, spam_status
 
-API_HASH = "0123456789abcdef0123456789abcdef"
-PHONE = "+15550001234"
-PIXEL = DeviceIdentity(device_model="Pixel 8", system_version="SDK 34", app_version="10.14.5")
-
-
-def png(width: int, height: int) -> bytes:
-    """A real, valid PNG image of that size."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\x80\x40\x20" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64 + b"\xff\xd9"
-
-
-class Telegram:
-    """The fake's script (per-phone behaviour), written where the fake reads it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {}
-        path.write_text("{}")
-
-    def account(self, phone: str = PHONE, connect: str = "ok", **account: Any) -> None:
-        self.data[phone] = {"connect": connect, "account": account}
-        self.path.write_text(json.dumps(self.data))
-
-
-@pytest.fixture
-def telegram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Telegram]:
-    monkeypatch.setenv("FAKE_TELEGRAM_SCRIPT", str(tmp_path / "telegram.json"))
-    monkeypatch.delenv("FAKE_TELEGRAM_REDIS", raising=False)
-    monkeypatch.setattr(fake_telegram, "_redis_client", None)
-    monkeypatch.setattr(operations, "SPAMBOT_POLL", 0.02)
-    reset_accounts()
-    yield Telegram(tmp_path / "telegram.json")
-    reset_accounts()
-
-
-def new_client(phone: str = PHONE) -> FakeClient:
-    return factory(ClientSpec(7, phone, 12345, API_HASH, session_for(phone), device=PIXEL))
-
-
-def operate(name: str, params: dict[str, Any] | None = None, phone: str = PHONE, client: Any = None) -> dict[str, Any]:
-    """Connect a client, run one operation, disconnect: as the worker does for an account not running."""
-
-    async def run() -> dict[str, Any]:
-        used = client or new_client(phone)
-        await used.connect()
-        try:
-            return await perform(used, name, params or {})
-        finally:
-            await used.disconnect()
-
-    return asyncio.run(run())
-
-
-def failure(name: str, params: dict[str, Any] | None = None, phone: str = PHONE) -> OperationFailed:
-    with pytest.raises(OperationFailed) as caught:
-        operate(name, params, phone)
-    return caught.value
-
-
-def seen(phone: str = PHONE) -> list[str]:
-    """The calls that reached the fake Telegram for this account."""
-    return list(account_state(phone)["log"])
+# The harness's fixture, requested by name.
+telegram = operations_harness.telegram
 
 
 # --- check ------------------------------------------------------------------------------------------------
@@ -183,7 +113,7 @@ def test_check_an_old_answer_of_spambot_is_not_taken_for_the_new_one(
 ) -> None:
     telegram.account(spam="limited")
     assert operate("check")["spam"] == "limited"
-    fake_account_api.update_state(PHONE, lambda state: state.update(spam="silent"))
+    fake_account_state.update_state(PHONE, lambda state: state.update(spam="silent"))
     monkeypatch.setattr(operations, "SPAMBOT_TIMEOUT", 0.2)
     assert operate("check")["spam"] == "unknown"
 
@@ -431,55 +361,13 @@ def test_profile_lets_a_flood_wait_through_unchanged(telegram: Telegram) -> None
     assert caught.value.seconds == 7 and account_state(PHONE)["first_name"] == "Test"
 
 
-# --- errors, helpers -----------------------------------------------------------------------------------------------
+# --- bad requests, helpers --------------------------------------------------------------------------------------------
 
 
 def test_an_unknown_operation_is_a_clear_failure(telegram: Telegram) -> None:
     telegram.account()
     error = failure("reboot")
     assert error.code == "unknown_operation" and "reboot" in error.message
-
-
-def test_telegram_errors_become_clear_failures() -> None:
-    assert failure_of(errors.UsernameOccupiedError(request=None), "x_name").message == (
-        "the username @x_name is already taken"
-    )
-    assert failure_of(errors.AboutTooLongError(request=None)).code == "bio_too_long"
-    assert failure_of(errors.FirstNameInvalidError(request=None)).code == "first_name_invalid"
-    assert failure_of(errors.PasswordHashInvalidError(request=None)).code == "wrong_password"
-    fresh = failure_of(errors.PasswordTooFreshError(request=None, capture=3600))
-    assert fresh.code == "password_too_fresh" and "about 60 minutes" in fresh.message
-    for photo_error in (
-        errors.PhotoInvalidDimensionsError,
-        errors.ImageProcessFailedError,
-        errors.PhotoCropSizeSmallError,
-        errors.PhotoExtInvalidError,
-    ):
-        assert failure_of(photo_error(request=None)).code == "photo_invalid"
-    unmapped = failure_of(errors.ChatAdminRequiredError(request=None))
-    assert (unmapped.code, unmapped.message) == (
-        "chat_admin_required",
-        "Telegram refused the request (CHAT_ADMIN_REQUIRED)",
-    )
-    new = failure_of(errors.BadRequestError(request=None, message="SOMETHING_NEW_42"))
-    assert (new.code, new.message) == ("something_new_42", "Telegram refused the request (SOMETHING_NEW_42)")
-
-
-def test_waits_are_told_apart_from_refusals() -> None:
-    assert is_flood(errors.FloodWaitError(request=None, capture=5))
-    assert is_flood(errors.SlowModeWaitError(request=None, capture=5))
-    assert is_flood(errors.FloodPremiumWaitError(request=None, capture=5))
-    assert not is_flood(errors.PasswordTooFreshError(request=None, capture=5))
-    assert not is_flood(errors.UsernameOccupiedError(request=None))
-
-
-def test_other_errors_pass_through_unchanged(telegram: Telegram) -> None:
-    class Broken(FakeClient):
-        async def __call__(self, request: Any, ordered: bool = False, flood_sleep_threshold: Any = None) -> Any:
-            raise ConnectionResetError("reset")
-
-    with pytest.raises(ConnectionResetError):
-        operate("sessions", client=Broken(ClientSpec(7, PHONE, 12345, API_HASH, session_for(PHONE))))
 
 
 def test_image_kind() -> None:
@@ -494,51 +382,3 @@ def test_every_operation_has_a_summary() -> None:
     )
     assert describe_result("terminate-others", {"terminated": 1}) == "ended 1 other session"
     assert operations.describe_result is describe_result
-
-
-# --- the fake itself -------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["__call__", "edit_2fa", "upload_file", "send_message", "get_messages"])
-def test_the_fakes_account_api_has_telethons_signatures(name: str) -> None:
-    real, fake = getattr(TelegramClient, name), getattr(FakeClient, name)
-    assert inspect.iscoroutinefunction(real) == inspect.iscoroutinefunction(fake)
-    real_params = list(inspect.signature(real).parameters.values())[1:]
-    fake_params = list(inspect.signature(fake).parameters.values())[1:]
-    assert [(p.name, p.kind) for p in fake_params] == [(p.name, p.kind) for p in real_params]
-
-
-def test_the_fake_refuses_what_it_does_not_know_and_needs_a_connection(telegram: Telegram) -> None:
-    from telethon.tl import functions
-
-    telegram.account()
-
-    async def run() -> None:
-        client = new_client()
-        with pytest.raises(ConnectionError):
-            await client(functions.account.GetPasswordRequest())
-        await client.connect()
-        with pytest.raises(errors.RPCError):
-            await client(functions.account.DeleteAccountRequest(reason="no"))
-        other = await client.send_message(424242, "hello")  # not @SpamBot: the events fake's chats
-        assert other.out and "send_message:SpamBot" not in seen()
-        await client.disconnect()
-
-    asyncio.run(run())
-
-
-def test_the_accounts_state_is_shared_through_the_fakes_redis(
-    telegram: Telegram, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from redis import Redis
-
-    monkeypatch.setenv("FAKE_TELEGRAM_REDIS", redis_url)
-    telegram.account(sessions=2, password="old-secret")
-    operate("profile", {"first_name": "Ann", "photo": JPEG})
-    operate("terminate-others")
-    reset_accounts()  # nothing is kept in this process: another worker process would see the same
-    stored = json.loads(Redis.from_url(redis_url).get(f"fake:account:{PHONE}"))
-    assert (stored["first_name"], stored["photos"], stored["sessions"]) == ("Ann", 1, [])
-    telegram.account(sessions=5)  # the stored state wins over a changed script
-    assert operate("sessions")["sessions"][0]["current"] and len(operate("sessions")["sessions"]) == 1
-    assert operate("2fa", {})["has_password"]

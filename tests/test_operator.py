@@ -17,7 +17,7 @@ from celery_app.contract import AccountSpec, OperationRequest
 from celery_app.operations import OperationName
 from common.crypto import SecretBox
 from common.details import Detail, detail
-from tests.support import fake_account_api, fake_telegram
+from tests.support import fake_account_state, fake_telegram
 from tests.support.fake_telegram import session_for
 from tests.support.stack import wait_until
 from tests.test_manager import API_HASH, Script, spec, wait_status
@@ -32,9 +32,9 @@ BOX = SecretBox(SECRET)
 
 @pytest.fixture(autouse=True)
 def _fresh_fake_accounts() -> Iterator[None]:
-    fake_account_api.reset_accounts()
+    fake_account_state.reset_accounts()
     yield
-    fake_account_api.reset_accounts()
+    fake_account_state.reset_accounts()
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_a_running_account_uses_its_own_client_never_a_second_connection(
     assert outcome["status"] == "done" and json.loads(outcome["result"]) == {"terminated": 1}
     assert redis_client.lrange("fake:violations", 0, -1) == []  # a second connection would be AUTH_KEY_DUPLICATED
     assert operator.manager.status_of(2).status is AccountStatus.RUNNING  # still running, untouched
-    assert fake_account_api.account_state("+15550000002")["sessions"] == []  # no other authorisation left
+    assert fake_account_state.account_state("+15550000002")["sessions"] == []  # no other authorisation left
 
 
 def test_one_operation_per_account_at_a_time_and_a_bounded_number_per_worker(
@@ -144,7 +144,7 @@ def test_one_operation_per_account_at_a_time_and_a_bounded_number_per_worker(
     assert all(o["status"] == "done" for o in outcomes)
     assert max(running_at_once) <= 2 and max(running_at_once) >= 1
     # Account 1's three operations ran one after another, in the order asked.
-    calls = fake_account_api.account_state("+15550000001")["log"]
+    calls = fake_account_state.account_state("+15550000001")["log"]
     spam_check = calls.index("send_message:SpamBot")
     sessions_op = calls.index("GetAuthorizationsRequest", spam_check + 1)  # after the check had finished
     assert calls.index("GetPasswordRequest") > sessions_op
@@ -193,7 +193,7 @@ def test_telegram_refusals_and_bad_parameters_fail_clearly_and_change_nothing(
     # Next to the English, the code the bots render: what failed, with the values it needs.
     assert Detail.decode(taken["code"]) is not None and Detail.decode(taken["code"]).code == "username_taken"
     assert Detail.decode(wrong["code"]) == detail("wrong_password")
-    account = fake_account_api.account_state("+15550000005")
+    account = fake_account_state.account_state("+15550000005")
     assert account["first_name"] != "Anna" and account["password"] == "right-one"
 
 

@@ -27,8 +27,6 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,16 +36,14 @@ from celery_app import keys, leases, report
 from celery_app.account_state import AccountState, AccountStatus
 from common.details import Detail, detail
 from common.redaction import safe_detail
-from worker import clients
 from worker.clients import (
     ClientFactory,
     ClientSpec,
     Identity,
     TelegramClientLike,
-    identity_of,
 )
-from worker.failures import class_names, describe_error
-from worker.login import LoginOutcome, PendingLogin, login_failure
+from worker.failures import describe_error
+from worker.login import LoginMethods, PendingLogin
 from worker.loops import LoopThread
 from worker.pacing import DEFAULT_CONNECTS_PER_SECOND, ConnectPacer
 from worker.runner import OPERATION_LEASE_WAIT, AccountRunner, operation_holder
@@ -71,13 +67,14 @@ class CommandOutcome:
     run: str = ""
 
 
-class AccountManager:
+class AccountManager(LoginMethods):
     """Runs this worker's accounts. Besides the runners it keeps:
 
     - `parked`: accounts stopped by the fence (cut off from Redis) that this worker resumes by itself as soon
       as it can take their leases again;
     - the spec registry in Redis (`keys.worker_specs`): the encrypted specs of the accounts it should run,
-      so that a restarted process resumes them without waiting for the backend.
+      so that a restarted process resumes them without waiting for the backend;
+    - `logins`: the logins in progress (`worker.login.LoginMethods`, mixed in: `send_code`, `submit_code`, ...).
     """
 
     def __init__(
@@ -97,7 +94,7 @@ class AccountManager:
         self.worker_name = worker_name
         self.holder = leases.holder_id(worker_name, instance)
         self.operation_holder = operation_holder(worker_name, instance)
-        self.plugins: Any = None  # a worker.plugins.PluginHost, when the worker runs plugins
+        self.plugins: Any = None  # a worker.plugins.host.PluginHost, when the worker runs plugins
         self._plugins_version: int | None = None
         self.lease_ttl = lease_ttl
         self.reporter = reporter or StatusReporter(redis, self.holder)
@@ -429,116 +426,3 @@ class AccountManager:
                 leases.release(self.redis, runner.spec.account_id, self.holder)
         for loop_thread in self.loops:
             loop_thread.close()
-
-    # --- logins
-
-    def _login(self, login_id: str) -> PendingLogin | None:
-        with self._lock:
-            login = self.logins.get(login_id)
-            if login is not None and time.monotonic() > login.expires_at:
-                self.logins.pop(login_id, None)
-                login.loop_thread.submit(self._close_client(login.client))
-                return None
-            return login
-
-    async def _close_client(self, client: TelegramClientLike) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), clients.DISCONNECT_TIMEOUT)
-
-    def expire_logins(self) -> None:
-        with self._lock:
-            expired = [login_id for login_id, login in self.logins.items() if time.monotonic() > login.expires_at]
-        for login_id in expired:
-            self._login(login_id)
-
-    def send_code(self, login_id: str, spec: ClientSpec) -> LoginOutcome:
-        self.expire_logins()
-        loop_thread = self._least_loaded_loop()
-
-        # An admin is waiting: a login goes ahead of the queue, but its connect counts in the worker's pace.
-        self.pacer.reserve()
-
-        async def begin() -> LoginOutcome:
-            client = self.factory(spec)
-            try:
-                await asyncio.wait_for(client.connect(), clients.CONNECT_TIMEOUT)
-                sent = await asyncio.wait_for(client.send_code_request(spec.phone), clients.CALL_TIMEOUT)
-            except Exception as error:  # noqa: BLE001 - classified for the admin
-                await self._close_client(client)
-                return login_failure(error)
-            with self._lock:
-                self.logins[login_id] = PendingLogin(
-                    login_id, spec, loop_thread, client, str(getattr(sent, "phone_code_hash", "") or "")
-                )
-            return LoginOutcome("code_sent", message="code sent")
-
-        return loop_thread.call(begin(), clients.CONNECT_TIMEOUT + clients.CALL_TIMEOUT + 5)
-
-    def _finish(self, login: PendingLogin, attempt: Callable[[], Awaitable[Any]]) -> LoginOutcome:
-        async def run() -> LoginOutcome:
-            try:
-                await asyncio.wait_for(attempt(), clients.CALL_TIMEOUT)
-            except Exception as error:  # noqa: BLE001 - classified for the admin
-                if "SessionPasswordNeededError" in class_names(error):
-                    login.needs_password = True
-                    return LoginOutcome(
-                        "password_needed", message="this account has two-step verification: send the password"
-                    )
-                outcome = login_failure(error)
-                if not outcome.retry:
-                    self._drop_login(login)
-                    await self._close_client(login.client)
-                return outcome
-            try:
-                me = identity_of(await asyncio.wait_for(login.client.get_me(), clients.CALL_TIMEOUT))
-                session = str(login.client.session.save())  # type: ignore[attr-defined]
-            except Exception as error:  # noqa: BLE001
-                self._drop_login(login)
-                await self._close_client(login.client)
-                return login_failure(error)
-            self._drop_login(login)
-            await self._close_client(login.client)
-            return LoginOutcome("authorized", message="logged in", session=session, identity=me)
-
-        return login.loop_thread.call(run(), clients.CALL_TIMEOUT * 2 + 5)
-
-    def _drop_login(self, login: PendingLogin) -> None:
-        with self._lock:
-            if self.logins.get(login.login_id) is login:
-                del self.logins[login.login_id]
-
-    def submit_code(self, login_id: str, code: str) -> LoginOutcome:
-        login = self._login(login_id)
-        if login is None:
-            return LoginOutcome("failed", "unknown_login", "this login has expired or was cancelled; start again")
-        with login.lock:
-            if login.needs_password:
-                return LoginOutcome("password_needed", message="send the two-step verification password")
-            return self._finish(
-                login,
-                lambda: login.client.sign_in(phone=login.spec.phone, code=code, phone_code_hash=login.phone_code_hash),
-            )
-
-    def submit_password(self, login_id: str, password: str) -> LoginOutcome:
-        login = self._login(login_id)
-        if login is None:
-            return LoginOutcome("failed", "unknown_login", "this login has expired or was cancelled; start again")
-        with login.lock:
-            if not login.needs_password:
-                return LoginOutcome(
-                    "failed", "unexpected_password", "no password was asked for: send the code first", True
-                )
-            return self._finish(login, lambda: login.client.sign_in(password=password))
-
-    def cancel_login(self, login_id: str) -> bool:
-        with self._lock:
-            login = self.logins.pop(login_id, None)
-        if login is None:
-            return False
-        with contextlib.suppress(Exception):
-            login.loop_thread.call(self._close_client(login.client), clients.DISCONNECT_TIMEOUT + 1)
-        return True
-
-    @staticmethod
-    def new_login_id() -> str:
-        return uuid.uuid4().hex

@@ -192,7 +192,7 @@ def follow_plugin_changes(manager: AccountManager, interval: float) -> None:
 def plugin_host(redis: Redis, settings: WorkerSettings, holder: str) -> Any:
     """The plugins this worker can load (`worker.plugins`): found once at start, loaded per account."""
     from common.plugin_catalogue import discover
-    from worker.plugins import PluginHost
+    from worker.plugins.host import PluginHost
 
     catalogue = discover(settings.plugins_dir)
     usable = sorted(name for name, info in catalogue.items() if info.error is None)

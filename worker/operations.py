@@ -1,16 +1,12 @@
 """The account operations themselves, on a connected, authorised Telethon client (or the tests' fake).
 
-`perform(client, name, params)` runs one operation (`celery_app.operations.OperationName`) and returns a
-small JSON-ready result; `worker.operator` decides where and when it runs. Parameters come decrypted.
+`perform(client, name, params)` runs one operation (`celery_app.operations.OperationName`: check, sessions,
+terminate the others, 2FA, profile) and returns a small JSON-ready result; `worker.operator` decides where and
+when it runs. Parameters come decrypted.
 
-Errors:
-- Telegram's flood waits (`FloodWaitError`, `SlowModeWaitError`, any 420) propagate unchanged: the caller
-  reschedules the account's work after the wait.
-- Errors that mean the account itself is gone (banned, deactivated, revoked session) propagate unchanged,
-  except in `check`, where they are the answer.
-- Network errors and anything that is not a Telegram error propagate unchanged.
-- Every other Telegram error becomes `OperationFailed(code, detail)`: a coded detail (`common.details`) whose
-  English text never holds a phone number, a session, a password or raw protocol bytes.
+Errors follow `worker.operation_failures`: flood waits, network errors and anything not Telegram's propagate
+unchanged; so does the account being gone, except in `check`, where it is the answer; every other refusal of
+Telegram becomes `OperationFailed(code, detail)`, as do bad parameters.
 
 Telethon is imported inside the functions: this module is imported lazily by `worker.operator`, and nothing
 Telethon-specific is needed to import it.
@@ -20,22 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import re
 import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from celery_app.contract import PHOTO_MAX_BYTES
 from celery_app.operations import OperationName, describe_result, verdict_of
-from common.details import Detail, detail, fitted
+from common.details import detail
 from common.redaction import safe_detail
-from worker.failures import BANNED, UNAUTHORIZED, class_names
+from worker.failures import class_names
+from worker.operation_failures import OperationFailed, failure_of, gone, passes_through, rpc
 
 __all__ = [
     "SPAMBOT",
     "SPAMBOT_POLL",
     "SPAMBOT_TIMEOUT",
-    "OperationFailed",
     "describe_result",
     "image_kind",
     "perform",
@@ -48,148 +43,6 @@ SPAMBOT = "SpamBot"
 SPAMBOT_TIMEOUT = 15.0  # seconds to wait for @SpamBot's answer
 SPAMBOT_POLL = 0.5  # seconds between looks for it
 SPAM_TEXT_MAX = 300
-
-
-class OperationFailed(Exception):
-    """A clear failure of an operation (Telegram's refusal or bad input); nothing was changed by it unless the
-    detail says so. `code` is stable for machines (tests, `--json`), `detail` is what people read (coded)."""
-
-    def __init__(self, code: str, said: Detail) -> None:
-        super().__init__(said.text)
-        self.code = code
-        self.detail = said
-
-    @property
-    def message(self) -> str:
-        return self.detail.text
-
-    def __repr__(self) -> str:
-        return f"OperationFailed({self.code!r}, {self.message!r})"
-
-
-# --- Telegram's errors ------------------------------------------------------------------------------------
-
-_FLOOD = frozenset({"FloodError", "FloodWaitError", "FloodPremiumWaitError", "SlowModeWaitError"})
-_GONE_BANNED = frozenset(BANNED)
-_GONE_UNAUTHORIZED = frozenset(UNAUTHORIZED) | {"AuthKeyDuplicatedError"}
-
-_USERNAME_RULES = "5 to 32 letters, digits or underscores, starting with a letter"
-_PHOTO_RULES = "use a JPEG or PNG image of at least 160×160 pixels"
-
-# Telethon's error class name -> (code, detail code); the detail may use `username` and `when`.
-_FAILURES: dict[str, tuple[str, str]] = {
-    "UsernameOccupiedError": ("username_taken", "username_taken"),
-    "UsernamePurchaseAvailableError": ("username_taken", "username_for_sale"),
-    "UsernameInvalidError": ("username_invalid", "username_invalid"),
-    "FirstNameInvalidError": ("first_name_invalid", "first_name_refused"),
-    "FirstnameInvalidError": ("first_name_invalid", "first_name_refused"),
-    "LastNameInvalidError": ("last_name_invalid", "last_name_refused"),
-    "AboutTooLongError": ("bio_too_long", "bio_too_long"),
-    "PhotoInvalidDimensionsError": ("photo_invalid", "photo_dimensions"),
-    "PhotoCropSizeSmallError": ("photo_invalid", "photo_too_small"),
-    "ImageProcessFailedError": ("photo_invalid", "photo_unprocessable"),
-    "PhotoExtInvalidError": ("photo_invalid", "photo_format"),
-    "PhotoInvalidError": ("photo_invalid", "photo_refused"),
-    "PhotoFileMissingError": ("photo_invalid", "photo_lost"),
-    "PhotoSaveFileInvalidError": ("photo_invalid", "photo_damaged"),
-    "FilePartsInvalidError": ("photo_invalid", "photo_damaged"),
-    "FilePartInvalidError": ("photo_invalid", "photo_damaged"),
-    "PasswordHashInvalidError": ("wrong_password", "wrong_password"),
-    "PasswordTooFreshError": ("password_too_fresh", "password_too_fresh"),
-    "SessionTooFreshError": ("session_too_fresh", "session_too_fresh"),
-    "FreshResetAuthorisationForbiddenError": ("session_too_fresh", "too_fresh_to_end"),
-    "NewSaltInvalidError": ("password_change_refused", "password_change_refused"),
-    "NewSettingsInvalidError": ("password_change_refused", "password_change_refused"),
-    "SrpIdInvalidError": ("password_change_refused", "password_settings_changed"),
-    "SrpPasswordChangedError": ("password_change_refused", "password_changed_meanwhile"),
-    "EmailUnconfirmedError": ("password_change_refused", "recovery_email_unconfirmed"),
-    "PasswordRequiredError": ("password_needed", "password_needed"),
-    "HashInvalidError": ("session_not_found", "session_not_found"),
-}
-
-_error_names: dict[type, str] | None = None
-
-
-def _telegram_name(error: BaseException) -> str:
-    """Telegram's own name for an error (`USERNAME_OCCUPIED`), or "" if it has none."""
-    global _error_names
-    if _error_names is None:
-        try:
-            from telethon.errors import rpcerrorlist
-        except ImportError:  # pragma: no cover - Telethon is a dependency
-            _error_names = {}
-        else:
-            names = {cls: name for name, cls in rpcerrorlist.rpc_errors_dict.items()}
-            for pattern, cls in rpcerrorlist.rpc_errors_re:
-                names.setdefault(cls, re.sub(r"_?\(.*$", "", getattr(pattern, "pattern", str(pattern))))
-            _error_names = names
-    name = _error_names.get(type(error))
-    if name:
-        return name
-    message = getattr(error, "message", None)
-    if isinstance(message, str) and re.fullmatch(r"[A-Z][A-Z0-9_]{2,63}", message):
-        return message
-    return ""
-
-
-def _is_telegram_error(error: BaseException) -> bool:
-    return "RPCError" in class_names(error)
-
-
-def is_flood(error: BaseException) -> bool:
-    """A wait Telegram asks for (FLOOD_WAIT, SLOWMODE_WAIT, …): the caller waits and runs the work again."""
-    return bool(_FLOOD.intersection(class_names(error))) or (
-        _is_telegram_error(error) and getattr(error, "code", None) == 420
-    )
-
-
-def gone(error: BaseException) -> str | None:
-    """ "banned" or "unauthorized" when the error means the account itself is gone; else None."""
-    names = class_names(error)
-    if _GONE_BANNED.intersection(names):
-        return "banned"
-    if _GONE_UNAUTHORIZED.intersection(names):
-        return "unauthorized"
-    return None
-
-
-def _passes_through(error: BaseException) -> bool:
-    """Errors the caller handles itself: not Telegram's, flood waits, and the account being gone."""
-    return not _is_telegram_error(error) or is_flood(error) or gone(error) is not None
-
-
-def _when(error: BaseException) -> Detail:
-    """When Telegram lets one try again, as the error says (in seconds), or later."""
-    seconds = getattr(error, "seconds", None)
-    if not isinstance(seconds, int) or seconds <= 0:
-        return detail("later")
-    if seconds < 120:
-        return detail("in_seconds", seconds=seconds)
-    if seconds < 2 * 3600:
-        return detail("in_minutes", minutes=round(seconds / 60))
-    return detail("in_hours", hours=round(seconds / 3600))
-
-
-def failure_of(error: BaseException, username: str = "") -> OperationFailed:
-    """The `OperationFailed` a Telegram error becomes."""
-    for name in class_names(error):
-        if name in _FAILURES:
-            code, said = _FAILURES[name]
-            return OperationFailed(code, fitted(said, username=username, when=_when(error)))
-    telegram = _telegram_name(error)
-    if telegram:
-        return OperationFailed(telegram.lower(), detail("telegram_refused", name=telegram))
-    return OperationFailed("telegram_error", detail("telegram_refused_plain"))
-
-
-async def _rpc(call: Awaitable[T], username: str = "") -> T:
-    """Await one call to Telegram; its refusals become `OperationFailed`, the rest propagate unchanged."""
-    try:
-        return await call
-    except Exception as error:
-        if _passes_through(error):
-            raise
-        raise failure_of(error, username) from None
 
 
 def _clean(text: Any, limit: int) -> str:
@@ -230,12 +83,12 @@ def spam_status(text: str) -> str:
 
 async def _ask_spambot(client: Any) -> tuple[str, str]:
     """Send /start to @SpamBot and wait for its answer: (status, text); ("unknown", "") with no answer."""
-    sent = await _rpc(client.send_message(SPAMBOT, "/start"))
+    sent = await rpc(client.send_message(SPAMBOT, "/start"))
     sent_id = int(getattr(sent, "id", 0) or 0)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SPAMBOT_TIMEOUT
     while True:
-        messages = await _rpc(client.get_messages(SPAMBOT, limit=1))
+        messages = await rpc(client.get_messages(SPAMBOT, limit=1))
         for message in list(messages or []):
             if not getattr(message, "out", False) and int(getattr(message, "id", 0) or 0) > sent_id:
                 text = str(getattr(message, "message", None) or "")
@@ -303,10 +156,10 @@ async def _check(client: Any, params: dict[str, Any]) -> dict[str, Any]:
         report["verdict"] = verdict_of(report).value
         return report
 
-    ok, authorized = await _answer_or_gone(report, lambda: _rpc(client.is_user_authorized()))
+    ok, authorized = await _answer_or_gone(report, lambda: rpc(client.is_user_authorized()))
     if not ok or not authorized:
         return done()
-    ok, me = await _answer_or_gone(report, lambda: _rpc(client.get_me()))
+    ok, me = await _answer_or_gone(report, lambda: rpc(client.get_me()))
     if not ok:
         return done()
     if me is None:  # Telethon: not logged in
@@ -326,7 +179,7 @@ async def _check(client: Any, params: dict[str, Any]) -> dict[str, Any]:
     try:
         ok, found = await _answer_or_gone(report, authorizations)
     except Exception as error:
-        if _passes_through(error):
+        if passes_through(error):
             raise
         ok, found = True, None
     if not ok:
@@ -382,7 +235,7 @@ def session_view(auth: Any) -> dict[str, Any]:
 async def _authorizations(client: Any) -> list[Any]:
     from telethon.tl import functions
 
-    found = await _rpc(client(functions.account.GetAuthorizationsRequest()))
+    found = await rpc(client(functions.account.GetAuthorizationsRequest()))
     return list(found.authorizations)
 
 
@@ -398,7 +251,7 @@ async def _terminate_others(client: Any, params: dict[str, Any]) -> dict[str, An
     others = [auth for auth in await _authorizations(client) if not getattr(auth, "current", False)]
     if not others:
         return {"terminated": 0}
-    await _rpc(client(functions.auth.ResetAuthorizationsRequest()))
+    await rpc(client(functions.auth.ResetAuthorizationsRequest()))
     return {"terminated": len(others)}
 
 
@@ -411,7 +264,7 @@ async def _two_fa(client: Any, params: dict[str, Any]) -> dict[str, Any]:
     current = params.get("current_password") or None
     new = params.get("new_password")
     hint = str(params.get("hint") or "")
-    state = await _rpc(client(functions.account.GetPasswordRequest()))
+    state = await rpc(client(functions.account.GetPasswordRequest()))
     has_password = bool(getattr(state, "has_password", False))
     if new is None:
         return {"has_password": has_password, "changed": False}
@@ -421,7 +274,7 @@ async def _two_fa(client: Any, params: dict[str, Any]) -> dict[str, Any]:
         raise OperationFailed("hint_invalid", detail("hint_is_password"))
     if has_password and not current:
         raise OperationFailed("current_password_needed", detail("current_password_needed"))
-    await _rpc(client.edit_2fa(current_password=current if has_password else None, new_password=new, hint=hint))
+    await rpc(client.edit_2fa(current_password=current if has_password else None, new_password=new, hint=hint))
     return {"has_password": True, "changed": True}
 
 
@@ -467,18 +320,18 @@ async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
     # Before changing anything: a username that cannot be had fails the whole operation, nothing changed.
     username = texts.get("username")
     if username is not None:
-        me = await _rpc(client.get_me())
+        me = await rpc(client.get_me())
         if username == (getattr(me, "username", None) or ""):
             username = None  # already the account's
         elif username and username.lower() != str(getattr(me, "username", None) or "").lower():
-            available = await _rpc(client(functions.account.CheckUsernameRequest(username)), username)
+            available = await rpc(client(functions.account.CheckUsernameRequest(username)), username)
             if not available:
                 raise OperationFailed("username_taken", detail("username_taken", username=username))
 
     changed: list[str] = []
     names = {field: texts[key] for key, field in _PROFILE_FIELDS.items() if key in texts}
     if names:
-        await _rpc(client(functions.account.UpdateProfileRequest(**names)))
+        await rpc(client(functions.account.UpdateProfileRequest(**names)))
         changed.extend(key for key in _PROFILE_FIELDS if key in texts)
     if username is not None:
         try:
@@ -486,7 +339,7 @@ async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
         except Exception as error:
             if "UsernameNotModifiedError" in class_names(error):
                 pass  # it already was the account's: no change, no failure
-            elif _passes_through(error):
+            elif passes_through(error):
                 raise
             else:
                 raise _partly(failure_of(error, username), changed) from None
@@ -495,8 +348,8 @@ async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
     if photo is not None:
         file_name = "photo.jpg" if kind == "jpeg" else "photo.png"
         try:
-            uploaded = await _rpc(client.upload_file(bytes(photo), file_name=file_name))
-            await _rpc(client(functions.photos.UploadProfilePhotoRequest(file=uploaded)))
+            uploaded = await rpc(client.upload_file(bytes(photo), file_name=file_name))
+            await rpc(client(functions.photos.UploadProfilePhotoRequest(file=uploaded)))
         except OperationFailed as failure:
             raise _partly(failure, changed) from None
         changed.append("photo")

@@ -232,7 +232,8 @@ class OperationExecutor:
         return outcome
 
     async def _perform(self, pending: Pending) -> Finished:
-        from worker.operations import OperationFailed, perform
+        from worker.operation_failures import OperationFailed
+        from worker.operations import perform
 
         request = pending.request
         account_id = request.spec.account_id
