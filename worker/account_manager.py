@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from redis import Redis
 
@@ -52,7 +52,6 @@ from worker.status import StatusReporter
 log = logging.getLogger(__name__)
 
 
-T = TypeVar("T")
 STOP_TIMEOUT = 20.0
 
 
