@@ -89,12 +89,13 @@ def test_dotenv_is_read_but_the_environment_wins(monkeypatch: pytest.MonkeyPatch
 
 def test_dotenv_is_the_projects_whatever_the_working_directory(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     import config
+    import config.base
 
     monkeypatch.delenv("FLEET_ENV_FILE")
     (tmp_path / ".env").write_text("WORKER_OFFLINE_AFTER=77\n")  # in the working directory: not read
     seen: list[object] = []
     monkeypatch.setattr("dotenv.load_dotenv", lambda path, override: seen.append(path))
-    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr(config.base, "PROJECT_ROOT", tmp_path / "project")
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / ".env").write_text("X=1\n")
     config.load_env_file()

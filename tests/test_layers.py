@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bot", "backend", "board", "worker", "database", "celery_app", "common", "fleet_plugins")
+PACKAGES = ("bot", "backend", "board", "worker", "database", "celery_app", "common", "config", "fleet_plugins")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -27,7 +27,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy = tmp_path_factory.mktemp("layers")
     for name in PACKAGES:
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("pyproject.toml", "config.py", "version.py"):
+    for name in ("pyproject.toml", "version.py"):
         shutil.copy(ROOT / name, copy / name)
     return copy
 

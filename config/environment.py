@@ -1,0 +1,224 @@
+"""The variables: one pydantic-settings model per group; each process reads the groups it needs.
+
+A variable is a field named exactly as the environment spells it, with its default and a description of a
+good value. Values are stripped, and a blank one counts as unset. A bad value reads
+`NAME must <description>, got 'value'` (a password in it masked); the few checks worded otherwise raise
+`ConfigError` themselves. Only the first problem is reported, in one line: never pydantic's multi-line report.
+The models are built on first use: importing pydantic-settings costs ~100 ms that `run_cli.py --help`, and
+every module importing a constant from `config`, must not pay.
+"""
+
+import os
+import socket
+from functools import cache
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Annotated, Any, Self
+from urllib.parse import urlsplit
+
+from config import checks
+from config.base import (
+    DEFAULT_BOT_API_SERVER,
+    DEFAULT_DATABASE_URL,
+    DEFAULT_REDIS_URL,
+    LOG_LEVELS,
+    WORKER_NAME_PATTERN,
+    ConfigError,
+    mask_url,
+)
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+_NO_KEY_MESSAGE = (
+    "SECRET_KEY is not set (it encrypts sessions and API hashes; make one with "
+    '`python -c "import secrets; print(secrets.token_urlsafe(32))"`)'
+)
+
+
+@cache
+def _readers() -> SimpleNamespace:
+    """The pydantic-settings models, built once, on first use (the module's docstring says why)."""
+    from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    def described(kind: Any, description: str, *checks: Any) -> Any:
+        """`kind` checked by `checks` (Field constraints and validators); `description` words the error."""
+        return Annotated[kind, Field(description=description), *checks]
+
+    def whole(most: int) -> Any:
+        return described(
+            int, f"be a whole number from 1 to {most}", Field(ge=1, le=most), BeforeValidator(checks.digits(18))
+        )
+
+    def rate(most: float) -> Any:
+        limits = Field(gt=0, le=most, allow_inf_nan=False)
+        return described(
+            float, f"be a number above 0 and at most {most:g} (per second)", limits, BeforeValidator(checks.as_float)
+        )
+
+    def url(*schemes: str) -> Any:
+        starts = " or ".join(f"{scheme}://" for scheme in schemes)
+        return described(
+            str,
+            f"be a URL starting with {starts}",
+            AfterValidator(checks.keep_if(lambda v: urlsplit(v).scheme in schemes)),
+        )
+
+    def listen(example: str) -> Any:
+        return described(str, f"be HOST:PORT, e.g. {example}", AfterValidator(checks.keep_if(checks.has_port)))
+
+    seconds = described(
+        float, "be a positive number of seconds", Field(gt=0, allow_inf_nan=False), BeforeValidator(checks.as_float)
+    )
+    strip_slash = AfterValidator(lambda value: value.rstrip("/"))
+    hostname = Field(default_factory=socket.gethostname)
+
+    class Env(BaseSettings):
+        """Read from the environment alone (`load_env_file` puts `.env` there), by the exact names; the
+        defaults are checked like any value."""
+
+        model_config = SettingsConfigDict(case_sensitive=True, enable_decoding=False, validate_default=True)
+
+        @model_validator(mode="before")
+        @classmethod
+        def _blank_is_unset(cls, data: dict[str, Any]) -> dict[str, Any]:
+            stripped = {name: value.strip() if isinstance(value, str) else value for name, value in data.items()}
+            return {name: value for name, value in stripped.items() if value != ""}
+
+    class Logs(Env):
+        LOG_LEVEL: described(
+            str,
+            f"be one of {', '.join(LOG_LEVELS)}",
+            BeforeValidator(str.upper),
+            AfterValidator(checks.keep_if(LOG_LEVELS.__contains__)),
+        ) = "INFO"
+        LOG_FORMAT: described(
+            str,
+            "be text or json",
+            BeforeValidator(str.lower),
+            AfterValidator(checks.keep_if(("text", "json").__contains__)),
+        ) = "text"
+
+    class Timing(Env):
+        HEARTBEAT_INTERVAL: seconds = 15.0
+        WORKER_OFFLINE_AFTER: seconds = 60.0
+
+        @model_validator(mode="after")
+        def _offline_after_a_heartbeat(self) -> Self:
+            if self.WORKER_OFFLINE_AFTER <= self.HEARTBEAT_INTERVAL:
+                raise ConfigError(
+                    f"WORKER_OFFLINE_AFTER ({self.WORKER_OFFLINE_AFTER:g}) must be longer than "
+                    f"HEARTBEAT_INTERVAL ({self.HEARTBEAT_INTERVAL:g})"
+                )
+            return self
+
+    class Redis(Env):
+        REDIS_URL: url("redis", "rediss", "unix") = DEFAULT_REDIS_URL
+
+    class Stores(Redis):
+        DATABASE_URL: described(str, "be a sqlite:/// or postgresql:// URL", AfterValidator(checks.database_url)) = (
+            DEFAULT_DATABASE_URL
+        )
+
+    class Secret(Env):
+        SECRET_KEY: Annotated[str, AfterValidator(checks.secret_key)]
+
+    class Plugins(Env):
+        PLUGINS_DIR: Annotated[str, AfterValidator(checks.plugins_dir)] | None = None
+
+    class BotApi(Env):
+        TG_API_SERVER: Annotated[url("http", "https"), strip_slash] = DEFAULT_BOT_API_SERVER
+
+    class Limits(Env):
+        BOARD_AD_DAYS: whole(3650) = 30
+        BOARD_INVITES_PER_DAY: whole(10_000) = 10
+        BOARD_ADS_PER_USER: whole(1000) = 3
+        BOARD_HIDE_AFTER_REPORTS: whole(1000) = 3
+        BOARD_HISTORY_DAYS: whole(3650) = 30
+        BOARD_STOP_WORDS: Annotated[tuple[str, ...], BeforeValidator(checks.words)] = ()
+        BOARD_REPORTS_PER_DAY: whole(10_000) = 10
+
+    # A model checks its bases' fields first, the last base's first of all.
+    class Cli(Logs, Timing, Stores):
+        pass
+
+    class Backend(Cli):
+        EVENT_RETENTION_DAYS: described(
+            float, "be a whole number of days from 1 to 36500", Field(ge=1, le=36500), BeforeValidator(checks.digits(5))
+        ) = 30.0
+        METRICS_LISTEN: (
+            described(str, "be HOST:PORT, e.g. 127.0.0.1:9464", AfterValidator(checks.keep_if(checks.is_host_port)))
+            | None
+        ) = None
+
+    class Worker(Plugins, Secret, Logs, Timing, Redis):
+        WORKER_NAME: described(
+            str,
+            "be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+            AfterValidator(checks.keep_if(WORKER_NAME_PATTERN.fullmatch)),
+        ) = hostname
+        WORKER_ADDRESS: described(
+            str,
+            "be a host name or IP without spaces or control characters",
+            AfterValidator(checks.keep_if(checks.is_address)),
+        ) = hostname
+        WORKER_THREADS: whole(64) = 4
+        TG_MTPROTO_DC: described(
+            tuple[int, str, int] | None,
+            "look like 2@127.0.0.1:4430 (dc id @ host : port)",
+            BeforeValidator(checks.mtproto_dc),
+        ) = None
+        TG_MTPROTO_PUBKEY: described(str, "name a readable PEM file", AfterValidator(checks.pem_file)) | None = None
+        FLEET_CLIENT_FACTORY: str | None = None
+        WORKER_CONNECTS_PER_SECOND: rate(10_000) = 20.0
+        WORKER_OPERATIONS: whole(256) = 16
+        PLUGIN_BLOCK_SECONDS: seconds = 1.0
+
+    class Bot(Secret, Cli, BotApi):
+        TG_BOT_TOKEN: Annotated[str, AfterValidator(checks.bot_token)]
+        ADMIN_IDS: Annotated[frozenset[int], BeforeValidator(checks.admin_ids)]
+        WEBHOOK_URL: url("https") | None = None
+        WEBHOOK_LISTEN: listen("0.0.0.0:8080") = "127.0.0.1:8080"
+
+    class Board(Secret, Limits, Logs, Stores, BotApi):
+        BOARD_BOT_TOKEN: Annotated[str, AfterValidator(checks.bot_token)]
+        BOARD_WEBAPP_URL: described(
+            str,
+            "be the https:// address Telegram opens",
+            AfterValidator(checks.keep_if(lambda v: not v or urlsplit(v).scheme in ("https", "http"))),
+            strip_slash,
+        ) = ""
+        BOARD_LISTEN: listen("127.0.0.1:8081") = "127.0.0.1:8081"
+        BOARD_SEND_RATE: rate(1000) = 30.0
+
+    models = (Logs, Secret, Plugins, Limits, Cli, Backend, Worker, Bot, Board)
+    return SimpleNamespace(**{model.__name__: model for model in models})
+
+
+def read(group: str) -> Any:
+    """One group of variables from the environment; a bad value raises ConfigError in one line."""
+    from pydantic import ValidationError
+
+    model = getattr(_readers(), group)
+    try:
+        return model()
+    except ValidationError as error:
+        raise _one_line(error, model) from None
+
+
+def _one_line(error: "ValidationError", model: Any) -> ConfigError:
+    """Pydantic's report (every problem, over several lines) as one line about the first problem."""
+    first = error.errors()[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigError):
+        return cause
+    name = str(first["loc"][0])
+    if first["type"] == "missing":
+        return ConfigError(_NO_KEY_MESSAGE if name == "SECRET_KEY" else f"{name} is not set")
+    # What was written (normalised as the setting normalises it), not a number pydantic parsed from it.
+    value = first["input"] if isinstance(first["input"], str) else os.environ.get(name, "").strip()
+    try:
+        shown = mask_url(value)
+    except ValueError:  # not even a URL's syntax: show it unless it may hold a password
+        shown = "***" if "@" in value else value
+    return ConfigError(f"{name} must {model.model_fields[name].description}, got {shown!r}")

@@ -1,0 +1,198 @@
+"""What each process gets: one frozen dataclass per entry point, loaded from the environment."""
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from config.environment import read
+
+
+@dataclass(frozen=True)
+class FleetTiming:
+    """How often workers heartbeat and how long silence makes one offline."""
+
+    heartbeat_interval: float
+    offline_after: float
+
+
+@dataclass(frozen=True)
+class MTProtoEndpoint:
+    """A custom MTProto data centre (Telegram test servers or a self-hosted server)."""
+
+    dc_id: int
+    host: str
+    port: int
+    public_key_file: str | None
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What `run_worker.py` needs: Redis, its identity, timing, threads and the secret key."""
+
+    redis_url: str
+    worker_name: str
+    worker_address: str
+    timing: FleetTiming
+    worker_threads: int
+    secret_key: str
+    log_level: str
+    mtproto: MTProtoEndpoint | None
+    client_factory: str | None = None  # tests and benchmarks: `module:callable` instead of Telethon
+    connects_per_second: float = 20.0  # how fast this worker's clients may dial Telegram (a token bucket)
+    operations: int = 16  # account operations (check, 2fa, …) running at once on this worker
+    plugins_dir: str | None = None  # the operator's plugins (besides `fleet.plugins` entry points)
+    plugin_block_seconds: float = 1.0  # a plugin holding its event loop longer than this is reported
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """What `run_backend.py` needs: the database, Redis, fleet timing and how long to keep history."""
+
+    database_url: str
+    redis_url: str
+    timing: FleetTiming
+    log_level: str
+    event_retention_days: float = 30.0
+    metrics_listen: str | None = None  # HOST:PORT for Prometheus' /metrics; off when None
+
+
+@dataclass(frozen=True)
+class CliSettings:
+    """What `run_cli.py` needs; the secret key is asked for only by commands that handle secrets."""
+
+    database_url: str
+    redis_url: str
+    timing: FleetTiming
+    log_level: str
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """What `run.py` needs: the bot token, admins, Bot API server, database, Redis and the secret key."""
+
+    bot_token: str
+    admin_ids: frozenset[int]
+    api_server: str
+    webhook_url: str | None
+    webhook_listen: str
+    database_url: str
+    redis_url: str
+    timing: FleetTiming
+    secret_key: str
+    log_level: str
+
+
+@dataclass(frozen=True)
+class BoardLimits:
+    """The board's rules: how long ads live, how much one person may post and write, when reports hide."""
+
+    ad_days: int = 30
+    invites_per_day: int = 10
+    ads_per_user: int = 3
+    hide_after_reports: int = 3
+    history_days: int = 30
+    stop_words: tuple[str, ...] = ()
+    reports_per_day: int = 10
+
+
+@dataclass(frozen=True)
+class BoardSettings:
+    """What `run_board.py` needs: its own bot token, where the Mini App lives, database, Redis, secret key."""
+
+    bot_token: str
+    webapp_url: str
+    listen: str
+    api_server: str
+    database_url: str
+    redis_url: str
+    secret_key: str
+    log_level: str
+    limits: BoardLimits
+    send_rate: float = 30.0  # Bot API messages a second, all chats together (BOARD_SEND_RATE)
+
+
+def load_worker_settings() -> WorkerSettings:
+    env = read("Worker")
+    dc = env.TG_MTPROTO_DC
+    return WorkerSettings(
+        redis_url=env.REDIS_URL,
+        worker_name=env.WORKER_NAME,
+        worker_address=env.WORKER_ADDRESS,
+        timing=FleetTiming(env.HEARTBEAT_INTERVAL, env.WORKER_OFFLINE_AFTER),
+        worker_threads=env.WORKER_THREADS,
+        secret_key=env.SECRET_KEY,
+        log_level=env.LOG_LEVEL,
+        mtproto=MTProtoEndpoint(*dc, env.TG_MTPROTO_PUBKEY) if dc else None,
+        client_factory=env.FLEET_CLIENT_FACTORY,
+        connects_per_second=env.WORKER_CONNECTS_PER_SECOND,
+        operations=env.WORKER_OPERATIONS,
+        plugins_dir=env.PLUGINS_DIR,
+        plugin_block_seconds=env.PLUGIN_BLOCK_SECONDS,
+    )
+
+
+def load_backend_settings() -> BackendSettings:
+    env = read("Backend")
+    return BackendSettings(
+        database_url=env.DATABASE_URL,
+        redis_url=env.REDIS_URL,
+        timing=FleetTiming(env.HEARTBEAT_INTERVAL, env.WORKER_OFFLINE_AFTER),
+        log_level=env.LOG_LEVEL,
+        event_retention_days=env.EVENT_RETENTION_DAYS,
+        metrics_listen=env.METRICS_LISTEN,
+    )
+
+
+def load_cli_settings() -> CliSettings:
+    env = read("Cli")
+    timing = FleetTiming(env.HEARTBEAT_INTERVAL, env.WORKER_OFFLINE_AFTER)
+    return CliSettings(database_url=env.DATABASE_URL, redis_url=env.REDIS_URL, timing=timing, log_level=env.LOG_LEVEL)
+
+
+def load_bot_settings() -> BotSettings:
+    env = read("Bot")
+    return BotSettings(
+        bot_token=env.TG_BOT_TOKEN,
+        admin_ids=env.ADMIN_IDS,
+        api_server=env.TG_API_SERVER,
+        webhook_url=env.WEBHOOK_URL,
+        webhook_listen=env.WEBHOOK_LISTEN,
+        database_url=env.DATABASE_URL,
+        redis_url=env.REDIS_URL,
+        timing=FleetTiming(env.HEARTBEAT_INTERVAL, env.WORKER_OFFLINE_AFTER),
+        secret_key=env.SECRET_KEY,
+        log_level=env.LOG_LEVEL,
+    )
+
+
+def load_board_settings() -> BoardSettings:
+    env = read("Board")
+    return BoardSettings(
+        bot_token=env.BOARD_BOT_TOKEN,
+        webapp_url=env.BOARD_WEBAPP_URL,
+        listen=env.BOARD_LISTEN,
+        api_server=env.TG_API_SERVER,
+        database_url=env.DATABASE_URL,
+        redis_url=env.REDIS_URL,
+        secret_key=env.SECRET_KEY,
+        log_level=env.LOG_LEVEL,
+        limits=_board_limits(env),
+        send_rate=env.BOARD_SEND_RATE,
+    )
+
+
+def load_board_limits() -> BoardLimits:
+    return _board_limits(read("Limits"))
+
+
+def _board_limits(env: Any) -> BoardLimits:
+    """BOARD_AD_DAYS is `ad_days`, and so on for each field."""
+    return BoardLimits(**{field.name: getattr(env, f"BOARD_{field.name.upper()}") for field in fields(BoardLimits)})
+
+
+def load_secret_key() -> str:
+    return read("Secret").SECRET_KEY
+
+
+def plugins_dir() -> str | None:
+    """PLUGINS_DIR: a directory of the operator's plugins, made absolute (None when not set)."""
+    return read("Plugins").PLUGINS_DIR
