@@ -67,7 +67,8 @@ def run(interval: float) -> int:
     from backend.account_sync import AccountSync
     from backend.connections import ServiceUnavailable
     from backend.control_plane import ControlPlane
-    from backend.listener import LeaderLock, Reconciler, run_listener
+    from backend.leader import LeaderLock
+    from backend.reconciler import Reconciler, run_reconciler
 
     plane = ControlPlane(settings.redis_url, settings.database_url, settings.timing.offline_after, check_redis=False)
     try:
@@ -106,7 +107,7 @@ def run(interval: float) -> int:
             return EXIT_UNAVAILABLE
         probe = RoundTripProbe(metrics, redis, dispatcher, settings.timing.offline_after)
         threading.Thread(target=probe.run, args=(stop,), name="roundtrip-probe", daemon=True).start()
-    run_listener(reconciler, LeaderLock(redis), interval, stop, metrics)
+    run_reconciler(reconciler, LeaderLock(redis), interval, stop, metrics)
     return 0
 
 

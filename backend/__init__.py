@@ -1,1 +1,2 @@
-"""The control plane: the reconciler (`listener`), the services the CLI and bot call, and the CLI itself."""
+"""The control plane: the reconciler (`reconciler`, acting while it holds the `leader` lock), the services the CLI
+and bot call, and the CLI itself."""

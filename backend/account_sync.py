@@ -24,14 +24,21 @@ from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.accounts_service import account_spec
+from backend.account_base import account_spec
 from backend.dispatch import TaskDispatcher
 from backend.observed import Observation, Recorded, WorkerSight, observe, said_by
 from celery_app.account_state import NEEDS_ADMIN, RUNNER_STATUSES, UNKNOWN, AccountState, read_states
 from celery_app.contract import MAX_BATCH, AccountRef, Payload, StartAccounts, TaskName
 from celery_app.events import WireEvent
-from database import operations as ops
-from database.models import Account
+from database.account_status import (
+    ReportedState,
+    StatusCorrection,
+    account_records,
+    apply_account_states,
+    correct_account_statuses,
+    naive_utc_to_epoch,
+)
+from database.models import Account, epoch_to_datetime
 
 log = logging.getLogger(__name__)
 Message = tuple[str, TaskName, Payload]
@@ -77,18 +84,18 @@ class AccountSync:
                 continue
             at = state.rt or event.at or time.time()
             reported.append(
-                ops.ReportedState(
+                ReportedState(
                     account_id=state.account_id,
                     status=state.status.value,
                     detail=said_by(state),
-                    until=ops.epoch_to_datetime(state.until) if state.until else None,
+                    until=epoch_to_datetime(state.until) if state.until else None,
                     user_id=state.user_id,
                     username=state.username,
                     name=state.name,
-                    at=ops.epoch_to_datetime(at),
+                    at=epoch_to_datetime(at),
                 )
             )
-        ops.apply_account_states(session, reported)
+        apply_account_states(session, reported)
 
     # --- the scan
 
@@ -102,7 +109,7 @@ class AccountSync:
         now: float,
     ) -> SyncReport:
         """Compare every account with what the workers report now; correct, start and stop (see module)."""
-        records = ops.account_records(session)
+        records = account_records(session)
         known = {record[0] for record in records}
         listed: dict[int, tuple[str, str]] = {}  # account -> (worker, status) where a believable worker runs it
         also: dict[int, list[str]] = {}  # accounts listed by more than one worker: every place
@@ -126,7 +133,7 @@ class AccountSync:
                     if attempts:
                         attempts.pop(account_id, None)
                     continue
-            changed_at = ops.naive_utc_to_epoch(changed)
+            changed_at = naive_utc_to_epoch(changed)
             seen = sights.get(worker) if worker is not None else None
             observation = observe(account_id, Recorded(status, None, changed_at, desired), seen, None)
             places = also.get(account_id) or ([where[0]] if where is not None else [])
@@ -199,10 +206,10 @@ class AccountSync:
             state = latest.get(account_id)
             same = state is not None and state.status.value == seen.status
             detail = said_by(state) if same and state is not None else seen.detail
-            until = ops.epoch_to_datetime(state.until) if same and state is not None and state.until else None
-            at = ops.epoch_to_datetime(seen.at if seen.at is not None else now)
-            rows.append(ops.StatusCorrection(account_id, seen.status, detail, at, until))
-        ops.correct_account_statuses(session, rows)
+            until = epoch_to_datetime(state.until) if same and state is not None and state.until else None
+            at = epoch_to_datetime(seen.at if seen.at is not None else now)
+            rows.append(StatusCorrection(account_id, seen.status, detail, at, until))
+        correct_account_statuses(session, rows)
 
     def _starts(self, session: Session, starts: dict[str, list[int]], clock: float) -> list[Message]:
         """One StartAccounts message per worker; the accounts' specs read in a few statements."""

@@ -93,7 +93,7 @@ class ControlPlane:
     @cached_property
     def fleet(self) -> FleetService:
         from backend.fleet import FleetService
-        from database.operations import account_counts
+        from database.accounts import account_counts
 
         return FleetService(self.redis, self.sessions, self.offline_after, account_counts)
 

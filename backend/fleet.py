@@ -22,9 +22,11 @@ from common.details import Detail, stored
 from common.errors import FleetError
 from common.validation import has_unsafe_characters, printable
 from config import WORKER_NAME_PATTERN
-from database import operations as ops
-from database.models import FleetEvent, Worker
-from database.operations import WorkerNotFound, epoch_to_datetime
+from database import accounts as accounts_db
+from database import events as events_db
+from database import workers as workers_db
+from database.errors import WorkerNotFound
+from database.models import FleetEvent, Worker, epoch_to_datetime
 
 MAX_ADDRESS_LENGTH = 255
 
@@ -253,9 +255,9 @@ class FleetService:
     def list_workers(self, active_only: bool = False) -> list[WorkerView]:
         snapshot = presence.read_all_heartbeats(self.redis)
         with self.sessions() as session:
-            workers = list(ops.list_workers(session, active_only=active_only))
+            workers = list(workers_db.list_workers(session, active_only=active_only))
             counts = self.account_counter(session)
-            known = set(ops.worker_rows(session)) if active_only else {w.name for w in workers}
+            known = set(workers_db.worker_rows(session)) if active_only else {w.name for w in workers}
         reports = self._reports(snapshot, [w.name for w in workers])
         views = [self._view(worker, snapshot, counts, reports) for worker in workers]
         views += self._live_but_unrecorded(snapshot, known)
@@ -297,10 +299,10 @@ class FleetService:
     def workers_page(self, page: int, per_page: int = 10, active_only: bool = False) -> WorkersPage:
         """One page of workers with live status: one query for the page, one for its counts, one Redis trip."""
         with self.sessions() as session:
-            total = ops.count_workers(session, active_only)
+            total = workers_db.count_workers(session, active_only)
             pages = max(1, -(-total // per_page))
             page = min(max(0, page), pages - 1)
-            workers = ops.workers_page(session, page * per_page, per_page, active_only)
+            workers = workers_db.workers_page(session, page * per_page, per_page, active_only)
             counts = self.account_counter(session, [w.id for w in workers])
         snapshot = presence.read_heartbeats(self.redis, [w.name for w in workers])
         reports = self._reports(snapshot, [w.name for w in workers])
@@ -308,19 +310,19 @@ class FleetService:
 
     def last_event_id(self) -> int:
         with self.sessions() as session:
-            return ops.last_event_id(session)
+            return events_db.last_event_id(session)
 
     def events_since(self, last_id: int, limit: int = 500) -> list[FleetEvent]:
         with self.sessions() as session:
-            return list(ops.events_after(session, last_id, limit))
+            return list(events_db.events_after(session, last_id, limit))
 
     def name_of(self, worker_id: int) -> str:
         with self.sessions() as session:
-            return ops.worker_by_id(session, worker_id).name
+            return workers_db.worker_by_id(session, worker_id).name
 
     def id_of(self, name: str) -> int:
         with self.sessions() as session:
-            return ops.get_worker(session, name).id
+            return workers_db.get_worker(session, name).id
 
     def usable_workers(self, exclude: str | None = None) -> list[WorkerView]:
         """Online and active workers (for pickers)."""
@@ -335,8 +337,8 @@ class FleetService:
         recorded running but not reported (the backend has not caught up, or is down) counts as `unknown`."""
         snapshot = presence.read_all_heartbeats(self.redis)
         with self.sessions() as session:
-            rows = ops.worker_rows(session)
-            by_status = ops.accounts_by_status(session)
+            rows = workers_db.worker_rows(session)
+            by_status = accounts_db.accounts_by_status(session)
         online = [
             name
             for name in rows
@@ -355,7 +357,7 @@ class FleetService:
     def get_worker(self, name: str, event_limit: int = 10) -> WorkerDetail:
         snapshot = presence.read_heartbeats(self.redis, [name])
         with self.sessions() as session:
-            worker = ops.find_worker(session, name)
+            worker = workers_db.find_worker(session, name)
             if worker is None:
                 live = self._live_but_unrecorded(snapshot, set())
                 if not live:
@@ -364,7 +366,9 @@ class FleetService:
             info = presence.read_infos(self.redis, [name]).get(name)
             reports = self._reports(snapshot, [name])
             view = self._view(worker, snapshot, self.account_counter(session, [worker.id]), reports, info)
-            events = [EventView.of(event) for event in ops.recent_events(session, subject=name, limit=event_limit)]
+            events = [
+                EventView.of(event) for event in events_db.recent_events(session, subject=name, limit=event_limit)
+            ]
         return WorkerDetail(view, events, self._rejected(name))
 
     def _rejected(self, name: str) -> dict[str, int]:
@@ -379,16 +383,16 @@ class FleetService:
         validate_worker_name(name)
         address = validate_address(address)
         with self.sessions.begin() as session:
-            ops.add_worker(session, name, address, actor)
+            workers_db.add_worker(session, name, address, actor)
         return self.get_worker(name).worker
 
     def remove_worker(self, name: str, actor: str) -> None:
         """Forget an offline worker (refused while it is online)."""
         online = self.is_online(name)
         with self.sessions.begin() as session:
-            ops.remove_worker(session, name, actor, is_online=online)
+            workers_db.remove_worker(session, name, actor, is_online=online)
         presence.forget(self.redis, name)
 
     def set_active(self, name: str, active: bool, actor: str) -> bool:
         with self.sessions.begin() as session:
-            return ops.set_worker_active(session, name, active, actor)
+            return workers_db.set_worker_active(session, name, active, actor)

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from celery_app import keys, presence, report
 from celery_app.account_state import UNKNOWN
 from celery_app.presence import Liveness, liveness
-from database import operations as ops
 from database.models import Account
+from database.workers import worker_rows
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class FleetCollector(Collector):
     def _collect(self) -> Iterator[Metric]:
         snapshot = presence.read_all_heartbeats(self.redis)
         with self.sessions() as session:
-            rows = ops.worker_rows(session)
+            rows = worker_rows(session)
             counts = session.execute(
                 select(Account.worker_id, Account.status, func.count(Account.id)).group_by(
                     Account.worker_id, Account.status

@@ -5,7 +5,8 @@ operations. Workers write where each operation stands into Redis (`keys.operatio
 and records final outcomes in the database, and so does every backend scan (`reconcile`), which also sends
 again the operations whose worker went away — to the worker the account runs on now — or, once the account
 runs nowhere, ends them as "worker lost". A resend is claimed with a compare-and-set on the row, so two
-readers never send one operation twice.
+readers never send one operation twice. What is shown of an operation (its view, what its worker wrote) is
+`backend.operation_views`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,9 +24,11 @@ from redis import Redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.accounts_service import AccountError, AccountService, account_spec
+from backend.account_base import account_spec
+from backend.accounts_service import AccountService
 from backend.dispatch import TaskDispatcher
-from backend.fleet import iso_utc
+from backend.errors import AccountError
+from backend.operation_views import Batch, LiveOperation, OperationView, operation_views, read_live
 from celery_app import keys, presence
 from celery_app.contract import (
     COMMAND_EXPIRES_SECONDS,
@@ -50,10 +51,10 @@ from celery_app.operations import (
     verdict_of,
 )
 from celery_app.presence import Liveness, liveness
-from common.details import Detail, detail, encoded, english, free, stored
-from database import operations as ops
+from common.details import Detail, detail, encoded, english, free
+from database.events import NewEvent, account_subject, record_events
 from database.models import Account, AccountOperation, FleetEventKind, Worker, utcnow
-from database.operations import NewEvent, epoch_to_datetime
+from database.workers import list_workers
 
 log = logging.getLogger(__name__)
 
@@ -62,111 +63,6 @@ UNCLAIMED_AFTER = COMMAND_EXPIRES_SECONDS + 30  # sent, never picked up: the mes
 LOST_AFTER = 180.0  # its worker silent this long and the account runs nowhere else: "worker lost"
 _OPEN = [status.value for status in OperationStatus if status not in FINAL_STATUSES]
 _FINAL = frozenset(status.value for status in FINAL_STATUSES)
-_KNOWN = frozenset(status.value for status in OperationStatus)
-
-
-@dataclass(frozen=True)
-class OperationView:
-    id: int
-    batch: str
-    account_id: int
-    phone_masked: str
-    name: str
-    status: str
-    result: dict[str, Any]
-    error: str  # in English (the CLI, the logs)
-    worker: str | None
-    until: float | None  # a flood wait's end (epoch seconds)
-    created_at: datetime
-    finished_at: datetime | None
-    coded: Detail | None = None  # the error as a code with parameters: what the bots render
-
-    @property
-    def final(self) -> bool:
-        return self.status in _FINAL
-
-    @property
-    def summary(self) -> str:
-        """One line: the result, the error, or where it stands."""
-        if self.status == OperationStatus.DONE:
-            return describe_result(self.name, self.result)
-        if self.status == OperationStatus.FLOOD_WAIT and self.until:
-            wait = max(0, round(self.until - time.time()))
-            return f"Telegram asked to wait; resumes in {wait} s" + (f" ({self.error})" if self.error else "")
-        return self.error
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "batch": self.batch,
-            "account_id": self.account_id,
-            "phone": self.phone_masked,
-            "operation": self.name,
-            "status": self.status,
-            "result": self.result,
-            "error": self.error or None,
-            "summary": self.summary,
-            "worker": self.worker,
-            "flood_wait_until": iso_utc(epoch_to_datetime(self.until)) if self.until else None,
-            "created_at": iso_utc(self.created_at),
-            "finished_at": iso_utc(self.finished_at),
-        }
-
-
-@dataclass(frozen=True)
-class Batch:
-    batch: str
-    operations: list[OperationView] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class LiveOperation:
-    """What a worker wrote about an operation (`keys.operation`)."""
-
-    status: str
-    worker: str
-    instance: str
-    result: dict[str, Any]
-    error: str
-    until: float | None
-    coded: Detail | None = None
-
-    @classmethod
-    def from_fields(cls, raw: dict[str, str]) -> LiveOperation | None:
-        if not raw or raw.get("status") not in _KNOWN:
-            return None
-        try:
-            result = json.loads(raw.get("result") or "{}")
-        except ValueError:
-            result = {}
-        until = raw.get("until") or ""
-        return cls(
-            raw["status"],
-            raw.get("worker", ""),
-            raw.get("instance", ""),
-            result if isinstance(result, dict) else {},
-            raw.get("error", ""),
-            float(until) if until.replace(".", "", 1).isdigit() else None,
-            stored(raw.get("code"), raw.get("error")),
-        )
-
-
-def read_live(redis: Redis, operation_ids: list[int]) -> dict[int, LiveOperation]:
-    if not operation_ids:
-        return {}
-    pipe = redis.pipeline(transaction=False)
-    for operation_id in operation_ids:
-        pipe.hgetall(keys.operation(operation_id))
-    found: dict[int, LiveOperation] = {}
-    for operation_id, raw in zip(operation_ids, pipe.execute(), strict=True):
-        decoded = {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in (raw or {}).items()
-        }
-        live = LiveOperation.from_fields(decoded)
-        if live is not None:
-            found[operation_id] = live
-    return found
 
 
 class OperationsService:
@@ -283,7 +179,7 @@ class OperationsService:
         now = utcnow()
         with self.sessions.begin() as session:
             accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))}
-            workers = {w.id: w for w in ops.list_workers(session)}
+            workers = {w.id: w for w in list_workers(session)}
             online = self._online({w.name for w in workers.values()})
             rows: list[AccountOperation] = []
             for account_id in account_ids:
@@ -317,12 +213,12 @@ class OperationsService:
                         operation_id=row.id, name=name, params=params, spec=account_spec(accounts[row.account_id])
                     )
                     outgoing.setdefault(row.worker, []).append(request)
-            ops.record_events(
+            record_events(
                 session,
                 [
                     NewEvent(
                         FleetEventKind.OPERATION_FINISHED,
-                        ops.account_subject(r.account_id),
+                        account_subject(r.account_id),
                         detail("operation_failed", operation=name.value, cause=said),
                     )
                     for r in rows
@@ -355,7 +251,7 @@ class OperationsService:
             rows = list(session.scalars(select(AccountOperation).where(AccountOperation.batch == batch)))
             live = read_live(self.redis, [r.id for r in rows if r.status in _OPEN])
             self._record(session, rows, live)
-            return self._views(session, rows, live)
+            return operation_views(session, rows, live)
 
     def record(self, operation_ids: list[int]) -> None:
         """Record the outcomes of these operations now (their workers said they finished: the event path)."""
@@ -375,43 +271,7 @@ class OperationsService:
             )
             live = read_live(self.redis, [r.id for r in rows if r.status in _OPEN])
             self._record(session, rows, live)
-            return self._views(session, rows, live)
-
-    def _views(
-        self, session: Session, rows: list[AccountOperation], live: dict[int, LiveOperation]
-    ) -> list[OperationView]:
-        """Views from the rows and the same live read `_record` saw (one read: a worker finishing meanwhile
-        cannot pair a final status with a result not read yet)."""
-        ids = sorted({r.account_id for r in rows})
-        masked = dict(session.execute(select(Account.id, Account.phone_masked).where(Account.id.in_(ids))).all())
-        views = []
-        for row in rows:
-            seen = live.get(row.id)
-            try:
-                result = json.loads(row.result) if row.result else {}
-            except ValueError:
-                result = {}
-            status, error, until, coded = row.status, row.error, None, stored(row.error_code, row.error)
-            if seen is not None and row.status in _OPEN:
-                status, error, until, result, coded = seen.status, seen.error, seen.until, seen.result, seen.coded
-            views.append(
-                OperationView(
-                    row.id,
-                    row.batch,
-                    row.account_id,
-                    masked.get(row.account_id, "?"),
-                    row.name,
-                    status,
-                    result if isinstance(result, dict) else {},
-                    error,
-                    seen.worker if seen is not None and seen.worker else row.worker,
-                    until,
-                    row.created_at,
-                    row.finished_at,
-                    coded,
-                )
-            )
-        return views
+            return operation_views(session, rows, live)
 
     def _record(self, session: Session, rows: list[AccountOperation], live: dict[int, LiveOperation]) -> None:
         """Record final outcomes the workers wrote; a `check` also updates the account (and alerts if worse)."""
@@ -437,7 +297,7 @@ class OperationsService:
             session.refresh(row)
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 continue  # another reader recorded it first
-            subject = ops.account_subject(row.account_id)
+            subject = account_subject(row.account_id)
             if row.name == OperationName.CHECK and seen.status == OperationStatus.DONE:
                 events += self._record_check(session, row.account_id, seen.result, now)
             else:
@@ -449,7 +309,7 @@ class OperationsService:
                 said = detail("operation_outcome", operation=row.name, status=seen.status, cause=line or free(""))
                 events.append(NewEvent(FleetEventKind.OPERATION_FINISHED, subject, said))
         if events:
-            ops.record_events(session, events)
+            record_events(session, events)
 
     @staticmethod
     def _record_check(session: Session, account_id: int, result: dict[str, Any], now: datetime) -> list[NewEvent]:
@@ -462,7 +322,7 @@ class OperationsService:
         account.checked_at = now
         account.check_summary = describe_result(OperationName.CHECK, result)[:500]
         account.check_result = json.dumps(result, separators=(",", ":"))[:4000]
-        subject = ops.account_subject(account_id)
+        subject = account_subject(account_id)
         events = [
             NewEvent(FleetEventKind.ACCOUNT_CHECKED, subject, detail("check_summary", summary=account.check_summary))
         ]
@@ -509,7 +369,7 @@ class OperationsService:
         now = utcnow()
         outgoing: dict[str, list[OperationRequest]] = {}
         events: list[NewEvent] = []
-        workers = {w.id: w for w in ops.list_workers(session)}
+        workers = {w.id: w for w in list_workers(session)}
         for row in rows:
             if not _gone(row, live.get(row.id), online, instances, now):
                 continue
@@ -548,11 +408,11 @@ class OperationsService:
                     .execution_options(synchronize_session=False)
                 )
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
-                    subject = ops.account_subject(row.account_id)
+                    subject = account_subject(row.account_id)
                     lost = detail("operation_lost", operation=row.name, cause=reason)
                     events.append(NewEvent(FleetEventKind.OPERATION_FINISHED, subject, lost))
         if events:
-            ops.record_events(session, events)
+            record_events(session, events)
         return outgoing
 
 

@@ -19,13 +19,13 @@ from redis import Redis
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.accounts_service import AccountError
+from backend.errors import AccountError
 from celery_app import keys, plugin_config
 from celery_app.plugin_config import PluginStatus
 from common.details import detail
-from database import operations as ops
+from database.events import NewEvent, account_subject, record_events
 from database.models import Account, AccountPlugin, FleetEventKind, Worker, utcnow
-from database.operations import NewEvent
+from database.workers import get_worker
 
 if TYPE_CHECKING:
     from common.plugin_catalogue import PluginInfo
@@ -124,7 +124,7 @@ class PluginsService:
     def _accounts(self, session: Session, account_ids: Iterable[int], worker: str | None) -> list[Account]:
         ids = sorted(set(account_ids))
         if worker:
-            worker_row = ops.get_worker(session, worker)
+            worker_row = get_worker(session, worker)
             found = list(session.scalars(select(Account).where(Account.worker_id == worker_row.id)))
             if ids:
                 found = [a for a in found if a.id in set(ids)]
@@ -171,9 +171,9 @@ class PluginsService:
                 else:
                     row.config, row.actor, row.updated_at = text, actor[:64], now
             named = detail("plugin_name", plugin=name)
-            ops.record_events(
+            record_events(
                 session,
-                [NewEvent(FleetEventKind.PLUGIN_ENABLED, ops.account_subject(i), named, actor) for i in ids],
+                [NewEvent(FleetEventKind.PLUGIN_ENABLED, account_subject(i), named, actor) for i in ids],
             )
             session.flush()
             self._mirror(session, ids)
@@ -197,9 +197,9 @@ class PluginsService:
                 delete(AccountPlugin).where(AccountPlugin.account_id.in_(had), AccountPlugin.plugin == name)
             )
             named = detail("plugin_name", plugin=name)
-            ops.record_events(
+            record_events(
                 session,
-                [NewEvent(FleetEventKind.PLUGIN_DISABLED, ops.account_subject(i), named, actor) for i in had],
+                [NewEvent(FleetEventKind.PLUGIN_DISABLED, account_subject(i), named, actor) for i in had],
             )
             self._mirror(session, had)
         return sorted(had)
@@ -264,7 +264,7 @@ class PluginsService:
             if ids:
                 query = query.where(AccountPlugin.account_id.in_(ids))
             if worker:
-                query = query.where(Account.worker_id == ops.get_worker(session, worker).id)
+                query = query.where(Account.worker_id == get_worker(session, worker).id)
             if plugin:
                 query = query.where(AccountPlugin.plugin == plugin)
             rows = session.execute(query.order_by(AccountPlugin.account_id, AccountPlugin.plugin)).all()

@@ -33,12 +33,11 @@ from sqlalchemy import insert, select, update
 
 from backend.account_sync import AccountSync
 from backend.dispatch import TaskDispatcher
-from backend.listener import Reconciler
+from backend.reconciler import Reconciler
 from celery_app import keys, presence, report
 from celery_app.presence import WorkerInfo, liveness
 from database.engine import open_database
-from database.models import Account, Worker
-from database.operations import epoch_to_datetime
+from database.models import Account, Worker, epoch_to_datetime
 from scripts.embedded_redis import EmbeddedRedis
 
 OFFLINE_AFTER = 60.0

@@ -89,7 +89,7 @@ def account_label(subject: str, phones: Mapping[int, str]) -> str:
 
 
 def plugin_error_of(said: Detail | None) -> tuple[str, bool, Detail | None] | None:
-    """(plugin, blocked, error) from a `plugin.error` event's detail (`backend.listener.plugin_event`)."""
+    """(plugin, blocked, error) from a `plugin.error` event's detail (`backend.reconciler.plugin_event`)."""
     if said is None or said.code not in _PLUGIN_ERRORS:
         return None
     cause = said.params.get("cause")

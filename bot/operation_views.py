@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from aiogram.types import InlineKeyboardMarkup
 
-from backend.accounts_service import AccountView
-from backend.operations_service import OperationView
+from backend.account_views import AccountView
+from backend.operation_views import OperationView
 from backend.plugins_service import PluginRow
 from bot.callbacks import (
     AccountAction,

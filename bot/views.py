@@ -9,8 +9,8 @@ from typing import Any
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from backend.accounts_service import AccountsPage as AccountsPageView
-from backend.accounts_service import AccountView
+from backend.account_views import AccountsPage as AccountsPageView
+from backend.account_views import AccountView
 from backend.fleet import FleetSummary, WorkerView
 from backend.fleet import WorkersPage as WorkersPageView
 from backend.plugins_service import PluginRow

@@ -24,6 +24,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def epoch_to_datetime(seconds: float) -> datetime:
+    """An epoch time (as Redis and the workers give it) as the aware UTC datetime the columns take."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores UTC as a naive timestamp (portable to SQLite) and always returns an aware UTC datetime."""
 
@@ -77,7 +82,6 @@ class FleetEventKind(enum.StrEnum):
     WORKER_DEACTIVATED = "worker.deactivated"
     WORKER_ADDED = "worker.added"
     WORKER_REMOVED = "worker.removed"
-    ACCOUNT_ADDED = "account.added"
     ACCOUNT_IMPORTED = "account.imported"
     ACCOUNT_LOGGED_IN = "account.logged_in"
     ACCOUNT_START_REQUESTED = "account.start_requested"

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from backend.accounts_service import AccountService, read_live_states
+from backend.account_views import read_live_states
+from backend.accounts_service import AccountService
 from backend.dispatch import TaskDispatcher
 from celery_app import keys
 from celery_app.contract import AccountSpec, StartAccount, TaskName

@@ -14,7 +14,9 @@ from bot.callbacks import AccountAction, AccountCard, WorkerAction, WorkerCard
 from celery_app import keys, presence
 from celery_app.presence import WorkerInfo
 from common.details import detail, free
-from database import operations as ops
+from database.accounts import get_account
+from database.events import NewEvent, record_events
+from database.workers import find_worker, get_worker
 from tests.support.bot_harness import BotHarness
 from tests.support.fake_telegram import session_for
 
@@ -79,7 +81,7 @@ def test_strangers_get_one_refusal_to_start_and_nothing_else(harness: BotHarness
     time.sleep(0.5)
     assert [c.method for c in harness.core.calls[mark:]] == ["answerCallbackQuery"]  # no edit, nothing revealed
     with harness.services.fleet.sessions() as session:
-        assert ops.get_worker(session, "w1").is_active  # and nothing changed
+        assert get_worker(session, "w1").is_active  # and nothing changed
 
 
 def test_main_menu_speaks_the_admins_language_and_switches(harness: BotHarness, redis_client: Redis) -> None:
@@ -129,7 +131,7 @@ def test_worker_card_switches_and_removal(harness: BotHarness, redis_client: Red
     chat.click("Отключить")
     assert "отключён админом" in chat.text()
     with harness.services.fleet.sessions() as session:
-        assert not ops.get_worker(session, "alive").is_active
+        assert not get_worker(session, "alive").is_active
     chat.click("Включить")
     chat.click("Назад")
     chat.click("gone")
@@ -139,7 +141,7 @@ def test_worker_card_switches_and_removal(harness: BotHarness, redis_client: Red
     chat.click("Да, удалить")
     assert "gone" not in " ".join(chat.buttons())
     with harness.services.fleet.sessions() as session:
-        assert ops.find_worker(session, "gone") is None
+        assert find_worker(session, "gone") is None
 
 
 def test_adding_a_worker_validates_each_answer(harness: BotHarness) -> None:
@@ -152,7 +154,7 @@ def test_adding_a_worker_validates_each_answer(harness: BotHarness) -> None:
     chat.send("198.51.100.10")
     harness.core.wait_for(lambda c: c.method == "sendMessage" and "fra-1</b> — 🔴 Оффлайн" in c.params.get("text", ""))
     with harness.services.fleet.sessions() as session:
-        assert ops.get_worker(session, "fra-1").address == "198.51.100.10"
+        assert get_worker(session, "fra-1").address == "198.51.100.10"
 
 
 def test_accounts_list_and_card_mask_the_phone(harness: BotHarness, redis_client: Redis) -> None:
@@ -187,7 +189,7 @@ def test_moving_an_account_says_where_it_went_in_the_admins_language(harness: Bo
     assert "🔀 Аккаунт перенесён с воркера <b>old</b> на <b>new</b>." in chat.text()
     assert "Воркер: new" in chat.text()
     with harness.services.accounts.sessions() as session:
-        assert ops.get_account(session, account_id).worker_id == harness.services.fleet.id_of("new")
+        assert get_account(session, account_id).worker_id == harness.services.fleet.id_of("new")
 
 
 def test_start_on_an_offline_worker_offers_to_start_when_back(harness: BotHarness) -> None:
@@ -202,7 +204,7 @@ def test_start_on_an_offline_worker_offers_to_start_when_back(harness: BotHarnes
     chat.click("когда вернётся")
     assert "запустится, когда воркер away вернётся" in chat.text()
     with harness.services.accounts.sessions() as session:
-        assert ops.get_account(session, account_id).desired_state == "running"
+        assert get_account(session, account_id).desired_state == "running"
 
 
 def test_forged_and_stale_buttons_are_answered_harmlessly(harness: BotHarness) -> None:
@@ -295,7 +297,7 @@ def test_alerts_reach_every_admin_in_their_language(harness: BotHarness) -> None
     harness.chat(OTHER_ADMIN, "en").send("/start")  # this admin's language is now known
     assert harness.poll_alerts() == 0  # the first poll only finds where the log ends
     with harness.services.fleet.sessions.begin() as session:
-        ops.record_events(session, [ops.NewEvent("worker.offline", "fra-1", detail("no_heartbeat", seconds=70.0))])
+        record_events(session, [NewEvent("worker.offline", "fra-1", detail("no_heartbeat", seconds=70.0))])
     assert harness.poll_alerts() == 1
     sent = {
         int(c.params["chat_id"]): c.params["text"]

@@ -205,7 +205,7 @@ def test_durations_in_each_language() -> None:
 
 
 def test_details_from_our_code_render_in_russian_and_say_in_english_what_the_source_says() -> None:
-    from backend.listener import _offline_detail
+    from backend.reconciler import _offline_detail
     from worker import failures
 
     ours = [
@@ -311,9 +311,9 @@ def test_summary_and_move_notes() -> None:
 
 
 def test_errors_are_shown_from_their_codes_in_the_admins_language() -> None:
-    from backend.accounts_service import AccountError
     from backend.dispatch import WorkerDidNotAnswer
-    from database.operations import AccountExists, AccountNotFound, WorkerHasAccounts, WorkerStillOnline
+    from backend.errors import AccountError
+    from database.errors import AccountExists, AccountNotFound, WorkerHasAccounts, WorkerStillOnline
 
     assert error_text("ru", WorkerStillOnline("w1")) == "Воркер w1 онлайн: сначала остановите его, потом удаляйте."
     assert error_text("ru", WorkerHasAccounts("w<1>", 3)).startswith("На воркере w&lt;1&gt; ещё есть аккаунты")

@@ -16,9 +16,9 @@ import pytest
 from redis import Redis
 
 from backend.account_sync import AccountSync
-from backend.accounts_service import read_live_states
+from backend.account_views import read_live_states
 from backend.dispatch import TaskDispatcher
-from backend.listener import Reconciler
+from backend.reconciler import Reconciler
 from celery_app.account_state import AccountStatus
 from celery_app.contract import queue_for
 from celery_app.presence import WorkerInfo

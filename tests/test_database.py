@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from database import operations as ops
 from database.engine import (
     MIGRATIONS_DIR,
     SCHEMA_HEAD,
@@ -19,7 +18,10 @@ from database.engine import (
     ensure_schema,
     open_database,
 )
+from database.errors import WorkerExists, WorkerNotFound, WorkerStillOnline
+from database.events import recent_events
 from database.models import Worker
+from database.workers import add_worker, find_worker, get_worker, list_workers, remove_worker, set_worker_active
 
 
 def test_schema_head_matches_the_newest_migration() -> None:
@@ -70,25 +72,25 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path: Path
 def test_worker_operations_and_their_events(database_url: str) -> None:
     _engine, sessions = open_database(database_url)
     with sessions.begin() as session:
-        ops.add_worker(session, "srv1", "10.0.0.1", "cli:test")
-    with sessions.begin() as session, pytest.raises(ops.WorkerExists):
-        ops.add_worker(session, "srv1", "10.0.0.2", "cli:test")
+        add_worker(session, "srv1", "10.0.0.1", "cli:test")
+    with sessions.begin() as session, pytest.raises(WorkerExists):
+        add_worker(session, "srv1", "10.0.0.2", "cli:test")
     with sessions.begin() as session:
-        assert ops.set_worker_active(session, "srv1", False, "cli:test") is True
-        assert ops.set_worker_active(session, "srv1", False, "cli:test") is False
+        assert set_worker_active(session, "srv1", False, "cli:test") is True
+        assert set_worker_active(session, "srv1", False, "cli:test") is False
     with sessions() as session:
-        assert [w.name for w in ops.list_workers(session, active_only=True)] == []
-        kinds = [e.kind for e in ops.recent_events(session, "srv1")]
+        assert [w.name for w in list_workers(session, active_only=True)] == []
+        kinds = [e.kind for e in recent_events(session, "srv1")]
         assert kinds == ["worker.deactivated", "worker.added"]
-    with sessions.begin() as session, pytest.raises(ops.WorkerStillOnline):
-        ops.remove_worker(session, "srv1", "cli:test", is_online=True)
+    with sessions.begin() as session, pytest.raises(WorkerStillOnline):
+        remove_worker(session, "srv1", "cli:test", is_online=True)
     with sessions.begin() as session:
-        ops.remove_worker(session, "srv1", "cli:test", is_online=False)
+        remove_worker(session, "srv1", "cli:test", is_online=False)
     with sessions() as session:
-        assert ops.find_worker(session, "srv1") is None
-        assert ops.recent_events(session, "srv1")[0].kind == "worker.removed"
-    with sessions() as session, pytest.raises(ops.WorkerNotFound, match="worker 'ghost' not found"):
-        ops.get_worker(session, "ghost")
+        assert find_worker(session, "srv1") is None
+        assert recent_events(session, "srv1")[0].kind == "worker.removed"
+    with sessions() as session, pytest.raises(WorkerNotFound, match="worker 'ghost' not found"):
+        get_worker(session, "ghost")
 
 
 def test_times_round_trip_as_aware_utc(database_url: str) -> None:
@@ -97,7 +99,7 @@ def test_times_round_trip_as_aware_utc(database_url: str) -> None:
     with sessions.begin() as session:
         session.add(Worker(name="t", address="a", last_heartbeat=moment))
     with sessions() as session:
-        stored = ops.get_worker(session, "t").last_heartbeat
+        stored = get_worker(session, "t").last_heartbeat
     assert stored == moment and stored.tzinfo is not None
 
 

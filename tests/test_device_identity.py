@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from redis import Redis
 from sqlalchemy import text
 
-from backend.accounts_service import account_spec
+from backend.account_base import account_spec
 from celery_app.account_state import AccountStatus
 from celery_app.contract import AccountSpec, DeviceIdentity, StartAccount, parse_payload
 from celery_app.presence import WorkerInfo
@@ -24,7 +24,7 @@ from common.crypto import SecretBox
 from common.devices import PROFILES, choose_identity, complete_identity, identity_fields
 from common.validation import InvalidValue
 from config import MTProtoEndpoint
-from database import operations as ops
+from database.accounts import device_of
 from database.engine import MIGRATIONS_DIR, SCHEMA_HEAD, create_db_engine, current_revision, ensure_schema
 from database.models import Account
 from scripts.embedded_redis import free_port
@@ -366,7 +366,7 @@ def test_the_migration_gives_existing_accounts_the_identity_a_worker_would_choos
 
     with Session(engine) as session:
         accounts = session.query(Account).order_by(Account.id).all()
-        devices = {box.decrypt(a.phone_enc): ops.device_of(a) for a in accounts}
+        devices = {box.decrypt(a.phone_enc): device_of(a) for a in accounts}
         specs = [account_spec(a) for a in accounts]
     assert devices == {phone: choose_identity(box.lookup(phone)) for phone in phones}
     assert all(spec.device is not None for spec in specs)

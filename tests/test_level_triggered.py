@@ -19,15 +19,17 @@ from sqlalchemy import select
 
 from backend.account_sync import AccountSync
 from backend.dispatch import TaskDispatcher
-from backend.listener import Reconciler
+from backend.reconciler import Reconciler
 from celery_app import keys, presence, report
 from celery_app.account_state import AccountState, AccountStatus
 from celery_app.events import WireEvent, WireEventKind
 from celery_app.presence import WorkerInfo
 from common.details import Detail, detail
-from database import operations as ops
+from database.accounts import account_counts
 from database.engine import open_database
-from database.models import Account, FleetEvent
+from database.events import NewEvent, account_subject, record_events
+from database.models import Account, FleetEvent, epoch_to_datetime, utcnow
+from database.workers import add_worker
 
 OFFLINE_AFTER = 6.0  # the fence (and the limit of belief) is at 3 s
 
@@ -41,7 +43,7 @@ def reconciler(redis_client: Redis, database_url: str, redis_url: str) -> Iterat
 
 def worker(reconciler: Reconciler, name: str, active: bool = True) -> int:
     with reconciler.sessions.begin() as session:
-        row = ops.add_worker(session, name, f"addr-{name}", "test")
+        row = add_worker(session, name, f"addr-{name}", "test")
         row.is_active = active
         session.flush()
         return row.id
@@ -72,7 +74,7 @@ def account(
             desired_state=desired,
             status=status,
             status_detail="",
-            status_changed_at=ops.epoch_to_datetime(changed) if changed else None,
+            status_changed_at=epoch_to_datetime(changed) if changed else None,
         )
         session.add(row)
         session.flush()
@@ -280,20 +282,20 @@ def reconnecting(attempt: int) -> Detail:
 
 
 def test_repeated_transitions_fold_into_one_row_with_a_count(reconciler: Reconciler) -> None:
-    subject = ops.account_subject(7)
-    base = ops.utcnow()
+    subject = account_subject(7)
+    base = utcnow()
     with reconciler.sessions.begin() as session:
         for index in range(50):  # a flapping account: error, starting, error, starting…
             at = base + timedelta(seconds=index * 2)
-            ops.record_events(
+            record_events(
                 session,
                 [
-                    ops.NewEvent("account.status", subject, status("error", retry(index)), "worker", at),
-                    ops.NewEvent("account.status", subject, status("starting", reconnecting(index)), "worker", at),
+                    NewEvent("account.status", subject, status("error", retry(index)), "worker", at),
+                    NewEvent("account.status", subject, status("starting", reconnecting(index)), "worker", at),
                 ],
             )
         gone = status("banned", detail("user_deactivated"))
-        ops.record_events(session, [ops.NewEvent("account.status", subject, gone, "worker")])
+        record_events(session, [NewEvent("account.status", subject, gone, "worker")])
     with reconciler.sessions() as session:
         rows = session.scalars(select(FleetEvent).where(FleetEvent.subject == subject).order_by(FleetEvent.id)).all()
     assert [(row.detail.split(":")[0], row.repeat_count) for row in rows] == [
@@ -307,9 +309,7 @@ def test_repeated_transitions_fold_into_one_row_with_a_count(reconciler: Reconci
     # Outside the window a transition starts a new row.
     later = base + timedelta(hours=2)
     with reconciler.sessions.begin() as session:
-        ops.record_events(
-            session, [ops.NewEvent("account.status", subject, status("error", retry(1)), "worker", later)]
-        )
+        record_events(session, [NewEvent("account.status", subject, status("error", retry(1)), "worker", later)])
     with reconciler.sessions() as session:
         assert session.scalar(select(FleetEvent.repeat_count).order_by(FleetEvent.id.desc()).limit(1)) == 1
 
@@ -317,12 +317,12 @@ def test_repeated_transitions_fold_into_one_row_with_a_count(reconciler: Reconci
 def test_history_older_than_the_retention_is_pruned_in_batches(
     reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("backend.listener.PRUNE_BATCH", 7)
-    now = ops.utcnow()
+    monkeypatch.setattr("backend.reconciler.PRUNE_BATCH", 7)
+    now = utcnow()
     with reconciler.sessions.begin() as session:
-        old = [ops.NewEvent("worker.online", f"old-{i}", None, at=now - timedelta(days=31)) for i in range(30)]
-        new = [ops.NewEvent("worker.online", f"new-{i}", None, at=now - timedelta(days=29)) for i in range(5)]
-        ops.record_events(session, old + new)
+        old = [NewEvent("worker.online", f"old-{i}", None, at=now - timedelta(days=31)) for i in range(30)]
+        new = [NewEvent("worker.online", f"new-{i}", None, at=now - timedelta(days=29)) for i in range(5)]
+        record_events(session, old + new)
     assert reconciler.prune_history() == 30
     with reconciler.sessions() as session:
         left = session.scalars(select(FleetEvent.subject)).all()
@@ -338,7 +338,7 @@ def test_views_show_a_status_only_when_a_live_source_reports_it(
 
     box = SecretBox("v" * 40)
     service = AccountService(redis_client, reconciler.sessions, TaskDispatcher(redis_url), OFFLINE_AFTER, lambda: box)
-    workers = FleetService(redis_client, reconciler.sessions, OFFLINE_AFTER, ops.account_counts)
+    workers = FleetService(redis_client, reconciler.sessions, OFFLINE_AFTER, account_counts)
     w1 = worker(reconciler, "w1")
     old = presence.server_time(redis_client) - 60
     runs = account(reconciler, w1, "running", "running", changed=old)

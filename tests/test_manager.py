@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from backend.accounts_service import read_live_states
+from backend.account_views import read_live_states
 from celery_app import keys, leases
 from celery_app.account_state import AccountState, AccountStatus
 from celery_app.presence import WorkerInfo

@@ -17,14 +17,15 @@ import pytest
 from redis import Redis
 from sqlalchemy import select
 
-from backend.accounts_service import AccountError, AccountService
+from backend.accounts_service import AccountService
 from backend.dispatch import TaskDispatcher
+from backend.errors import AccountError
 from backend.operations_service import OperationsService
 from celery_app import keys, presence, report
 from celery_app.operations import OperationName, OperationStatus
 from celery_app.presence import WorkerInfo
 from common.crypto import SecretBox
-from database import operations as ops
+from database import workers as workers_db
 from database.engine import open_database
 from database.models import Account, AccountOperation, FleetEvent
 
@@ -44,7 +45,7 @@ def service(redis_client: Redis, database_url: str, redis_url: str) -> Iterator[
 
 def add_worker(service: OperationsService, name: str, active: bool = True) -> int:
     with service.sessions.begin() as session:
-        row = ops.add_worker(session, name, f"addr-{name}", "test")
+        row = workers_db.add_worker(session, name, f"addr-{name}", "test")
         row.is_active = active
         session.flush()
         return row.id
@@ -244,7 +245,7 @@ def test_the_backend_records_an_outcome_as_soon_as_the_worker_reports_it(
     service: OperationsService, redis_client: Redis
 ) -> None:
     """The event path: an `operation.status` event of a finished operation is recorded without a scan."""
-    from backend.listener import Reconciler
+    from backend.reconciler import Reconciler
     from celery_app import events
 
     reconciler = Reconciler(redis_client, service.sessions, OFFLINE_AFTER, on_operations_finished=service.record)

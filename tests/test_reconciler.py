@@ -8,13 +8,15 @@ import pytest
 from redis import Redis
 from sqlalchemy import event, select
 
-from backend.listener import LeaderLock, Reconciler
+from backend.leader import LeaderLock
+from backend.reconciler import Reconciler
 from celery_app import events, keys, presence
 from celery_app.events import WireEventKind
 from celery_app.presence import WorkerInfo
-from database import operations as ops
 from database.engine import open_database
+from database.events import recent_events
 from database.models import FleetEvent, Worker
+from database.workers import add_worker, list_workers
 
 
 def _fake_worker(redis: Redis, name: str, age: float = 0.0) -> None:
@@ -33,7 +35,7 @@ def reconciler(redis_client: Redis, database_url: str) -> Reconciler:
 
 def _workers(reconciler: Reconciler) -> dict[str, Worker]:
     with reconciler.sessions() as session:
-        return {w.name: w for w in ops.list_workers(session)}
+        return {w.name: w for w in list_workers(session)}
 
 
 def _kinds(reconciler: Reconciler, name: str) -> list[str]:
@@ -54,7 +56,7 @@ def test_scan_discovers_records_and_marks_silent_workers_offline(reconciler: Rec
     redis_client.zadd(keys.HEARTBEATS, {"fresh": presence.server_time(redis_client) - 6})
     assert reconciler.scan().went_offline == ["fresh"]
     with reconciler.sessions() as session:
-        last = ops.recent_events(session, "fresh", 1)[0]
+        last = recent_events(session, "fresh", 1)[0]
     assert last.kind == "worker.offline" and last.detail == "no heartbeat for 6 s"
     # A scan with nothing new writes no events.
     assert reconciler.scan().went_offline == []
@@ -62,7 +64,7 @@ def test_scan_discovers_records_and_marks_silent_workers_offline(reconciler: Rec
 
 def test_a_pre_registered_worker_keeps_its_admin_address(reconciler: Reconciler, redis_client: Redis) -> None:
     with reconciler.sessions.begin() as session:
-        ops.add_worker(session, "pre", "203.0.113.9", "cli:test")
+        add_worker(session, "pre", "203.0.113.9", "cli:test")
     _fake_worker(redis_client, "pre")
     assert reconciler.scan().went_online == ["pre"]
     worker = _workers(reconciler)["pre"]

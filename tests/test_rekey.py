@@ -10,8 +10,9 @@ import pytest
 from redis import Redis
 from sqlalchemy import text
 
-from backend.accounts_service import AccountError, AccountService
+from backend.accounts_service import AccountService
 from backend.dispatch import TaskDispatcher
+from backend.errors import AccountError
 from board.service import BoardService
 from celery_app import keys
 from common.crypto import SecretBox, SecretError

@@ -73,7 +73,7 @@ def import_accounts(
     start_now: bool,
 ) -> None:
     """Import existing sessions (nothing is sent to Telegram)."""
-    from backend.accounts_service import AccountError
+    from backend.errors import AccountError
     from common.validation import InvalidValue, printable
 
     sources = [s for s in (session_string, session_file, folder) if s is not None]
@@ -131,7 +131,7 @@ def _import_one(
     service: Any, path: Path, worker: str, api_id: str | None, api_hash: str | None, proxy: str | None, start: bool
 ) -> int:
     """Import one file of a folder; AccountError or InvalidValue say why it was skipped."""
-    from backend.accounts_service import AccountError
+    from backend.errors import AccountError
     from common.devices import identity_fields
     from common.sessions import read_small_file
     from common.validation import is_ascii_number
@@ -164,8 +164,8 @@ def _import_one(
 
 def _check_on_worker(service: Any, account_id: int) -> None:
     """Ask the worker whether it can read the session (same SECRET_KEY); a warning, not a failure."""
-    from backend.accounts_service import AccountError, WorkerUnavailable
     from backend.dispatch import WorkerDidNotAnswer
+    from backend.errors import AccountError, WorkerUnavailable
 
     try:
         service.check_session_on_worker(account_id)

@@ -21,7 +21,7 @@ def login(
     context: Context, worker: str, phone: str, api_id: str, api_hash: str, proxy: str | None, start_now: bool
 ) -> None:
     """Log an account in: asks for the code (and the 2FA password) in the terminal."""
-    from backend.accounts_service import LoginError
+    from backend.errors import LoginError
 
     service = context.plane().accounts
     step = service.begin_login(worker, phone, api_id, api_hash, proxy=proxy, actor=actor())

@@ -91,7 +91,7 @@ def operate(
       run_cli.py accounts op profile 7 --first-name Anna --photo anna.jpg
       run_cli.py accounts op 2fa 7 --set-password
     """
-    from backend.accounts_service import AccountError
+    from backend.errors import AccountError
 
     service = context.plane().operations
     operation = service.operation_name(name)

@@ -12,7 +12,7 @@ from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from backend.accounts_service import AccountError, WorkerUnavailable
+from backend.errors import AccountError, WorkerUnavailable
 from bot import views
 from bot.callbacks import AccountAction, AccountCard, AccountsPage, Menu, MenuAction, MoveTo
 from bot.details import error_text

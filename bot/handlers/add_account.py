@@ -16,7 +16,8 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from backend.accounts_service import AccountError, AccountView, LoginError
+from backend.account_views import AccountView
+from backend.errors import AccountError, LoginError
 from bot import views
 from bot.callbacks import Menu, MenuAction, WizardMethod, WizardWorker
 from bot.details import error_text

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiogram.types import InlineKeyboardMarkup, Message
 
-from backend.operations_service import OperationView
+from backend.operation_views import OperationView
 from bot.handlers.base import edit
 from bot.operation_views import Phase
 from bot.services import BotServices

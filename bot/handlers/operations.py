@@ -18,8 +18,8 @@ from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from backend.accounts_service import AccountError
-from backend.operations_service import OperationView
+from backend.errors import AccountError
+from backend.operation_views import OperationView
 from bot import operation_views as ov
 from bot import views
 from bot.callbacks import (

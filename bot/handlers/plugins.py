@@ -13,7 +13,7 @@ from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from backend.accounts_service import AccountError
+from backend.errors import AccountError
 from backend.plugins_service import PluginsService, parse_config
 from bot import operation_views as ov
 from bot.callbacks import AccountAction, AccountCard, Form, FormAction, PluginToggle

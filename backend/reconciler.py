@@ -9,7 +9,7 @@ desired state says so (`backend.account_sync`). Between scans it applies wire ev
 at once (in order, through a consumer group): account statuses are recorded, and worker events make the
 next scan come at once. Nothing depends on an event having survived: a lost one delays a correction by at
 most one scan. The acting backend also trims the stream of what it applied and prunes old history. Only the
-backend holding the leader lock acts; others stand by.
+backend holding the leader lock (`backend.leader`) acts; others stand by (`run_reconciler`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,23 +29,23 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.account_sync import AccountSync, SyncReport
+from backend.leader import LeaderLock
 from backend.observed import sight
-from celery_app import events, keys, presence, report
+from celery_app import events, presence, report
 from celery_app.events import WireEvent, WireEventKind
 from celery_app.operations import FINAL_STATUSES
 from celery_app.presence import Liveness, WorkerInfo, liveness
 from common.details import Detail, detail, free
 from common.redaction import safe_detail
-from database import operations as ops
-from database.models import FleetEventKind, Worker, WorkerStatus
-from database.operations import NewEvent, epoch_to_datetime
+from database.events import NewEvent, account_subject, prune_events, record_events
+from database.models import FleetEventKind, Worker, WorkerStatus, epoch_to_datetime
+from database.workers import WorkerRow, insert_discovered_workers, update_heartbeats, worker_rows
 
 if TYPE_CHECKING:
     from backend.metrics import BackendMetrics
 
 log = logging.getLogger(__name__)
 
-LEADER_TTL_SECONDS = 10.0
 MAX_EVENT_WAIT_SECONDS = 1.0
 PRUNE_EVERY_SECONDS = 3600.0
 PRUNE_BATCH = 5000
@@ -73,7 +72,7 @@ def plugin_event(event: WireEvent) -> NewEvent | None:
         return None
     data = event.data
     plugin = str(data.get("plugin", "?"))[:64]
-    subject = ops.account_subject(int(event.subject))
+    subject = account_subject(int(event.subject))
     at = epoch_to_datetime(event.at) if event.at else None
     if event.kind == PLUGIN_EVENT:
         kind = FleetEventKind.PLUGIN_ALERT if data.get("alert") else FleetEventKind.PLUGIN_EVENT
@@ -141,7 +140,7 @@ class Reconciler:
         reports = report.read_reports(self.redis, online) if self.accounts is not None else {}
         result = ScanReport(workers=len(snapshot.beats))
         with self.sessions.begin() as session:
-            rows = ops.worker_rows(session)
+            rows = worker_rows(session)
             self._insert_discovered(session, snapshot, [name for name in snapshot.beats if name not in rows], result)
             self._sync_existing(session, snapshot, rows, result)
             if self.accounts is not None:
@@ -184,7 +183,7 @@ class Reconciler:
         deleted = 0
         while time.monotonic() < deadline:
             with self.sessions.begin() as session:
-                batch = ops.prune_events(session, cutoff, PRUNE_BATCH)
+                batch = prune_events(session, cutoff, PRUNE_BATCH)
             deleted += batch
             if batch < PRUNE_BATCH:
                 break
@@ -221,14 +220,14 @@ class Reconciler:
             if status is Liveness.ONLINE:
                 new_events.append(NewEvent(FleetEventKind.WORKER_ONLINE, name, None, at=seen))
                 report.went_online.append(name)
-        ops.insert_discovered_workers(session, rows)
-        ops.record_events(session, new_events)
+        insert_discovered_workers(session, rows)
+        record_events(session, new_events)
 
     def _sync_existing(
         self,
         session: Session,
         snapshot: presence.HeartbeatSnapshot,
-        rows: dict[str, ops.WorkerRow],
+        rows: dict[str, WorkerRow],
         report: ScanReport,
     ) -> None:
         changes: list[tuple[int, str, datetime | None]] = []
@@ -250,8 +249,8 @@ class Reconciler:
                         NewEvent(FleetEventKind.WORKER_OFFLINE, name, _offline_detail(beat, snapshot.now), at=now)
                     )
                     report.went_offline.append(name)
-        ops.update_heartbeats(session, changes)
-        ops.record_events(session, new_events)
+        update_heartbeats(session, changes)
+        record_events(session, new_events)
 
     def apply_events(self, batch: list[WireEvent]) -> bool:
         """Record account statuses, then worker events in order, settling each named worker on its live state.
@@ -272,7 +271,7 @@ class Reconciler:
         plugin_events = [plugin_event(e) for e in batch if e.kind in (PLUGIN_EVENT, PLUGIN_ERROR)]
         if any(plugin_events):
             with self.sessions.begin() as session:
-                ops.record_events(session, [e for e in plugin_events if e is not None])
+                record_events(session, [e for e in plugin_events if e is not None])
         worker_events = [e for e in batch if e.kind in (WireEventKind.WORKER_ONLINE, WireEventKind.WORKER_OFFLINE)]
         names = sorted({e.subject for e in worker_events})
         if not names:
@@ -301,7 +300,7 @@ class Reconciler:
                     kind = FleetEventKind.WORKER_ONLINE if live is Liveness.ONLINE else FleetEventKind.WORKER_OFFLINE
                     why = None if live is Liveness.ONLINE else _offline_detail(beat, snapshot.now)
                     new_events.append(NewEvent(kind, name, why, at=now))
-            ops.record_events(session, new_events)
+            record_events(session, new_events)
         return True
 
     def _apply_online(
@@ -347,37 +346,7 @@ class Reconciler:
         return worker
 
 
-_HOLD = """
-local current = redis.call('GET', KEYS[1])
-if (not current) or current == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class LeaderLock:
-    """A Redis lock with expiry that the acting backend renews; a standby takes over when it lapses."""
-
-    def __init__(self, redis: Redis, ttl: float = LEADER_TTL_SECONDS, key: str = keys.BACKEND_LEADER) -> None:
-        self.redis = redis
-        self.ttl = ttl
-        self.key = key
-        self.identity = uuid.uuid4().hex
-
-    def hold(self) -> bool:
-        return bool(self.redis.eval(_HOLD, 1, self.key, self.identity, int(self.ttl * 1000)))
-
-    def release(self) -> None:
-        self.redis.eval(_RELEASE, 1, self.key, self.identity)
-
-
-def run_listener(
+def run_reconciler(
     reconciler: Reconciler,
     leader: LeaderLock,
     scan_interval: float,
