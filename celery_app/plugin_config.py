@@ -1,10 +1,10 @@
 """Plugins in Redis: which ones each account should run with what configuration, and how they fare.
 
 Desired state: `keys.account_plugins(id)`, a hash plugin name -> JSON config, is the database's mirror. The
-control plane rewrites an account's hash with `write_desired` (or many at once with `write_desired_many`),
-which bumps `keys.PLUGINS_VERSION` in the same transaction; a worker compares `version` with the one it last
-applied and re-reads the hashes of its running accounts (`read_desired`) when it differs. `version` is None
-when the counter is missing (Redis lost its data): the control plane writes the mirror again.
+control plane rewrites accounts' hashes with `write_desired_many`, which bumps `keys.PLUGINS_VERSION` in the
+same transaction; a worker compares `version` with the one it last applied and re-reads the hashes of its
+running accounts (`read_desired`) when it differs. `version` is None when the counter is missing (Redis lost
+its data): the control plane writes the mirror again.
 
 Observed state: `keys.plugin_status(id)`, a hash plugin name -> JSON {state, errors, last_error, at}, written
 by the worker running the account (`worker.plugins`) and read by the CLI, the bot and the backend
@@ -75,13 +75,9 @@ def _encode(config: Mapping[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
-def write_desired(redis: Redis, account_id: int, configs: Mapping[str, Mapping[str, Any]]) -> None:
-    """Replace the plugins an account should run (name -> config; empty: none), and bump the version."""
-    write_desired_many(redis, {account_id: configs})
-
-
 def write_desired_many(redis: Redis, desired: Mapping[int, Mapping[str, Mapping[str, Any]]]) -> None:
-    """`write_desired` for many accounts in one transaction and one version bump."""
+    """Replace the plugins each account should run (id -> {name -> config}; empty: none), in one transaction
+    that bumps the version once."""
     if not desired:
         return
     pipe = redis.pipeline(transaction=True)

@@ -15,7 +15,7 @@ from worker.plugins.writer import PluginWriter
 
 def test_desired_configuration_and_version(redis_client: Redis) -> None:
     assert plugin_config.version(redis_client) is None
-    plugin_config.write_desired(redis_client, 7, {"watch": {"patterns": ["x"]}, "autoreply": {"text": "a"}})
+    plugin_config.write_desired_many(redis_client, {7: {"watch": {"patterns": ["x"]}, "autoreply": {"text": "a"}}})
     assert plugin_config.version(redis_client) == 1
     plugin_config.write_desired_many(redis_client, {7: {"watch": {"patterns": ["y"]}}, 8: {}})
     assert plugin_config.version(redis_client) == 2
