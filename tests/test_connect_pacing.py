@@ -147,6 +147,37 @@ def test_the_bucket_lets_a_burst_through_then_the_rate() -> None:
             ConnectPacer(bad)
 
 
+def test_waiters_woken_late_by_a_starved_loop_still_dial_at_the_pace() -> None:
+    """A loop thread starved of CPU wakes every waiter whose place in line came up meanwhile at once; the
+    dials still keep to the burst plus the rate (this failed on a busy 2-core machine: 68 dials in 0.1 s)."""
+    pacer = ConnectPacer(50, burst=5)
+    dialled: list[float] = []
+
+    async def dial() -> None:
+        assert await pacer.wait_turn()
+        dialled.append(time.monotonic())
+
+    async def main() -> None:
+        waiters = [asyncio.create_task(dial()) for _ in range(80)]
+        await asyncio.sleep(0)  # every waiter has its place in line
+        time.sleep(1.0)  # the loop is starved: ~50 places come up while nothing runs
+        await asyncio.gather(*waiters)
+
+    asyncio.run(main())
+    assert len(dialled) == 80
+    assert_paced(sorted(dialled), pacer)
+
+
+def test_a_turn_ahead_of_the_line_counts_in_the_pace() -> None:
+    now = [100.0]
+    pacer = ConnectPacer(10, clock=lambda: now[0])
+    assert [pacer.take_dial() for _ in range(10)] == [0.0] * 10
+    assert pacer.take_dial() == pytest.approx(0.1)  # nothing taken: it is not there yet
+    pacer.take_turn_now()  # a login goes ahead, and the next dial waits the longer for it
+    assert pacer.take_dial() == pytest.approx(0.2)
+    assert [pacer.reserve() for _ in range(10)][-2:] == [0.0, pytest.approx(0.1)]  # it took a place in line too
+
+
 def test_every_backoff_is_jittered() -> None:
     delays = [backoff_delay(1) for _ in range(200)]
     assert all(1.5 <= d <= 2.5 for d in delays) and max(delays) - min(delays) > 0.5

@@ -140,7 +140,7 @@ class LoginMethods:
         loop_thread = self._least_loaded_loop()
 
         # An admin is waiting: a login goes ahead of the queue, but its connect counts in the worker's pace.
-        self.pacer.reserve()
+        self.pacer.take_turn_now()
 
         async def begin() -> LoginOutcome:
             client = self.factory(spec)
