@@ -246,14 +246,14 @@ def test_stale_and_forged_report_buttons(harness: BotHarness) -> None:
     chat.send("/board")
     # `press` returns at the bot's first call after it; the screen is checked once the edit has landed.
     chat.press(BoardReportAction(id="no-such-report", action=ReportAction.DISMISS, pos=0).pack())
-    wait_until(lambda: "Жалоба не найдена" in chat.text(), 5, message="refusal shown")
+    wait_until(lambda: "Жалоба не найдена" in chat.text(), 30, message="refusal shown")
     assert "Жалоба 1 из 5" in chat.text()
     # Another moderator settled the first report meanwhile: a stale position shows what is there now.
     service.dismiss(data.reports["cheap1"], "cli:someone")
     chat.press(BoardQueue(pos=40).pack())
-    wait_until(lambda: "Жалоба 4 из 4" in chat.text(), 5, message="the last report shown")
+    wait_until(lambda: "Жалоба 4 из 4" in chat.text(), 30, message="the last report shown")
     chat.press(BoardQueue(pos=-3).pack())
-    wait_until(lambda: "Жалоба 1 из 4" in chat.text(), 5, message="the first report shown")
+    wait_until(lambda: "Жалоба 1 из 4" in chat.text(), 30, message="the first report shown")
     assert_no_telegram_ids(harness)
 
 

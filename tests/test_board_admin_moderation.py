@@ -15,6 +15,7 @@ from board.service import BoardService
 from bot.callbacks import BoardReportAction, ReportAction
 from database.board_models import ReportTarget
 from tests.support.bot_harness import BotHarness
+from tests.support.stack import wait_until
 from tests.test_board_admin import ADMIN, DAVE, OTHER_ADMIN, ad_status, assert_no_telegram_ids, attach_board, seed
 from tests.test_board_cli import seeded
 
@@ -47,12 +48,13 @@ def test_acting_on_a_reporter_from_the_queue(harness: BotHarness) -> None:
     assert "Жалоба 1 из 3" in chat.text()
 
     # The same button again, from the old card: it says it was settled — by this very moderator.
+    # `press` returns at the bot's first call after it (the button's answer); the screen's edit comes after.
     chat.press(BoardReportAction(id=data.reports["cheap1"], action=ReportAction.DISMISS).pack())
-    assert "Вы уже рассмотрели эту жалобу." in chat.text()
+    wait_until(lambda: "Вы уже рассмотрели эту жалобу." in chat.text(), 30, message="settled by you")
     other = harness.chat(OTHER_ADMIN)
     other.send("/board")
     other.press(BoardReportAction(id=data.reports["cheap1"], action=ReportAction.DISMISS).pack())
-    assert "Эту жалобу уже рассмотрел другой модератор." in other.text()
+    wait_until(lambda: "Эту жалобу уже рассмотрел другой модератор." in other.text(), 30, message="settled by another")
     assert_no_telegram_ids(harness)
 
 
