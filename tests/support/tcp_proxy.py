@@ -38,6 +38,7 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the timeout was for connecting: an idle connection is not a dead one
             with self._lock:
                 self._connections += [client, upstream]
             for source, target in ((client, upstream), (upstream, client)):
