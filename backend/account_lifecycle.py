@@ -9,6 +9,7 @@ registry, so the worker does not resume it by itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from backend.account_base import AccountServiceBase, account_spec
 from backend.dispatch import WorkerDidNotAnswer, WorkerRejectedCall
@@ -52,25 +53,9 @@ class AccountLifecycle(AccountServiceBase):
                 return ActionResult(account_id, f"account {account_id} will start when worker {name!r} is back", False)
             accounts_db.set_desired_state(session, account, DesiredState.RUNNING, actor)
             spec = account_spec(account)
-        try:
-            answer = self.dispatcher.call(name, TaskName.START_ACCOUNT, StartAccount(spec=spec), START_ANSWER_TIMEOUT)
-        except WorkerRejectedCall as error:
-            raise AccountError(str(error), error.code, **error.values) from None
-        except WorkerDidNotAnswer as error:
-            raise AccountError(
-                f"{error}; the account stays marked to run and the backend will retry",
-                "no_answer_will_retry",
-                **error.values,
-            ) from None
-        if not answer.get("ok"):
-            problem = str(answer.get("detail") or answer.get("message"))
-            raise AccountError(
-                f"worker {name!r} did not start account {account_id}: {problem}",
-                "start_refused",
-                worker=name,
-                id=account_id,
-                problem=problem,
-            )
+        answer = self._run_on_worker(
+            name, account_id, "start", TaskName.START_ACCOUNT, StartAccount(spec=spec), START_ANSWER_TIMEOUT
+        )
         return ActionResult(
             account_id,
             f"account {account_id} on {name}: {answer.get('detail', 'starting')}",
@@ -109,10 +94,31 @@ class AccountLifecycle(AccountServiceBase):
             self._usable_worker(session, name)
             accounts_db.set_desired_state(session, account, DesiredState.RUNNING, actor)
             spec = account_spec(account)
+        answer = self._run_on_worker(
+            name,
+            account_id,
+            "restart",
+            TaskName.RESTART_ACCOUNT,
+            StartAccount(spec=spec, wait_for_lease=2.0),
+            STOP_TIMEOUT,
+        )
+        return ActionResult(
+            account_id, f"restarting account {account_id} on {name}", True, str(answer.get("run") or "")
+        )
+
+    def _run_on_worker(
+        self,
+        name: str,
+        account_id: int,
+        verb: Literal["start", "restart"],
+        task: TaskName,
+        payload: StartAccount,
+        timeout: float,
+    ) -> dict[str, Any]:
+        """Ask the worker to (re)start an account; its refusal, or its silence, as an AccountError with a code
+        (`start_refused`/`restart_refused`, or `no_answer_will_retry`: the account stays marked to run)."""
         try:
-            answer = self.dispatcher.call(
-                name, TaskName.RESTART_ACCOUNT, StartAccount(spec=spec, wait_for_lease=2.0), STOP_TIMEOUT
-            )
+            answer = self.dispatcher.call(name, task, payload, timeout)
         except WorkerRejectedCall as error:
             raise AccountError(str(error), error.code, **error.values) from None
         except WorkerDidNotAnswer as error:
@@ -124,15 +130,13 @@ class AccountLifecycle(AccountServiceBase):
         if not answer.get("ok"):
             problem = str(answer.get("detail") or answer.get("message"))
             raise AccountError(
-                f"worker {name!r} did not restart account {account_id}: {problem}",
-                "restart_refused",
+                f"worker {name!r} did not {verb} account {account_id}: {problem}",
+                "start_refused" if verb == "start" else "restart_refused",
                 worker=name,
                 id=account_id,
                 problem=problem,
             )
-        return ActionResult(
-            account_id, f"restarting account {account_id} on {name}", True, str(answer.get("run") or "")
-        )
+        return answer
 
     def move(self, account_id: int, to_worker: str, actor: str) -> ActionResult:
         """Stop on the old worker (its lease is released), then start on the new one if it should run."""

@@ -94,20 +94,26 @@ def test_every_code_the_code_emits_is_registered_and_every_value_a_text_asks_for
         if name == "detail":
             continue
         if name in ERROR_CLASSES:
-            code = literal(node.args[1]) if len(node.args) > 1 else None
-            code = code or next((literal(k.value) for k in node.keywords if k.arg == "code"), None)
-            if code is None:
-                continue
-            assert code in CODES, f"{path}:{node.lineno}: error code {code!r} is not in common.errors.CODES"
-            seen_errors.add(code)
-            given = {k.arg for k in node.keywords if k.arg} | {"message"}
-            if not any(k.arg is None for k in node.keywords):
-                for lang in LANGUAGES:
-                    asked = variables[lang][f"err-{code}"]
-                    assert asked <= given, f"{path}:{node.lineno}: err-{code} ({lang}) asks for {asked - given}"
+            codes = literals(node.args[1]) if len(node.args) > 1 else []
+            codes = codes or [c for k in node.keywords if k.arg == "code" for c in literals(k.value)]
+            for code in codes:
+                assert code in CODES, f"{path}:{node.lineno}: error code {code!r} is not in common.errors.CODES"
+                seen_errors.add(code)
+                given = {k.arg for k in node.keywords if k.arg} | {"message"}
+                if not any(k.arg is None for k in node.keywords):
+                    for lang in LANGUAGES:
+                        asked = variables[lang][f"err-{code}"]
+                        assert asked <= given, f"{path}:{node.lineno}: err-{code} ({lang}) asks for {asked - given}"
     # The walk found what it must (details of the worker, the backend and the database; errors of each layer).
     assert {"flood", "retry", "worker_offline_silent", "status_change", "moved", "plugin_blocked"} <= seen_details
-    assert {"no_session", "start_refused", "worker_not_found", "invalid_config", "no_answer"} <= seen_errors
+    assert {
+        "no_session",
+        "start_refused",
+        "restart_refused",
+        "worker_not_found",
+        "invalid_config",
+        "no_answer",
+    } <= seen_errors
 
     from worker import failures, login, operation_failures
 
