@@ -12,7 +12,7 @@ import os
 import socket
 from functools import cache
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self, get_args
 from urllib.parse import urlsplit
 
 from config import checks
@@ -221,4 +221,16 @@ def _one_line(error: "ValidationError", model: Any) -> ConfigError:
         shown = mask_url(value)
     except ValueError:  # not even a URL's syntax: show it unless it may hold a password
         shown = "***" if "@" in value else value
-    return ConfigError(f"{name} must {model.model_fields[name].description}, got {shown!r}")
+    return ConfigError(f"{name} must {_description(model.model_fields[name])}, got {shown!r}")
+
+
+def _description(field: Any) -> str:
+    """What a good value is: the field's own description or, for an optional one (`described(...) | None`),
+    the description inside the union."""
+    if field.description:
+        return str(field.description)
+    for member in get_args(field.annotation):
+        for metadata in getattr(member, "__metadata__", ()):
+            if getattr(metadata, "description", None):
+                return str(metadata.description)
+    return "be a valid value"

@@ -57,6 +57,29 @@ def test_malformed_worker_values_name_the_variable(
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [  # optional variables: a bad value says what a good one is, as the others do
+        ("METRICS_LISTEN", "nope", "METRICS_LISTEN must be HOST:PORT, e.g. 127.0.0.1:9464, got 'nope'"),
+        ("WEBHOOK_URL", "http://x", "WEBHOOK_URL must be a URL starting with https://, got 'http://x'"),
+        ("TG_MTPROTO_PUBKEY", "/no/such.pem", "TG_MTPROTO_PUBKEY must name a readable PEM file, got '/no/such.pem'"),
+    ],
+)
+def test_a_bad_optional_value_says_what_is_expected(
+    monkeypatch: pytest.MonkeyPatch, secret_key: str, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv("TG_BOT_TOKEN", "123456:" + "A" * 35)
+    monkeypatch.setenv("ADMIN_IDS", "12")
+    monkeypatch.setenv("TG_MTPROTO_DC", "2@127.0.0.1:4430")
+    monkeypatch.setenv(variable, value)
+    load = {"METRICS_LISTEN": load_backend_settings, "WEBHOOK_URL": load_bot_settings}.get(
+        variable, load_worker_settings
+    )
+    with pytest.raises(ConfigError) as error:
+        load()
+    assert str(error.value) == expected
+
+
 def test_missing_secret_key_stops_a_worker() -> None:
     with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
         load_worker_settings()
