@@ -213,7 +213,7 @@ def test_200_accounts_started_at_once_connect_at_the_configured_rate(
     answer = runtime.start_many({"specs": [wire_spec(box, i) for i in ids]})
     assert all(result["ok"] for result in answer["results"])
     # The last in line says why it is not connecting yet.
-    waiting = wait_until(lambda: (s := live(redis_client, 200)) and "turn" in s.detail and s, 3, interval=0.02)
+    waiting = wait_until(lambda: (s := live(redis_client, 200)) and "turn" in s.detail and s, 30, interval=0.02)
     assert (
         waiting.status == AccountStatus.STARTING and "waiting for its turn to connect (50 per second)" in waiting.detail
     )
