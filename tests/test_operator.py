@@ -129,7 +129,12 @@ def test_one_operation_per_account_at_a_time_and_a_bounded_number_per_worker(
 
     def sample() -> None:
         while not stop.is_set():
-            statuses = [state(redis_client, i).get("status") for i in range(1, 9)]
+            # One atomic snapshot (MULTI/EXEC): read one by one, an operation that ends and the next that
+            # starts in between are both seen running.
+            snapshot = redis_client.pipeline(transaction=True)
+            for i in range(1, 9):
+                snapshot.hget(keys.operation(i), "status")
+            statuses = snapshot.execute()
             running_at_once.append(statuses.count("running"))
             time.sleep(0.01)
 
