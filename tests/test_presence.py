@@ -119,3 +119,37 @@ def test_a_status_written_after_the_heartbeat_snapshot_reads_as_newer(redis_clie
     finally:
         keeper.go_offline()
         reporter.close()
+
+
+def test_flush_waits_for_what_was_reported_before_it_not_for_a_quiet_queue(redis_client: Redis) -> None:
+    """Hundreds of accounts report all the time: a stop that flushes its final status must not wait for a moment
+    when nobody reports (there is none), only for the reports made before it."""
+    import threading
+
+    from celery_app.account_state import AccountState, AccountStatus, read_states
+    from worker.status import StatusReporter
+
+    reporter = StatusReporter(redis_client, "i1")
+    reporter.start()
+    busy = threading.Event()
+    done = threading.Event()
+
+    def chatter() -> None:  # other accounts, reporting without a pause
+        n = 0
+        while not done.is_set():
+            reporter.report(AccountState(1000 + n % 50, AccountStatus.RUNNING, "w1", active=True))
+            n += 1
+            if n == 200:
+                busy.set()
+
+    thread = threading.Thread(target=chatter, daemon=True)
+    thread.start()
+    try:
+        assert busy.wait(30)
+        reporter.report(AccountState(7, AccountStatus.STOPPED, "w1", active=False))
+        assert reporter.flush(timeout=30), "flush waited for a quiet queue"
+        assert read_states(redis_client, [7])[7].status == AccountStatus.STOPPED
+    finally:
+        done.set()
+        thread.join(10)
+        reporter.close()

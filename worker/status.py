@@ -53,29 +53,36 @@ BATCH = 500
 
 
 class StatusReporter:
+    """Each report gets a number; `flush` waits for the reports made before it, not for a quiet queue (with
+    hundreds of accounts reporting, the queue is never quiet: a stop waited its whole timeout for that)."""
+
     def __init__(self, redis: Redis, holder: str) -> None:
         self.redis = redis
         self.holder = holder
-        self._queue: queue.Queue[AccountState | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, AccountState] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
-        self._idle = threading.Event()
-        self._idle.set()
+        self._progress = threading.Condition()
+        self._reported = 0  # the number of the newest report
+        self._written = 0  # every report up to this number is written
 
     def start(self) -> None:
         self._thread.start()
 
     def report(self, state: AccountState) -> None:
-        self._idle.clear()
-        self._queue.put(state)
+        with self._progress:
+            self._reported += 1
+            self._queue.put((self._reported, state))  # in number order: the writer takes them in order
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything reported so far is written (or timeout)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._queue.empty() and self._idle.is_set():
-                return True
-            time.sleep(0.005)
-        return False
+        with self._progress:
+            target = self._reported
+            return self._progress.wait_for(lambda: self._written >= target, timeout)
+
+    def _mark_written(self, upto: int) -> None:
+        with self._progress:
+            self._written = max(self._written, upto)
+            self._progress.notify_all()
 
     def close(self, timeout: float = 5.0) -> None:
         if self._thread.ident is None:  # never started (the worker gave up before opening)
@@ -87,27 +94,30 @@ class StatusReporter:
     def _run(self) -> None:
         pending: dict[int, AccountState] = {}
         order: list[int] = []
+        taken = 0  # the number of the newest report taken into `pending`
         backoff = 0.2
         while True:
             if not pending:
-                self._idle.set()
                 item = self._queue.get()
                 if item is None:
                     return
-                self._idle.clear()
-                self._add(pending, order, item)
+                taken = item[0]
+                self._add(pending, order, item[1])
             while len(pending) < BATCH:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
-                    self._write(pending, order)
+                    if self._write(pending, order):
+                        self._mark_written(taken)
                     return
-                self._add(pending, order, item)
+                taken = item[0]
+                self._add(pending, order, item[1])
             if self._write(pending, order):
                 pending.clear()
                 order.clear()
+                self._mark_written(taken)
                 backoff = 0.2
             else:
                 time.sleep(jittered(backoff))
