@@ -3,7 +3,7 @@
 The control plane imports sessions (it never imports Telethon), so the format lives here: a StringSession is
 '1' + urlsafe-base64 of `>B{4|16}sH256s` (DC id, IP, port, 256-byte auth key); a Telethon `.session` file is
 SQLite with one row in `sessions(dc_id, server_address, port, auth_key, ...)`. Nothing here touches the
-network.
+network. The other formats (Pyrogram, Telegram Desktop's tdata) and telling them apart: `common.session_formats`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlite3
 import stat
 import struct
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.validation import InvalidValue
@@ -32,7 +32,7 @@ class SessionData:
     dc_id: int
     server_address: str
     port: int
-    auth_key: bytes
+    auth_key: bytes = field(repr=False)  # a credential: never in a repr, a log line or a test's diff
 
     def to_string(self) -> str:
         ip = ipaddress.ip_address(self.server_address).packed
@@ -59,10 +59,11 @@ def parse_string_session(text: str) -> SessionData:
     else:
         raise InvalidValue("the session string has the wrong length: is it complete?")
     dc_id, ip, port, key = struct.unpack(f">B{ip_len}sH{AUTH_KEY_BYTES}s", raw)
-    return _checked(SessionData(dc_id, str(ipaddress.ip_address(ip)), port, key))
+    return check_session_data(SessionData(dc_id, str(ipaddress.ip_address(ip)), port, key))
 
 
-def _checked(data: SessionData) -> SessionData:
+def check_session_data(data: SessionData) -> SessionData:
+    """`data` if it can be a logged-in session (a possible data centre and port, a non-zero 256-byte key)."""
     if not 1 <= data.dc_id <= 1000:
         raise InvalidValue(f"the session names an impossible data centre ({data.dc_id})")
     if not 1 <= data.port <= 65535:
@@ -141,4 +142,4 @@ def session_file_to_string(content: bytes) -> str:
         data = SessionData(int(dc_id), str(ipaddress.ip_address(address)), int(port), bytes(key))
     except (TypeError, ValueError, OverflowError):
         raise InvalidValue("the .session file has a malformed data centre, server address or port") from None
-    return _checked(data).to_string()
+    return check_session_data(data).to_string()

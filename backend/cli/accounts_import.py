@@ -1,61 +1,58 @@
-"""`run_cli.py accounts import`: existing sessions into the fleet — one from a string or a file, or a folder of
-`.session` files with their `.json` sidecars — validated here and never sent to Telegram."""
+"""`run_cli.py accounts import`: existing sessions into the fleet, in any common format (`common.session_formats`:
+Telethon or Pyrogram string or `.session` file, Telegram Desktop tdata), detected or forced with `--format` —
+one from a string, a file or a tdata folder, or a folder or `.zip` of them mixed with their `.json` sidecars
+(`backend.session_sources`), imported by `importing`. Validated here and never sent to Telegram; nothing secret
+is printed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from backend.cli.base import Context, actor, pass_context, progress_bar, say
+from backend.cli.base import Context, pass_context, progress_bar, say, table
+
+if TYPE_CHECKING:
+    from backend.accounts_service import AccountService
+    from backend.cli.importing import Options
+    from backend.session_sources import Source
 
 MAX_SESSION_STRING = 64 * 1024  # a StringSession is about 350 characters
-
-
-def _sidecar(session_file: Path) -> dict[str, Any]:
-    """The `.json` next to a `.session` file (the common export format), `{}` if there is none."""
-    import json
-
-    from common.sessions import MAX_SIDECAR_BYTES, read_small_file
-    from common.validation import InvalidValue
-
-    path = session_file.with_suffix(".json")
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(read_small_file(path, MAX_SIDECAR_BYTES))
-    except InvalidValue as error:
-        raise InvalidValue(f"its {path.name} {error}") from None
-    except ValueError:
-        raise InvalidValue(f"its {path.name} is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidValue(f"its {path.name} is not a JSON object")
-    return data
-
-
-def _read_session_file(path: Path) -> bytes:
-    from common.sessions import read_small_file
-    from common.validation import InvalidValue, printable
-
-    try:
-        return read_small_file(path)
-    except InvalidValue as error:
-        raise click.ClickException(f"{printable(str(path))} {error}") from None
+MAX_PASSCODE = 1024
+FORMATS = ("telethon-string", "telethon-file", "pyrogram-string", "pyrogram-file", "tdata")  # SessionFormat's values
 
 
 @click.command("import")
 @click.option("--worker", required=True, help="The worker that will run the account(s).")
-@click.option("--session-string", help="A Telethon StringSession ('-' reads it from standard input).")
+@click.option("--session-string", help="A Telethon or Pyrogram string session ('-' reads it from standard input).")
 @click.option(
-    "--session-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A Telethon .session file."
+    "--session-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A Telethon or Pyrogram .session file, or a text file of string sessions.",
 )
 @click.option(
-    "--folder", type=click.Path(exists=True, file_okay=False, path_type=Path), help="A folder of .session files."
+    "--tdata",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A Telegram Desktop tdata folder (or the folder holding it): each account in it.",
 )
-@click.option("--api-id", help="API ID from my.telegram.org (a folder's .json sidecars may give it per file).")
-@click.option("--api-hash", help="API hash from my.telegram.org.")
+@click.option(
+    "--folder",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A folder of sessions in any format (.session, .txt, tdata folders, .zip archives).",
+)
+@click.option(
+    "--zip", "archive", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A .zip of the same."
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Force this format instead of detecting it.")
+@click.option("--passcode-from-stdin", is_flag=True, help="Read the tdata local passcode from standard input.")
+@click.option(
+    "--api-id", help="API ID from my.telegram.org; alone, that app of the pool (a sidecar or the session may give it)."
+)
+@click.option("--api-hash", help="Its API hash. With neither, each account gets an app of the pool (`apps list`).")
 @click.option("--phone", help="The account's phone number (for a folder: from each file name or sidecar).")
 @click.option("--proxy", help="socks5://user:pass@host:port, http://host:port or mtproxy://secret@host:port")
 @click.option("--start", "start_now", is_flag=True, help="Start the imported account(s) right away.")
@@ -65,7 +62,11 @@ def import_accounts(
     worker: str,
     session_string: str | None,
     session_file: Path | None,
+    tdata: Path | None,
     folder: Path | None,
+    archive: Path | None,
+    fmt: str | None,
+    passcode_from_stdin: bool,
     api_id: str | None,
     api_hash: str | None,
     phone: str | None,
@@ -73,96 +74,127 @@ def import_accounts(
     start_now: bool,
 ) -> None:
     """Import existing sessions (nothing is sent to Telegram)."""
-    from backend.errors import AccountError
+    from backend.cli.importing import Options
+
+    given = [s for s in (session_string, session_file, tdata, folder, archive) if s is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --session-string, --session-file, --tdata, --folder or --zip")
+    if api_hash is not None and api_id is None:
+        raise click.UsageError("--api-hash needs --api-id")
+    if passcode_from_stdin and session_string == "-":
+        raise click.UsageError("--session-string - and --passcode-from-stdin cannot both read standard input")
+    batch = folder is not None or archive is not None
+    if batch and phone:
+        raise click.UsageError("--phone names one account: in a folder, name each file after its phone or use sidecars")
+    passcode = _stdin_line(MAX_PASSCODE).rstrip("\r\n") if passcode_from_stdin else None
+    options = Options(worker, api_id, api_hash, phone, proxy, start_now, fmt, passcode or None, batch)
+    if batch:
+        _import_many(context, folder, archive, options)
+    else:
+        _import_one(context, _single_source(session_string, session_file, tdata), options)
+
+
+def _stdin_line(limit: int) -> str:
+    return sys.stdin.readline(limit)
+
+
+def _single_source(session_string: str | None, session_file: Path | None, tdata: Path | None) -> Source:
+    from backend.session_sources import Source, file_source, tdata_source
+
+    if session_string is not None:
+        text = _stdin_line(MAX_SESSION_STRING).strip() if session_string == "-" else session_string
+        return Source("the session string", text=text)
+    if tdata is not None:
+        return tdata_source(tdata)
+    assert session_file is not None
+    return file_source(session_file)
+
+
+def _import_one(context: Context, source: Source, options: Options) -> None:
+    """One string, file or tdata: one account as before, or a result table if it holds several."""
+    from dataclasses import replace
+
+    from backend.cli.importing import import_session, read_source
+    from backend.session_sources import account_fields, load_sidecar
+    from common.session_formats import PasscodeRequired
     from common.validation import InvalidValue, printable
 
-    sources = [s for s in (session_string, session_file, folder) if s is not None]
-    if len(sources) != 1:
-        raise click.UsageError("give exactly one of --session-string, --session-file or --folder")
-    service = context.plane().accounts
-    if folder is None:
-        if api_id is None or api_hash is None:
-            raise click.UsageError("--api-id and --api-hash are required")
-        if session_string == "-":
-            session_string = sys.stdin.readline(MAX_SESSION_STRING).strip()
-        from common.devices import identity_fields
-
-        device = None
-        if session_file is not None:  # a sidecar beside it says which device the session was used from
-            try:
-                device = identity_fields(_sidecar(session_file)) or None
-            except InvalidValue as error:
-                raise click.ClickException(f"{printable(session_file.name)}: {error}") from None
-        view = service.import_session(
-            worker,
-            api_id,
-            api_hash,
-            session_string=session_string,
-            session_file=_read_session_file(session_file) if session_file else None,
-            phone=phone,
-            proxy=proxy,
-            device=device,
-            actor=actor(),
-        )
-        click.echo(f"imported account {view.id} ({view.phone_masked}) on {view.worker}")
-        _check_on_worker(service, view.id)
-        if start_now:
-            click.echo(service.start(view.id, actor()).message)
+    where = "" if source.text is not None else f"{printable(source.name)}: "
+    try:
+        try:
+            sessions = read_source(source, options)
+        except PasscodeRequired:
+            if options.passcode or not sys.stdin.isatty():
+                raise
+            passcode = click.prompt(f"local passcode of {printable(source.name)}", hide_input=True, err=True)
+            options = replace(options, passcode=passcode)
+            sessions = read_source(source, options)
+        sidecar = load_sidecar(source.sidecar)
+    except PasscodeRequired as error:
+        hint = "" if options.passcode else " with --passcode-from-stdin (or run in a terminal to be asked)"
+        raise click.ClickException(f"{where}{error}{hint}") from None
+    except InvalidValue as error:
+        raise click.ClickException(f"{where}{error}") from None
+    if len(sessions) > 1:
+        _report(context, [source], replace(options, batch=True))
         return
-    files = sorted(folder.glob("*.session"))
-    if not files:
-        raise click.ClickException(f"no .session files in {folder}")
-    imported, failures = [], []
-    with progress_bar("importing", len(files)) as advance:
-        for path in files:
-            try:
-                imported.append(_import_one(service, path, worker, api_id, api_hash, proxy, start_now))
-            except (AccountError, InvalidValue) as error:
-                failures.append((path.name, str(error)))
+    item = sessions[0]
+    fields = account_fields(sidecar, item, 1)
+    service = context.plane().accounts
+    try:
+        view = import_session(service, source, item, fields, options, 1)
+    except InvalidValue as error:
+        raise click.ClickException(f"{where}{error}") from None
+    click.echo(f"imported account {view.id} ({view.phone_masked}) on {view.worker}")
+    _check_on_worker(service, view.id)
+    if options.start:
+        from backend.cli.base import actor
+
+        click.echo(service.start(view.id, actor()).message)
+
+
+def _import_many(context: Context, folder: Path | None, archive: Path | None, options: Options) -> None:
+    from backend.session_sources import sources_in, unpacked
+    from common.validation import InvalidValue, printable
+
+    root = folder or archive
+    assert root is not None
+    with contextlib.ExitStack() as archives:
+        try:
+            if archive is not None:
+                sources = sources_in(archives.enter_context(unpacked(archive)), archives, archive.name, True)
+            else:
+                sources = sources_in(root, archives)
+        except InvalidValue as error:
+            raise click.ClickException(f"{printable(root.name)} {error}") from None
+        if not sources:
+            raise click.ClickException(
+                f"no sessions in {printable(str(root))} (.session and .txt files, tdata folders, .zip archives)"
+            )
+        _report(context, sources, options)
+
+
+def _report(context: Context, sources: list[Source], options: Options) -> None:
+    """Import each source with a progress bar, then the table, the count and each problem; exit 1 on any."""
+    from backend.cli.importing import import_source
+
+    service = context.plane().accounts
+    rows = []
+    with progress_bar("importing", len(sources)) as advance:
+        for source in sources:
+            rows.extend(import_source(service, source, options))
             advance()
-    click.echo(f"imported {len(imported)} of {len(files)} session file(s) onto {worker}")
-    for name, reason in failures:
-        say(f"  skipped {name}: {reason}")
-    if failures:
+    click.echo(table(["FILE", "ACCOUNT", "RESULT"], [[row.file, row.account, row.result] for row in rows]))
+    imported = sum(row.account_id is not None for row in rows)
+    click.echo(f"imported {imported} of {len(rows)} session file(s) onto {options.worker}")
+    for row in rows:
+        if row.reason:
+            say(f"  {'not started' if row.account_id else 'skipped'} {row.file}: {row.reason}")
+    if any(row.reason for row in rows):
         sys.exit(1)
 
 
-def _import_one(
-    service: Any, path: Path, worker: str, api_id: str | None, api_hash: str | None, proxy: str | None, start: bool
-) -> int:
-    """Import one file of a folder; AccountError or InvalidValue say why it was skipped."""
-    from backend.errors import AccountError
-    from common.devices import identity_fields
-    from common.sessions import read_small_file
-    from common.validation import is_ascii_number
-
-    content = read_small_file(path)
-    side = _sidecar(path)
-    file_phone = str(side.get("phone") or (path.stem if is_ascii_number(path.stem.lstrip("+")) else ""))
-    try:
-        view = service.import_session(
-            worker,
-            side.get("app_id") or side.get("api_id") or api_id or "",
-            str(side.get("app_hash") or side.get("api_hash") or api_hash or ""),
-            session_file=content,
-            phone=file_phone or None,
-            proxy=proxy,
-            device=identity_fields(side) or None,  # the device the session was used from; else one is chosen
-            actor=actor(),
-        )
-    except AccountError as error:
-        if error.code == "phone_required" and not file_phone:
-            raise AccountError(
-                f'no phone: name the file after it (79991234567.session) or add {path.stem}.json with "phone"',
-                "phone_not_found",
-            ) from None
-        raise
-    if start:
-        service.start(view.id, actor())
-    return view.id
-
-
-def _check_on_worker(service: Any, account_id: int) -> None:
+def _check_on_worker(service: AccountService, account_id: int) -> None:
     """Ask the worker whether it can read the session (same SECRET_KEY); a warning, not a failure."""
     from backend.dispatch import WorkerDidNotAnswer
     from backend.errors import AccountError, WorkerUnavailable
