@@ -9,7 +9,15 @@ from typing import Any
 
 import click
 
-from config import EXIT_CONFIG, EXIT_UNAVAILABLE, ConfigError, configure_logging, load_backend_settings, load_env_file
+from config import (
+    EXIT_CONFIG,
+    EXIT_UNAVAILABLE,
+    ConfigError,
+    configure_logging,
+    load_backend_settings,
+    load_env_file,
+    load_proxy_policy,
+)
 from version import __version__
 
 DEFAULT_SCAN_SECONDS = 10.0
@@ -59,6 +67,7 @@ def run(interval: float) -> int:
     load_env_file()
     try:
         settings = load_backend_settings()
+        proxy_policy = load_proxy_policy()
     except ConfigError as error:
         click.echo(f"config error: {error}", err=True)
         return EXIT_CONFIG
@@ -68,6 +77,7 @@ def run(interval: float) -> int:
     from backend.connections import ServiceUnavailable
     from backend.control_plane import ControlPlane
     from backend.leader import LeaderLock
+    from backend.proxy_health import ProxyHealth
     from backend.reconciler import Reconciler, run_reconciler
 
     plane = ControlPlane(settings.redis_url, settings.database_url, settings.timing.offline_after, check_redis=False)
@@ -82,13 +92,14 @@ def run(interval: float) -> int:
     redis, dispatcher = plane.redis, plane.dispatcher
     accounts = AccountSync(dispatcher, lease_wait=settings.timing.offline_after + 5, cooldown=max(3 * interval, 15.0))
     operations, plugins = plane.operations, plane.plugins
+    proxy_health = ProxyHealth(redis, sessions, dispatcher, settings.timing.offline_after, proxy_policy)
     reconciler = Reconciler(
         redis,
         sessions,
         settings.timing.offline_after,
         accounts,
         retention_days=settings.event_retention_days,
-        after_scan=[operations.reconcile, plugins.restore_mirror],
+        after_scan=[operations.reconcile, plugins.restore_mirror, proxy_health.step],
         on_operations_finished=operations.record,
     )
     stop = threading.Event()

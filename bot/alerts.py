@@ -143,6 +143,7 @@ def build_alerts(events: Sequence[EventLine], phones: Mapping[int, str] | None =
     worse: list[EventLine] = []
     plugin_messages: list[EventLine] = []
     plugin_errors: list[EventLine] = []
+    proxies: list[EventLine] = []
     for event in events:
         if event.kind == FleetEventKind.WORKER_OFFLINE:
             offline.append(event)
@@ -160,6 +161,8 @@ def build_alerts(events: Sequence[EventLine], phones: Mapping[int, str] | None =
             plugin_messages.append(event)
         elif event.kind == FleetEventKind.PLUGIN_ERROR:
             plugin_errors.append(event)
+        elif event.kind in _PROXY_ALERTS:
+            proxies.append(event)
     alerts: list[Alert] = []
     for group, single_key, many_key in (
         (offline, "alert.worker_offline", "alert.workers_offline"),
@@ -189,6 +192,9 @@ def build_alerts(events: Sequence[EventLine], phones: Mapping[int, str] | None =
                 reason = cause if isinstance(cause, Detail) else None
                 values = {"icon": STATUS_ICON[status], "id": account_id}
                 alerts.append(Alert("alert.account", values, status, detail=reason, detail_format=" — {}"))
+    for event in proxies:  # the pool's proxies (`backend.proxy_health`): dead, back, no spare for its accounts
+        values = {"id": escape(event.subject.removeprefix("proxy:"))}
+        alerts.append(Alert(_PROXY_ALERTS[event.kind], values, detail=event.detail, detail_format=": {}"))
     return alerts + _operation_alerts(worse, plugin_messages, plugin_errors, phones or {})
 
 
@@ -214,6 +220,11 @@ class PluginErrorThrottle:
         return True
 
 
+_PROXY_ALERTS = {
+    FleetEventKind.PROXY_DEAD: "alert.proxy_dead",
+    FleetEventKind.PROXY_ALIVE: "alert.proxy_alive",
+    FleetEventKind.PROXY_NO_SPARE: "alert.proxy_no_spare",
+}
 _NAMED_KINDS = {FleetEventKind.ACCOUNT_VERDICT_WORSE, FleetEventKind.PLUGIN_ALERT, FleetEventKind.PLUGIN_ERROR}
 
 

@@ -42,6 +42,7 @@ class TaskName(enum.StrEnum):
     CANCEL_LOGIN = "fleet.login.cancel"
     CHECK_SESSION = "fleet.session.check"
     OPERATE = "fleet.account.operate"
+    CHECK_PROXIES = "fleet.proxy.check"
 
 
 class Payload(BaseModel):
@@ -109,6 +110,7 @@ class AccountSpec(Payload):
     api_hash_enc: Token
     session_enc: Token
     proxy_enc: Token | None = None
+    proxy_id: AccountId | None = None  # the pool proxy `proxy_enc` is (`celery_app.proxy_health`), if any
     device: DeviceIdentity | None = None  # None from an older control plane: the worker chooses the same one
 
 
@@ -272,6 +274,34 @@ class OperateMany(Payload):
 class OperationsAccepted(Payload):
     accepted: list[int]  # operation ids queued on the worker
     refused: dict[int, str] = Field(default_factory=dict)  # operation id -> why (bad params, undecryptable)
+
+
+# --- proxy checks (`celery_app.proxy_health`)
+
+
+class ProxyTarget(Payload):
+    """A pool proxy to check: a real connection through it to a data centre (`dc_id`: the worker's custom
+    endpoint when it has one, else that Telegram DC; None: the DC of an account using it here, else DC 2)."""
+
+    proxy_id: AccountId
+    proxy_enc: Token
+    dc_id: Annotated[int, Field(ge=1, le=1000)] | None = None
+
+
+class CheckProxies(Payload):
+    targets: Annotated[list[ProxyTarget], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ProxyCheckResult(Payload):
+    proxy_id: int
+    ok: bool
+    latency_ms: float | None = None
+    error: str = ""  # a code (`celery_app.proxy_health.PROBE_ERRORS`), never the proxy's words
+    failures: int = 0  # consecutive failed checks of this proxy on this worker
+
+
+class ProxyCheckResults(Payload):
+    results: list[ProxyCheckResult]
 
 
 class InvalidPayload(Payload):

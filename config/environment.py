@@ -126,6 +126,19 @@ def _readers() -> SimpleNamespace:
     class Plugins(Env):
         PLUGINS_DIR: Annotated[str, AfterValidator(checks.plugins_dir)] | None = None
 
+    class ProxyChecks(Env):
+        PROXY_CHECK_SECONDS: seconds = 60.0
+
+    class Proxies(ProxyChecks):
+        PROXY_SLOW_MS: described(
+            float,
+            "be a positive number of milliseconds",
+            Field(gt=0, allow_inf_nan=False),
+            BeforeValidator(checks.as_float),
+        ) = 1000.0
+        PROXY_DEAD_AFTER: whole(1000) = 3
+        PROXY_MOVES_PER_SCAN: whole(100_000) = 50
+
     class BotApi(Env):
         TG_API_SERVER: Annotated[url("http", "https"), strip_slash] = DEFAULT_BOT_API_SERVER
 
@@ -151,7 +164,7 @@ def _readers() -> SimpleNamespace:
             | None
         ) = None
 
-    class Worker(Plugins, Secret, Logs, Timing, Redis):
+    class Worker(ProxyChecks, Plugins, Secret, Logs, Timing, Redis):
         WORKER_NAME: described(
             str,
             "be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -191,7 +204,7 @@ def _readers() -> SimpleNamespace:
         BOARD_LISTEN: listen("127.0.0.1:8081") = "127.0.0.1:8081"
         BOARD_SEND_RATE: rate(1000) = 30.0
 
-    models = (Logs, Secret, Plugins, Limits, Cli, Backend, Worker, Bot, Board)
+    models = (Logs, Secret, Plugins, Limits, Proxies, Cli, Backend, Worker, Bot, Board)
     return SimpleNamespace(**{model.__name__: model for model in models})
 
 

@@ -41,6 +41,7 @@ class WorkerSettings:
     operations: int = 16  # account operations (check, 2fa, …) running at once on this worker
     plugins_dir: str | None = None  # the operator's plugins (besides `fleet.plugins` entry points)
     plugin_block_seconds: float = 1.0  # a plugin holding its event loop longer than this is reported
+    proxy_check_seconds: float = 60.0  # how often the pool proxies its accounts use are checked
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def load_worker_settings() -> WorkerSettings:
         operations=env.WORKER_OPERATIONS,
         plugins_dir=env.PLUGINS_DIR,
         plugin_block_seconds=env.PLUGIN_BLOCK_SECONDS,
+        proxy_check_seconds=env.PROXY_CHECK_SECONDS,
     )
 
 
@@ -187,6 +189,21 @@ def load_board_limits() -> BoardLimits:
 def _board_limits(env: Any) -> BoardLimits:
     """BOARD_AD_DAYS is `ad_days`, and so on for each field."""
     return BoardLimits(**{field.name: getattr(env, f"BOARD_{field.name.upper()}") for field in fields(BoardLimits)})
+
+
+@dataclass(frozen=True)
+class ProxyPolicy:
+    """How the backend judges pool proxies from the workers' checks, and how fast it moves accounts off one."""
+
+    check_seconds: float = 60.0  # PROXY_CHECK_SECONDS: workers check proxies in use this often; idle ones too
+    slow_ms: float = 1000.0  # PROXY_SLOW_MS: a check slower than this reads `slow`
+    dead_after: int = 3  # PROXY_DEAD_AFTER: this many failed checks in a row, and none succeeding, is `dead`
+    moves_per_scan: int = 50  # PROXY_MOVES_PER_SCAN: accounts moved off dead proxies per scan, at most
+
+
+def load_proxy_policy() -> ProxyPolicy:
+    env = read("Proxies")
+    return ProxyPolicy(env.PROXY_CHECK_SECONDS, env.PROXY_SLOW_MS, env.PROXY_DEAD_AFTER, env.PROXY_MOVES_PER_SCAN)
 
 
 def load_secret_key() -> str:

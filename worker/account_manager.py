@@ -330,6 +330,10 @@ class AccountManager(LoginMethods):
             runner = self.runners.get(account_id)
         return runner.state if runner else None
 
+    def running_specs(self) -> list[ClientSpec]:
+        with self._lock:
+            return [runner.spec for runner in self.runners.values()]
+
     def running_states(self) -> list[AccountState]:
         with self._lock:
             return [runner.state for runner in self.runners.values()]

@@ -33,6 +33,7 @@ class ClientSpec:
     proxy: ProxySpec | None = None
     wire: str = ""  # the encrypted AccountSpec it came from (kept in Redis so the worker can resume it)
     device: DeviceIdentity | None = None  # how the client presents itself to Telegram (the account's own)
+    proxy_id: int | None = None  # the pool proxy `proxy` is (`worker.proxy_check` checks it), if any
 
     def __repr__(self) -> str:
         return f"ClientSpec(account_id={self.account_id}, api_id={self.api_id}, secrets=***)"

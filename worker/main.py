@@ -36,6 +36,7 @@ from worker.account_manager import AccountManager
 from worker.operator import OperationExecutor
 from worker.pacing import ConnectPacer, jittered
 from worker.presence import NameInUse, PresenceKeeper
+from worker.proxy_check import ProxyChecker, ProxyWatcher, in_use
 from worker.runtime import WorkerRuntime
 from worker.tasks import register_tasks
 from worker.telegram import load_factory
@@ -122,7 +123,10 @@ def run_worker(settings: WorkerSettings) -> int:
     consumer_cls = poison.install(app, settings.redis_url, queue_for(settings.worker_name), count_rejection)
     box = SecretBox(settings.secret_key)
     operator = OperationExecutor(manager, box, info.instance, settings.operations)
-    runtime = WorkerRuntime(info=info, threads=settings.worker_threads, manager=manager, box=box, operator=operator)
+    checker = ProxyChecker(redis, settings.worker_name, settings.proxy_check_seconds, settings.mtproto)
+    runtime = WorkerRuntime(
+        info=info, threads=settings.worker_threads, manager=manager, box=box, operator=operator, proxies=checker
+    )
     register_tasks(app, runtime)
     celery_worker = app.Worker(
         hostname=f"{settings.worker_name}@{info.host}",
@@ -156,6 +160,7 @@ def run_worker(settings: WorkerSettings) -> int:
     keeper.beat_once()  # publish what runs here now, not one heartbeat later
     keeper.start()
     follow_plugin_changes(manager, settings.timing.heartbeat_interval)
+    ProxyWatcher(checker, lambda: in_use(manager.running_specs())).start()
     log.info(
         "worker %r consuming %s (Redis %s)",
         settings.worker_name,

@@ -18,6 +18,7 @@ from celery_app.contract import (
     AccountRef,
     AccountSpec,
     AccountStateView,
+    CheckProxies,
     CheckSession,
     CheckSessionResult,
     CommandResult,
@@ -30,6 +31,8 @@ from celery_app.contract import (
     OperateMany,
     OperationsAccepted,
     PingResult,
+    ProxyCheckResult,
+    ProxyCheckResults,
     SendLoginCode,
     StartAccount,
     StartAccounts,
@@ -50,6 +53,7 @@ from worker.login import LoginOutcome
 
 if TYPE_CHECKING:
     from worker.operator import OperationExecutor
+    from worker.proxy_check import ProxyChecker
 
 log = logging.getLogger(__name__)
 Answer = dict[str, Any]
@@ -68,6 +72,7 @@ class WorkerRuntime:
     manager: AccountManager
     box: SecretBox
     operator: OperationExecutor | None = None
+    proxies: ProxyChecker | None = None
 
     def ping(self) -> Answer:
         return PingResult(
@@ -90,6 +95,7 @@ class WorkerRuntime:
             proxy,
             wire=spec.model_dump_json(),
             device=spec.device or self._chosen_device(phone),
+            proxy_id=spec.proxy_id if proxy is not None else None,
         )
 
     def _chosen_device(self, phone: str) -> DeviceIdentity:
@@ -216,6 +222,22 @@ class WorkerRuntime:
             return OperationsAccepted(accepted=[], refused=refused).model_dump()
         accepted, refused = self.operator.submit(list(payload.requests), self._client_spec)
         return OperationsAccepted(accepted=accepted, refused=refused).model_dump()
+
+    # --- pool proxies (`worker.proxy_check`)
+
+    def check_proxies(self, raw: Any) -> Answer:
+        """Check the pool proxies the control plane names, now; the outcomes go to Redis as well."""
+        payload = parse_payload(CheckProxies, raw)
+        if isinstance(payload, InvalidPayload):
+            return payload.model_dump()
+        assert isinstance(payload, CheckProxies)
+        if self.proxies is None:
+            results = [ProxyCheckResult(proxy_id=t.proxy_id, ok=False, error="error") for t in payload.targets]
+            return ProxyCheckResults(results=results).model_dump()
+        from worker.proxy_check import probes_for
+
+        probes = probes_for(self.proxies, payload.targets, self.box.decrypt, self.manager.running_specs())
+        return ProxyCheckResults(results=self.proxies.check(probes)).model_dump()
 
     # --- logins
 

@@ -62,6 +62,10 @@ def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
     def check_session(payload: Any = None) -> Answer:
         return runtime.check_session(payload)
 
+    @task(TaskName.CHECK_PROXIES)
+    def check_proxies(payload: Any = None) -> Answer:
+        return runtime.check_proxies(payload)
+
     @task(TaskName.OPERATE)
     def operate(payload: Any = None) -> Answer:
         return runtime.operate(payload)

@@ -7,7 +7,7 @@ import contextlib
 from aiogram import F, Router
 from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot import views
 from bot.callbacks import Language, Menu, MenuAction
@@ -15,6 +15,11 @@ from bot.handlers.base import show
 from bot.i18n import LanguageStore
 from bot.services import BotServices
 from bot.texts import LANGUAGES, t
+
+
+def menu_screen(lang: str, services: BotServices) -> tuple[str, InlineKeyboardMarkup]:
+    """The main menu with the sections this bot has services for."""
+    return views.main_menu(lang, board=services.board is not None, proxies=services.proxies is not None)
 
 
 async def cancel(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:
@@ -26,17 +31,17 @@ async def cancel(message: Message, state: FSMContext, services: BotServices, lan
         with contextlib.suppress(Exception):
             await services.call(services.accounts.cancel_login, data["login_id"])
     await state.clear()
-    await message.answer(t(lang, "cancelled"), reply_markup=views.main_menu(lang, services.board is not None)[1])
+    await message.answer(t(lang, "cancelled"), reply_markup=menu_screen(lang, services)[1])
 
 
 async def start(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:
     await state.clear()
-    await show(message, *views.main_menu(lang, services.board is not None))
+    await show(message, *menu_screen(lang, services))
 
 
 async def main_menu(query: CallbackQuery, state: FSMContext, services: BotServices, lang: str) -> None:
     await state.clear()
-    await show(query, *views.main_menu(lang, services.board is not None))
+    await show(query, *menu_screen(lang, services))
 
 
 async def summary(event: Message | CallbackQuery, services: BotServices, lang: str) -> None:
@@ -56,7 +61,7 @@ async def set_language(
         return
     await languages.set(query.from_user.id, callback_data.code)
     await query.answer(t(callback_data.code, "language.set"))
-    await show(query, *views.main_menu(callback_data.code, services.board is not None))
+    await show(query, *menu_screen(callback_data.code, services))
 
 
 def build_router() -> Router:
