@@ -108,11 +108,17 @@ class EventView:
         )
 
     @property
+    def latest(self) -> datetime:
+        """When it last happened: what the lines are ordered by (a folded line moves to the end of the log)."""
+        return self.last_at or self.at
+
+    @property
     def repeats(self) -> str:
-        """`` or ` (×3, last 12:04:05 UTC)` for a folded line."""
-        if self.count <= 1 or self.last_at is None:
+        """`` or ` (×3 since 12:04:05 UTC)` for a folded line: its count and its first time."""
+        if self.count <= 1:
             return ""
-        return f" (×{self.count}, last {self.last_at.strftime('%H:%M:%S UTC')})"
+        shape = "%H:%M:%S UTC" if self.at.date() == self.latest.date() else "%Y-%m-%d %H:%M:%S UTC"
+        return f" (×{self.count} since {self.at.strftime(shape)})"
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -45,14 +45,19 @@ class OperationView:
         return self.status in _FINAL
 
     @property
+    def said(self) -> str:
+        """The error in English, made here from its code when it has one (a moment in it is in local time)."""
+        return self.coded.text if self.coded is not None else self.error
+
+    @property
     def summary(self) -> str:
         """One line: the result, the error, or where it stands."""
         if self.status == OperationStatus.DONE:
             return describe_result(self.name, self.result)
         if self.status == OperationStatus.FLOOD_WAIT and self.until:
             wait = max(0, round(self.until - time.time()))
-            return f"Telegram asked to wait; resumes in {wait} s" + (f" ({self.error})" if self.error else "")
-        return self.error
+            return f"Telegram asked to wait; resumes in {wait} s" + (f" ({self.said})" if self.said else "")
+        return self.said
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -63,7 +68,7 @@ class OperationView:
             "operation": self.name,
             "status": self.status,
             "result": self.result,
-            "error": self.error or None,
+            "error": self.said or None,
             "summary": self.summary,
             "worker": self.worker,
             "flood_wait_until": iso_utc(epoch_to_datetime(self.until)) if self.until else None,

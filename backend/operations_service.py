@@ -298,6 +298,8 @@ class OperationsService:
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 continue  # another reader recorded it first
             subject = account_subject(row.account_id)
+            if row.name == OperationName.PROFILE:
+                _record_identity(session, row.account_id, seen.result)
             if row.name == OperationName.CHECK and seen.status == OperationStatus.DONE:
                 events += self._record_check(session, row.account_id, seen.result, now)
             else:
@@ -414,6 +416,18 @@ class OperationsService:
         if events:
             record_events(session, events)
         return outgoing
+
+
+def _record_identity(session: Session, account_id: int, result: dict[str, Any]) -> None:
+    """A profile operation's outcome carries the account's names and username as Telegram answered them: what
+    the fleet shows of the account from now on (else only a restart, asking Telegram who it is, would)."""
+    identity = result.get("identity")
+    account = session.get(Account, account_id) if isinstance(identity, dict) else None
+    if account is None or not isinstance(identity, dict):
+        return
+    username, name = identity.get("username"), identity.get("name")
+    account.tg_username = str(username)[:64] if username else None
+    account.tg_name = str(name)[:255] if name else None
 
 
 def _gone(

@@ -7,11 +7,12 @@ shown as its English text."""
 from __future__ import annotations
 
 import string
+from datetime import UTC, datetime
 from functools import cache
 from html import escape
 
 from bot.texts import CatalogueError, has_text, t
-from common.details import ENGLISH, Detail
+from common.details import ENGLISH, Detail, is_moment
 
 
 @cache
@@ -38,6 +39,8 @@ def detail_text(lang: str, said: Detail | None, english: str = "") -> str:
             values[name] = _word(lang, "st", str(value))
         elif name in ("before", "after"):  # a check's verdicts
             values[name] = _word(lang, "verdict", str(value))
+        elif is_moment(name, value):  # the admin's time zone is unknown: UTC, as the bot's other times
+            values[name] = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M UTC")
         elif isinstance(value, float) or (name in formats and not isinstance(value, str)):
             values[name] = format(value, formats.get(name, "g"))  # as the English text writes it
         elif isinstance(value, int):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from common.details import Detail
+
 
 class OperationName(enum.StrEnum):
     CHECK = "check"
@@ -77,7 +79,9 @@ def describe_result(name: str, result: dict[str, Any]) -> str:
         if result.get("restriction"):
             parts.append(f"restricted: {str(result['restriction'])[:80]}")
         if result.get("authorized") and not result.get("banned"):
-            parts.append(f"spam: {result.get('spam', 'unknown')}")
+            spam = str(result.get("spam") or "unknown")
+            reason = Detail.from_json(result.get("spam_reason")) if spam == "unknown" else None
+            parts.append(f"spam: {spam}" + (f" ({reason.text})" if reason is not None else ""))
             others = result.get("other_sessions")
             if isinstance(others, int):
                 parts.append(f"{others} other session{'s' if others != 1 else ''}")

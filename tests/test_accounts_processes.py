@@ -133,6 +133,10 @@ def test_login_from_the_cli_with_code_and_2fa(stack: Stack, telegram: Script, tm
     assert result.returncode == 0, result.stderr
     assert "Type it with spaces, like 1 2 3 4 5" in result.stdout
     assert "the code is wrong" in result.stderr and "the 2FA password is wrong" in result.stderr
+    # Piped input is not echoed: each prompt's line is ended, so an error is a line of its own.
+    errors = result.stderr.splitlines()
+    assert "the code is wrong; type it again, with spaces like 1 2 3 4 5" in errors
+    assert "the 2FA password is wrong; try again" in errors
     assert "logged in: account 1 (+1 *** ***-20-02) @user2002 on w1" in result.stdout
     assert "hunter2" not in result.stdout + result.stderr
     # At rest the session and the API hash are encrypted: not in the database file in clear.

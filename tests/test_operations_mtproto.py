@@ -190,6 +190,7 @@ def test_check_a_revoked_and_a_banned_account(server: MTProtoServer, factory: An
 def test_sessions_then_terminate_others(server: MTProtoServer, factory: Any, session: str) -> None:
     hashes = server.add_authorizations(PHONE, 2)
     second = server.session_string(PHONE)  # a real second authorisation, connected while the others end
+    server.backdate_logins(PHONE, 2 * 86400)  # the fleet's session is old enough to end the others
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         other = make_client(factory, second)
@@ -232,11 +233,18 @@ def test_sessions_then_terminate_others(server: MTProtoServer, factory: Any, ses
     assert run(operate(factory, session, OperationName.SESSIONS))["sessions"][0]["current"]
 
 
-def test_terminate_others_from_a_fresh_session_is_refused(server: MTProtoServer, factory: Any, session: str) -> None:
-    server.add_authorizations(PHONE, 1)
+def test_terminate_others_from_a_fresh_session_is_refused_before_asking(
+    server: MTProtoServer, factory: Any, session: str
+) -> None:
+    others = server.add_authorizations(PHONE, 1)
     server.fresh_reset_window = 24 * 3600  # as Telegram: not within 24 hours of the login
+    (current,) = [s for s in server.sessions(PHONE) if s["hash"] not in others]
     refused = failure(factory, session, OperationName.TERMINATE_OTHERS, {})
-    assert refused.code == "session_too_fresh" and "24 hours" in refused.message
+    assert refused.code == "session_too_fresh" and "possible from" in refused.message
+    assert refused.detail.code == "too_fresh_to_end_until"
+    logged_in = int(current["date_created"].timestamp())
+    assert refused.detail.params["possible_at"] == logged_in + 24 * 3600  # a day after the login, to the second
+    assert not server.calls(PHONE, "auth.resetAuthorizations")  # said before trying
     assert server.authorizations(PHONE) == 2
 
 
@@ -293,7 +301,8 @@ def test_profile_names_bio_username_and_photo(server: MTProtoServer, factory: An
     image = png()
     params = {"first_name": "Anna", "last_name": "Leigh", "bio": "Ships things.", "username": "anna_l", "photo": image}
     result = run(operate(factory, session, OperationName.PROFILE, params))
-    assert result == {"changed": ["first_name", "last_name", "bio", "username", "photo"]}
+    assert result["changed"] == ["first_name", "last_name", "bio", "username", "photo"]
+    assert result["identity"] == {"name": "Anna Leigh", "username": "anna_l"}
     profile = server.profile(PHONE)
     assert (profile["first_name"], profile["last_name"], profile["about"]) == ("Anna", "Leigh", "Ships things.")
     assert profile["username"] == "anna_l"
@@ -316,7 +325,7 @@ def test_profile_names_bio_username_and_photo(server: MTProtoServer, factory: An
     run(as_seen())
     # the same again: nothing Telegram refuses (USERNAME_NOT_MODIFIED is not a failure)
     again = run(operate(factory, session, OperationName.PROFILE, {"username": "anna_l", "bio": ""}))
-    assert again == {"changed": ["bio"]} and server.profile(PHONE)["about"] == ""
+    assert again["changed"] == ["bio"] and server.profile(PHONE)["about"] == ""
 
 
 def test_profile_refusals_change_nothing(server: MTProtoServer, factory: Any, session: str) -> None:

@@ -15,6 +15,7 @@ from telethon import errors
 from celery_app.operations import OperationName, Verdict, describe_result
 from tests.support import fake_account_state, operations_harness
 from tests.support.fake_account_state import account_state
+from tests.support.fake_password import password_matches
 from tests.support.fake_telegram import FakeClient, session_for
 from tests.support.operations_harness import API_HASH, JPEG, PHONE, Telegram, failure, new_client, operate, png, seen
 from worker import operations
@@ -39,6 +40,7 @@ def test_check_of_a_healthy_account(telegram: Telegram) -> None:
         "restriction": None,
         "spam": "free",
         "spam_text": "Good news, no limits are currently applied to your account. You’re free as a bird!",
+        "spam_reason": None,
         "premium": True,
         "other_sessions": 2,
         "verdict": "ok",
@@ -196,8 +198,9 @@ def test_terminate_others_leaves_only_the_current_session(telegram: Telegram) ->
 def test_terminate_others_from_a_session_too_new_changes_nothing(telegram: Telegram) -> None:
     telegram.account(sessions=2, fresh=True)
     error = failure("terminate-others")
-    assert error.code == "session_too_fresh" and "24 hours" in error.message
-    assert len(account_state(PHONE)["sessions"]) == 2
+    assert error.code == "session_too_fresh" and "possible from" in error.message
+    assert error.detail.code == "too_fresh_to_end_until"
+    assert len(account_state(PHONE)["sessions"]) == 2 and "ResetAuthorizationsRequest" not in seen()
 
 
 def test_an_operation_on_a_banned_account_lets_the_error_through(telegram: Telegram) -> None:
@@ -223,9 +226,10 @@ def test_2fa_sets_then_changes_the_password(telegram: Telegram) -> None:
     telegram.account()
     result = operate("2fa", {"current_password": None, "new_password": "first-secret", "hint": "pet"})
     assert result == {"has_password": True, "changed": True} and describe_result("2fa", result) == "password changed"
-    assert (account_state(PHONE)["password"], account_state(PHONE)["hint"]) == ("first-secret", "pet")
+    assert password_matches(account_state(PHONE), "first-secret") and account_state(PHONE)["hint"] == "pet"
     operate("2fa", {"current_password": "first-secret", "new_password": "second-secret", "hint": ""})
-    assert account_state(PHONE)["password"] == "second-secret"
+    assert password_matches(account_state(PHONE), "second-secret")
+    assert not password_matches(account_state(PHONE), "first-secret")
     assert "secret" not in json.dumps(result)
 
 
@@ -233,7 +237,7 @@ def test_2fa_with_the_wrong_current_password_changes_nothing(telegram: Telegram)
     telegram.account(password="old-secret")
     error = failure("2fa", {"current_password": "wrong-guess", "new_password": "new-secret", "hint": ""})
     assert (error.code, error.message) == ("wrong_password", "the current 2FA password is wrong")
-    assert account_state(PHONE)["password"] == "old-secret"
+    assert password_matches(account_state(PHONE), "old-secret")
     for secret in ("old-secret", "wrong-guess", "new-secret"):
         assert secret not in str(error) and secret not in repr(error)
 
@@ -242,7 +246,7 @@ def test_2fa_change_without_the_current_password_is_refused_before_asking(telegr
     telegram.account(password="old-secret")
     error = failure("2fa", {"current_password": None, "new_password": "new-secret", "hint": ""})
     assert error.code == "current_password_needed"
-    assert account_state(PHONE)["password"] == "old-secret" and "edit_2fa" not in seen()
+    assert password_matches(account_state(PHONE), "old-secret") and "UpdatePasswordSettingsRequest" not in seen()
 
 
 def test_2fa_bad_new_settings(telegram: Telegram) -> None:
@@ -262,7 +266,8 @@ def test_profile_changes_everything_asked(telegram: Telegram) -> None:
         "profile",
         {"first_name": "Ann", "last_name": "Lee", "bio": "Hello there", "username": "ann_lee", "photo": png(200, 200)},
     )
-    assert result == {"changed": ["first_name", "last_name", "bio", "username", "photo"]}
+    assert result["changed"] == ["first_name", "last_name", "bio", "username", "photo"]
+    assert result["identity"] == {"name": "Ann Lee", "username": "ann_lee"}  # what the fleet shows from now on
     assert describe_result("profile", result) == "changed first_name, last_name, bio, username, photo"
     state = account_state(PHONE)
     assert (state["first_name"], state["last_name"], state["bio"], state["username"], state["photos"]) == (
@@ -288,7 +293,8 @@ def test_profile_changes_everything_asked(telegram: Telegram) -> None:
 def test_profile_leaves_out_what_is_not_given_and_clears_with_empty_text(telegram: Telegram) -> None:
     telegram.account(last_name="Lee", bio="Old bio", username="ann_lee")
     assert operate("profile", {"last_name": "", "bio": "", "username": ""}) == {
-        "changed": ["last_name", "bio", "username"]
+        "changed": ["last_name", "bio", "username"],
+        "identity": {"name": "Test", "username": None},
     }
     state = account_state(PHONE)
     assert (state["first_name"], state["last_name"], state["bio"], state["username"]) == ("Test", "", "", "")
@@ -333,7 +339,8 @@ def test_profile_username_not_modified_by_telegram_is_success(telegram: Telegram
 
     client = Stale(ClientSpec(7, PHONE, 12345, API_HASH, session_for(PHONE)))
     assert operate("profile", {"first_name": "Ann", "username": "ann_lee"}, client=client) == {
-        "changed": ["first_name"]
+        "changed": ["first_name"],
+        "identity": {"name": "Ann 1234", "username": "ann_lee"},
     }
     assert "UpdateUsernameRequest" in seen()
 

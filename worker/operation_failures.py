@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from common.details import Detail, detail, fitted
 from worker.failures import BANNED, UNAUTHORIZED, class_names
@@ -24,12 +24,14 @@ T = TypeVar("T")
 
 class OperationFailed(Exception):
     """A clear failure of an operation (Telegram's refusal or bad input); nothing was changed by it unless the
-    detail says so. `code` is stable for machines (tests, `--json`), `detail` is what people read (coded)."""
+    detail says so. `code` is stable for machines (tests, `--json`), `detail` is what people read (coded);
+    `result` is what the operation still reports (what it changed before it failed), if anything."""
 
-    def __init__(self, code: str, said: Detail) -> None:
+    def __init__(self, code: str, said: Detail, result: dict[str, Any] | None = None) -> None:
         super().__init__(said.text)
         self.code = code
         self.detail = said
+        self.result = result
 
     @property
     def message(self) -> str:

@@ -8,6 +8,9 @@ Errors follow `worker.operation_failures`: flood waits, network errors and anyth
 unchanged; so does the account being gone, except in `check`, where it is the answer; every other refusal of
 Telegram becomes `OperationFailed(code, detail)`, as do bad parameters.
 
+Nothing here blocks the account's event loop (it is shared by many accounts): the 2FA password's key derivation
+(PBKDF2, and a primality check of the server's prime when it is not Telegram's) runs in a thread.
+
 Telethon is imported inside the functions: this module is imported lazily by `worker.operator`, and nothing
 Telethon-specific is needed to import it.
 """
@@ -16,14 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from celery_app.contract import PHOTO_MAX_BYTES
 from celery_app.operations import OperationName, describe_result, verdict_of
-from common.details import detail
+from common.details import Detail, detail
 from common.redaction import safe_detail
+from worker.clients import identity_of
 from worker.failures import class_names
 from worker.operation_failures import OperationFailed, failure_of, gone, passes_through, rpc
 
@@ -43,6 +49,7 @@ SPAMBOT = "SpamBot"
 SPAMBOT_TIMEOUT = 15.0  # seconds to wait for @SpamBot's answer
 SPAMBOT_POLL = 0.5  # seconds between looks for it
 SPAM_TEXT_MAX = 300
+FRESH_RESET_SECONDS = 24 * 3600  # Telegram lets a session end the others only once it is this old
 
 
 def _clean(text: Any, limit: int) -> str:
@@ -81,21 +88,30 @@ def spam_status(text: str) -> str:
     return "unknown"
 
 
-async def _ask_spambot(client: Any) -> tuple[str, str]:
-    """Send /start to @SpamBot and wait for its answer: (status, text); ("unknown", "") with no answer."""
-    sent = await rpc(client.send_message(SPAMBOT, "/start"))
+async def _ask_spambot(client: Any) -> tuple[str, str, Detail | None]:
+    """Send /start to @SpamBot and wait for its answer: (status, text, None); ("unknown", "", why) when it
+    cannot be asked (not found, refused) or does not answer in time."""
+    try:
+        sent = await rpc(client.send_message(SPAMBOT, "/start"))
+    except ValueError:  # Telethon: the username resolves to nobody on this server
+        return "unknown", "", detail("spambot_not_found")
+    except OperationFailed as failure:  # SpamBot blocked, a peer flood, …
+        return "unknown", "", detail("spambot_refused", cause=failure.detail)
     sent_id = int(getattr(sent, "id", 0) or 0)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SPAMBOT_TIMEOUT
     while True:
-        messages = await rpc(client.get_messages(SPAMBOT, limit=1))
+        try:
+            messages = await rpc(client.get_messages(SPAMBOT, limit=1))
+        except OperationFailed as failure:
+            return "unknown", "", detail("spambot_refused", cause=failure.detail)
         for message in list(messages or []):
             if not getattr(message, "out", False) and int(getattr(message, "id", 0) or 0) > sent_id:
                 text = str(getattr(message, "message", None) or "")
-                return spam_status(text), _clean(text, SPAM_TEXT_MAX)
+                return spam_status(text), _clean(text, SPAM_TEXT_MAX), None
         left = deadline - loop.time()
         if left <= 0:
-            return "unknown", ""
+            return "unknown", "", detail("spambot_silent", seconds=SPAMBOT_TIMEOUT)
         await asyncio.sleep(min(SPAMBOT_POLL, left))
 
 
@@ -130,6 +146,7 @@ def _empty_report() -> dict[str, Any]:
         "restriction": None,
         "spam": "unknown",
         "spam_text": "",
+        "spam_reason": None,  # why the spam status is unknown, when it is (a coded detail, JSON)
         "premium": False,
         "other_sessions": None,
     }
@@ -187,14 +204,11 @@ async def _check(client: Any, params: dict[str, Any]) -> dict[str, Any]:
     if found is not None:
         report["other_sessions"] = sum(1 for auth in found.authorizations if not getattr(auth, "current", False))
 
-    try:
-        ok, answer = await _answer_or_gone(report, lambda: _ask_spambot(client))
-    except OperationFailed:  # SpamBot blocked, a peer flood, …: the spam status stays unknown
-        ok, answer = True, None
-    if not ok:
+    ok, answer = await _answer_or_gone(report, lambda: _ask_spambot(client))
+    if not ok or answer is None:
         return done()
-    if answer is not None:
-        report["spam"], report["spam_text"] = answer
+    report["spam"], report["spam_text"], why = answer
+    report["spam_reason"] = why.to_json() if why is not None else None
     return done()
 
 
@@ -245,12 +259,24 @@ async def _sessions(client: Any, params: dict[str, Any]) -> dict[str, Any]:
     return {"sessions": views}
 
 
+def reset_possible_at(authorizations: list[Any]) -> int | None:
+    """When the current session may end the others (epoch seconds): Telegram refuses it
+    (FRESH_RESET_AUTHORISATION_FORBIDDEN) until the session is 24 hours old. None if the list does not say."""
+    current = next((auth for auth in authorizations if getattr(auth, "current", False)), None)
+    created = _epoch(getattr(current, "date_created", None)) if current is not None else None
+    return created + FRESH_RESET_SECONDS if created else None
+
+
 async def _terminate_others(client: Any, params: dict[str, Any]) -> dict[str, Any]:
     from telethon.tl import functions
 
-    others = [auth for auth in await _authorizations(client) if not getattr(auth, "current", False)]
+    authorizations = await _authorizations(client)
+    others = [auth for auth in authorizations if not getattr(auth, "current", False)]
     if not others:
         return {"terminated": 0}
+    possible_at = reset_possible_at(authorizations)
+    if possible_at is not None and possible_at > time.time():  # refused before asking: say when it will do
+        raise OperationFailed("session_too_fresh", detail("too_fresh_to_end_until", possible_at=possible_at))
     await rpc(client(functions.auth.ResetAuthorizationsRequest()))
     return {"terminated": len(others)}
 
@@ -274,8 +300,30 @@ async def _two_fa(client: Any, params: dict[str, Any]) -> dict[str, Any]:
         raise OperationFailed("hint_invalid", detail("hint_is_password"))
     if has_password and not current:
         raise OperationFailed("current_password_needed", detail("current_password_needed"))
-    await rpc(client.edit_2fa(current_password=current if has_password else None, new_password=new, hint=hint))
+    await _set_password(client, state, current if has_password else None, new, hint)
     return {"has_password": True, "changed": True}
+
+
+def _derive(state: Any, current: str | None, new: str) -> tuple[Any, bytes]:
+    """What Telethon's `edit_2fa` computes: the SRP proof of the current password (or the empty check) and the
+    new password's verifier. PBKDF2 of 100,000 rounds each, and a primality check of the server's prime when
+    it is not Telegram's own: up to seconds of CPU, so it runs in a thread, never on the event loop."""
+    from telethon import password as srp
+    from telethon.tl import types
+
+    check = srp.compute_check(state, current) if current else types.InputCheckPasswordEmpty()
+    return check, srp.compute_digest(state.new_algo, new)
+
+
+async def _set_password(client: Any, state: Any, current: str | None, new: str, hint: str) -> None:
+    """`client.edit_2fa(current, new, hint=hint)` of Telethon 1.45, on the `account.getPassword` answer already
+    at hand, with the key derivation off the loop."""
+    from telethon.tl import functions, types
+
+    state.new_algo.salt1 += os.urandom(32)  # the client's part of the new salt, as Telethon adds it
+    check, new_hash = await asyncio.get_running_loop().run_in_executor(None, _derive, state, current, new)
+    settings = types.account.PasswordInputSettings(new_algo=state.new_algo, new_password_hash=new_hash, hint=hint)
+    await rpc(client(functions.account.UpdatePasswordSettingsRequest(password=check, new_settings=settings)))
 
 
 # --- profile ----------------------------------------------------------------------------------------------------
@@ -293,10 +341,23 @@ def image_kind(data: bytes) -> str | None:
 _PROFILE_FIELDS = {"first_name": "first_name", "last_name": "last_name", "bio": "about"}
 
 
-def _partly(failure: OperationFailed, changed: list[str]) -> OperationFailed:
+def _partly(failure: OperationFailed, changed: list[str], user: Any) -> OperationFailed:
     if not changed:
         return failure
-    return OperationFailed(failure.code, detail("partly_changed", cause=failure.detail, changed=", ".join(changed)))
+    said = detail("partly_changed", cause=failure.detail, changed=", ".join(changed))
+    return OperationFailed(failure.code, said, _profile_result(changed, user))
+
+
+def _profile_result(changed: list[str], user: Any) -> dict[str, Any]:
+    """What changed, and the account's names and username as Telegram answered the last change (`identity`:
+    what the control plane shows of the account, kept current without a restart)."""
+    from telethon.tl import types
+
+    result: dict[str, Any] = {"changed": changed}
+    if isinstance(user, types.User):
+        who = identity_of(user)
+        result["identity"] = {"name": who.name, "username": who.username}
+    return result
 
 
 async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -329,20 +390,21 @@ async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
                 raise OperationFailed("username_taken", detail("username_taken", username=username))
 
     changed: list[str] = []
+    user: Any = None  # the account as Telegram answered the last change of its names or username
     names = {field: texts[key] for key, field in _PROFILE_FIELDS.items() if key in texts}
     if names:
-        await rpc(client(functions.account.UpdateProfileRequest(**names)))
+        user = await rpc(client(functions.account.UpdateProfileRequest(**names)))
         changed.extend(key for key in _PROFILE_FIELDS if key in texts)
     if username is not None:
         try:
-            await client(functions.account.UpdateUsernameRequest(username))
+            user = await client(functions.account.UpdateUsernameRequest(username))
         except Exception as error:
             if "UsernameNotModifiedError" in class_names(error):
                 pass  # it already was the account's: no change, no failure
             elif passes_through(error):
                 raise
             else:
-                raise _partly(failure_of(error, username), changed) from None
+                raise _partly(failure_of(error, username), changed, user) from None
         else:
             changed.append("username")
     if photo is not None:
@@ -351,9 +413,9 @@ async def _profile(client: Any, params: dict[str, Any]) -> dict[str, Any]:
             uploaded = await rpc(client.upload_file(bytes(photo), file_name=file_name))
             await rpc(client(functions.photos.UploadProfilePhotoRequest(file=uploaded)))
         except OperationFailed as failure:
-            raise _partly(failure, changed) from None
+            raise _partly(failure, changed, user) from None
         changed.append("photo")
-    return {"changed": changed}
+    return _profile_result(changed, user)
 
 
 # --- dispatch ---------------------------------------------------------------------------------------------------

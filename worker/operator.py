@@ -244,7 +244,8 @@ class OperationExecutor:
             else:
                 result = await self._with_own_connection(pending, perform)
         except OperationFailed as error:
-            return Finished(OperationStatus.FAILED, error=error.detail)
+            self._renamed(account_id, error.result)
+            return Finished(OperationStatus.FAILED, result=error.result, error=error.detail)
         except _Refused as error:
             return Finished(OperationStatus.FAILED, error=error.detail)
         except asyncio.CancelledError:
@@ -254,7 +255,16 @@ class OperationExecutor:
             if outcome.wait_seconds is not None:
                 return Finished(OperationStatus.FLOOD_WAIT, error=outcome.detail, wait_seconds=outcome.wait_seconds)
             return Finished(OperationStatus.FAILED, error=outcome.detail)
+        self._renamed(account_id, result)
         return Finished(OperationStatus.DONE, result)
+
+    def _renamed(self, account_id: int, result: dict[str, Any] | None) -> None:
+        """A profile operation changed the account's names or username: its runner here (if it runs here)
+        reports them from now on, starting at once (the status shown carries them)."""
+        identity = (result or {}).get("identity")
+        runner = self.manager.runner_of(account_id)
+        if isinstance(identity, dict) and runner is not None:
+            runner.renamed(identity.get("username"), identity.get("name"))
 
     async def _running_client(self, account_id: int) -> TelegramClientLike | None:
         """The client of the account's runner on this worker, once it is up; None if it does not run here."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -16,7 +17,7 @@ from redis import Redis
 
 from celery_app import leases
 from celery_app.account_state import AccountState, AccountStatus
-from common.details import Detail, detail
+from common.details import Detail, detail, free
 from worker import clients
 from worker.clients import ClientFactory, ClientSpec, Identity, TelegramClientLike, identity_of
 from worker.failures import backoff_delay, classify, describe_error, flood_delay
@@ -100,6 +101,13 @@ class AccountRunner:
             self.spec.account_id, status, said, until, active, self.identity, run=self.run_id
         )
         self.manager.reporter.report(self.state)
+
+    def renamed(self, username: str | None, name: str | None) -> None:
+        """The account's username or names changed (a profile operation): report its status again with them."""
+        self.identity = dataclasses.replace(self.identity, username=username, name=name)
+        state = self.state
+        said = state.coded or (free(state.detail) if state.detail else None)
+        self.report(state.status, said, state.until, state.active)
 
     def request_stop(
         self, reason: Detail, report_final: bool = True, park: bool = False, keep_lease: bool = False

@@ -87,7 +87,7 @@ def show_worker(context: Context, name: str, as_json: bool) -> None:
     click.echo("\nRecent events:" if detail.events else "\nNo events recorded yet.")
     for event in detail.events:
         extra = f" — {event.detail}" if event.detail else ""
-        say(f"  {_when(event.at)}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
+        say(f"  {_when(event.latest)}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
 
 
 @click.command("activate")

@@ -37,6 +37,7 @@ from bot.forms import PasswordForm, ProfileForm, leave_card_form
 from bot.handlers import follow
 from bot.handlers.accounts import card_screen, follow_up
 from bot.handlers.base import actor, edit, show
+from bot.handlers.menu import menu_screen
 from bot.operation_views import Phase
 from bot.services import BotServices
 from bot.texts import t
@@ -245,7 +246,7 @@ async def cancel_form(query: CallbackQuery, state: FSMContext, services: BotServ
     if "account_id" in data:
         await show(query, *await card_screen(services, lang, int(data["account_id"]), note=t(lang, "cancelled")))
         return
-    await show(query, *views.main_menu(lang, services.board is not None))
+    await show(query, *menu_screen(lang, services))
 
 
 # --- a worker's accounts: check all, end other sessions for all (one message, edited as results arrive)

@@ -2,13 +2,16 @@
 
 `AccountApiMixin` gives `FakeClient` what Telethon's client offers for them, answering like Telegram does:
 `client(request)` for Telethon's real request classes (GetAuthorizationsRequest, ResetAuthorizationsRequest,
-ResetAuthorizationRequest, GetPasswordRequest, UpdateProfileRequest, CheckUsernameRequest,
-UpdateUsernameRequest, UploadProfilePhotoRequest), `edit_2fa`, `upload_file`, and `send_message` /
-`get_messages` with @SpamBot. Answers are Telethon's own TL types; refusals are Telethon's own error classes.
+ResetAuthorizationRequest, GetPasswordRequest, UpdatePasswordSettingsRequest, UpdateProfileRequest,
+CheckUsernameRequest, UpdateUsernameRequest, UploadProfilePhotoRequest), `upload_file`, and `send_message` /
+`get_messages` with @SpamBot. The 2FA password is checked and kept by SRP, as Telegram does (`fake_password`).
+The fleet's own authorisation was made 30 days ago, or an hour ago for an account whose script says `fresh`
+(which Telegram refuses to end others from: FRESH_RESET_AUTHORISATION_FORBIDDEN). Answers are Telethon's own TL
+types; refusals are Telethon's own error classes.
 What each account is like, and what Telegram saw of it, is its state (`fake_account_state`: the phone's script,
 stored in the fake's Redis).
 
-The account-API calls (what the state's `flood` counts) are `client(request)`, `edit_2fa`, `upload_file` and
+The account-API calls (what the state's `flood` counts) are `client(request)`, `upload_file` and
 `send_message`; `get_messages` only reads. The phone's `connect` mode counts too: "banned" makes every account
 call raise USER_DEACTIVATED_BAN, "unauthorized" AUTH_KEY_UNREGISTERED; a client that is not connected gets
 ConnectionError, as Telethon's does.
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tests.support import fake_password
 from tests.support.fake_account_state import account_state, update_state
 
 SPAMBOT_ID = 178220800
@@ -157,11 +161,12 @@ class AccountApiMixin:
 
     # --- requests
 
-    def _current_authorization(self) -> Any:
+    def _current_authorization(self, state: dict[str, Any]) -> Any:
         from telethon.tl import types
 
         device = getattr(self.spec, "device", None)
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        age = datetime.timedelta(hours=1) if state["fresh"] else datetime.timedelta(days=30)
         return types.Authorization(
             hash=0,
             device_model=device.device_model if device is not None else "Fleet worker",
@@ -170,7 +175,7 @@ class AccountApiMixin:
             api_id=int(self.spec.api_id),
             app_name="Fleet",
             app_version=device.app_version if device is not None else "",
-            date_created=now - datetime.timedelta(days=30),
+            date_created=now - age,
             date_active=now,
             ip="127.0.0.1",
             country="",
@@ -201,7 +206,7 @@ class AccountApiMixin:
                 for entry in state["sessions"]
             ]
             return types.account.Authorizations(
-                authorization_ttl_days=180, authorizations=[self._current_authorization(), *others]
+                authorization_ttl_days=180, authorizations=[self._current_authorization(state), *others]
             )
         if isinstance(request, functions.auth.ResetAuthorizationsRequest):
             if state["fresh"]:
@@ -217,13 +222,9 @@ class AccountApiMixin:
             state["sessions"] = remaining
             return True
         if isinstance(request, functions.account.GetPasswordRequest):
-            return types.account.Password(
-                new_algo=types.PasswordKdfAlgoUnknown(),
-                new_secure_algo=types.SecurePasswordKdfAlgoUnknown(),
-                secure_random=b"",
-                has_password=bool(state["password"]),
-                hint=state["hint"] or None if state["password"] else None,
-            )
+            return fake_password.get_password(state)
+        if isinstance(request, functions.account.UpdatePasswordSettingsRequest):
+            return fake_password.update_password_settings(state, request)
         if isinstance(request, functions.account.UpdateProfileRequest):
             if request.first_name is not None and not request.first_name.strip():
                 raise errors.FirstNameInvalidError(request=request)
@@ -274,6 +275,7 @@ class AccountApiMixin:
             functions.auth.ResetAuthorizationsRequest,
             functions.account.ResetAuthorizationRequest,
             functions.account.GetPasswordRequest,
+            functions.account.UpdatePasswordSettingsRequest,
             functions.account.UpdateProfileRequest,
             functions.account.CheckUsernameRequest,
             functions.account.UpdateUsernameRequest,
@@ -288,34 +290,7 @@ class AccountApiMixin:
                 return await other(request, ordered, flood_sleep_threshold)
         return await self._account_call(type(request).__name__, lambda state: self._handle(request, state))
 
-    # --- 2FA, uploads
-
-    async def edit_2fa(
-        self,
-        current_password: str | None = None,
-        new_password: str | None = None,
-        *,
-        hint: str = "",
-        email: str | None = None,
-        email_code_callback: Callable[[int], str] | None = None,
-    ) -> bool:
-        """Like Telethon's: the current password is checked (if one is set), then the new one is set."""
-        from telethon import errors
-
-        if new_password is None and current_password is None:
-            return False
-        if email and not callable(email_code_callback):
-            raise ValueError("email present without email_code_callback")
-
-        def change(state: dict[str, Any]) -> bool:
-            current = current_password if state["password"] else None
-            if state["password"] and current != state["password"]:
-                raise errors.PasswordHashInvalidError(request=None)
-            state["password"] = new_password or None
-            state["hint"] = hint if new_password else ""
-            return True
-
-        return bool(await self._account_call("edit_2fa", change))
+    # --- uploads
 
     def _uploads(self) -> dict[int, dict[str, Any]]:
         uploads = self.__dict__.get("_fake_uploads")

@@ -20,13 +20,15 @@ key is optional:
         "restricted": "reason text",   # get_me() says restricted, with this text as the restriction reason
         "premium": true, "deleted": true,
         "taken": ["someone"],          # usernames other accounts hold (USERNAME_OCCUPIED)
-        "fresh": true,                 # the fleet's session is too new to end others (FRESH_RESET_…_FORBIDDEN)
+        "fresh": true,                 # the fleet's session logged in an hour ago: too new to end others
+                                       # (FRESH_RESET_…_FORBIDDEN)
         "flood": {"op_calls": 2, "seconds": 3}  # the next 2 account-API calls raise FloodWaitError(3)
     }}}
 
 What Telegram saw is in the stored state, for tests (`account_state(phone)`): the profile fields, `photos`,
-`password`/`hint`, `sessions` (the other authorisations that remain), `flood_calls` (how many flood answers
-are left), and `log`, the names of the last calls that reached it (`UpdateProfileRequest`, `edit_2fa`, …).
+`password`/`hint` (the password kept as an SRP verifier once used: ask `fake_password.password_matches`),
+`sessions` (the other authorisations that remain), `flood_calls` (how many flood answers are left), and `log`,
+the names of the last calls that reached it (`UpdateProfileRequest`, `UpdatePasswordSettingsRequest`, …).
 """
 
 from __future__ import annotations

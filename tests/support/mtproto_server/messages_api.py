@@ -82,7 +82,8 @@ def resolve_username(ctx: Context, request: functions.contacts.ResolveUsernameRe
     if not USERNAME_SHAPE.fullmatch(name):
         raise RpcFault(400, "USERNAME_INVALID")
     wanted = name.lower()
-    found: Account | Bot | None = next((b for b in (SPAMBOT,) if b.username.lower() == wanted), None)
+    bots = (SPAMBOT,) if ctx.store.spambot_known else ()
+    found: Account | Bot | None = next((b for b in bots if b.username.lower() == wanted), None)
     found = found or next((a for a in ctx.store.accounts.values() if (a.username or "").lower() == wanted), None)
     if found is None:
         raise RpcFault(400, "USERNAME_NOT_OCCUPIED")

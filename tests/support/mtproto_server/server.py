@@ -12,8 +12,8 @@ Every method is safe to call from any thread. Faults: `revoke`, `ban`, `flood`, 
 What an account is like, as the account operations see it: `restrict` (restriction reason on the user),
 `set_premium`, `set_spam` (what @SpamBot answers, and when), `add_authorization(s)` (other sessions of the
 account, listed by account.getAuthorizations), `fresh_reset_window` (Telegram's "no ending other sessions
-within 24 h of a login"). What they changed: `profile`, `photos`, `has_password` / `password_matches` /
-`password_hint`, `sessions`, `chat`.
+within 24 h of a login"), `backdate_logins`, `spambot_known` (False: @SpamBot does not resolve). What they
+changed: `profile`, `photos`, `has_password` / `password_matches` / `password_hint`, `sessions`, `chat`.
 """
 
 from __future__ import annotations
@@ -276,6 +276,27 @@ class MTProtoServer:
     def fresh_reset_window(self, seconds: float) -> None:
         with self.store.lock:
             self.store.fresh_reset_window = seconds
+
+    @property
+    def spambot_known(self) -> bool:
+        """Whether @SpamBot resolves by its username (True, as on Telegram); False: a server without it, where
+        contacts.resolveUsername answers USERNAME_NOT_OCCUPIED."""
+        with self.store.lock:
+            return self.store.spambot_known
+
+    @spambot_known.setter
+    def spambot_known(self, known: bool) -> None:
+        with self.store.lock:
+            self.store.spambot_known = known
+
+    def backdate_logins(self, phone: str, seconds: float) -> None:
+        """Every authorisation of the account logged in `seconds` earlier than it was (a day-old session)."""
+        with self.store.lock:
+            user_id = self._account(phone).user_id
+            for record in self.store.keys.values():
+                if record.user_id == user_id:
+                    record.logged_in = (record.logged_in or record.created) - seconds
+                    record.created -= seconds
 
     # --- what the account is like now -------------------------------------------------------------------------
 

@@ -145,6 +145,7 @@ class Store:
         self.stalled = False
         self._next_user_id = 100000
         self.fresh_reset_window = 0.0  # seconds after its login a key may not end other authorisations
+        self.spambot_known = True  # @SpamBot resolves by its username (a server without it: USERNAME_NOT_OCCUPIED)
 
     def new_user_id(self) -> int:
         self._next_user_id += 1
