@@ -40,6 +40,9 @@ bench: $(DEV)
 	$(PY) bench/chaos.py
 	$(PY) bench/board.py
 	$(PY) bench/cli.py
+	$(PY) bench/operations.py
+	$(PY) bench/import_formats.py
+	$(PY) bench/proxy_failover.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache

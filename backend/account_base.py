@@ -36,6 +36,7 @@ def account_spec(account: Account) -> AccountSpec:
         api_hash_enc=account.api_hash_enc,
         session_enc=account.session_enc,
         proxy_enc=account.proxy_enc,
+        proxy_id=account.proxy_id if account.proxy_enc else None,
         device=device_of(account),
     )
 

@@ -21,10 +21,13 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from backend.accounts_service import AccountService
+    from backend.apps_service import AppsService
     from backend.dispatch import TaskDispatcher
     from backend.fleet import FleetService
     from backend.operations_service import OperationsService
     from backend.plugins_service import PluginsService
+    from backend.proxies_service import ProxiesService
+    from backend.session_export import SessionExporter
     from board.service import BoardService
     from common.crypto import SecretBox
     from config import BoardLimits
@@ -104,6 +107,18 @@ class ControlPlane:
         return AccountService(self.redis, self.sessions, self.dispatcher, self.offline_after, lambda: self.box)
 
     @cached_property
+    def apps(self) -> AppsService:
+        from backend.apps_service import AppsService
+
+        return AppsService(self.sessions, lambda: self.box)
+
+    @cached_property
+    def exporter(self) -> SessionExporter:
+        from backend.session_export import SessionExporter
+
+        return SessionExporter(self.sessions, lambda: self.box)
+
+    @cached_property
     def operations(self) -> OperationsService:
         from backend.operations_service import OperationsService
 
@@ -114,6 +129,15 @@ class ControlPlane:
         from backend.plugins_service import PluginsService
 
         return PluginsService(self.redis, self.sessions, self._plugins_dir())
+
+    @cached_property
+    def proxies(self) -> ProxiesService:
+        from backend.proxies_service import ProxiesService
+        from config import load_proxy_policy
+
+        service = ProxiesService(self.redis, self.sessions, self.dispatcher, self.offline_after, lambda: self.box)
+        service.policy_loader = load_proxy_policy
+        return service
 
     @cached_property
     def board(self) -> BoardService:

@@ -12,11 +12,13 @@ from common.errors import FleetError
 from database.errors import (
     AccountExists,
     AccountNotFound,
+    AppError,
     WorkerExists,
     WorkerHasAccounts,
     WorkerNotFound,
     WorkerStillOnline,
 )
+from database.proxies import ProxyError
 
 
 class AccountError(FleetError):
@@ -42,5 +44,7 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     AccountNotFound,
     AccountExists,
     AccountError,
+    AppError,
     WorkerDidNotAnswer,
+    ProxyError,
 )

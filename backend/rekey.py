@@ -2,9 +2,9 @@
 
 Rotation: put the new key first in SECRET_KEY on every host (`SECRET_KEY=new,old`: all keys decrypt, lookups
 match under all), restart, run `rekey`, then drop the old key. Covered: accounts (phone, API hash, session,
-proxy; the phone's keyed hash), board users (Telegram id and its keyed hash), the workers' spec registries
-and the admin bot's wizard state in Redis, and the key canary. A value no listed key can decrypt is counted
-and left as it is.
+proxy; the keyed hashes of the phone and the session), the pool's API apps (hash), board users (Telegram id
+and its keyed hash), the workers' spec registries and the admin bot's wizard state in Redis, and the key
+canary. A value no listed key can decrypt is counted and left as it is.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ BATCH = 500
 @dataclass
 class RekeyReport:
     accounts: int = 0
+    apps: int = 0
     board_users: int = 0
     redis_entries: int = 0
     failed: list[str] = field(default_factory=list)  # what could not be decrypted, by kind and id (no content)
@@ -33,6 +34,7 @@ class RekeyReport:
     def to_json(self) -> dict[str, object]:
         return {
             "accounts": self.accounts,
+            "apps": self.apps,
             "board_users": self.board_users,
             "redis_entries": self.redis_entries,
             "failed": self.failed,
@@ -42,13 +44,24 @@ class RekeyReport:
 def rekey(sessions: sessionmaker[Session], redis: Redis, box: SecretBox) -> RekeyReport:
     report = RekeyReport()
     _accounts(sessions, box, report)
+    _apps(sessions, box, report)
     _board_users(sessions, box, report)
+    _proxies(sessions, box, report)
     _redis(redis, box, report)
     return report
 
 
+def _proxies(sessions: sessionmaker[Session], box: SecretBox, report: RekeyReport) -> None:
+    """The pool's proxies (`database.proxies`): their URLs and the URLs' keyed hashes."""
+    from database.proxies import rekey_proxies
+
+    with sessions.begin() as session:
+        report.failed += rekey_proxies(session, box)
+
+
 def _accounts(sessions: sessionmaker[Session], box: SecretBox, report: RekeyReport) -> None:
     from database.models import Account
+    from database.session_keys import stored_session_lookup
 
     last = 0
     while True:
@@ -65,11 +78,25 @@ def _accounts(sessions: sessionmaker[Session], box: SecretBox, report: RekeyRepo
                     account.api_hash_enc = box.rotate(account.api_hash_enc)
                     if account.session_enc:
                         account.session_enc = box.rotate(account.session_enc)
+                        if account.session_lookup:  # one without is given its own by `session_keys.backfill`
+                            account.session_lookup = stored_session_lookup(box, account.session_enc)
                     if account.proxy_enc:
                         account.proxy_enc = box.rotate(account.proxy_enc)
                     report.accounts += 1
                 except SecretError:
                     report.failed.append(f"account {account.id}")
+
+
+def _apps(sessions: sessionmaker[Session], box: SecretBox, report: RekeyReport) -> None:
+    from database.models import ApiApp
+
+    with sessions.begin() as session:  # a pool holds a handful of apps
+        for app in session.scalars(select(ApiApp).order_by(ApiApp.id)):
+            try:
+                app.api_hash_enc = box.rotate(app.api_hash_enc)
+                report.apps += 1
+            except SecretError:
+                report.failed.append(f"app {app.id}")
 
 
 def _board_users(sessions: sessionmaker[Session], box: SecretBox, report: RekeyReport) -> None:

@@ -6,7 +6,19 @@ from aiogram import Dispatcher
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 
-from bot.handlers import accounts, add_account, board, errors, fallback, menu, operations, plugins, workers
+from bot.handlers import (
+    accounts,
+    add_account,
+    board,
+    errors,
+    export,
+    fallback,
+    menu,
+    operations,
+    plugins,
+    proxies,
+    workers,
+)
 from bot.i18n import LanguageStore
 from bot.live import StatusWatcher
 from bot.middlewares import AccessMiddleware
@@ -35,6 +47,8 @@ def build_dispatcher(
         accounts.build_router(),
         operations.build_router(),
         plugins.build_router(),
+        export.build_router(),
+        proxies.build_router(),
         add_account.build_router(),
         board.build_router(),
         fallback.build_router(),  # last: whatever no other router took

@@ -16,6 +16,7 @@ class MenuAction(enum.StrEnum):
     LANGUAGE = "lang"
     ADD_WORKER = "addw"
     BOARD = "board"
+    PROXIES = "proxies"
 
 
 class WorkerAction(enum.StrEnum):
@@ -44,6 +45,7 @@ class AccountAction(enum.StrEnum):
     PASSWORD = "pw"  # noqa: S105 - an action's name: set or change the cloud password (a form)
     PROFILE = "pf"  # which field to change
     PLUGINS = "pl"  # the plugins for this account
+    EXPORT = "ex"  # write its session out: pick a format (`SessionExport`)
 
 
 class WorkerOpAction(enum.StrEnum):
@@ -52,12 +54,31 @@ class WorkerOpAction(enum.StrEnum):
     END_SESSIONS_CONFIRMED = "es!"
 
 
+class ProxyAction(enum.StrEnum):
+    CARD = "c"
+    CHECK = "ck"
+    REMOVE = "rm"  # asks to confirm
+    REMOVE_CONFIRMED = "rm!"  # refused by the service while accounts use it
+    REASSIGN = "mv"  # asks to confirm removing it and moving its accounts
+    REASSIGN_CONFIRMED = "mv!"
+
+
 class ProfileField(enum.StrEnum):
     FIRST_NAME = "first_name"
     LAST_NAME = "last_name"
     BIO = "bio"
     USERNAME = "username"
     PHOTO = "photo"
+
+
+class ExportFormat(enum.StrEnum):
+    """The session formats the bot sends (`common.session_formats.SessionFormat`, short for the 64 bytes)."""
+
+    TELETHON_STRING = "ts"
+    TELETHON_FILE = "tf"
+    PYROGRAM_STRING = "ps"
+    PYROGRAM_FILE = "pf"
+    TDATA = "td"
 
 
 class FormAction(enum.StrEnum):
@@ -106,6 +127,29 @@ class AccountsPage(CallbackData, prefix="ap"):
 class AccountCard(CallbackData, prefix="a"):
     id: int
     action: AccountAction = AccountAction.CARD
+
+
+class ProxiesPage(CallbackData, prefix="pp"):
+    """The pool's list; `check` asks a worker to check every proxy first."""
+
+    page: int = 0
+    check: bool = False
+
+
+class ProxyCard(CallbackData, prefix="px"):
+    """One proxy of the pool; `page` is the list's page to go back to."""
+
+    id: int
+    action: ProxyAction = ProxyAction.CARD
+    page: int = 0
+
+
+class SessionExport(CallbackData, prefix="sx"):
+    """Export an account's session in a format: asks first (`confirmed` False), then sends it."""
+
+    id: int
+    fmt: ExportFormat
+    confirmed: bool = False
 
 
 class WorkerOps(CallbackData, prefix="wo"):

@@ -29,7 +29,7 @@ from celery_app import keys
 from config import DEFAULT_BOT_API_SERVER, BotSettings, load_board_limits, plugins_dir
 
 log = logging.getLogger(__name__)
-COMMANDS = ("start", "workers", "accounts", "add", "summary", "board", "language", "cancel")
+COMMANDS = ("start", "workers", "accounts", "add", "proxies", "summary", "board", "language", "cancel")
 FSM_TTL_SECONDS = 24 * 3600
 
 

@@ -1,5 +1,5 @@
 """What handlers get as `services`: the fleet and accounts services (and the board's, for its moderation,
-the operations' and the plugins'), called off the event loop."""
+the operations', the plugins' and the proxy pool's), called off the event loop."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from backend.control_plane import ControlPlane
 from backend.fleet import FleetService
 from backend.operations_service import OperationsService
 from backend.plugins_service import PluginsService
+from backend.proxies_service import ProxiesService
+from backend.session_export import SessionExporter
 from board.service import BoardService
 
 P = ParamSpec("P")
@@ -26,10 +28,18 @@ class BotServices:
     board: BoardService | None = None  # the anonymous board's moderation and statistics (the Board section)
     operations: OperationsService | None = None  # account operations (check, sessions, 2FA, profile)
     plugins: PluginsService | None = None  # plugins per account
+    export: SessionExporter | None = None  # accounts' sessions written out (the card's Export)
+    proxies: ProxiesService | None = None  # the pool of proxies (the Proxies page)
 
     @classmethod
     def of(
-        cls, plane: ControlPlane, *, board: bool = True, operations: bool = True, plugins: bool = True
+        cls,
+        plane: ControlPlane,
+        *,
+        board: bool = True,
+        operations: bool = True,
+        plugins: bool = True,
+        proxies: bool = True,
     ) -> BotServices:
         """The services of a control plane, built now (handlers call them from several threads)."""
         return cls(
@@ -38,6 +48,8 @@ class BotServices:
             board=plane.board if board else None,
             operations=plane.operations if operations else None,
             plugins=plane.plugins if plugins else None,
+            export=plane.exporter,
+            proxies=plane.proxies if proxies else None,
         )
 
     async def call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

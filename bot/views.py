@@ -32,6 +32,7 @@ from bot.callbacks import (
 )
 from bot.details import detail_text
 from bot.texts import t
+from common.details import Detail
 
 Button = InlineKeyboardButton
 
@@ -71,8 +72,8 @@ def worker_status(lang: str, view: WorkerView) -> str:
     return text if view.is_active else f"{text} · {t(lang, 'status.deactivated')}"
 
 
-def main_menu(lang: str, board: bool = False) -> tuple[str, InlineKeyboardMarkup]:
-    """The main menu; `board` adds the Board section (when the bot has the board's service)."""
+def main_menu(lang: str, board: bool = False, proxies: bool = False) -> tuple[str, InlineKeyboardMarkup]:
+    """The main menu; `board` and `proxies` add those sections (when the bot has their services)."""
 
     def item(action: MenuAction, key: str) -> Button:
         return Button(text=t(lang, key), callback_data=Menu(action=action).pack())
@@ -80,6 +81,7 @@ def main_menu(lang: str, board: bool = False) -> tuple[str, InlineKeyboardMarkup
     return t(lang, "menu.title"), keyboard(
         [item(MenuAction.WORKERS, "menu.workers"), item(MenuAction.ACCOUNTS, "menu.accounts")],
         [item(MenuAction.ADD_ACCOUNT, "menu.add_account")],
+        [item(MenuAction.PROXIES, "menu.proxies")] if proxies else [],
         [item(MenuAction.BOARD, "menu.board")] if board else [],
         [item(MenuAction.SUMMARY, "menu.summary"), item(MenuAction.LANGUAGE, "menu.language")],
     )
@@ -288,6 +290,9 @@ def check_details(lang: str, result: Mapping[str, Any]) -> str:
     if result.get("authorized") and not result.get("banned"):
         word = str(result.get("spam") or "unknown")
         spam = t(lang, f"check.spam.{word}") if word in SPAM_WORDS else escape(word)
+        reason = Detail.from_json(result.get("spam_reason")) if word == "unknown" else None
+        if reason is not None:  # why @SpamBot could not tell
+            spam = t(lang, "check.spam.unknown_because", reason=detail_text(lang, reason))
         parts.append(t(lang, "check.spam", status=spam))
         others = result.get("other_sessions")
         if isinstance(others, int) and not isinstance(others, bool):
@@ -408,6 +413,7 @@ def account_card(
         first,
         [action("account.btn.move", AccountAction.MOVE), action("account.btn.remove", AccountAction.REMOVE)],
         *operation_buttons,
+        [action("account.btn.export", AccountAction.EXPORT)] if view.has_session else [],
         [
             Button(text=t(lang, "btn.back"), callback_data=AccountsPage(worker_id=worker_id or 0).pack()),
             Button(text=t(lang, "btn.refresh"), callback_data=AccountCard(id=view.id).pack()),

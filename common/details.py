@@ -8,7 +8,8 @@ of every code: a `Detail` with a code not in it is a programming error, and a te
 admin bot's catalogues have a text for each.
 
 A parameter is a string, a number, or a `Detail` itself (a retry wraps what failed, a network error its
-cause). `text` is for things we have no words for: an error's own (already redacted) words, shown as they are.
+cause); a number named `*_at` is a moment (epoch seconds), shown in local time by the English text (`moment`).
+`text` is for things we have no words for: an error's own (already redacted) words, shown as they are.
 On the wire a detail is `{"c": code, "p": {name: value}}` (`encode` / `decode`).
 """
 
@@ -18,6 +19,7 @@ import json
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 ENGLISH: dict[str, str] = {
@@ -92,6 +94,13 @@ ENGLISH: dict[str, str] = {
     "on_worker": "on {worker}",
     "moved": "{before} -> {after}",
     "secrets_wiped": "secrets wiped",
+    "exported_as": "session exported as {format}",
+    "export_needs_user_id": (
+        "{format} needs the account's Telegram user id, which the fleet learns when the account first runs: "
+        "start or check it once"
+    ),
+    "export_exists_now": "its file appeared meanwhile; not replaced",
+    "export_failed": "could not write it: {cause}",
     "status_change": "{status}: {cause}",
     "status_is": "{status}",
     # why an operation or a plugin change failed
@@ -134,6 +143,10 @@ ENGLISH: dict[str, str] = {
     "too_fresh_to_end": (
         "this session is too new for Telegram to allow ending the others (it must be at least 24 hours old)"
     ),
+    "too_fresh_to_end_until": "this session is too new to end the others: possible from {possible_at}",
+    "spambot_not_found": "@SpamBot cannot be found on this Telegram server",
+    "spambot_refused": "@SpamBot could not be asked: {cause}",
+    "spambot_silent": "@SpamBot did not answer within {seconds:g} s",
     "photo_not_image": "the photo is not a JPEG or PNG image",
     "photo_too_big": "the photo is larger than {mb} MB",
     "worker_lost": "worker lost: {worker} went away before it finished",
@@ -159,6 +172,26 @@ ENGLISH: dict[str, str] = {
     "plugin_event": "{plugin}: {kind}: {text}",
     "plugin_name": "{plugin}",
     "verdict_worse": "{before} → {after}",
+    # the pool of proxies (`database.proxies`, `backend.proxy_health`)
+    "proxy_added": "{proxy} in group {group}",
+    "proxy_removed": "{proxy}",
+    "proxy_set": "proxy {old} -> {new}",
+    "proxy_none": "none",
+    "proxy_reassigned": "proxy #{removed} ({removed_proxy}) removed: moved to #{to} ({to_proxy})",
+    "proxy_dead": "{failures} checks in a row failed ({error}); {accounts} account(s) behind it",
+    "proxy_back": "checks pass again ({ms:.0f} ms)",
+    "proxy_failover": "proxy #{dead} ({dead_proxy}) is dead: moved to #{to} ({to_proxy})",
+    "proxy_no_spare": "no live proxy of group {group} has room: {accounts} account(s) stay behind it",
+    "proxy_stuck": "proxy #{dead} ({dead_proxy}) is dead and group {group} has no live proxy with room: it stays",
+    "probe_refused": "the proxy refused the connection",
+    "probe_timed_out": "no answer in time",
+    "probe_auth_failed": "the proxy refused the credentials",
+    "probe_handshake": "the proxy hung up during its handshake (wrong credentials?)",
+    "probe_proxy_refused": "the proxy could not reach the data centre",
+    "probe_unreachable": "the proxy's address cannot be reached",
+    "probe_bad_reply": "the answer through the proxy was not Telegram's",
+    "probe_unreadable": "the proxy's URL cannot be read on the worker",
+    "probe_error": "the check failed",
     # words we have none for: an error's own (redacted) text
     "text": "{text}",
 }
@@ -180,7 +213,7 @@ class Detail:
     @property
     def text(self) -> str:
         """The English text (what the CLI and the logs show)."""
-        values = {name: value.text if isinstance(value, Detail) else value for name, value in self.params.items()}
+        values = {name: _shown(name, value) for name, value in self.params.items()}
         try:
             return ENGLISH[self.code].format(**values)
         except (KeyError, IndexError, ValueError, TypeError):
@@ -224,6 +257,22 @@ class Detail:
             return cls.from_json(json.loads(text))
         except ValueError:
             return None
+
+
+def is_moment(name: str, value: object) -> bool:
+    """Whether a parameter is a moment: a number (epoch seconds) named `*_at`."""
+    return name.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def moment(epoch: float) -> str:
+    """A moment in this host's local time, with its zone: "2025-03-01 14:05 CET"."""
+    return datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _shown(name: str, value: Any) -> Any:
+    if isinstance(value, Detail):
+        return value.text
+    return moment(value) if is_moment(name, value) else value
 
 
 def detail(code: str, /, **params: Any) -> Detail:

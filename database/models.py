@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 typed models: workers, accounts, and the fleet event log."""
+"""SQLAlchemy 2 typed models: workers, accounts, the pools of API apps and proxies, and the fleet event log."""
 
 from __future__ import annotations
 
@@ -7,7 +7,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -89,7 +102,11 @@ class FleetEventKind(enum.StrEnum):
     ACCOUNT_STATUS = "account.status"
     ACCOUNT_MOVED = "account.moved"
     ACCOUNT_REMOVED = "account.removed"
+    ACCOUNT_EXPORTED = "account.exported"  # its session written out (`backend.session_export`)
     ACCOUNT_CHECKED = "account.checked"
+    APP_ADDED = "app.added"  # an API app put into the pool (`database.apps`)
+    APP_CHANGED = "app.changed"
+    APP_REMOVED = "app.removed"
     ACCOUNT_VERDICT_WORSE = "account.verdict_worse"
     OPERATION_FINISHED = "operation.finished"
     PLUGIN_ENABLED = "plugin.enabled"
@@ -97,6 +114,12 @@ class FleetEventKind(enum.StrEnum):
     PLUGIN_EVENT = "plugin.event"
     PLUGIN_ALERT = "plugin.alert"
     PLUGIN_ERROR = "plugin.error"
+    PROXY_ADDED = "proxy.added"
+    PROXY_REMOVED = "proxy.removed"
+    PROXY_DEAD = "proxy.dead"  # the admin bot alerts on it
+    PROXY_ALIVE = "proxy.alive"  # back after being dead
+    PROXY_NO_SPARE = "proxy.no_spare"  # dead, and no live proxy of its group can take its accounts
+    ACCOUNT_PROXY = "account.proxy"  # its proxy pin changed (by an admin, or moved off a dead proxy)
 
 
 class FleetEvent(Base):
@@ -151,10 +174,16 @@ class Account(Base):
     logs in), as a keyed hash (`phone_lookup`, unique: "is this number known?") and masked for display.
     The `device_*` columns are the device identity it presents to Telegram on every connect (chosen once, or
     the one an imported session had; `common.devices`), never changed afterwards.
+    `app_id` is the pooled API app it was given (`ApiApp`; its `api_id`/`api_hash_enc` are copied here, which is
+    what the worker gets); NULL for an account that came with credentials of its own. `session_lookup` is a
+    keyed hash of its session's auth key (`database.session_keys`): one session, one account.
     """
 
     __tablename__ = "accounts"
-    __table_args__ = (Index("ix_accounts_worker_id_status", "worker_id", "status"),)
+    __table_args__ = (
+        Index("ix_accounts_worker_id_status", "worker_id", "status"),
+        Index("uq_accounts_session_lookup", "session_lookup", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     phone_enc: Mapped[str] = mapped_column(Text)
@@ -162,8 +191,12 @@ class Account(Base):
     phone_masked: Mapped[str] = mapped_column(String(32))
     api_id: Mapped[int] = mapped_column(Integer)
     api_hash_enc: Mapped[str] = mapped_column(Text)
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("api_apps.id", ondelete="RESTRICT"), index=True)
     session_enc: Mapped[str | None] = mapped_column(Text)
+    session_lookup: Mapped[str | None] = mapped_column(String(64))
     proxy_enc: Mapped[str | None] = mapped_column(Text)
+    # The pool proxy it is pinned to (`Proxy`); `proxy_enc` then holds that proxy's URL, as the worker takes it.
+    proxy_id: Mapped[int | None] = mapped_column(ForeignKey("proxies.id", ondelete="RESTRICT"), index=True)
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="RESTRICT"))
     desired_state: Mapped[str] = mapped_column(String(16), default=DesiredState.STOPPED.value)
     status: Mapped[str] = mapped_column(String(20), default="stopped")
@@ -187,6 +220,39 @@ class Account(Base):
     check_result: Mapped[str] = mapped_column(Text, default="", server_default="")  # JSON: what the bots render
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ApiApp(Base):
+    """An API app (api_id and hash from my.telegram.org) in the pool that logins and imports without their own
+    credentials draw from (`database.apps`). The hash is a Fernet token, never shown.
+
+    `max_accounts` (NULL: no cap) bounds the accounts using the app plus the logins in progress that claimed it
+    (`ApiAppClaim`). The database holds the cap: triggers (migration 0010) refuse the row that would go over
+    it, whoever writes it. A later migration that rebuilds `accounts` or `api_app_claims` on SQLite must create
+    those triggers again.
+    """
+
+    __tablename__ = "api_apps"
+    __table_args__ = (CheckConstraint("max_accounts IS NULL OR max_accounts >= 1", name="max_accounts_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    api_id: Mapped[int] = mapped_column(Integer, unique=True)
+    api_hash_enc: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    max_accounts: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiAppClaim(Base):
+    """A login in progress holding a place under its app's cap until it ends (then its account holds it) or
+    `expires_at` passes (an abandoned login; expired claims are deleted before the next pick)."""
+
+    __tablename__ = "api_app_claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("api_apps.id", ondelete="CASCADE"), index=True)
+    login_id: Mapped[str] = mapped_column(String(32), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AccountOperation(Base):
@@ -233,3 +299,42 @@ class AccountPlugin(Base):
     actor: Mapped[str] = mapped_column(String(64), default="system")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ProxyState(enum.StrEnum):
+    UNKNOWN = "unknown"  # not checked yet
+    ALIVE = "alive"
+    SLOW = "slow"  # alive, but its checks take longer than PROXY_SLOW_MS
+    DEAD = "dead"  # PROXY_DEAD_AFTER failed checks in a row, and none succeeding
+
+
+class Proxy(Base):
+    """A proxy of the pool (`database.proxies`): its URL encrypted (credentials in it), a keyed hash of the URL
+    (unique), and what may be shown: `display` is scheme://host:port with the user masked.
+
+    Accounts are pinned to one (`Account.proxy_id`); `max_accounts` (NULL: no cap) bounds how many, held by
+    the database (triggers of migration 0011, like the API apps' caps). Its health is what workers' checks
+    say (`backend.proxy_health`): `state`, the latest latency, when, the last error code and how many checks
+    in a row failed. A later migration that rebuilds `accounts` on SQLite must create the triggers again.
+    """
+
+    __tablename__ = "proxies"
+    __table_args__ = (
+        CheckConstraint("max_accounts IS NULL OR max_accounts >= 1", name="max_accounts_positive"),
+        Index("ix_proxies_group_name", "group_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url_enc: Mapped[str] = mapped_column(Text)
+    url_lookup: Mapped[str] = mapped_column(String(64), unique=True)
+    display: Mapped[str] = mapped_column(String(300))
+    scheme: Mapped[str] = mapped_column(String(16))
+    group_name: Mapped[str] = mapped_column(String(64), default="default")
+    max_accounts: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=ProxyState.UNKNOWN.value)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error_code: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

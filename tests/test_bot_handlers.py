@@ -88,7 +88,14 @@ def test_main_menu_speaks_the_admins_language_and_switches(harness: BotHarness, 
     russian = harness.chat(ADMIN, "ru")
     russian.send("/start")
     assert "Управление флотом" in russian.text()
-    assert russian.buttons() == ["🖥 Воркеры", "📱 Аккаунты", "➕ Добавить аккаунт", "📊 Сводка", "🌐 Язык / Language"]
+    assert russian.buttons() == [
+        "🖥 Воркеры",
+        "📱 Аккаунты",
+        "➕ Добавить аккаунт",
+        "🔌 Прокси",
+        "📊 Сводка",
+        "🌐 Язык / Language",
+    ]
     english = harness.chat(OTHER_ADMIN, "en-US")
     english.send("/start")
     assert "Fleet control" in english.text() and "🖥 Workers" in english.buttons()

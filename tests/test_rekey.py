@@ -11,6 +11,7 @@ from redis import Redis
 from sqlalchemy import text
 
 from backend.accounts_service import AccountService
+from backend.apps_service import AppsService
 from backend.dispatch import TaskDispatcher
 from backend.errors import AccountError
 from board.service import BoardService
@@ -44,6 +45,7 @@ def test_rotate_then_rekey_then_drop_the_old_key(stack: Stack, redis_client: Red
     assert stack.cli("add", "w1", "--address", "10.0.0.1").returncode == 0
     accounts, board = services(stack, redis_client, OLD)
     account = accounts.import_session("w1", 12345, API_HASH, session_string=session_for(PHONE), phone=PHONE, actor="t")
+    AppsService(accounts.sessions, lambda: SecretBox(OLD)).add(4242, API_HASH, actor="t")
     board_user = board.user(777000555, "en")
     spec = {"account_id": account.id, "session_enc": SecretBox(OLD).encrypt("s" * 40), "api_id": 1}
     redis_client.hset(keys.worker_specs("w1"), str(account.id), json.dumps(spec))
@@ -58,7 +60,7 @@ def test_rotate_then_rekey_then_drop_the_old_key(stack: Stack, redis_client: Red
 
     done = rekey(stack, f"{NEW},{OLD}")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"accounts": 1, "board_users": 1, "redis_entries": 2, "failed": []}
+    assert json.loads(done.stdout) == {"accounts": 1, "apps": 1, "board_users": 1, "redis_entries": 2, "failed": []}
 
     # The old key gone: everything is readable, found and matched under the new one alone.
     accounts, board = services(stack, redis_client, NEW)
@@ -66,9 +68,13 @@ def test_rotate_then_rekey_then_drop_the_old_key(stack: Stack, redis_client: Red
     with pytest.raises(AccountError, match="already"):
         accounts.import_session("w1", 12345, API_HASH, session_string=session_for(PHONE), phone=PHONE, actor="t")
     assert board.find_user(777000555) == board_user
+    with pytest.raises(AccountError, match="of the fleet already"):  # the session's hash follows the key too
+        accounts.import_session("w1", 4242, session_string=session_for(PHONE), phone="+15550003333", actor="t")
     new_box = SecretBox(NEW)
     with accounts.sessions() as session:
         phone_enc, session_enc = session.execute(text("SELECT phone_enc, session_enc FROM accounts")).one()
+        app_hash_enc = session.execute(text("SELECT api_hash_enc FROM api_apps")).scalar_one()
+    assert new_box.decrypt(app_hash_enc) == API_HASH
     assert new_box.decrypt(phone_enc) == PHONE and new_box.decrypt(session_enc) == session_for(PHONE)
     stored = json.loads(redis_client.hget(keys.worker_specs("w1"), str(account.id)) or "{}")
     assert new_box.decrypt(stored["session_enc"]) == "s" * 40 and stored["api_id"] == 1

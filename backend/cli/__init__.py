@@ -31,6 +31,10 @@ COMMANDS = {
     "accounts": "backend.cli.accounts:accounts",
     "board": "backend.cli.board:board",
     "plugins": "backend.cli.plugins:plugins",
+    "proxies": "backend.cli.proxies:proxies",
+    "apps": "backend.cli.apps:apps",
+    "backup": "backend.cli.backup:backup_command",
+    "restore": "backend.cli.backup:restore_command",
 }
 
 

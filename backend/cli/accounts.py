@@ -1,7 +1,7 @@
 """`run_cli.py accounts …`: thin commands over the accounts service. Phones are masked; secrets never printed.
 
 This module holds the group, listing and showing, and starting, stopping, moving and removing; `import` lives
-in `accounts_import`, `login` in `accounts_login`, and `op`/`ops` in `operations`.
+in `accounts_import`, `export` in `accounts_export`, `login` in `accounts_login`, and `op`/`ops` in `operations`.
 """
 
 from __future__ import annotations
@@ -49,13 +49,15 @@ VERDICT_ICONS = {"ok": "✅", "limited": "⚠️", "restricted": "⛔", "unautho
     cls=LazyGroup,
     lazy_subcommands={
         "import": "backend.cli.accounts_import:import_accounts",
+        "export": "backend.cli.accounts_export:export_accounts",
         "login": "backend.cli.accounts_login:login",
         "op": "backend.cli.operations:operate",
         "ops": "backend.cli.operations:list_operations",
+        "set-proxy": "backend.cli.proxies:set_proxy",
     },
 )
 def accounts() -> None:
-    """Telegram accounts: log in, import, start, stop, move, remove."""
+    """Telegram accounts: log in, import, export, start, stop, move, remove."""
 
 
 def _who(view: Any) -> str:
@@ -146,7 +148,7 @@ def show_account(context: Context, account_id: int, as_json: bool) -> None:
         click.echo("\nRecent events:")
     for event in view.events:
         extra = f" — {event.detail}" if event.detail else ""
-        when = event.at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        when = event.latest.strftime("%Y-%m-%d %H:%M:%S UTC")  # the order of the lines: the last time
         say(f"  {when}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
 
 

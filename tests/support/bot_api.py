@@ -24,6 +24,7 @@ from typing import Any
 from aiogram import Bot
 from aiogram.client.session.base import BaseSession
 from aiogram.methods import TelegramMethod
+from aiogram.types import InputFile
 from aiohttp import web
 
 from tests.support.flood import SENDING, FloodControl, FloodLimits
@@ -82,6 +83,7 @@ class BotApiCore:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.updates: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
+        self.uploads: list[tuple[str, str, bytes]] = []  # (method, file name, content) of each file the bot sent
         self.failures: list[Failure] = []
         self._message_ids = itertools.count(1000)
         self._update_ids = itertools.count(1)
@@ -174,7 +176,7 @@ class BotApiCore:
             return self._edit(int(params["chat_id"]), int(params["message_id"]), {"caption": params.get("caption", "")})
         if method == "editMessageReplyMarkup":
             return self._edit(int(params["chat_id"]), int(params["message_id"]), {"reply_markup": None}, params)
-        if method == "sendMessage":
+        if method in ("sendMessage", "sendDocument"):
             return self._store(int(params["chat_id"]), next(self._message_ids), params)
         if method == "editMessageText":
             return self._store(int(params["chat_id"]), int(params["message_id"]), params)
@@ -262,10 +264,13 @@ class RecordingSession(BaseSession):
 
     async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
         params: dict[str, Any] = {}
+        files: dict[str, InputFile] = {}
         for key, value in method.model_dump(warnings=False).items():  # as aiogram's own sessions prepare them
-            prepared = self.prepare_value(value, bot=bot, files={})
+            prepared = self.prepare_value(value, bot=bot, files=files)
             if prepared is not None:
                 params[key] = prepared
+        for upload in files.values():  # what a multipart request would carry (a BufferedInputFile's bytes)
+            self.core.uploads.append((method.__api_method__, upload.filename or "", getattr(upload, "data", b"")))
         try:
             result = self.core.handle(method.__api_method__, params)
         except ApiFailure as failure:

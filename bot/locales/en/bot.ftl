@@ -16,6 +16,7 @@ menu-add_account = ➕ Add account
 menu-summary = 📊 Fleet summary
 menu-language = 🌐 Language / Язык
 menu-board = 📋 Board
+menu-proxies = 🔌 Proxies
 
 ## Board
 
@@ -281,6 +282,10 @@ detail-worker_address = address { $address }
 detail-on_worker = on { $worker }
 detail-moved = { $before } -> { $after }
 detail-secrets_wiped = secrets wiped
+detail-exported_as = session exported as { $format }
+detail-export_needs_user_id = { $format } needs the account's Telegram user id, which the fleet learns when the account first runs: start or check it once
+detail-export_exists_now = its file appeared meanwhile; not replaced
+detail-export_failed = could not write it: { $cause }
 detail-status_change = { $status }: { $cause }
 detail-status_is = { $status }
 detail-username_taken = the username @{ $username } is already taken
@@ -318,6 +323,10 @@ detail-wrong_password = the current 2FA password is wrong
 detail-current_password_needed = this account already has a 2FA password: give the current one to change it
 detail-password_empty = the new 2FA password must not be empty
 detail-too_fresh_to_end = this session is too new for Telegram to allow ending the others (it must be at least 24 hours old)
+detail-too_fresh_to_end_until = this session is too new for Telegram to allow ending the others: possible from { $possible_at } (24 hours after its login)
+detail-spambot_not_found = @SpamBot cannot be found on this Telegram server
+detail-spambot_refused = @SpamBot could not be asked: { $cause }
+detail-spambot_silent = @SpamBot did not answer within { $seconds } s
 detail-photo_not_image = the photo is not a JPEG or PNG image
 detail-photo_too_big = the photo is larger than { $mb } MB
 detail-worker_lost = worker lost: { $worker } went away before it finished
@@ -344,6 +353,31 @@ detail-plugin_event = { $plugin }: { $kind }: { $text }
 detail-plugin_name = { $plugin }
 detail-verdict_worse = { $before } → { $after }
 detail-text = { $text }
+detail-proxy_added = { $proxy } in group { $group }
+detail-proxy_removed = { $proxy }
+detail-proxy_set = proxy { $old } → { $new }
+detail-proxy_none = none
+detail-proxy_reassigned = proxy #{ $removed } ({ $removed_proxy }) removed: moved to #{ $to } ({ $to_proxy })
+detail-proxy_dead = { $failures } checks in a row failed ({ $error }); { $accounts ->
+    [one] { $accounts } account
+   *[other] { $accounts } accounts
+} behind it
+detail-proxy_back = checks pass again ({ $ms } ms)
+detail-proxy_failover = proxy #{ $dead } ({ $dead_proxy }) is dead: moved to #{ $to } ({ $to_proxy })
+detail-proxy_no_spare = no live proxy of group { $group } has room: { $accounts ->
+    [one] { $accounts } account stays
+   *[other] { $accounts } accounts stay
+} behind it
+detail-proxy_stuck = proxy #{ $dead } ({ $dead_proxy }) is dead and group { $group } has no live proxy with room: the account stays on it
+detail-probe_refused = the proxy refused the connection
+detail-probe_timed_out = no answer in time
+detail-probe_auth_failed = the proxy refused the credentials
+detail-probe_handshake = the proxy hung up during its handshake (wrong credentials?)
+detail-probe_proxy_refused = the proxy could not reach the data centre
+detail-probe_unreachable = the proxy's address cannot be reached
+detail-probe_bad_reply = the answer through the proxy was not Telegram's
+detail-probe_unreadable = the proxy's URL cannot be read on the worker
+detail-probe_error = the check failed
 
 ## The add-account wizard
 
@@ -357,11 +391,25 @@ wizard-method-import = 📦 Import a session
 wizard-phone = Step 3. Phone number in international format, e.g. <code>+79991234567</code>:
 wizard-api_id = Step 4. API ID (a number from my.telegram.org):
 wizard-api_hash = Step 5. API hash (32 characters from my.telegram.org):
+wizard-pool_app = Steps 4–5 skipped: the account gets an API app of the pool.
 wizard-code =
     Step 6. Telegram sent a login code.
     ❗ Type it <b>with spaces</b>, like <code>1 2 3 4 5</code>: Telegram voids a code that is sent on in a message as is.
 wizard-password = 🔐 Two-step verification is on. Send the password — the message will be deleted at once.
-wizard-session = Step 6. Send the Telethon session string, or the <code>.session</code> file as a document.
+wizard-session =
+    Step 6. Send the session string (Telethon or Pyrogram), or as a document: a <code>.session</code> file (Telethon or Pyrogram), a <code>.txt</code> holding session strings, or a <code>.zip</code> of a Telegram Desktop <code>tdata</code> folder.
+wizard-passcode = 🔐 The tdata is locked with a local passcode. Send it — the message will be deleted at once.
+wizard-phones = The file holds { $count } { $count ->
+        [one] account
+       *[other] accounts
+    } without a phone number. Send { $count ->
+        [one] its number
+       *[other] their numbers, one a line, in this order
+    }:
+wizard-phone_line = • { $file } — Telegram user { $user }
+wizard-report = Imported { $imported } of { $total }:
+wizard-report_ok = ✅ { $file } → account #{ $id } ({ $phone })
+wizard-report_failed = ❌ { $file }: { $error }
 wizard-sending_code = ⏳ Requesting the code…
 wizard-checking = ⏳ Checking…
 wizard-retry =
@@ -372,7 +420,7 @@ wizard-failed =
     The login was stopped. Start again with «➕ Add account».
 wizard-done = ✅ Account added.
 wizard-expect_text = Please send text. Try again, or /cancel.
-wizard-file_too_big = The file is too large for a Telethon session.
+wizard-file_too_big = The file is too large for a session (a <code>.zip</code> may hold { $mb } MB at most).
 cancelled = Cancelled.
 nothing_to_cancel = Nothing to cancel.
 unknown_button = This button is out of date. Open the menu again: /start
@@ -413,6 +461,9 @@ alert-workers_online = 🟢 { $n } { $n ->
        *[other] workers are
     } back online: { $names }
 alert-account = { $icon } Account #{ $id }: { $status }{ $detail }
+alert-proxy_dead = 🔴 Proxy #{ $id } is dead{ $detail }
+alert-proxy_alive = 🟢 Proxy #{ $id } is back{ $detail }
+alert-proxy_no_spare = ⚠️ Proxy #{ $id }: its accounts cannot move{ $detail }
 alert-accounts = { $icon } { $n } { $n ->
         [one] account
        *[other] accounts
@@ -422,6 +473,13 @@ alert-accounts = { $icon } { $n } { $n ->
 
 unavailable = ⚠️ Service unavailable: { $error }
 internal_error = internal error
+err-proxy_not_found = Proxy #{ $id } is not in the pool.
+err-proxy_in_use = Proxy #{ $id } still carries { $count } account(s): reassign them to another proxy of its group first.
+err-proxy_full = Proxy #{ $id } carries as many accounts as its cap allows ({ $cap }).
+err-proxy_dead = Proxy #{ $id } is dead: choose a live one.
+err-proxy_group_full = Group { $group } has no proxy that is not dead with room for { $count } more account(s).
+err-proxy_group = A proxy group is 1-64 letters, digits, dots, dashes or underscores.
+err-proxy_no_worker = No worker is online to check the proxies.
 err-phone = Invalid phone number. Use international format, e.g. <code>+79991234567</code>.
 err-api_id = The API ID is a number from my.telegram.org, e.g. <code>123456</code>.
 err-api_hash = The API hash is 32 hexadecimal characters from my.telegram.org.
@@ -452,6 +510,7 @@ err-invalid_worker_name = Worker names: letters, digits, <code>. _ -</code>, up 
 err-invalid_address = Server address: an IP or a host name, e.g. <code>10.0.0.5</code>.
 err-error = { $message }
 err-invalid = { $message }
+err-passcode = This Telegram Desktop folder is locked with a local passcode: send the passcode (the message is deleted once read).
 err-worker_offline_start_later = Worker { $worker } is offline. Start it, or ask to start the account when the worker is back.
 err-worker_deactivated_start_later = Worker { $worker } is deactivated by an admin. Activate it, or ask to start the account when the worker is back.
 err-accounts_on_deactivated = Some accounts are on deactivated workers ({ $accounts }): activate the workers or move the accounts first.
@@ -463,6 +522,15 @@ err-start_refused = Worker { $worker } did not start account #{ $id }: { $proble
 err-restart_refused = Worker { $worker } did not restart account #{ $id }: { $problem }
 err-accounts_not_found = No account with id { $ids }.
 err-account_busy = Account #{ $id } with this phone number exists and is { $status }.
+err-session_in_fleet = This session is account #{ $id } ({ $phone }) of the fleet already: one session cannot run in two places (Telegram revokes it).
+err-app_not_found = App #{ $id } is not in the pool.
+err-app_not_in_pool = API ID { $api_id } is not in the app pool: give its API hash too, or add it to the pool.
+err-app_exists = API ID { $api_id } is in the pool already (app #{ $id }).
+err-app_in_use = App #{ $id } still carries { $count } account(s): remove them first.
+err-app_full = API ID { $api_id } carries as many accounts as its cap allows ({ $cap }).
+err-app_hash_mismatch = This API hash is not the one the pool holds for API ID { $api_id }.
+err-app_pool_empty = The app pool is empty: add an API app (<code>run_cli.py apps add</code>) or give an API ID and hash.
+err-app_pool_exhausted = Every API app in the pool ({ $count }) is at its cap: add an app or raise a cap.
 err-already_on_worker = Account #{ $id } is already on worker { $worker }.
 err-no_session = Account #{ $id } has no session: log in first.
 err-no_worker = Account #{ $id } is not assigned to a worker: move it to one first.
@@ -470,6 +538,12 @@ err-phone_required = The imported account's phone number is required.
 err-phone_not_found = The session file names no phone number: name the file after it (<code>79991234567.session</code>) or add a <code>.json</code> with <code>"phone"</code>.
 err-session_missing = Send a session string or a <code>.session</code> file.
 err-session_unusable = Worker { $worker } cannot use this session: { $problem }
+err-session_bot = This is a bot's session: the fleet runs user accounts. Nothing was imported.
+err-session_unreadable =
+    «{ $name }» is damaged or not a session: send a Telethon or Pyrogram <code>.session</code> file, a <code>.txt</code> with a session string, or a <code>.zip</code> of a <code>tdata</code> folder. Nothing was imported.
+err-passcode_required = The tdata is locked with a local passcode.
+err-passcode_wrong = Wrong local passcode. Send it again.
+err-phones_count = Send { $count } phone numbers, one a line.
 err-device = Invalid device identity: { $problem }
 err-invalid_input = The worker refused the input: { $problem }
 err-invalid_params = Invalid options: { $problems }
@@ -494,6 +568,24 @@ account-btn-end_sessions = ✂️ End others
 account-btn-two_fa = 🔐 2FA
 account-btn-profile = 👤 Profile
 account-btn-plugins = 🧩 Plugins
+account-btn-export = 📤 Export
+
+# Export from the account card: a session is a live credential
+export-pick = 📤 Export the session of <b>{ $phone }</b>: choose a format.
+
+    ⚠️ The file is a live credential: whoever has it can use the account.
+export-confirm = Send the session of <b>{ $phone }</b> as { $format } to this chat?
+
+    ⚠️ It is a live credential: anyone who gets the file can use the account. Save it somewhere safe, then delete it from the chat.
+btn-yes_export = 📤 Yes, send it
+export-caption = ⚠️ Live credential: the session of { $phone } ({ $format }). Anyone with this file can use the account: keep it private and delete it from this chat.
+export-sidecar_caption = Its sidecar for the import: phone, API ID and hash, device, proxy.
+export-sent = 📤 Session sent as { $format }. Delete the files from the chat once saved.
+export-fmt-ts = Telethon string (.txt)
+export-fmt-tf = Telethon .session
+export-fmt-ps = Pyrogram string (.txt)
+export-fmt-pf = Pyrogram .session
+export-fmt-td = Telegram Desktop tdata (.zip)
 account-btn-password = 🔑 Set or change the password
 accounts-btn-check_all = 🩺 Check all
 accounts-btn-end_sessions_all = ✂️ End other sessions for all
@@ -507,6 +599,7 @@ check-spam = spam: { $status }
 check-spam-free = no limits
 check-spam-limited = limited
 check-spam-unknown = unknown
+check-spam-unknown_because = unknown ({ $reason })
 check-restricted = restricted: { $reason }
 check-other_sessions = { $n } other { $n ->
         [one] session
@@ -609,6 +702,61 @@ alert-plugin_errors = ❌ Plugins failing on { $n } { $n ->
     }: { $items }
 
 err-no_accounts = No accounts match.
+err-export_out = The export folder { $path } cannot be used.
+err-export_exists = { $count } file(s) to be written exist already, e.g. { $path }.
+err-export_skipped = Account #{ $id } was not exported: { $reason }.
+
+## Proxies: the pool's list, a proxy's card, checks and removal
+
+proxies-title = 🔌 <b>Proxies</b> — page { $page }/{ $pages }, { $total } in all
+proxies-empty =
+    🔌 The pool has no proxies yet. Add them from the console, for example:
+    <code>python run_cli.py proxies add socks5://user:pass@host:port --group eu</code>
+    A group is a region: the accounts of a proxy that dies move only to proxies of the same group.
+proxies-row =
+    { $state } <b>#{ $id }</b> <code>{ $proxy }</code>
+    group { $group } · { $latency } · accounts { $load } · checked: { $checked }
+proxies-btn-check_all = 🔎 Check all
+proxies-checking = ⏳ Checking every proxy ({ $count }) from the workers…
+proxies-checked = 🔎 Proxies checked: { $total } — { $ok } passed, { $failed } failed.
+proxy-state-alive = 🟢 alive
+proxy-state-slow = 🟡 slow
+proxy-state-dead = 🔴 dead
+proxy-state-unknown = ⚪ unknown
+proxy-latency = { $ms } ms
+proxy-load = { $accounts }/{ $cap }
+proxy-load-uncapped = { $accounts }/∞
+proxy-card =
+    🔌 <b>Proxy #{ $id }</b> — { $state }
+    Address: <code>{ $proxy }</code>
+    Group: { $group }
+    Accounts: { $load }
+    Latency: { $latency }
+    Last check: { $checked }
+proxy-last_error = Last error: { $error } ({ $failures } in a row)
+proxy-events = <b>Recent events:</b>
+proxy-event = • { $when } — { $kind }{ $detail }{ $count ->
+        [1] {""}
+       *[other] {" "}(×{ $count })
+    }
+proxy-event-added = added
+proxy-event-removed = removed
+proxy-event-dead = 🔴 dead
+proxy-event-alive = 🟢 back
+proxy-event-no_spare = ⚠️ its accounts cannot move
+proxy-btn-check = 🔎 Check
+proxy-btn-remove = 🗑 Remove
+proxy-btn-reassign = 🚚 Remove and move its accounts ({ $count })
+proxy-checking = ⏳ Checking the proxy: a worker connects through it…
+proxy-check-ok = ✅ Check passed: { $latency } (worker { $worker }).
+proxy-check-failed = ❌ Check failed: { $error } (worker { $worker }).
+proxy-remove-confirm = Remove proxy #{ $id } <code>{ $proxy }</code> from the pool?
+proxy-reassign-confirm =
+    Remove proxy #{ $id } <code>{ $proxy }</code> and move its accounts ({ $count }) to other proxies of group { $group }?
+    Running accounts restart on their new proxy.
+proxy-removed = 🗑 Proxy #{ $id } removed.
+proxy-moved = Accounts moved: { $count }.
+proxy-moved-line = • account #{ $account } → { $after }
 
 ## Bot commands (Telegram's command menu)
 
@@ -616,6 +764,7 @@ cmd-start = Main menu
 cmd-workers = Workers
 cmd-accounts = Accounts
 cmd-add = Add an account
+cmd-proxies = Proxies
 cmd-summary = Fleet summary
 cmd-language = Language
 cmd-board = Board: statistics and reports

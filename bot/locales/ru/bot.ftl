@@ -18,6 +18,7 @@ menu-summary = 📊 Сводка
 # Bilingual on purpose: an admin who cannot read the current language still finds the switch.
 menu-language = 🌐 Язык / Language
 menu-board = 📋 Доска
+menu-proxies = 🔌 Прокси
 
 ## Board
 
@@ -282,6 +283,10 @@ detail-worker_address = адрес { $address }
 detail-on_worker = на воркере { $worker }
 detail-moved = { $before } → { $after }
 detail-secrets_wiped = секреты стёрты
+detail-exported_as = сессия выгружена в формате { $format }
+detail-export_needs_user_id = для { $format } нужен Telegram-идентификатор (ID) пользователя, а флот узнаёт его при первом запуске аккаунта: запустите или проверьте его один раз
+detail-export_exists_now = файл с таким именем появился тем временем; не заменён
+detail-export_failed = не удалось записать: { $cause }
 detail-status_change = { $status }: { $cause }
 detail-status_is = { $status }
 detail-username_taken = имя пользователя @{ $username } уже занято
@@ -319,6 +324,10 @@ detail-wrong_password = текущий облачный пароль невер�
 detail-current_password_needed = у аккаунта уже есть облачный пароль: чтобы сменить, укажите текущий
 detail-password_empty = новый пароль не может быть пустым
 detail-too_fresh_to_end = сеанс флота слишком новый: Telegram разрешает завершать другие сеансы только через 24 часа
+detail-too_fresh_to_end_until = сеанс флота слишком новый: Telegram разрешит завершить другие сеансы с { $possible_at } (через 24 часа после входа)
+detail-spambot_not_found = @SpamBot не найден на этом сервере Telegram
+detail-spambot_refused = не удалось спросить @SpamBot: { $cause }
+detail-spambot_silent = @SpamBot не ответил за { $seconds } с
 detail-photo_not_image = это не изображение <code>JPEG</code> или <code>PNG</code>
 detail-photo_too_big = фото больше { $mb } МБ
 detail-worker_lost = воркер { $worker } пропал, не закончив операцию
@@ -345,6 +354,25 @@ detail-plugin_event = { $plugin }: { $kind }: { $text }
 detail-plugin_name = { $plugin }
 detail-verdict_worse = { $before } → { $after }
 detail-text = { $text }
+detail-proxy_added = { $proxy } в группе { $group }
+detail-proxy_removed = { $proxy }
+detail-proxy_set = прокси { $old } → { $new }
+detail-proxy_none = нет
+detail-proxy_reassigned = прокси #{ $removed } ({ $removed_proxy }) удалён: перенесён на #{ $to } ({ $to_proxy })
+detail-proxy_dead = проверок подряд не прошло: { $failures } ({ $error }); за ним аккаунтов: { $accounts }
+detail-proxy_back = проверки снова проходят ({ $ms } мс)
+detail-proxy_failover = прокси #{ $dead } ({ $dead_proxy }) мёртв: перенесён на #{ $to } ({ $to_proxy })
+detail-proxy_no_spare = в группе { $group } нет живого прокси со свободными местами: аккаунтов остаётся за ним: { $accounts }
+detail-proxy_stuck = прокси #{ $dead } ({ $dead_proxy }) мёртв, а в группе { $group } нет живого прокси со свободными местами: аккаунт остаётся на нём
+detail-probe_refused = прокси отклонил соединение
+detail-probe_timed_out = нет ответа вовремя
+detail-probe_auth_failed = прокси не принял логин и пароль
+detail-probe_handshake = прокси оборвал соединение при согласовании (неверный логин или пароль?)
+detail-probe_proxy_refused = прокси не смог соединиться с дата-центром
+detail-probe_unreachable = адрес прокси недоступен
+detail-probe_bad_reply = ответ через прокси пришёл не от Telegram
+detail-probe_unreadable = воркер не может прочитать адрес прокси
+detail-probe_error = проверка не удалась
 
 ## The add-account wizard
 
@@ -358,11 +386,26 @@ wizard-method-import = 📦 Импорт сессии
 wizard-phone = Шаг 3. Номер телефона в международном формате, например <code>+79991234567</code>:
 wizard-api_id = Шаг 4. API ID (число с my.telegram.org):
 wizard-api_hash = Шаг 5. API hash (32 символа с my.telegram.org):
+wizard-pool_app = Шаги 4–5 пропущены: аккаунт получит API-приложение из пула.
 wizard-code =
     Шаг 6. Telegram отправил код входа.
     ❗ Введите его <b>через пробелы</b>, например <code>1 2 3 4 5</code>: код, пересланный в Telegram как есть, Telegram аннулирует.
 wizard-password = 🔐 Включена двухэтапная проверка. Отправьте пароль — сообщение с ним будет сразу удалено.
-wizard-session = Шаг 6. Пришлите строку сессии Telethon или файл <code>.session</code> документом.
+wizard-session =
+    Шаг 6. Пришлите строку сессии (Telethon или Pyrogram) или документ: файл <code>.session</code> (Telethon или Pyrogram), <code>.txt</code> со строками сессий или <code>.zip</code> с папкой <code>tdata</code> десктопного Telegram.
+wizard-passcode = 🔐 tdata защищена локальным код-паролем. Отправьте его — сообщение будет сразу удалено.
+wizard-phones = В файле { $count } { $count ->
+        [one] аккаунт
+        [few] аккаунта
+       *[other] аккаунтов
+    } без номера телефона. Пришлите { $count ->
+        [one] его номер
+       *[other] их номера, по одному в строке, в этом порядке
+    }:
+wizard-phone_line = • { $file } — пользователь Telegram { $user }
+wizard-report = Импортировано { $imported } из { $total }:
+wizard-report_ok = ✅ { $file } → аккаунт #{ $id } ({ $phone })
+wizard-report_failed = ❌ { $file }: { $error }
 wizard-sending_code = ⏳ Запрашиваю код…
 wizard-checking = ⏳ Проверяю…
 wizard-retry =
@@ -373,7 +416,7 @@ wizard-failed =
     Вход прерван. Начните заново: «➕ Добавить аккаунт».
 wizard-done = ✅ Аккаунт добавлен.
 wizard-expect_text = Нужен текст. Попробуйте ещё раз или /cancel.
-wizard-file_too_big = Файл слишком большой для сессии Telethon.
+wizard-file_too_big = Файл слишком большой для сессии (<code>.zip</code> — не больше { $mb } МБ).
 cancelled = Отменено.
 nothing_to_cancel = Нечего отменять.
 unknown_button = Эта кнопка устарела. Откройте меню заново: /start
@@ -415,6 +458,9 @@ alert-workers_online = 🟢 Снова онлайн { $n } { $n ->
        *[many] воркеров
     }: { $names }
 alert-account = { $icon } Аккаунт #{ $id }: { $status }{ $detail }
+alert-proxy_dead = 🔴 Прокси #{ $id } мёртв{ $detail }
+alert-proxy_alive = 🟢 Прокси #{ $id } снова работает{ $detail }
+alert-proxy_no_spare = ⚠️ Прокси #{ $id }: его аккаунтам некуда переехать{ $detail }
 alert-accounts = { $icon } { $n } { $n ->
         [one] аккаунт
         [few] аккаунта
@@ -425,6 +471,13 @@ alert-accounts = { $icon } { $n } { $n ->
 
 unavailable = ⚠️ Сервис недоступен: { $error }
 internal_error = внутренняя ошибка
+err-proxy_not_found = Прокси #{ $id } нет в пуле.
+err-proxy_in_use = За прокси #{ $id } ещё закреплены аккаунты ({ $count }): сначала перенесите их на другой прокси его группы.
+err-proxy_full = За прокси #{ $id } уже столько аккаунтов, сколько позволяет его лимит ({ $cap }).
+err-proxy_dead = Прокси #{ $id } мёртв: выберите живой.
+err-proxy_group_full = В группе { $group } нет не мёртвого прокси, на который поместятся ещё аккаунты ({ $count }).
+err-proxy_group = Группа прокси — от 1 до 64 латинских букв, цифр, точек, дефисов или подчёркиваний.
+err-proxy_no_worker = Нет ни одного воркера в сети, чтобы проверить прокси.
 err-phone = Неверный номер телефона. Нужен международный формат, например <code>+79991234567</code>.
 err-api_id = API ID — это число с my.telegram.org, например <code>123456</code>.
 err-api_hash = API hash — это 32 шестнадцатеричных символа с my.telegram.org.
@@ -455,6 +508,7 @@ err-invalid_worker_name = Имя воркера: латиница, цифры, <
 err-invalid_address = Адрес сервера: IP или имя хоста, например <code>10.0.0.5</code>.
 err-error = { $message }
 err-invalid = { $message }
+err-passcode = Папка tdata (Telegram для компьютера) защищена локальным код-паролем: пришлите его (сообщение удалится сразу после прочтения).
 err-worker_offline_start_later = Воркер { $worker } оффлайн. Запустите его или попросите запустить аккаунт, когда воркер вернётся.
 err-worker_deactivated_start_later = Воркер { $worker } отключён админом. Включите его или попросите запустить аккаунт, когда воркер вернётся.
 err-accounts_on_deactivated = Часть аккаунтов на отключённых воркерах ({ $accounts }): сначала включите воркеры или перенесите аккаунты.
@@ -466,6 +520,15 @@ err-start_refused = Воркер { $worker } не запустил аккаун�
 err-restart_refused = Воркер { $worker } не перезапустил аккаунт #{ $id }: { $problem }
 err-accounts_not_found = Нет аккаунтов с номерами { $ids }.
 err-account_busy = Аккаунт #{ $id } с этим номером уже есть, его статус: { $status }.
+err-session_in_fleet = Эта сессия уже есть в парке — аккаунт #{ $id } ({ $phone }): одна сессия не может работать в двух местах (Telegram её отзовёт).
+err-app_not_found = Приложения #{ $id } нет в пуле.
+err-app_not_in_pool = API ID { $api_id } нет в пуле приложений: укажите и его API hash или добавьте его в пул.
+err-app_exists = API ID { $api_id } уже в пуле (приложение #{ $id }).
+err-app_in_use = Приложением #{ $id } ещё пользуются аккаунты ({ $count }): сначала удалите их.
+err-app_full = У API ID { $api_id } уже столько аккаунтов, сколько позволяет его лимит ({ $cap }).
+err-app_hash_mismatch = Этот API hash не совпадает с тем, что хранится в пуле для API ID { $api_id }.
+err-app_pool_empty = Пул приложений пуст: добавьте API-приложение (<code>run_cli.py apps add</code>) или укажите API ID и hash.
+err-app_pool_exhausted = Все API-приложения пула ({ $count }) заполнены до лимита: добавьте приложение или поднимите лимит.
 err-already_on_worker = Аккаунт #{ $id } уже на воркере { $worker }.
 err-no_session = У аккаунта #{ $id } нет сессии: сначала войдите.
 err-no_worker = Аккаунт #{ $id } не закреплён за воркером: сначала перенесите его на воркер.
@@ -473,6 +536,16 @@ err-phone_required = Нужен номер телефона импортируе
 err-phone_not_found = В файле сессии нет номера телефона: назовите файл по номеру (<code>79991234567.session</code>) или добавьте <code>.json</code> с полем <code>"phone"</code>.
 err-session_missing = Пришлите строку сессии или файл <code>.session</code>.
 err-session_unusable = Воркер { $worker } не может использовать эту сессию: { $problem }
+err-session_bot = Это сессия бота, а парк работает с пользовательскими аккаунтами. Ничего не импортировано.
+err-session_unreadable =
+    «{ $name }» повреждён или не является сессией: пришлите файл <code>.session</code> Telethon или Pyrogram, <code>.txt</code> со строкой сессии или <code>.zip</code> с папкой <code>tdata</code>. Ничего не импортировано.
+err-passcode_required = tdata защищена локальным код-паролем.
+err-passcode_wrong = Неверный локальный код-пароль. Пришлите его ещё раз.
+err-phones_count = Пришлите { $count } { $count ->
+        [one] номер
+        [few] номера
+       *[other] номеров
+    } телефона, по одному в строке.
 err-device = Неверные данные устройства: { $problem }
 err-invalid_input = Воркер не принял данные: { $problem }
 err-invalid_params = Неверные параметры: { $problems }
@@ -497,6 +570,24 @@ account-btn-end_sessions = ✂️ Завершить другие
 account-btn-two_fa = 🔐 Пароль
 account-btn-profile = 👤 Профиль
 account-btn-plugins = 🧩 Плагины
+account-btn-export = 📤 Выгрузить
+
+# Выгрузка с карточки аккаунта: сессия — действующий ключ доступа
+export-pick = 📤 Выгрузка сессии <b>{ $phone }</b>: выберите формат.
+
+    ⚠️ Файл — действующий ключ доступа: кто им владеет, тот может пользоваться аккаунтом.
+export-confirm = Отправить сессию <b>{ $phone }</b> в формате { $format } в этот чат?
+
+    ⚠️ Это действующий ключ доступа: любой, кто получит файл, сможет пользоваться аккаунтом. Сохраните его в надёжном месте и удалите из чата.
+btn-yes_export = 📤 Да, отправить
+export-caption = ⚠️ Действующий ключ доступа: сессия { $phone } ({ $format }). Любой, у кого есть этот файл, может пользоваться аккаунтом: храните его в тайне и удалите из этого чата.
+export-sidecar_caption = Его файл-спутник для импорта: телефон, API ID и hash, устройство, прокси.
+export-sent = 📤 Сессия отправлена в формате { $format }. Удалите файлы из чата, когда сохраните их.
+export-fmt-ts = Строка Telethon (текстовый файл)
+export-fmt-tf = Файл Telethon
+export-fmt-ps = Строка Pyrogram (текстовый файл)
+export-fmt-pf = Файл Pyrogram
+export-fmt-td = Папка tdata (архив)
 account-btn-password = 🔑 Задать или сменить пароль
 accounts-btn-check_all = 🩺 Проверить все
 accounts-btn-end_sessions_all = ✂️ Завершить другие сеансы у всех
@@ -510,6 +601,7 @@ check-spam = спам: { $status }
 check-spam-free = ограничений нет
 check-spam-limited = есть ограничения
 check-spam-unknown = неизвестно
+check-spam-unknown_because = неизвестно ({ $reason })
 check-restricted = ограничен Telegram: { $reason }
 check-other_sessions = { $n } { $n ->
         [one] другой сеанс
@@ -613,6 +705,61 @@ alert-plugin_errors = ❌ Плагины сбоят на { $n } { $n ->
     }: { $items }
 
 err-no_accounts = Нет подходящих аккаунтов.
+err-export_out = Папку выгрузки { $path } нельзя использовать.
+err-export_exists = Файлы, которые нужно записать, уже есть ({ $count }), например { $path }.
+err-export_skipped = Аккаунт #{ $id } не выгружен: { $reason }.
+
+## Proxies: the pool's list, a proxy's card, checks and removal
+
+proxies-title = 🔌 <b>Прокси</b> — стр. { $page }/{ $pages }, всего { $total }
+proxies-empty =
+    🔌 В пуле пока нет прокси. Добавьте их из консоли, например:
+    <code>python run_cli.py proxies add socks5://user:pass@host:port --group eu</code>
+    Группа — регион: при смерти прокси его аккаунты переезжают только на прокси той же группы.
+proxies-row =
+    { $state } <b>#{ $id }</b> <code>{ $proxy }</code>
+    группа { $group } · { $latency } · аккаунты { $load } · проверка: { $checked }
+proxies-btn-check_all = 🔎 Проверить все
+proxies-checking = ⏳ Проверяю все прокси ({ $count }) через воркеры…
+proxies-checked = 🔎 Проверено прокси: { $total } — прошли { $ok }, не прошли { $failed }.
+proxy-state-alive = 🟢 работает
+proxy-state-slow = 🟡 медленный
+proxy-state-dead = 🔴 мёртв
+proxy-state-unknown = ⚪ не проверен
+proxy-latency = { $ms } мс
+proxy-load = { $accounts }/{ $cap }
+proxy-load-uncapped = { $accounts }/∞
+proxy-card =
+    🔌 <b>Прокси #{ $id }</b> — { $state }
+    Адрес: <code>{ $proxy }</code>
+    Группа: { $group }
+    Аккаунты: { $load }
+    Задержка: { $latency }
+    Последняя проверка: { $checked }
+proxy-last_error = Последняя ошибка: { $error } (подряд: { $failures })
+proxy-events = <b>Последние события:</b>
+proxy-event = • { $when } — { $kind }{ $detail }{ $count ->
+        [1] {""}
+       *[other] {" "}(×{ $count })
+    }
+proxy-event-added = добавлен
+proxy-event-removed = удалён
+proxy-event-dead = 🔴 мёртв
+proxy-event-alive = 🟢 снова работает
+proxy-event-no_spare = ⚠️ аккаунтам некуда переехать
+proxy-btn-check = 🔎 Проверить
+proxy-btn-remove = 🗑 Удалить
+proxy-btn-reassign = 🚚 Удалить и перенести аккаунты ({ $count })
+proxy-checking = ⏳ Проверяю прокси: воркер соединяется через него…
+proxy-check-ok = ✅ Проверка прошла: { $latency } (воркер { $worker }).
+proxy-check-failed = ❌ Проверка не прошла: { $error } (воркер { $worker }).
+proxy-remove-confirm = Удалить прокси #{ $id } <code>{ $proxy }</code> из пула?
+proxy-reassign-confirm =
+    Удалить прокси #{ $id } <code>{ $proxy }</code> и перенести его аккаунты ({ $count }) на другие прокси группы { $group }?
+    Работающие аккаунты перезапустятся на новом прокси.
+proxy-removed = 🗑 Прокси #{ $id } удалён.
+proxy-moved = Перенесено аккаунтов: { $count }.
+proxy-moved-line = • аккаунт #{ $account } → { $after }
 
 ## Bot commands (Telegram's command menu)
 
@@ -620,6 +767,7 @@ cmd-start = Главное меню
 cmd-workers = Воркеры
 cmd-accounts = Аккаунты
 cmd-add = Добавить аккаунт
+cmd-proxies = Прокси
 cmd-summary = Сводка по флоту
 cmd-language = Язык
 cmd-board = Доска: статистика и жалобы
