@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis import Redis
 
@@ -26,6 +26,11 @@ from worker.pacing import ConnectPacer, jittered
 from worker.status import StatusReporter
 
 log = logging.getLogger(__name__)
+
+
+class _StopRequested(Exception):
+    """A stop came while a client call was in flight; the call was abandoned."""
+
 
 QUEUE_NOTICE_SECONDS = 1.0  # a wait for the connect turn longer than this is shown in the status
 
@@ -124,6 +129,23 @@ class AccountRunner:
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
         return self._stop.is_set()
 
+    async def _unless_stopped(self, call: Any, timeout: float) -> Any:
+        """`call` (a client's connect or request) under `timeout`, abandoned as soon as a stop is requested:
+        Telethon's connect retries a refused address for seconds, and a stop (a restart onto another proxy)
+        must not wait for that. Raises `_StopRequested` then; the caller disconnects the client."""
+        work = asyncio.ensure_future(asyncio.wait_for(call, timeout))
+        stop_waiter = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({work, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_waiter.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+            raise _StopRequested
+        return work.result()
+
     async def _wait_for_lease(self, deadline: float) -> bool:
         """Poll for the lease (another worker is letting go of the account) until it is ours or time is up."""
         loop = asyncio.get_running_loop()
@@ -193,11 +215,11 @@ class AccountRunner:
                         AccountStatus.STARTING,
                         detail("connecting") if attempt == 0 else detail("reconnecting", attempt=attempt + 1),
                     )
-                    await asyncio.wait_for(client.connect(), clients.CONNECT_TIMEOUT)
-                    if not await asyncio.wait_for(client.is_user_authorized(), clients.CALL_TIMEOUT):
+                    await self._unless_stopped(client.connect(), clients.CONNECT_TIMEOUT)
+                    if not await self._unless_stopped(client.is_user_authorized(), clients.CALL_TIMEOUT):
                         final = (AccountStatus.UNAUTHORIZED, detail("session_not_authorized"))
                         break
-                    self.identity = identity_of(await asyncio.wait_for(client.get_me(), clients.CALL_TIMEOUT))
+                    self.identity = identity_of(await self._unless_stopped(client.get_me(), clients.CALL_TIMEOUT))
                     self.report(AccountStatus.RUNNING)
                     attempt = 0
                     self.client = client
@@ -211,6 +233,8 @@ class AccountRunner:
                         break
                 except asyncio.CancelledError:
                     raise
+                except _StopRequested:
+                    break
                 except Exception as error:  # noqa: BLE001 - every failure is classified and reported
                     outcome = classify(error)
                     if outcome.terminal:
