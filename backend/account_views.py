@@ -53,6 +53,7 @@ class AccountView:
     checked_at: datetime | None = None
     check_summary: str = ""
     check_result: dict[str, Any] = field(default_factory=dict)  # the last check's result (what the bots render)
+    has_password: bool = False  # a 2FA password is on file (encrypted; never shown)
 
     def to_json(self) -> dict[str, object]:
         document: dict[str, object] = {
@@ -69,6 +70,7 @@ class AccountView:
             "username": self.username,
             "name": self.name,
             "has_session": self.has_session,
+            "has_password": self.has_password,
             "proxy": self.proxy,
             "created_at": iso_utc(self.created_at),
             "status_changed_at": iso_utc(self.status_changed_at),
@@ -161,6 +163,7 @@ class AccountViews(AccountServiceBase):
                     checked_at=account.checked_at,
                     check_summary=account.check_summary or "",
                     check_result=_json_object(account.check_result),
+                    has_password=account.password_enc is not None,
                 )
             )
         return views

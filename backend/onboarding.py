@@ -66,6 +66,7 @@ class _Sealed:
 
     phone_enc: str
     session_enc: str
+    password_enc: str | None = None  # its 2FA password, when the import gives it
 
 
 def _login_code(answer: dict[str, Any]) -> str:
@@ -144,6 +145,7 @@ class Onboarding(AccountViews):
         phone: str | None = None,
         proxy: str | None = None,
         device: DeviceIdentity | Mapping[str, str] | None = None,
+        password: str | None = None,
         actor: str,
     ) -> AccountView:
         """Store an existing session on a worker (nothing is sent to Telegram). The phone is required.
@@ -152,6 +154,7 @@ class Onboarding(AccountViews):
         with `api_id` alone, that app of the pool. A session that is an account already is refused, naming it.
         `device` is the identity the session was used with (from its export's sidecar: `common.devices`),
         whole or in part; what it does not give is taken from the identity chosen for the account.
+        `password`, the account's 2FA password (from the sidecar), is kept encrypted for the `2fa` operation.
         """
         string = _session_string(session_string, session_file)
         normalized_phone = self._phone(phone)
@@ -165,7 +168,9 @@ class Onboarding(AccountViews):
         except InvalidValue as error:
             raise AccountError(str(error), "device", problem=str(error)) from None
         self._fill_session_keys()
-        sealed = _Sealed(box.encrypt(normalized_phone), box.encrypt(string))
+        sealed = _Sealed(
+            box.encrypt(normalized_phone), box.encrypt(string), box.encrypt(password) if password else None
+        )
         for _attempt in range(CHOICE_ATTEMPTS):
             try:
                 account_id = self._store_import(
@@ -208,6 +213,7 @@ class Onboarding(AccountViews):
                 session_enc=sealed.session_enc,
                 session_lookup=session_keys.session_lookup(box, string),
                 proxy_enc=proxy_enc,
+                password_enc=sealed.password_enc,
                 worker_id=target.id,
                 desired_state=DesiredState.STOPPED.value,
                 status=AccountStatus.STOPPED.value,

@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.account_base import account_spec
+from backend.account_password import keep_new_password, with_stored_password
 from backend.accounts_service import AccountService
 from backend.dispatch import TaskDispatcher
 from backend.errors import AccountError
@@ -209,8 +210,12 @@ class OperationsService:
             session.flush()
             for row in rows:
                 if row.status == OperationStatus.QUEUED.value and row.worker:
+                    held = accounts[row.account_id]
                     request = OperationRequest(
-                        operation_id=row.id, name=name, params=params, spec=account_spec(accounts[row.account_id])
+                        operation_id=row.id,
+                        name=name,
+                        params=with_stored_password(name, params, held),
+                        spec=account_spec(held),
                     )
                     outgoing.setdefault(row.worker, []).append(request)
             record_events(
@@ -300,6 +305,8 @@ class OperationsService:
             subject = account_subject(row.account_id)
             if row.name == OperationName.PROFILE:
                 _record_identity(session, row.account_id, seen.result)
+            if row.name == OperationName.TWO_FA:
+                keep_new_password(session.get(Account, row.account_id), row, seen.status, seen.result)
             if row.name == OperationName.CHECK and seen.status == OperationStatus.DONE:
                 events += self._record_check(session, row.account_id, seen.result, now)
             else:
@@ -391,7 +398,7 @@ class OperationsService:
                     request = OperationRequest(
                         operation_id=row.id,
                         name=OperationName(row.name),
-                        params=json.loads(row.params or "{}"),
+                        params=with_stored_password(row.name, json.loads(row.params or "{}"), account),
                         spec=account_spec(account),
                     )
                     outgoing.setdefault(target, []).append(request)

@@ -2,9 +2,9 @@
 
 Rotation: put the new key first in SECRET_KEY on every host (`SECRET_KEY=new,old`: all keys decrypt, lookups
 match under all), restart, run `rekey`, then drop the old key. Covered: accounts (phone, API hash, session,
-proxy; the keyed hashes of the phone and the session), the pool's API apps (hash), board users (Telegram id
-and its keyed hash), the workers' spec registries and the admin bot's wizard state in Redis, and the key
-canary. A value no listed key can decrypt is counted and left as it is.
+proxy, 2FA password; the keyed hashes of the phone and the session), the pool's API apps (hash), board users
+(Telegram id and its keyed hash), the workers' spec registries and the admin bot's wizard state in Redis, and
+the key canary. A value no listed key can decrypt is counted and left as it is.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ def _accounts(sessions: sessionmaker[Session], box: SecretBox, report: RekeyRepo
                             account.session_lookup = stored_session_lookup(box, account.session_enc)
                     if account.proxy_enc:
                         account.proxy_enc = box.rotate(account.proxy_enc)
+                    if account.password_enc:
+                        account.password_enc = box.rotate(account.password_enc)
                     report.accounts += 1
                 except SecretError:
                     report.failed.append(f"account {account.id}")

@@ -1,7 +1,7 @@
 """Exporting accounts' sessions: each chosen account's stored session (a Telethon StringSession, decrypted with
 SECRET_KEY's box) written in one of the portable formats of `common.session_formats`, with a JSON sidecar beside
-it that the import reads back (phone, API pair, device identity, proxy), and an `account.exported` event naming
-who exported it and in which format.
+it that the import reads back (phone, API pair, device identity, proxy, 2FA password when known), and an
+`account.exported` event naming who exported it and in which format.
 
 The files are live credentials: they are written into a private staging folder first, made 0600 (folders 0700)
 and only then moved into place, so no other user ever sees one readable, and an existing file is replaced only
@@ -113,9 +113,16 @@ def sidecar_path(out: Path, account_id: int) -> Path:
     return out / f"{base_name(account_id)}{SIDECAR_SUFFIX}"
 
 
-def sidecar_of(account: Account, phone: str, api_hash: str, proxy: str | None, fmt: SessionFormat) -> dict[str, Any]:
+def sidecar_of(
+    account: Account,
+    phone: str,
+    api_hash: str,
+    proxy: str | None,
+    fmt: SessionFormat,
+    password: str | None = None,
+) -> dict[str, Any]:
     """What the import reads back, under both of the common export format's names for the API pair and the
-    device (`backend.cli.accounts_import`, `common.devices.identity_fields`)."""
+    device (`backend.cli.accounts_import`, `common.devices.identity_fields`); the 2FA password as `twoFA`."""
     device = device_of(account)
     document: dict[str, Any] = {
         "phone": phone,
@@ -140,6 +147,8 @@ def sidecar_of(account: Account, phone: str, api_hash: str, proxy: str | None, f
         document["username"] = account.tg_username
     if proxy:
         document["proxy"] = proxy
+    if password:
+        document["twoFA"] = password
     return document
 
 
@@ -341,7 +350,9 @@ class SessionExporter:
         data = parse_string_session(box.decrypt(account.session_enc))
         item = PortableSession(session=data, user_id=account.tg_user_id, api_id=account.api_id)
         proxy = box.decrypt(account.proxy_enc) if account.proxy_enc else None
-        sidecar = sidecar_of(account, box.decrypt(account.phone_enc), box.decrypt(account.api_hash_enc), proxy, fmt)
+        password = box.decrypt(account.password_enc) if account.password_enc else None
+        phone, api_hash = box.decrypt(account.phone_enc), box.decrypt(account.api_hash_enc)
+        sidecar = sidecar_of(account, phone, api_hash, proxy, fmt, password)
         return item, sidecar
 
 

@@ -8,7 +8,8 @@ tdata folder itself, or the folder holding `tdata/`), else `NAME/NAME.json`, els
 `NAME`. A zip's own sidecar (`A.json` beside `A.zip`) is the sidecar of a tdata at the archive's root.
 
 A sidecar's `phone` names its one account; a tdata holding several gives each one's in `"accounts":
-[{"user_id": ..., "phone": ...}]` (or a top-level `user_id` names the one its `phone` is for).
+[{"user_id": ..., "phone": ...}]` (or a top-level `user_id` names the one its `phone` is for). Its 2FA password
+is read from `twoFA`, `2fa`, `two_fa` or `password` (what sellers' and exporters' sidecars use), first found.
 
 Nothing here talks to the database, Redis or Telegram; archives are unpacked into a private temporary folder
 with bounds on entries and sizes (no path leaves it, no link is followed), and an upload's bytes are saved in
@@ -39,6 +40,7 @@ MAX_SOURCES = 10_000
 MAX_DEPTH = 4
 MAX_ZIP_ENTRIES = 50_000
 MAX_ZIP_BYTES = 512 * 1024 * 1024
+PASSWORD_KEYS = ("twoFA", "2fa", "two_fa", "twofa", "password")
 PROXY_KINDS = {1: "socks4", 2: "socks5", 3: "http", "socks4": "socks4", "socks5": "socks5", "http": "http"}
 UPLOAD_SUFFIXES = (*FILE_SUFFIXES, ".zip")
 
@@ -252,6 +254,15 @@ def account_fields(sidecar: Mapping[str, Any], item: PortableSession, count: int
     if count > 1 and not (item.user_id and str(owner) == str(item.user_id)):
         fields.pop("phone", None)
     return fields
+
+
+def sidecar_password(fields: Mapping[str, Any]) -> str | None:
+    """The account's 2FA password a sidecar gives (see the module's docstring), None if it gives none."""
+    for key in PASSWORD_KEYS:
+        value = fields.get(key)
+        if isinstance(value, int | str) and not isinstance(value, bool) and str(value).strip():
+            return str(value)
+    return None
 
 
 def sidecar_proxy(value: object) -> str | None:

@@ -26,6 +26,7 @@ from backend.session_sources import (
     load_sidecar,
     phone_in,
     saved_upload,
+    sidecar_password,
     sidecar_proxy,
     sources_in,
     unpacked,
@@ -190,5 +191,6 @@ def _import_one(
         phone=phone,
         proxy=proxy,
         device=identity_fields(found.fields) or None,  # the device the session was used from; else one is chosen
+        password=sidecar_password(found.fields),
         actor=actor,
     )

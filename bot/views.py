@@ -395,6 +395,7 @@ def account_card(
         status=override_status or account_status(lang, view.status),
         detail=detail,
     )
+    text += "\n" + t(lang, "account.password_on_file" if view.has_password else "account.password_none")
     text += "\n" + check_line(lang, view)
     if plugins:
         text += "\n" + plugins_line(lang, plugins)

@@ -195,6 +195,7 @@ class Account(Base):
     session_enc: Mapped[str | None] = mapped_column(Text)
     session_lookup: Mapped[str | None] = mapped_column(String(64))
     proxy_enc: Mapped[str | None] = mapped_column(Text)
+    password_enc: Mapped[str | None] = mapped_column(Text)  # its 2FA password, when known (never shown)
     # The pool proxy it is pinned to (`Proxy`); `proxy_enc` then holds that proxy's URL, as the worker takes it.
     proxy_id: Mapped[int | None] = mapped_column(ForeignKey("proxies.id", ondelete="RESTRICT"), index=True)
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="RESTRICT"))

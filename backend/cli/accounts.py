@@ -137,6 +137,7 @@ def show_account(context: Context, account_id: int, as_json: bool) -> None:
         ("Desired", view.desired_state),
         ("API ID", str(view.api_id)),
         ("Session", "stored (encrypted)" if view.has_session else "none: log in"),
+        ("2FA password", "on file" if view.has_password else "not on file"),
         ("Proxy", view.proxy or "none"),
         ("Device", view.device.describe() if view.device is not None else "-"),
         ("Check", _check_text(view) + (f" — {view.check_summary}" if view.check_summary else "")),

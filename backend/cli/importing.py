@@ -6,7 +6,7 @@ service — one row per account (file, account, result) for the table the CLI pr
 Credentials, per session: the sidecar's (`app_id`/`api_id`, `app_hash`/`api_hash`), else `--api-id`/
 `--api-hash` (these first when one session is imported by itself, as for the phone), else the API ID the
 session itself records (Pyrogram, tdata) — with Telegram Desktop's public hash for a tdata's; with none, the
-accounts service gives the account an app of the pool.
+accounts service gives the account an app of the pool. A 2FA password in the sidecar is kept, encrypted.
 
 A sidecar's `phone` names its one account; a tdata holding several gives each one's in `"accounts":
 [{"user_id": ..., "phone": ...}]` (or a top-level `user_id` names the one its `phone` is for).
@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from backend.cli.base import actor
-from backend.session_sources import Source, account_fields, credentials, load_sidecar, sidecar_proxy
+from backend.session_sources import (
+    Source,
+    account_fields,
+    credentials,
+    load_sidecar,
+    sidecar_password,
+    sidecar_proxy,
+)
 from common.session_formats import PasscodeRequired, PortableSession, read_sessions
 from common.validation import InvalidValue, mask_phone, normalize_phone
 
@@ -131,6 +138,7 @@ def import_session(
             phone=str(phone) if phone else None,
             proxy=options.proxy or sidecar_proxy(fields.get("proxy")),
             device=identity_fields(fields) or None,  # the device the session was used from; else one is chosen
+            password=sidecar_password(fields),
             actor=actor(),
         )
     except AccountError as error:

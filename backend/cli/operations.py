@@ -109,7 +109,11 @@ def operate(
     if operation is OperationName.TWO_FA:
         if set_password:
             options["current_password"] = click.prompt(
-                "Current 2FA password (empty if none)", hide_input=True, default="", show_default=False, err=True
+                "Current 2FA password (empty: none, or the one on file)",
+                hide_input=True,
+                default="",
+                show_default=False,
+                err=True,
             )
             options["new_password"] = click.prompt(
                 "New 2FA password", hide_input=True, confirmation_prompt=True, err=True

@@ -177,6 +177,8 @@ account-card =
     Status: { $status }{ $detail }
 account-device = 📲 Device: { $model }, { $system }; app { $app }; language { $language } (system { $system_lang })
 account-flood_until = 🐢 Flood wait until { $until }
+account-password_on_file = 🔑 2FA password: on file
+account-password_none = 🔑 2FA password: not on file
 account-starting = ⏳ starting…
 account-stopping = ⏳ stopping…
 account-timeout = ⌛ The worker has not reported the outcome yet — refresh the card later.

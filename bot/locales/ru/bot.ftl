@@ -178,6 +178,8 @@ account-card =
     Статус: { $status }{ $detail }
 account-device = 📲 Устройство: { $model }, { $system }; приложение { $app }; язык { $language } (система { $system_lang })
 account-flood_until = 🐢 Пауза из-за флуда до { $until }
+account-password_on_file = 🔑 Облачный пароль: сохранён
+account-password_none = 🔑 Облачный пароль: не сохранён
 account-starting = ⏳ запускается…
 account-stopping = ⏳ останавливается…
 account-timeout = ⌛ Воркер пока не сообщил результат — обновите карточку позже.
