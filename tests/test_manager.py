@@ -442,3 +442,29 @@ def test_a_stop_does_not_wait_for_a_connect_in_flight(
     assert outcome.ok and manager.runner_of(1) is None, "the stop waited out its timeout: the connect held it"
     state = wait_status(redis_client, 1, AccountStatus.STOPPED, timeout=30)
     assert state.coded == detail("stopped")
+
+
+def test_no_account_reads_running_once_its_client_has_let_go(
+    redis_client: Redis, script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client disconnects before its runner's final status is written (at shutdown, only once every runner
+    has stopped): what the account shows at the moment its client lets go must already not be "running"."""
+    seen_at_disconnect: dict[int, str] = {}
+    release = fake_telegram.FakeClient._release
+
+    def recording_release(self: fake_telegram.FakeClient) -> None:
+        state = live(redis_client, self.spec.account_id)
+        seen_at_disconnect.setdefault(self.spec.account_id, state.status if state else "none")
+        release(self)
+
+    monkeypatch.setattr(fake_telegram.FakeClient, "_release", recording_release)
+    manager = AccountManager(fake_telegram.factory, redis_client, "w1", "inst-w1", 2, 5.0)
+    manager.open()
+    for account_id in range(1, 7):
+        manager.start(spec(account_id))
+    for account_id in range(1, 7):
+        wait_status(redis_client, account_id, AccountStatus.RUNNING, timeout=30)
+    manager.stop(1)  # an admin's stop
+    manager.shutdown(timeout=30)  # the worker going away with the rest
+    assert set(seen_at_disconnect) == set(range(1, 7))
+    assert all(status != AccountStatus.RUNNING for status in seen_at_disconnect.values()), seen_at_disconnect

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 
 STOP_TIMEOUT = 20.0
+STOPPING_FLUSH_SECONDS = 2.0  # how long a stop waits for its "stopping" to be written (Redis may be away)
 
 
 # --- the manager ------------------------------------------------------------------------------------------
@@ -246,6 +247,7 @@ class AccountManager(LoginMethods):
             said = detail("parked_stopped") if parked else detail("not_running_here")
             return CommandOutcome(True, AccountStatus.STOPPED, said)
         reason = reason or detail("stopped")
+        self._announce_stopping([runner], reason)
         runner.request_stop(reason)
         if runner.done is not None:
             with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
@@ -255,6 +257,16 @@ class AccountManager(LoginMethods):
         while leases.holder_of(self.redis, account_id) == self.holder and time.monotonic() < deadline:
             time.sleep(0.01)
         return CommandOutcome(True, AccountStatus.STOPPED, reason, runner.run_id)
+
+    def _announce_stopping(self, runners: list[AccountRunner], reason: Detail) -> None:
+        """Say "stopping", written, before the clients let go: a client disconnects before its runner's final
+        status is written (at shutdown, before every runner has stopped), and in between the account must not
+        read as running while nothing runs."""
+        announced = [runner for runner in runners if runner.holds_lease]
+        for runner in announced:
+            runner.report(AccountStatus.STOPPING, reason)
+        if announced:
+            self.reporter.flush(STOPPING_FLUSH_SECONDS)
 
     def restart(self, spec: ClientSpec) -> CommandOutcome:
         self.stop(spec.account_id, detail("restarting"))
@@ -404,6 +416,7 @@ class AccountManager(LoginMethods):
                 return
             self._closed = True
             runners = list(self.runners.values())
+        self._announce_stopping(runners, detail("worker_stopped"))
         for runner in runners:
             runner.request_stop(detail("worker_stopped"), report_final=False, park=True)
         deadline = time.monotonic() + timeout
