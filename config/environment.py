@@ -77,7 +77,9 @@ def _readers() -> SimpleNamespace:
         """Read from the environment alone (`load_env_file` puts `.env` there), by the exact names; the
         defaults are checked like any value."""
 
-        model_config = SettingsConfigDict(case_sensitive=True, enable_decoding=False, validate_default=True)
+        model_config = SettingsConfigDict(
+            case_sensitive=True, enable_decoding=False, validate_default=True, defer_build=True
+        )
 
         @model_validator(mode="before")
         @classmethod
