@@ -165,11 +165,7 @@ class RoundTripProbe:
         while not stop.is_set():
             try:
                 snapshot = presence.read_all_heartbeats(self.redis)
-                online = sorted(
-                    name
-                    for name, beat in snapshot.beats.items()
-                    if liveness(beat, snapshot.now, self.offline_after) is Liveness.ONLINE
-                )
+                online = snapshot.online(self.offline_after)
                 if not online:
                     stop.wait(every)
                     continue

@@ -29,7 +29,6 @@ from backend.proxy_health import judge
 from backend.proxy_pins import Repinned, follow_pins
 from celery_app import presence, proxy_health
 from celery_app.contract import CheckProxies, ProxyCheckResults, ProxyTarget, TaskName
-from celery_app.presence import Liveness, liveness
 from common.details import Detail, detail
 from common.validation import InvalidValue, ProxySpec, parse_proxy
 from config import ProxyPolicy
@@ -384,11 +383,7 @@ class ProxiesService(AccountServiceBase):
         if not pool:
             return []
         snapshot = presence.read_all_heartbeats(self.redis)
-        online = sorted(
-            name
-            for name, beat in snapshot.beats.items()
-            if liveness(beat, snapshot.now, self.offline_after) is Liveness.ONLINE
-        )
+        online = snapshot.online(self.offline_after)
         if not online:
             raise ProxyError("no worker is online to check proxies", "proxy_no_worker")
         users: dict[int, str] = {}

@@ -29,7 +29,6 @@ from backend.dispatch import TaskDispatcher
 from backend.proxy_pins import Repinned, follow_pins
 from celery_app import presence, proxy_health
 from celery_app.contract import MAX_BATCH, CheckProxies, Payload, ProxyTarget, TaskName
-from celery_app.presence import Liveness, liveness
 from celery_app.proxy_health import ProxyCheck
 from common.details import Detail, detail
 from config import ProxyPolicy
@@ -145,9 +144,7 @@ class ProxyHealth:
             result.died = judge(session, self.redis, self.policy, now)
             workers = {w.id: w.name for w in session.scalars(select(Worker))}
         snapshot = presence.read_all_heartbeats(self.redis)
-        online = sorted(
-            name for name, beat in snapshot.beats.items() if liveness(beat, now, self.offline_after) is Liveness.ONLINE
-        )
+        online = snapshot.online(self.offline_after)
         result.moved, result.stuck = self._failover(workers)
         result.restarted = self._drift(workers, online, now)
         result.checks_asked = self._ask_idle_checks(online, now)

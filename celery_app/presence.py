@@ -228,6 +228,12 @@ class HeartbeatSnapshot:
     now: float
     beats: dict[str, float]
 
+    def online(self, offline_after: float) -> list[str]:
+        """The names of the workers heard from within `offline_after` seconds, sorted."""
+        return sorted(
+            name for name, beat in self.beats.items() if liveness(beat, self.now, offline_after) is Liveness.ONLINE
+        )
+
 
 def read_all_heartbeats(redis: Redis) -> HeartbeatSnapshot:
     pipe = redis.pipeline(transaction=False)
