@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.redis_target import open_redis
 from config import mask_url
 
 
@@ -16,7 +17,7 @@ class ServiceUnavailable(RuntimeError):
 
 
 def connect_redis(url: str, check: bool = True) -> Redis:
-    client = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3, decode_responses=True)
+    client = open_redis(url, socket_timeout=5, socket_connect_timeout=3, decode_responses=True)
     if check:
         try:
             client.ping()

@@ -1,10 +1,18 @@
-"""`run_cli.py doctor`: checks configuration, the database and Redis, and says what is wrong with each."""
+"""`run_cli.py doctor`: checks configuration, the database and Redis, and says what is wrong with each.
+
+With REDIS_SENTINELS the `failover` check shows the primary, the replicas and the sentinels as the sentinels
+see them (backend.sentinel_survey); with a plain REDIS_URL it says there is no failover.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from config import ConfigError, load_cli_settings, load_secret_key, mask_url
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 
 @dataclass(frozen=True)
@@ -12,9 +20,14 @@ class Check:
     name: str
     ok: bool
     message: str
+    lines: tuple[str, ...] = ()  # the details, one per line, shown under the message
+    details: dict[str, Any] | None = field(default=None)  # the same as data, for --json
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "ok": self.ok, "message": self.message}
+        found: dict[str, object] = {"name": self.name, "ok": self.ok, "message": self.message}
+        if self.details is not None:
+            found["details"] = self.details
+        return found
 
 
 def _database_description(url: str, engine: object) -> str:
@@ -32,6 +45,25 @@ def _database_description(url: str, engine: object) -> str:
     if not workers and not accounts:
         return f"{where} (empty: no workers or accounts recorded yet)"
     return f"{where} ({workers} workers, {accounts} accounts)"
+
+
+def _primary_of(redis: Redis) -> str:
+    """`: primary HOST:PORT` for a Sentinel-managed client (the address it found), else nothing."""
+    address = getattr(redis.connection_pool, "master_address", None)
+    return f": primary {address[0]}:{address[1]}" if address else ""
+
+
+def failover_check(target: str, redis: Redis | None) -> Check:
+    """What the sentinels see (primary, replicas with their lag, sentinels reachable and agreeing), or that
+    there is one Redis and no failover."""
+    from backend.sentinel_survey import survey
+
+    seen = survey(target, redis)
+    if seen is None:
+        return Check("failover", True, "single Redis, no failover", details={"mode": "single"})
+    problems = seen.problems()
+    message = seen.summary() + (f": {'; '.join(problems)}" if problems else "")
+    return Check("failover", not problems, message, tuple(seen.lines()), seen.to_json())
 
 
 def run_checks() -> list[Check]:
@@ -61,10 +93,12 @@ def run_checks() -> list[Check]:
     try:
         redis = connect_redis(settings.redis_url)
         version = redis.info("server").get("redis_version", "?")
-        checks.append(Check("redis", True, f"{mask_url(settings.redis_url)} (server {version})"))
+        checks.append(Check("redis", True, f"{mask_url(settings.redis_url)}{_primary_of(redis)} (server {version})"))
     except ServiceUnavailable as error:
         checks.append(Check("redis", False, str(error)))
+        checks.append(failover_check(settings.redis_url, None))
         return checks
+    checks.append(failover_check(settings.redis_url, redis))
 
     from celery_app import keys, presence
 

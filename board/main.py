@@ -39,6 +39,7 @@ from board.service import BoardService
 from board.texts import t
 from board.web.serving import make_runner
 from common.crypto import SecretBox
+from common.redis_target import open_async_redis
 from config import DEFAULT_BOT_API_SERVER, BoardSettings, mask_url
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def open_service(settings: BoardSettings) -> tuple[Engine, BoardService]:
 
 
 async def open_redis(url: str) -> AsyncRedis:
-    redis = AsyncRedis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+    redis = open_async_redis(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
     try:
         await redis.ping()
     except RedisError as error:

@@ -26,6 +26,7 @@ from bot.live import StatusWatcher
 from bot.services import BotServices
 from bot.texts import t
 from celery_app import keys
+from common.redis_target import open_async_redis
 from config import DEFAULT_BOT_API_SERVER, BotSettings, load_board_limits, plugins_dir
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,19 @@ FSM_TTL_SECONDS = 24 * 3600
 
 
 def async_redis(url: str) -> AsyncRedis:
-    return AsyncRedis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+    """The bot's Redis: REDIS_URL, or the primary the sentinels name (common.redis_target), followed through a
+    failover."""
+    return open_async_redis(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+
+
+def fsm_storage(redis: AsyncRedis) -> RedisStorage:
+    """Where the bot's forms keep their state between messages: aiogram's RedisStorage on the bot's Redis."""
+    return RedisStorage(
+        redis,
+        key_builder=DefaultKeyBuilder(prefix=f"{keys.PREFIX}:bot:fsm"),
+        state_ttl=FSM_TTL_SECONDS,
+        data_ttl=FSM_TTL_SECONDS,
+    )
 
 
 def make_bot(settings: BotSettings) -> Bot:
@@ -70,12 +83,7 @@ async def register_commands(bot: Bot) -> None:
 async def run_bot(settings: BotSettings) -> None:
     services = make_services(settings)
     redis = async_redis(settings.redis_url)
-    storage = RedisStorage(
-        redis,
-        key_builder=DefaultKeyBuilder(prefix=f"{keys.PREFIX}:bot:fsm"),
-        state_ttl=FSM_TTL_SECONDS,
-        data_ttl=FSM_TTL_SECONDS,
-    )
+    storage = fsm_storage(redis)
     languages = LanguageStore(redis)
     watcher = StatusWatcher(redis)
     bot = make_bot(settings)

@@ -7,11 +7,12 @@ arguments are shown there (and in logs) only as `argsrepr`, with secrets masked 
 
 from __future__ import annotations
 
-import os
 import ssl
 from urllib.parse import urlsplit
 
 from celery import Celery
+
+from common.redis_target import celery_connection
 
 RESULT_EXPIRES_SECONDS = 3600
 TASK_SOFT_TIME_LIMIT = 240
@@ -19,7 +20,11 @@ TASK_TIME_LIMIT = 300
 
 
 def create_celery_app(redis_url: str) -> Celery:
-    app = Celery("fleet", broker=redis_url, backend=redis_url, set_as_current=False)
+    """The app on `redis_url`: one server's URL, or a Sentinel target (common.redis_target), in which case the
+    broker and the result backend find the primary through the sentinels and follow a failover."""
+    # Sentinels that stop answering must not hang a call: they get the data nodes' connect timeout.
+    connection = celery_connection(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    app = Celery("fleet", broker=connection.broker_url, backend=connection.backend_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -44,17 +49,27 @@ def create_celery_app(redis_url: str) -> Celery:
         control_queue_expires=60.0,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
-        broker_transport_options={"visibility_timeout": 3600, "socket_timeout": 10, "socket_connect_timeout": 5},
+        broker_transport_options={
+            "visibility_timeout": 3600,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            **connection.broker_options,
+        },
         result_backend_transport_options={
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
             "retry_policy": {"timeout": 5.0},
+            **connection.backend_options,
         },
         redis_socket_timeout=10,
         redis_socket_connect_timeout=5,
         redis_retry_on_timeout=True,
     )
-    if urlsplit(redis_url).scheme == "rediss" and "ssl_cert_reqs" not in urlsplit(redis_url).query:
+    if connection.tls is not None:
+        # Sentinel over TLS: a sentinel:// URL cannot say TLS, so the settings say it (verified unless REDIS_URL's
+        # ssl_cert_reqs said otherwise), for the broker and the result backend alike.
+        app.conf.update(broker_use_ssl=connection.tls, redis_backend_use_ssl=connection.tls)
+    elif urlsplit(redis_url).scheme == "rediss" and "ssl_cert_reqs" not in urlsplit(redis_url).query:
         # TLS, and the server's certificate verified (against the system's CAs, or SSL_CERT_FILE): Kombu's
         # default for a bare rediss:// URL is not to verify, and Celery's result backend refuses to guess.
         verified = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
@@ -63,8 +78,12 @@ def create_celery_app(redis_url: str) -> Celery:
 
 
 def app_from_environment() -> Celery:
-    """The fleet's app for Celery's command line and Flower, pointed at REDIS_URL (from the environment or .env)."""
-    from config import DEFAULT_REDIS_URL, load_env_file
+    """The fleet's app for Celery's command line and Flower, pointed at REDIS_URL - or, with REDIS_SENTINELS,
+    at the primary the sentinels name (from the environment or .env; a bad value stops it with one line)."""
+    from config import ConfigError, load_env_file, read_redis_target
 
     load_env_file()
-    return create_celery_app(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    try:
+        return create_celery_app(read_redis_target())
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None

@@ -48,6 +48,7 @@ from config.settings import (
     load_secret_key,
     load_worker_settings,
     plugins_dir,
+    read_redis_target,
 )
 
 __all__ = [
@@ -86,4 +87,5 @@ __all__ = [
     "mask_url",
     "normalize_database_url",
     "plugins_dir",
+    "read_redis_target",
 ]

@@ -3,7 +3,7 @@
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
 EXIT_UNAVAILABLE = 69  # sysexits.h EX_UNAVAILABLE: Redis, the database or the Bot API cannot be reached
@@ -41,13 +41,24 @@ def normalize_database_url(url: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by `***`, safe to print or log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+    """The URL with any password (in its user part, or an option named like `sentinel_password`) replaced by
+    `***`, safe to print or log. A Sentinel target (`redis+sentinel://:pw@h1:p1,h2:p2/...`) is masked too."""
+    parts = urlsplit(url)  # raises ValueError where the URL's syntax is broken, as callers expect
+    masked = url
+    if "@" in parts.netloc:
+        userinfo, at, hosts = parts.netloc.rpartition("@")
+        if at and ":" in userinfo:
+            netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+            masked = masked.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    if "password" in parts.query:
+        options = [f"{key}=***" if "password" in key else pair for pair, key in _options(parts.query)]
+        masked = masked.replace(f"?{parts.query}", "?" + "&".join(options), 1)
+    return masked
+
+
+def _options(query: str) -> list[tuple[str, str]]:
+    """Each `key=value` of a query, with its key."""
+    return [(pair, pair.partition("=")[0]) for pair in query.split("&") if pair]
 
 
 def anchored_sqlite_url(url: str) -> str:

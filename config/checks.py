@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from common.redis_target import parse_sentinels
 from common.validation import has_unsafe_characters, is_ascii_number
 from config.base import MIN_SECRET_KEY_LENGTH, ConfigError, anchored_sqlite_url, normalize_database_url
 
@@ -122,6 +123,21 @@ def admin_ids(value: object) -> object:
     if not parts:
         raise ConfigError("ADMIN_IDS must list at least one numeric Telegram user id")
     return frozenset(int(part) for part in parts)
+
+
+def sentinels(value: object) -> object:
+    """`10.0.0.5:26379, 10.0.0.6:26379` as ((host, port), ...); the message shows the part that is not one."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_sentinels(value)
+    except ValueError as error:
+        part = str(error)
+        shown = "***" if "@" in part else part
+        raise ConfigError(
+            "REDIS_SENTINELS must be sentinel addresses as host:port separated by commas "
+            f"(e.g. 10.0.0.5:26379,10.0.0.6:26379), got {shown!r}"
+        ) from None
 
 
 def plugins_dir(value: str) -> str:

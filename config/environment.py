@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any, Self, get_args
 from urllib.parse import urlsplit
 
+from common.redis_target import sentinel_target
 from config import checks
 from config.base import (
     DEFAULT_BOT_API_SERVER,
@@ -115,7 +116,35 @@ def _readers() -> SimpleNamespace:
             return self
 
     class Redis(Env):
+        """REDIS_URL alone: one server. With REDIS_SENTINELS: the primary named REDIS_MASTER_NAME, found through
+        those sentinels; REDIS_URL then gives only its user, password, db and TLS (`redis_target`)."""
+
         REDIS_URL: url("redis", "rediss", "unix") = DEFAULT_REDIS_URL
+        REDIS_SENTINELS: Annotated[tuple[tuple[str, int], ...], BeforeValidator(checks.sentinels)] | None = None
+        REDIS_MASTER_NAME: described(
+            str,
+            "be 1-64 characters of letters, digits, '.', '_' or '-' (the name the sentinels monitor)",
+            AfterValidator(checks.keep_if(WORKER_NAME_PATTERN.fullmatch)),
+        ) = "fleet"
+        REDIS_SENTINEL_PASSWORD: str | None = None
+
+        @model_validator(mode="after")
+        def _sentinels_reach_tcp(self) -> Self:
+            if self.REDIS_SENTINELS and urlsplit(self.REDIS_URL).scheme not in ("redis", "rediss"):
+                raise ConfigError(
+                    "REDIS_URL must be redis:// or rediss:// when REDIS_SENTINELS is set (it gives the password, "
+                    f"db and TLS of the primary the sentinels name), got {mask_url(self.REDIS_URL)!r}"
+                )
+            return self
+
+        @property
+        def redis_target(self) -> str:
+            """What every Redis client opens (common.redis_target): REDIS_URL, or the Sentinel target."""
+            if not self.REDIS_SENTINELS:
+                return self.REDIS_URL
+            return sentinel_target(
+                self.REDIS_URL, self.REDIS_SENTINELS, self.REDIS_MASTER_NAME, self.REDIS_SENTINEL_PASSWORD
+            )
 
     class Stores(Redis):
         DATABASE_URL: described(str, "be a sqlite:/// or postgresql:// URL", AfterValidator(checks.database_url)) = (
@@ -172,11 +201,14 @@ def _readers() -> SimpleNamespace:
             "be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
             AfterValidator(checks.keep_if(WORKER_NAME_PATTERN.fullmatch)),
         ) = hostname
-        WORKER_ADDRESS: described(
-            str,
-            "be a host name or IP without spaces or control characters",
-            AfterValidator(checks.keep_if(checks.is_address)),
-        ) = hostname
+        WORKER_ADDRESS: (
+            described(
+                str,
+                "be a host name or IP without spaces or control characters",
+                AfterValidator(checks.keep_if(checks.is_address)),
+            )
+            | None
+        ) = None  # unset: the address Redis sees the worker connect from (worker/address.py)
         WORKER_THREADS: whole(64) = 4
         TG_MTPROTO_DC: described(
             tuple[int, str, int] | None,
@@ -187,6 +219,7 @@ def _readers() -> SimpleNamespace:
         FLEET_CLIENT_FACTORY: str | None = None
         WORKER_CONNECTS_PER_SECOND: rate(10_000) = 20.0
         WORKER_OPERATIONS: whole(256) = 16
+        WORKER_MAX_ACCOUNTS: whole(1_000_000) = 10_000  # bench/real_scale.py: 10,000 within every bar
         PLUGIN_BLOCK_SECONDS: seconds = 1.0
 
     class Bot(Secret, Cli, BotApi):
@@ -206,7 +239,7 @@ def _readers() -> SimpleNamespace:
         BOARD_LISTEN: listen("127.0.0.1:8081") = "127.0.0.1:8081"
         BOARD_SEND_RATE: rate(1000) = 30.0
 
-    models = (Logs, Secret, Plugins, Limits, Proxies, Cli, Backend, Worker, Bot, Board)
+    models = (Logs, Redis, Secret, Plugins, Limits, Proxies, Cli, Backend, Worker, Bot, Board)
     return SimpleNamespace(**{model.__name__: model for model in models})
 
 

@@ -1,4 +1,7 @@
-"""What each process gets: one frozen dataclass per entry point, loaded from the environment."""
+"""What each process gets: one frozen dataclass per entry point, loaded from the environment.
+
+`redis_url` is REDIS_URL, or - with REDIS_SENTINELS set - the Sentinel target composed from it
+(`redis+sentinel://...`, see common.redis_target, which opens every Redis client from either form)."""
 
 from dataclasses import dataclass, fields
 from typing import Any
@@ -30,7 +33,7 @@ class WorkerSettings:
 
     redis_url: str
     worker_name: str
-    worker_address: str
+    worker_address: str | None  # None: the address Redis sees the worker connect from
     timing: FleetTiming
     worker_threads: int
     secret_key: str
@@ -39,6 +42,7 @@ class WorkerSettings:
     client_factory: str | None = None  # tests and benchmarks: `module:callable` instead of Telethon
     connects_per_second: float = 20.0  # how fast this worker's clients may dial Telegram (a token bucket)
     operations: int = 16  # account operations (check, 2fa, …) running at once on this worker
+    max_accounts: int = 10_000  # accounts this worker runs at most: it refuses starts beyond (WORKER_MAX_ACCOUNTS)
     plugins_dir: str | None = None  # the operator's plugins (besides `fleet.plugins` entry points)
     plugin_block_seconds: float = 1.0  # a plugin holding its event loop longer than this is reported
     proxy_check_seconds: float = 60.0  # how often the pool proxies its accounts use are checked
@@ -115,7 +119,7 @@ def load_worker_settings() -> WorkerSettings:
     env = read("Worker")
     dc = env.TG_MTPROTO_DC
     return WorkerSettings(
-        redis_url=env.REDIS_URL,
+        redis_url=env.redis_target,
         worker_name=env.WORKER_NAME,
         worker_address=env.WORKER_ADDRESS,
         timing=FleetTiming(env.HEARTBEAT_INTERVAL, env.WORKER_OFFLINE_AFTER),
@@ -126,6 +130,7 @@ def load_worker_settings() -> WorkerSettings:
         client_factory=env.FLEET_CLIENT_FACTORY,
         connects_per_second=env.WORKER_CONNECTS_PER_SECOND,
         operations=env.WORKER_OPERATIONS,
+        max_accounts=env.WORKER_MAX_ACCOUNTS,
         plugins_dir=env.PLUGINS_DIR,
         plugin_block_seconds=env.PLUGIN_BLOCK_SECONDS,
         proxy_check_seconds=env.PROXY_CHECK_SECONDS,
@@ -136,7 +141,7 @@ def load_backend_settings() -> BackendSettings:
     env = read("Backend")
     return BackendSettings(
         database_url=env.DATABASE_URL,
-        redis_url=env.REDIS_URL,
+        redis_url=env.redis_target,
         timing=FleetTiming(env.HEARTBEAT_INTERVAL, env.WORKER_OFFLINE_AFTER),
         log_level=env.LOG_LEVEL,
         event_retention_days=env.EVENT_RETENTION_DAYS,
@@ -147,7 +152,9 @@ def load_backend_settings() -> BackendSettings:
 def load_cli_settings() -> CliSettings:
     env = read("Cli")
     timing = FleetTiming(env.HEARTBEAT_INTERVAL, env.WORKER_OFFLINE_AFTER)
-    return CliSettings(database_url=env.DATABASE_URL, redis_url=env.REDIS_URL, timing=timing, log_level=env.LOG_LEVEL)
+    return CliSettings(
+        database_url=env.DATABASE_URL, redis_url=env.redis_target, timing=timing, log_level=env.LOG_LEVEL
+    )
 
 
 def load_bot_settings() -> BotSettings:
@@ -159,7 +166,7 @@ def load_bot_settings() -> BotSettings:
         webhook_url=env.WEBHOOK_URL,
         webhook_listen=env.WEBHOOK_LISTEN,
         database_url=env.DATABASE_URL,
-        redis_url=env.REDIS_URL,
+        redis_url=env.redis_target,
         timing=FleetTiming(env.HEARTBEAT_INTERVAL, env.WORKER_OFFLINE_AFTER),
         secret_key=env.SECRET_KEY,
         log_level=env.LOG_LEVEL,
@@ -174,7 +181,7 @@ def load_board_settings() -> BoardSettings:
         listen=env.BOARD_LISTEN,
         api_server=env.TG_API_SERVER,
         database_url=env.DATABASE_URL,
-        redis_url=env.REDIS_URL,
+        redis_url=env.redis_target,
         secret_key=env.SECRET_KEY,
         log_level=env.LOG_LEVEL,
         limits=_board_limits(env),
@@ -204,6 +211,12 @@ class ProxyPolicy:
 def load_proxy_policy() -> ProxyPolicy:
     env = read("Proxies")
     return ProxyPolicy(env.PROXY_CHECK_SECONDS, env.PROXY_SLOW_MS, env.PROXY_DEAD_AFTER, env.PROXY_MOVES_PER_SCAN)
+
+
+def read_redis_target() -> str:
+    """REDIS_URL, or with REDIS_SENTINELS the Sentinel target (common.redis_target) - what `redis_url` holds in
+    every settings group."""
+    return str(read("Redis").redis_target)
 
 
 def load_secret_key() -> str:

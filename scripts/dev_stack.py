@@ -1,6 +1,7 @@
 """`make run`: the whole stack on this machine — Redis (yours or an embedded one), backend, a worker, the bot.
 
-Uses REDIS_URL when it answers, else starts an embedded Redis on a free local port. Without a SECRET_KEY it
+Uses REDIS_URL (through REDIS_SENTINELS when set) when it answers, else starts an embedded Redis on a free
+local port. Without a SECRET_KEY it
 makes one and keeps it in `.local/secret_key`, so sessions stored by one run can be read by the next. The
 bot starts only when TG_BOT_TOKEN is set, the anonymous board only when BOARD_BOT_TOKEN is. Output of each
 process is prefixed with its name; Ctrl-C stops everything this script started.
@@ -26,15 +27,27 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL = Path(os.environ.get("FLEET_LOCAL_DIR") or ROOT / ".local")  # tests point it elsewhere
 
 
-def redis_answers(url: str) -> bool:
-    from redis import Redis
+def redis_answers(target: str) -> bool:
     from redis.exceptions import RedisError
 
+    from common.redis_target import open_redis
+
     try:
-        Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+        open_redis(target, socket_connect_timeout=1, socket_timeout=1).ping()
         return True
     except (RedisError, ValueError):
         return False
+
+
+def configured_target(env: dict[str, str]) -> str:
+    """REDIS_URL, or the Sentinel target when REDIS_SENTINELS is set and well formed (a malformed one is left
+    for the processes to report, as a malformed REDIS_URL is)."""
+    from config import ConfigError, read_redis_target
+
+    try:
+        return read_redis_target()
+    except ConfigError:
+        return env.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def secret_key() -> str:
@@ -75,7 +88,16 @@ def write_local_env(env: dict[str, str]) -> Path:
     """`.local/env`: what a second shell needs to reach this stack (`source .local/env`)."""
     path = LOCAL / "env"
     LOCAL.mkdir(exist_ok=True)
-    names = ("REDIS_URL", "DATABASE_URL", "SECRET_KEY", "HEARTBEAT_INTERVAL", "WORKER_OFFLINE_AFTER")
+    names = (
+        "REDIS_URL",
+        "REDIS_SENTINELS",
+        "REDIS_MASTER_NAME",
+        "REDIS_SENTINEL_PASSWORD",
+        "DATABASE_URL",
+        "SECRET_KEY",
+        "HEARTBEAT_INTERVAL",
+        "WORKER_OFFLINE_AFTER",
+    )
     lines = [f"export {name}={shlex.quote(env[name])}" for name in names if env.get(name)]
     path.write_text("# Written by `make run` for another shell: source .local/env\n" + "\n".join(lines) + "\n")
     path.chmod(0o600)
@@ -103,21 +125,21 @@ def run_stack(started: list[EmbeddedRedis]) -> int:
     env = dict(os.environ)
     embedded: EmbeddedRedis | None = None
     redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
-    if redis_answers(redis_url):
-        print(f"[stack] using Redis at {mask_url(redis_url)}")
+    target = configured_target(env)
+    if redis_answers(target):
+        print(f"[stack] using Redis at {mask_url(target)}")
     else:
         LOCAL.mkdir(exist_ok=True)
         try:
             embedded = EmbeddedRedis(port=stable_port(), workdir=str(LOCAL)).start()
         except RedisUnavailable as error:
-            print(f"[stack] Redis at {mask_url(redis_url)} does not answer and no embedded one could start: {error}")
+            print(f"[stack] Redis at {mask_url(target)} does not answer and no embedded one could start: {error}")
             return EXIT_UNAVAILABLE
         started.append(embedded)
         redis_url = embedded.url
-        print(
-            f"[stack] Redis at {mask_url(env.get('REDIS_URL') or DEFAULT_REDIS_URL)} does not answer; "
-            f"started an embedded one at {redis_url}"
-        )
+        print(f"[stack] Redis at {mask_url(target)} does not answer; started an embedded one at {redis_url}")
+        for name in ("REDIS_SENTINELS", "REDIS_MASTER_NAME", "REDIS_SENTINEL_PASSWORD"):
+            env.pop(name, None)  # the processes use the embedded one, not the sentinels that did not answer
     env["REDIS_URL"] = redis_url
     env["SECRET_KEY"] = secret_key()
     env.setdefault("WORKER_NAME", socket.gethostname())

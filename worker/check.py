@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from celery_app import keys, presence
 from common.crypto import SecretBox, SecretError
+from common.redis_target import open_redis
 from config import WorkerSettings, mask_url
 from worker.presence import pid_alive
 
@@ -28,7 +29,7 @@ class Check:
 
 def run_checks(settings: WorkerSettings) -> list[Check]:
     checks: list[Check] = []
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3, decode_responses=True)
+    redis = open_redis(settings.redis_url, socket_timeout=5, socket_connect_timeout=3, decode_responses=True)
     try:
         redis.ping()
     except RedisError as error:

@@ -22,12 +22,12 @@ task this worker does not know), so a caller waiting on it learns at once instea
 from __future__ import annotations
 
 import binascii
+import functools
 import inspect
 import logging
 import ssl
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery, Task
 from celery.exceptions import InvalidTaskError, NotRegistered
@@ -35,9 +35,11 @@ from celery.worker.consumer import Consumer
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as redis_transport
 from kombu.transport.virtual.base import Empty
+from redis.exceptions import ConnectionError as BrokerConnectionError
 
 from celery_app.rejections import DESCRIPTIONS, MAX_MESSAGE_BYTES, Rejection, TaskRejected
 from common.redaction import safe_detail
+from common.redis_target import parse_target, uses_tls
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +47,35 @@ OnReject = Callable[[Rejection], None]
 Strategy = Callable[..., Any]
 
 TRANSPORT_ALIAS = "fleet-redis"
+# Celery reconnects to a lost broker after 2, 4, 6 ... 30 s. Behind Sentinel the new primary is usually there
+# within seconds of a failover: the worker tries again sooner (after 0.5, 1, 1.5 ... 3 s), so its queue is
+# consumed again soon after the sentinels name the new primary, not up to 6 s later.
+SENTINEL_BROKER_RETRY = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 3.0}
+SENTINEL_SCHEME = "sentinel"  # the scheme of Kombu's Sentinel transport in broker URLs (common.redis_target)
 # Celery's ids are UUIDs; a longer "id" is not one a caller waits on, and is not written to the result backend.
 MAX_TASK_ID_LENGTH = 255
 
 
 def install(app: Celery, broker_url: str, queue: str, on_reject: OnReject) -> type[Consumer]:
-    """Make `app` consume through the guarded transport; returns the consumer class to start the worker with."""
+    """Make `app` consume through the guarded transport; returns the consumer class to start the worker with.
+
+    `broker_url` is the worker's Redis target: with Sentinel, the guarded transport is Kombu's Sentinel transport.
+    Its broker URL lists one `sentinel://` URL per sentinel, and after a connection error Kombu switches to the
+    next and takes the transport from that URL's scheme: in this process `sentinel` names the guarded one too,
+    or the first failover would put the stock transport back.
+    """
     guard = Guard(app, queue, on_reject)
-    guarded = guarded_transport(guard)
+    sentinel = parse_target(broker_url) is not None
+    guarded = guarded_transport(guard, sentinel=sentinel)
     # Registered by name (kombu resolves a callable alias) so logs show "fleet-redis://", not a class repr.
     TRANSPORT_ALIASES[TRANSPORT_ALIAS] = lambda: guarded
+    if sentinel:
+        TRANSPORT_ALIASES[SENTINEL_SCHEME] = lambda: guarded
     app.conf.broker_transport = TRANSPORT_ALIAS
-    if urlsplit(broker_url).scheme == "rediss" and not app.conf.broker_use_ssl:
+    if uses_tls(broker_url) and not app.conf.broker_use_ssl:
         # Named by alias, the transport no longer tells kombu the URL asked for TLS: ask for it, verified.
         app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    return guarded_consumer(guard)
+    return guarded_consumer(guard, retry=SENTINEL_BROKER_RETRY if sentinel else None)
 
 
 class Guard:
@@ -170,10 +186,13 @@ def checking_arguments(task: Task, strategy: Strategy) -> Strategy:
     return handle
 
 
-def guarded_transport(guard: Guard) -> type[redis_transport.Transport]:
-    """Kombu's Redis transport, dropping queue items that would stop the consumer (see the module doc)."""
+def guarded_transport(guard: Guard, sentinel: bool = False) -> type[redis_transport.Transport]:
+    """Kombu's Redis transport (its Sentinel transport, a subclass, if `sentinel`), dropping queue items that
+    would stop the consumer (see the module doc)."""
+    base_channel = redis_transport.SentinelChannel if sentinel else redis_transport.Channel
+    base_transport = redis_transport.SentinelTransport if sentinel else redis_transport.Transport
 
-    class GuardedChannel(redis_transport.Channel):
+    class GuardedChannel(base_channel):  # type: ignore[valid-type,misc]
         # Kombu pops the item, then decodes it as UTF-8 JSON; a ValueError escaping the read comes from there
         # (the delivery below never lets one out), and the item is already off the list.
         def _brpop_read(self, **options: Any) -> bool:
@@ -190,7 +209,18 @@ def guarded_transport(guard: Guard) -> type[redis_transport.Transport]:
                 guard.reject(Rejection.NOT_JSON)
                 raise Empty() from None
 
-    class GuardedTransport(redis_transport.Transport):
+        # The broker lost with a task in flight (acks late): Celery collects the connection, whose transport
+        # is let go even though restoring the unacknowledged message failed (the broker is gone), then closes it
+        # again; Kombu then builds a new pool from the released transport and dies on its missing URL - an
+        # AttributeError no handler expects, so the worker stopped ("Unrecoverable error"). Said as what it is,
+        # the broker out of reach, it is ignored like the first attempt; the message stays unacknowledged in
+        # Redis and is restored by the next consumer (Kombu's visibility timeout).
+        def _connparams(self, asynchronous: bool = False) -> Any:
+            if self.connection.client is None:
+                raise BrokerConnectionError("the broker connection was closed")
+            return super()._connparams(asynchronous=asynchronous)
+
+    class GuardedTransport(base_transport):  # type: ignore[valid-type,misc]
         Channel = GuardedChannel
 
         # Kombu counts KeyError among the Redis transport's connection errors; here it is the message's fault.
@@ -218,10 +248,16 @@ def guarded_transport(guard: Guard) -> type[redis_transport.Transport]:
     return GuardedTransport
 
 
-def guarded_consumer(guard: Guard) -> type[Consumer]:
-    """Celery's consumer checking task arguments, its bad-message handlers logging the reason, not the content."""
+def guarded_consumer(guard: Guard, retry: dict[str, float] | None = None) -> type[Consumer]:
+    """Celery's consumer checking task arguments, its bad-message handlers logging the reason, not the content;
+    `retry`: the pace of its reconnections to the broker (Kombu's `interval_*`), if not Celery's own."""
 
     class GuardedConsumer(Consumer):
+        def ensure_connected(self, conn: Any) -> Any:
+            if retry:
+                conn.ensure_connection = functools.partial(conn.ensure_connection, **retry)
+            return super().ensure_connected(conn)
+
         def update_strategies(self) -> None:
             super().update_strategies()
             for name, task in self.app.tasks.items():

@@ -27,6 +27,8 @@ def doctor(context: Context, as_json: bool) -> None:
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
         say(f"{mark}  {check.name:<10} {check.message}")
+        for line in check.lines:
+            say(f"{'':<16} {line}")
     if problems:
         click.echo(f"\n{problems} problem{'s' if problems != 1 else ''} found", err=True)
         sys.exit(1)
