@@ -38,6 +38,7 @@ bench: $(DEV)
 	$(PY) bench/scale.py
 	$(PY) bench/bot.py
 	$(PY) bench/chaos.py
+	$(PY) bench/failover.py
 	$(PY) bench/board.py
 	$(PY) bench/cli.py
 	$(PY) bench/operations.py

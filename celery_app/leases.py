@@ -6,26 +6,80 @@ renews all of its leases in one call per heartbeat and stops any client whose le
 A lease that is simply gone (Redis restarted with empty data) is taken back by the renewal: the client
 running under it is still the only one, and nobody else could have started the account without the lease.
 Acquire, renew and release are atomic scripts: nobody can start an account whose lease another holds.
+
+Through a failover (Redis Sentinel promotes a replica, whose copy of the data trails the primary's by
+whatever asynchronous replication had not sent yet), a lease write counts only once a replica has it:
+- every lease script also returns how many replicas are online (`INFO replication`, read inside the script,
+  on the server that ran it); when there are any, the write is followed on the same connection by
+  `WAIT 1 <ACK_TIMEOUT>`, which returns once a replica has acknowledged everything written before it. The
+  WAIT goes in the same round trip when this process heard of replicas within `TRUST_SECONDS`, else after
+  the reply has revealed some (the script, idempotent, runs again with it), so the first write after a
+  failover does not wait out a timeout for replicas the promoted primary does not have;
+- an acquire that no replica acknowledged is not granted: it is released and the caller retries (as it
+  retries any lease held elsewhere); for `STALL_SECONDS` after that, acquires are refused without trying, so
+  a stalled replica costs one timeout, not one per account. A grant therefore survives the primary's death:
+  Sentinel promotes the replica with the highest replication offset, which has it (all replicas at the same
+  `replica-priority`, and unless the replica that acknowledged fails together with the primary);
+- a renewal that no replica acknowledged raises `NotReplicated` (unless it found leases held elsewhere: those
+  are returned first, their clients must stop at once). The worker's fence (`worker.presence`) counts only
+  renewals that went through, so a worker stops its clients half a lease after the last renewal a replica
+  has, whatever the replication lag: before any lease the promoted replica holds can lapse;
+- a release waits too, when it can at once (best effort): a lease let go just before the primary died is
+  rarely back, and if it is, it delays the next holder by one lease, no more.
+With no replica online (a single Redis, or the replica just promoted with none of its own) nothing waits.
+
+No fencing token: the resource to protect is Telegram's auth key, which cannot check one, and within the
+fleet the holder (`<worker>/<instance>`) already names the one process a renewal compares against; a token
+would close nothing the acknowledged writes and the fence leave open. Not closed by this module: a primary
+cut off from the sentinels but still reached by some workers (split brain), or whose only replica was
+disconnected when a lease was written and is promoted before it caught up — `min-replicas-to-write 1` on the
+data nodes closes both, where there are two replicas or more — and clocks that disagree between the primary
+and the replica it fails over to.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
 from redis import Redis
+from redis.exceptions import RedisError
 
 from celery_app import keys
 
-_ACQUIRE = """
+log = logging.getLogger(__name__)
+
+ACK_TIMEOUT_SECONDS = 1.0  # how long a lease write waits for a replica to acknowledge it
+STALL_SECONDS = 2.0  # after an unacknowledged grant: acquires are refused without trying, this long
+TRUST_SECONDS = 1.0  # how long a replica count is trusted to send the WAIT along with the write
+
+# Every script's reply starts with the number of replicas online on the server that ran it.
+_ONLINE_REPLICAS = """
+local online = 0
+for _ in string.gmatch(redis.call('INFO', 'replication'), 'state=online') do online = online + 1 end
+"""
+
+_ACQUIRE = (
+    _ONLINE_REPLICAS
+    + """
 local current = redis.call('GET', KEYS[1])
 local same_name = current and ARGV[3] ~= '' and string.sub(current, 1, string.len(ARGV[3])) == ARGV[3]
 if (not current) or current == ARGV[1] or same_name then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return {1, ARGV[1]}
+  return {online, 1, ARGV[1]}
 end
-return {0, current}
+return {online, 0, current}
 """
+)
 
-_RENEW = """
-local lost = {}
+_RENEW = (
+    _ONLINE_REPLICAS
+    + """
+local reply = {online}
 for i, key in ipairs(KEYS) do
   local current = redis.call('GET', key)
   if current == ARGV[1] then
@@ -33,16 +87,74 @@ for i, key in ipairs(KEYS) do
   elseif not current then
     redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
   else
-    table.insert(lost, i)
+    table.insert(reply, i)
   end
 end
-return lost
+return reply
 """
+)
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+_RELEASE = (
+    _ONLINE_REPLICAS
+    + """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return {online, redis.call('DEL', KEYS[1])} end
+return {online, 0}
 """
+)
+
+
+class NotReplicated(RedisError):
+    """A lease write reached the primary, but no replica acknowledged it in time: a failover could undo it."""
+
+
+@dataclass
+class _Replicas:
+    """What this process last learned about one Redis client's primary."""
+
+    online: int = 0  # replicas online, as the last lease script reported
+    checked_at: float = 0.0  # monotonic time of that report
+    stalled_until: float = 0.0  # monotonic time until which acquires are refused without trying
+
+
+_seen: WeakKeyDictionary[Redis, _Replicas] = WeakKeyDictionary()
+
+
+def _replicas_of(redis: Redis) -> _Replicas:
+    found = _seen.get(redis)
+    if found is None:
+        found = _seen[redis] = _Replicas()
+    return found
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _write(
+    redis: Redis, script: str, names: list[str], *args: object, again: Callable[[list[Any]], bool]
+) -> tuple[list[Any], bool]:
+    """Run a lease script; returns its reply (after the replica count) and whether a replica acknowledged it
+    (True when none is online). The WAIT goes on the script's own connection (one pipeline), at once when this
+    process has just heard of replicas; else, when the reply reveals some and `again(reply)` says the write is
+    worth confirming, the script (idempotent for what it wrote) runs a second time, with the WAIT."""
+    seen = _replicas_of(redis)
+    first: list[Any] | None = None
+    for waiting in (seen.online > 0 and time.monotonic() - seen.checked_at < TRUST_SECONDS, True):
+        pipe = redis.pipeline(transaction=False)
+        pipe.eval(script, len(names), *names, *args)
+        if waiting:
+            pipe.execute_command("WAIT", 1, int(ACK_TIMEOUT_SECONDS * 1000))
+        replies = pipe.execute()
+        online, *reply = replies[0]
+        seen.online, seen.checked_at = int(online), time.monotonic()
+        first = reply if first is None else first
+        if seen.online == 0:
+            return first, True
+        if waiting:
+            return first, int(replies[1]) >= 1
+        if not again(first):
+            return first, False
+    raise AssertionError("unreachable")  # pragma: no cover - the second pass always waits
 
 
 def holder_id(worker_name: str, instance: str) -> str:
@@ -53,25 +165,56 @@ def acquire(redis: Redis, account_id: int, holder: str, ttl_seconds: float) -> t
     """Take or renew the lease; returns (acquired, current holder).
 
     A lease held by an earlier instance of the same worker name is taken over: owning the name means that
-    instance is dead, or fenced itself before its name could expire.
+    instance is dead, or fenced itself before its name could expire. A grant no replica acknowledged is let go
+    and reported as not acquired (the holder then reads as nobody): see the module's note on failovers.
     """
+    seen = _replicas_of(redis)
+    if seen.online and time.monotonic() < seen.stalled_until:
+        current = holder_of(redis, account_id)
+        return False, "" if current in (None, holder) else current
     same_name = holder.split("/", 1)[0] + "/"
-    ok, current = redis.eval(_ACQUIRE, 1, keys.account_lease(account_id), holder, int(ttl_seconds * 1000), same_name)
-    return bool(ok), current.decode() if isinstance(current, bytes) else str(current)
+    key = keys.account_lease(account_id)
+    (ok, current), acknowledged = _write(
+        redis, _ACQUIRE, [key], holder, int(ttl_seconds * 1000), same_name, again=lambda reply: bool(reply[0])
+    )
+    if ok and not acknowledged:
+        seen.stalled_until = time.monotonic() + STALL_SECONDS
+        log.warning(
+            "account %d: no replica acknowledged its lease within %gs; not taken (retried later)",
+            account_id,
+            ACK_TIMEOUT_SECONDS,
+        )
+        redis.eval(_RELEASE, 1, key, holder)
+        return False, ""
+    return bool(ok), _text(current)
 
 
 def renew(redis: Redis, account_ids: list[int], holder: str, ttl_seconds: float) -> list[int]:
-    """Renew (or take back, if gone) every lease this holder has; returns the ids another holder has now."""
+    """Renew (or take back, if gone) every lease this holder has; returns the ids another holder has now.
+
+    Raises `NotReplicated` when no replica acknowledged the renewal (and none was found held elsewhere).
+    """
     if not account_ids:
         return []
-    lost = redis.eval(
-        _RENEW, len(account_ids), *[keys.account_lease(i) for i in account_ids], holder, int(ttl_seconds * 1000)
+    names = [keys.account_lease(i) for i in account_ids]
+    lost, acknowledged = _write(
+        redis, _RENEW, names, holder, int(ttl_seconds * 1000), again=lambda reply: len(reply) < len(names)
     )
-    return [account_ids[int(index) - 1] for index in lost]
+    taken = [account_ids[int(index) - 1] for index in lost]
+    if not acknowledged and not taken:
+        raise NotReplicated(
+            f"no replica acknowledged the renewal of {len(account_ids)} lease(s) within {ACK_TIMEOUT_SECONDS:g}s"
+        )
+    return taken
 
 
 def release(redis: Redis, account_id: int, holder: str) -> bool:
-    return bool(redis.eval(_RELEASE, 1, keys.account_lease(account_id), holder))
+    """Let go of the lease if this holder has it (when replicas are online and this process knows it, waiting
+    for one to have that: a release lost in a failover delays the next holder by a lease, no more)."""
+    (deleted,), _acknowledged = _write(
+        redis, _RELEASE, [keys.account_lease(account_id)], holder, again=lambda _reply: False
+    )
+    return bool(deleted)
 
 
 def holder_of(redis: Redis, account_id: int) -> str | None:

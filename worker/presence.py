@@ -5,6 +5,12 @@ Every heartbeat also rewrites the report of the accounts this worker runs (`repo
 (one warning), then the first heartbeat that finds the registration gone registers again, announces the
 worker online and calls `on_registered` (the worker re-asserts what Redis forgot), with no restart. If
 another process has taken the name meanwhile, this worker is told to stop (`on_name_taken`).
+
+The fence: a worker whose leases have not been renewed for `fence_after` (half a lease) stops every client
+and parks it (`on_fence`), then resumes once renewals go through again. Its clock (`last_contact`) is the
+moment of the last heartbeat whose renewal (`on_beat`) also went through: a renewal that failed, or that no
+replica acknowledged (`leases.NotReplicated`: a failover could undo it), does not count. So the fence falls
+half a lease after the last renewal the promoted replica of a failover would have, before its leases lapse.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from celery_app import events, presence
+from celery_app.leases import NotReplicated
 from celery_app.presence import BeatResult, WorkerInfo
 from common.details import Detail, detail
 
@@ -65,8 +72,9 @@ class PresenceKeeper:
         self.on_registered = on_registered
         self._beat_lock = threading.Lock()
         self._redis_down = False
+        self._unreplicated = False
         self._fenced = False
-        self.last_contact = time.monotonic()  # last time Redis confirmed our heartbeat
+        self.last_contact = time.monotonic()  # the last heartbeat Redis confirmed whose lease renewal went through
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._offline_lock = threading.Lock()
@@ -124,7 +132,11 @@ class PresenceKeeper:
                 self._fenced = False
 
     def _run(self) -> None:
-        while not self._stop.wait(self.heartbeat_interval):
+        """Beat every `heartbeat_interval` from the start of the last beat, not from its end: a beat that takes a
+        while (the report and the renewal of ten thousand leases) does not make the next one late."""
+        due = time.monotonic() + self.heartbeat_interval
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            due = max(due + self.heartbeat_interval, time.monotonic())
             if not self.beat_once():
                 return
 
@@ -144,7 +156,7 @@ class PresenceKeeper:
                     )
                     self._redis_down = True
                 return True
-            self.last_contact = time.monotonic()
+            previous, self.last_contact = self.last_contact, time.monotonic()
             if self._redis_down:
                 log.info("Redis reachable again")
                 self._redis_down = False
@@ -161,12 +173,28 @@ class PresenceKeeper:
                         self.on_registered()
                 except (RedisError, NameInUse) as error:
                     log.error("could not register again: %s", error)
-            if self.on_beat is not None:
-                try:
-                    self.on_beat()
-                except RedisError as error:
-                    log.warning("lease renewal failed (%s)", error)
+            if not self._renewed():
+                self.last_contact = previous  # counted meanwhile, for at most the renewal's wait: withdrawn
             return True
+
+    def _renewed(self) -> bool:
+        """Run `on_beat` (the lease renewal); False when the renewal did not go through (the fence clock stays)."""
+        if self.on_beat is None:
+            return True
+        try:
+            self.on_beat()
+        except NotReplicated as error:
+            if not self._unreplicated:
+                log.warning("lease renewal not acknowledged by a replica (%s); it does not count for the fence", error)
+                self._unreplicated = True
+            return False
+        except RedisError as error:
+            log.warning("lease renewal failed (%s)", error)
+            return False
+        if self._unreplicated:
+            log.info("lease renewals acknowledged by a replica again")
+            self._unreplicated = False
+        return True
 
     def go_offline(self) -> None:
         """Stop heartbeating, release the name and announce offline (idempotent, safe from a signal handler)."""

@@ -82,12 +82,15 @@ class ChaosFleet:
     def __init__(
         self,
         stack: Stack,
-        fleet_redis: EmbeddedRedis,
+        fleet_redis: EmbeddedRedis | None,
         telegram_redis_url: str,
         workers: tuple[str, ...] = ("w1", "w2"),
         per_worker: int = 10,
         scan_interval: float = 0.5,
+        redis_target: str | None = None,
     ) -> None:
+        """`fleet_redis` None: the processes reach Redis as the stack's environment says (e.g. through
+        Sentinel), with no proxy per worker; `redis_target` is then what this process's services open."""
         self.stack = stack
         self.fleet_redis = fleet_redis
         self.workers = workers
@@ -98,14 +101,17 @@ class ChaosFleet:
             FLEET_CLIENT_FACTORY="tests.support.fake_telegram:factory",
             FAKE_TELEGRAM_REDIS=telegram_redis_url,
         )
-        self.proxies = {name: TcpProxy(fleet_redis.port) for name in workers}
+        self.proxies = {name: TcpProxy(fleet_redis.port) for name in workers} if fleet_redis is not None else {}
         self.processes: dict[str, Any] = {}
         self.backend: Any = None
         offline_after = float(stack.env["WORKER_OFFLINE_AFTER"])
         self.offline_after = offline_after
         self.heartbeat = float(stack.env["HEARTBEAT_INTERVAL"])
         plane = ControlPlane(
-            stack.env["REDIS_URL"], stack.env["DATABASE_URL"], offline_after, secret_key=lambda: TEST_SECRET_KEY
+            redis_target or stack.env["REDIS_URL"],
+            stack.env["DATABASE_URL"],
+            offline_after,
+            secret_key=lambda: TEST_SECRET_KEY,
         )
         self.redis = plane.redis
         self.service = plane.accounts
@@ -145,7 +151,8 @@ class ChaosFleet:
         self.stack.stop(self.backend)
 
     def start_worker(self, name: str) -> Any:
-        self.processes[name] = self.stack.start_worker(name, REDIS_URL=self.proxies[name].url())
+        proxied = {"REDIS_URL": self.proxies[name].url()} if name in self.proxies else {}
+        self.processes[name] = self.stack.start_worker(name, **proxied)
         return self.processes[name]
 
     def wait_online(self, *names: str, timeout: float = 60) -> None:
@@ -199,6 +206,7 @@ class ChaosFleet:
     # --- faults
 
     def restart_redis(self) -> None:
+        assert self.fleet_redis is not None
         self.fleet_redis.restart()
 
     def kill_worker(self, name: str) -> None:
