@@ -5,7 +5,8 @@ Each test starts two workers with accounts all desired running, injects one faul
 - no account ever ran twice (the fake Telegram's violation list stays empty);
 - `accounts list`, sampled every 0.2 s through the fault, never showed `running` for an account Telegram
   did not see connected (beyond the fence time after a kill -9, which no live source can see sooner).
-Bounds are generous (a busy 2-core machine); `bench/chaos.py` measures the recovery times.
+Bounds are generous (a busy 2-core machine); `bench/chaos.py` measures the recovery times. A test that also
+takes `database_url` runs on SQLite, then on PostgreSQL (the backend's writes through a fault on both).
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ def telegram_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedd
 def fleet(
     request: pytest.FixtureRequest, stack: Stack, redis_server: EmbeddedRedis, telegram_server: EmbeddedRedis
 ) -> Iterator[ChaosFleet]:
-    """Two workers, ten accounts each, all running; `indirect` parameters override the stack's settings."""
+    """Two workers, ten accounts each, all running; `indirect` parameters override the stack's settings, and
+    the database is the one the test takes (`database_url`), else SQLite."""
     stack.env.update(getattr(request, "param", {}))
+    if "database_url" in request.fixturenames:
+        stack.env["DATABASE_URL"] = request.getfixturevalue("database_url")
     client = Redis.from_url(telegram_server.url)
     client.flushall()
     client.close()
@@ -62,7 +66,9 @@ def sampler(fleet: ChaosFleet) -> Iterator[Sampler]:
     assert watching.violations == [], watching.violations[:5]
 
 
-def test_redis_restarted_with_empty_data_while_the_backend_runs(fleet: ChaosFleet, sampler: Sampler) -> None:
+def test_redis_restarted_with_empty_data_while_the_backend_runs(
+    fleet: ChaosFleet, sampler: Sampler, database_url: str
+) -> None:
     fleet.restart_redis()
     fleet.wait_all_running(RECOVERY_TIMEOUT, "every account running again after the Redis restart")
     wait_until(lambda: fleet.recorded_running() == fleet.all_ids, RECOVERY_TIMEOUT, message="recorded running")
@@ -142,7 +148,7 @@ def test_a_worker_cut_off_from_redis_stops_its_clients_then_resumes_them(fleet: 
     fleet.wait_all_running(RECOVERY_TIMEOUT, "w1 resumed its accounts once back in touch")
 
 
-def test_kill_9_then_restart_resumes_every_account(fleet: ChaosFleet, sampler: Sampler) -> None:
+def test_kill_9_then_restart_resumes_every_account(fleet: ChaosFleet, sampler: Sampler, database_url: str) -> None:
     w1_accounts = {i for p, i in fleet.ids_by_phone.items() if p.startswith("+1555000")}
     # Nobody can tell a killed worker from a silent one before its fence time: running is claimed no longer.
     during(sampler, fence_after(fleet.offline_after) + 1.0, lambda: fleet.kill_worker("w1"))

@@ -1,4 +1,8 @@
-"""End to end with real processes: workers, backend and CLI over a real Redis and a SQLite file."""
+"""End to end with real processes: workers, backend and CLI over a real Redis and a SQLite file.
+
+A test that also takes `database_url` runs twice, on SQLite and on PostgreSQL (the control host's database of
+a multi-host fleet): the backend's writes (discovery, events, two backends with one acting) on both.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,14 @@ from database.models import FleetEvent, Worker
 from tests.support.stack import Stack, wait_until
 
 pytestmark = pytest.mark.processes
+
+
+@pytest.fixture
+def stack(stack: Stack, request: pytest.FixtureRequest) -> Stack:
+    """The stack on the database the test takes (`database_url`: SQLite, then PostgreSQL), else on SQLite."""
+    if "database_url" in request.fixturenames:
+        stack.env["DATABASE_URL"] = request.getfixturevalue("database_url")
+    return stack
 
 
 def _status(stack: Stack, name: str) -> str | None:
@@ -34,7 +46,7 @@ def _db_events(stack: Stack, name: str) -> list[str]:
         return list(session.scalars(select(FleetEvent.kind).where(FleetEvent.subject == name).order_by(FleetEvent.id)))
 
 
-def test_two_workers_show_online_with_their_details(stack: Stack) -> None:
+def test_two_workers_show_online_with_their_details(stack: Stack, database_url: str) -> None:
     stack.start_backend()
     stack.start_worker("alpha", WORKER_ADDRESS="10.0.0.1")
     stack.start_worker("beta", WORKER_ADDRESS="10.0.0.2")
@@ -105,7 +117,7 @@ def _try_ping(app, name: str) -> dict | None:
         return None
 
 
-def test_events_emitted_while_backend_is_down_are_applied_when_it_starts(stack: Stack) -> None:
+def test_events_emitted_while_backend_is_down_are_applied_when_it_starts(stack: Stack, database_url: str) -> None:
     worker = stack.start_worker("early")
     wait_until(lambda: _status(stack, "early") == "online", 10, message="online (live, no backend)")
     stack.stop(worker)
@@ -163,7 +175,7 @@ def test_ping_answers_with_the_worker_info(stack: Stack) -> None:
     assert reply["name"] == "pinged" and reply["pid"] == worker.pid and reply["address"] == "srv.example"
 
 
-def test_only_one_of_two_backends_acts(stack: Stack) -> None:
+def test_only_one_of_two_backends_acts(stack: Stack, database_url: str) -> None:
     first = stack.start_backend(interval=0.3)
     second = stack.start_backend(interval=0.3)
     stack.start_worker("solo")
@@ -175,3 +187,19 @@ def test_only_one_of_two_backends_acts(stack: Stack) -> None:
     leader, standby = (first, second) if "acting as the leader" in logs[0] else (second, first)
     stack.stop(leader)
     wait_until(lambda: "acting as the leader" in stack.log_of(standby), 15, message="standby took over")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # two control hosts share one database
+def test_the_standby_backend_takes_over_when_the_acting_one_is_killed(stack: Stack, database_url: str) -> None:
+    first = stack.start_backend(interval=0.3)
+    second = stack.start_backend(interval=0.3)
+    acting = lambda: [p for p in (first, second) if "acting as the leader" in stack.log_of(p)]  # noqa: E731
+    (leader,) = wait_until(acting, 30, message="one backend acting")
+    standby = second if leader is first else first
+    leader.send_signal(signal.SIGKILL)  # no release of the leader lock: the standby waits for it to lapse
+    leader.wait()
+    stack.start_worker("late")
+    wait_until(lambda: "acting as the leader" in stack.log_of(standby), 30, message="the standby took over")
+    wait_until(lambda: (w := _db_worker(stack, "late")) and w.status == "online", 30, message="recorded by the standby")
+    assert _db_events(stack, "late").count("worker.discovered") == 1
+    assert standby.poll() is None

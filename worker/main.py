@@ -29,10 +29,12 @@ from celery_app.contract import queue_for
 from celery_app.presence import WorkerInfo
 from celery_app.rejections import Rejection
 from common.crypto import SecretBox
+from common.redis_target import open_redis
 from config import WorkerSettings, mask_url
 from version import __version__
 from worker import poison
 from worker.account_manager import AccountManager
+from worker.address import own_address
 from worker.operator import OperationExecutor
 from worker.pacing import ConnectPacer, jittered
 from worker.presence import NameInUse, PresenceKeeper
@@ -47,9 +49,7 @@ EXIT_NAME_IN_USE = 73  # sysexits EX_CANTCREAT: the name cannot be had; the unit
 
 
 def connect_redis(url: str) -> Redis:
-    return Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=15, decode_responses=True
-    )
+    return open_redis(url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=15, decode_responses=True)
 
 
 def wait_for_redis(redis: Redis, url: str) -> None:
@@ -70,12 +70,13 @@ def run_worker(settings: WorkerSettings) -> int:
     wait_for_redis(redis, settings.redis_url)
     info = WorkerInfo(
         name=settings.worker_name,
-        address=settings.worker_address,
+        address=settings.worker_address or own_address(redis),
         host=socket.gethostname(),
         pid=os.getpid(),
         version=__version__,
         started_at=time.time(),
         instance=uuid.uuid4().hex,
+        max_accounts=settings.max_accounts,
     )
     lease_ttl = settings.timing.offline_after
     pacer = ConnectPacer(settings.connects_per_second)  # every client's connects, the manager's and Telethon's
@@ -87,6 +88,7 @@ def run_worker(settings: WorkerSettings) -> int:
         settings.worker_threads,
         lease_ttl=lease_ttl,
         pacer=pacer,
+        max_accounts=settings.max_accounts,
     )
 
     manager.plugins = plugin_host(redis, settings, manager.holder)
