@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.dispatch import TaskDispatcher
@@ -25,7 +27,7 @@ from database.models import Account, Worker
 from database.workers import get_worker
 
 
-def account_spec(account: Account) -> AccountSpec:
+def account_spec(account: Account | Row[Any]) -> AccountSpec:
     """What a worker needs to run the account; the secrets go as stored (already encrypted)."""
     if account.session_enc is None:
         raise AccountError(f"account {account.id} has no session: log in first", "no_session", id=account.id)
@@ -38,6 +40,12 @@ def account_spec(account: Account) -> AccountSpec:
         proxy_enc=account.proxy_enc,
         proxy_id=account.proxy_id if account.proxy_enc else None,
         device=device_of(account),
+    )
+
+
+def not_assigned(account_id: int) -> AccountError:
+    return AccountError(
+        f"account {account_id} is not assigned to a worker; move it to one first", "no_worker", id=account_id
     )
 
 
@@ -74,7 +82,12 @@ class AccountServiceBase:
 
     def _usable_worker(self, session: Session, name: str) -> Worker:
         worker = get_worker(session, name)
-        if not worker.is_active:
+        self._ensure_usable(name, worker.is_active)
+        return worker
+
+    def _ensure_usable(self, name: str, active: bool) -> None:
+        """WorkerUnavailable unless the worker is active and online, saying which it is not."""
+        if not active:
             raise WorkerUnavailable(
                 f"worker {name!r} is deactivated; activate it first or choose another worker",
                 "worker_deactivated",
@@ -84,14 +97,11 @@ class AccountServiceBase:
             raise WorkerUnavailable(
                 f"worker {name!r} is offline; start it or choose another worker", "worker_offline", worker=name
             )
-        return worker
 
     @staticmethod
     def _worker_name(session: Session, account: Account) -> str:
         if account.worker_id is None:
-            raise AccountError(
-                f"account {account.id} is not assigned to a worker; move it to one first", "no_worker", id=account.id
-            )
+            raise not_assigned(account.id)
         worker = session.get(Worker, account.worker_id)
         assert worker is not None
         return worker.name

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from backend.account_base import AccountServiceBase, account_spec
+from backend.account_base import AccountServiceBase, account_spec, not_assigned
 from backend.dispatch import WorkerDidNotAnswer, WorkerRejectedCall
 from backend.errors import AccountError, WorkerUnavailable
 from celery_app import keys
@@ -35,13 +35,21 @@ class ActionResult:
 
 class AccountLifecycle(AccountServiceBase):
     def start(self, account_id: int, actor: str, when_back: bool = False) -> ActionResult:
+        """Record the desired state (with its event), check the worker, send the start and wait for its answer.
+
+        The account and its worker are read as one row and the desired state written by id, in Core: the work
+        before the message leaves is a few statements (`bench/dispatch.py` times it against Celery's ping).
+        """
         with self.sessions.begin() as session:
-            account = accounts_db.get_account(session, account_id)
+            account = accounts_db.account_for_start(session, account_id)
             if account.session_enc is None:
                 raise AccountError(f"account {account_id} has no session: log in first", "no_session", id=account_id)
-            name = self._worker_name(session, account)
+            name: str | None = account.worker_name
+            if name is None:
+                raise not_assigned(account_id)
             try:
-                self._usable_worker(session, name)
+                self._ensure_usable(name, account.worker_active)
+                usable = True
             except WorkerUnavailable as error:
                 if not when_back:
                     raise WorkerUnavailable(
@@ -49,9 +57,10 @@ class AccountLifecycle(AccountServiceBase):
                         f"{error.code}_start_later",
                         **error.values,
                     ) from None
-                accounts_db.set_desired_state(session, account, DesiredState.RUNNING, actor)
+                usable = False
+            accounts_db.request_desired_state(session, account_id, account.desired_state, DesiredState.RUNNING, actor)
+            if not usable:
                 return ActionResult(account_id, f"account {account_id} will start when worker {name!r} is back", False)
-            accounts_db.set_desired_state(session, account, DesiredState.RUNNING, actor)
             spec = account_spec(account)
         answer = self._run_on_worker(
             name, account_id, "start", TaskName.START_ACCOUNT, StartAccount(spec=spec), START_ANSWER_TIMEOUT

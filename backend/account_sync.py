@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 
 from redis import Redis
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.account_base import account_spec
@@ -38,7 +37,8 @@ from database.account_status import (
     correct_account_statuses,
     naive_utc_to_epoch,
 )
-from database.models import Account, epoch_to_datetime
+from database.accounts import spec_rows
+from database.models import epoch_to_datetime
 
 log = logging.getLogger(__name__)
 Message = tuple[str, TaskName, Payload]
@@ -213,11 +213,7 @@ class AccountSync:
 
     def _starts(self, session: Session, starts: dict[str, list[int]], clock: float) -> list[Message]:
         """One StartAccounts message per worker; the accounts' specs read in a few statements."""
-        wanted = [account_id for ids in starts.values() for account_id in ids]
-        accounts: dict[int, Account] = {}
-        for start in range(0, len(wanted), 1000):
-            chunk = wanted[start : start + 1000]
-            accounts.update((a.id, a) for a in session.scalars(select(Account).where(Account.id.in_(chunk))))
+        accounts = spec_rows(session, [account_id for ids in starts.values() for account_id in ids])
         messages: list[Message] = []
         for worker, ids in starts.items():
             specs = [account_spec(accounts[i]) for i in ids if i in accounts and accounts[i].session_enc is not None]

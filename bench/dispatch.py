@@ -2,8 +2,10 @@
 
 Runs a real worker process (fake Telegram) on an embedded Redis and a temp SQLite database, imports N
 accounts, then times `AccountService.start` for each: desired state written, worker checked online, the
-start task sent by name to `worker.<name>` and the worker's answer that it is starting. For comparison, the
-same run times a bare Celery round trip (`ping`). Bar: median <= 15 ms.
+start task sent by name to `worker.<name>` and the worker's answer that it is starting. Each start is paired
+with a bare Celery round trip (`ping`, the same worker) timed just before it, so both see the same load.
+Bar: median start <= 2x the median round trip of the same run (what the control plane adds to Celery's
+own cost: the database work before sending, the worker's registry write and lease, the answer).
 
     .venv/bin/python bench/dispatch.py [--accounts 200]
 """
@@ -26,7 +28,7 @@ from celery_app.contract import TaskName
 from scripts.embedded_redis import EmbeddedRedis
 from tests.support.fake_telegram import session_for
 
-BAR_MEDIAN = 0.015
+BAR_RATIO = 2.0
 
 
 def main() -> int:
@@ -54,24 +56,25 @@ def main() -> int:
             for _ in range(20):  # warm up connections and code paths
                 dispatcher.call("bench", TaskName.PING, None, 10)
             bare = []
-            for _ in range(args.accounts):
+            dispatch = []
+            for account_id in ids:
                 started = time.perf_counter()
                 dispatcher.call("bench", TaskName.PING, None, 10)
                 bare.append(time.perf_counter() - started)
-            dispatch = []
-            for account_id in ids:
                 started = time.perf_counter()
                 result = service.start(account_id, "bench")
                 dispatch.append(time.perf_counter() - started)
                 assert result.dispatched, result.message
         finally:
             stop(worker)
-    median = statistics.median(dispatch)
+    ratio = statistics.median(dispatch) / statistics.median(bare)
+    ok = ratio <= BAR_RATIO
     print(f"dispatch benchmark: {args.accounts} starts, one worker, Redis on loopback")
-    print(f"  bare Celery round trip (ping):    {summary(bare)}")
+    print(f"  bare Celery round trip (ping):      {summary(bare)}")
     print(f"  start requested -> worker starting: {summary(dispatch)}")
-    print(f"  bar: median <= {BAR_MEDIAN * 1000:.0f} ms -> {'PASS' if median <= BAR_MEDIAN else 'FAIL'}")
-    return 0 if median <= BAR_MEDIAN else 1
+    print(f"  start / round trip (medians):       {ratio:.2f}x")
+    print(f"  bar: <= {BAR_RATIO:g}x the round trip of the same run -> {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -8,10 +8,16 @@ Starts its own Redis on a free loopback port and a SQLite file in a temp dir (or
 2. Accounts (level-triggered): 1,000 workers x 100 accounts (100,000 accounts, all desired running), each
    worker reporting what it runs with its heartbeat. Scans are timed in three regimes: steady (everything
    runs as recorded), 0.1% churn (each round a rotating 100 accounts are missing from the reports: the
-   scan corrects them and sends starts) and 1% churn. A scan's work grows with the fleet only in the
-   comparison; the messages it sends (about 2 ms each: Celery's publish) grow with what changed. Against a
-   per-account loop: for each account its worker's heartbeat, its status, and one UPDATE.
-   Bar: <= 1 s per scan (steady and 0.1% churn) and >= 10x the per-account loop.
+   scan corrects them and sends starts) and 1% churn (a rotating 1,000 missing: 2,000 corrections a scan,
+   those missing now lost and those missing last round running again, and ~900 starts, one message per
+   worker — what a proxy provider's outage or a Telegram hiccup looks like). A scan's work grows with the
+   fleet only in the comparison; its writes are set-wise (an UPDATE and an INSERT of events for all
+   corrections) and its messages go out in one Redis pipeline, so what grows with the change is cheap.
+   Against a per-account loop: for each account its worker's heartbeat, its status, and one UPDATE.
+   Bar: <= 1 s per scan in every regime (1% churn included) and >= 10x the per-account loop.
+
+On PostgreSQL (`--database-url postgresql+psycopg://…`, an empty database) the tables are analysed after
+the load, as autovacuum would within a minute of it.
 
     .venv/bin/python bench/reconcile.py [--part workers|accounts|all] [--workers 10000] [--rounds 5]
         [--fleet-workers 1000] [--accounts-per-worker 100] [--database-url URL]
@@ -29,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis import Redis
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 
 from backend.account_sync import AccountSync
 from backend.dispatch import TaskDispatcher
@@ -150,6 +156,9 @@ def populate_fleet(redis: Redis, sessions, workers: int, per_worker: int) -> dic
         id_to_name = {worker_id: name for name, worker_id in ids.items()}
         for account_id, worker_id in session.execute(select(Account.id, Account.worker_id)):
             by_worker[id_to_name[worker_id]].append(account_id)
+    if sessions.kw["bind"].dialect.name == "postgresql":
+        with sessions.begin() as session:
+            session.execute(text("ANALYZE"))  # the planner's statistics, as autovacuum gives a live database
     for name in names:
         info = WorkerInfo(name, "10.0.0.1", "host", 1, "0.1.0", 0, f"inst-{name}")
         presence.register(redis, info, OFFLINE_AFTER)
@@ -232,14 +241,13 @@ def bench_accounts(args: argparse.Namespace, tmp: str, redis: Redis, server_url:
             f" {statistics.median(sent):.0f} starts/stops sent)"
         )
     print(f"  per-account loop, once:        {naive * 1000:8.1f} ms")
-    steady = statistics.median(regimes["steady"][0])
-    churn = statistics.median(regimes["0.1% churn"][0])
-    ratio = naive / max(steady, churn)
-    print(f"  speed-up (vs the slower of steady and 0.1% churn): {ratio:.1f}x")
-    ok = max(steady, churn) <= ACCOUNTS_BAR_SECONDS and ratio >= BAR_RATIO
+    slowest = max(statistics.median(times) for times, _, _ in regimes.values())
+    ratio = naive / slowest
+    print(f"  speed-up (vs the slowest regime): {ratio:.1f}x")
+    ok = slowest <= ACCOUNTS_BAR_SECONDS and ratio >= BAR_RATIO
     print(
-        f"  bar: <= {ACCOUNTS_BAR_SECONDS * 1000:.0f} ms (steady and 0.1% churn) and >= {BAR_RATIO:.0f}x"
-        f" -> {'PASS' if ok else 'FAIL'}"
+        f"  bar: <= {ACCOUNTS_BAR_SECONDS * 1000:.0f} ms per scan in every regime (1% churn included)"
+        f" and >= {BAR_RATIO:.0f}x -> {'PASS' if ok else 'FAIL'}"
     )
     return ok
 

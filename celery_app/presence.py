@@ -3,7 +3,8 @@
 A worker owns its name through `keys.worker_owner(name)`, a key holding its instance id that expires after
 WORKER_OFFLINE_AFTER unless heartbeats renew it; a second process cannot register a name that is owned.
 Heartbeat times are Redis server time (Lua `TIME`), so a server whose clock is off is not judged by it.
-Readers batch: one round trip returns every worker's last heartbeat.
+Readers batch: one round trip returns every worker's last heartbeat (and, for the backend, the run id of the
+Redis server that answered: a new one means a failover or a restart, whose heartbeats may have been lost).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class WorkerInfo:
     version: str
     started_at: float
     instance: str
+    max_accounts: int = 0  # its capacity (WORKER_MAX_ACCOUNTS): it refuses starts beyond; 0: not said
 
     def to_redis(self) -> dict[str, str]:
         return {key: str(value) for key, value in asdict(self).items()}
@@ -62,6 +64,7 @@ class WorkerInfo:
                 version=raw.get("version", ""),
                 started_at=float(raw.get("started_at", "0")),
                 instance=raw.get("instance", ""),
+                max_accounts=int(raw.get("max_accounts", "0")),
             )
         except (KeyError, ValueError):
             return None
@@ -227,6 +230,7 @@ class HeartbeatSnapshot:
 
     now: float
     beats: dict[str, float]
+    primary: str = ""  # the run id of the Redis server that answered, when asked for (`with_primary`)
 
     def online(self, offline_after: float) -> list[str]:
         """The names of the workers heard from within `offline_after` seconds, sorted."""
@@ -235,13 +239,17 @@ class HeartbeatSnapshot:
         )
 
 
-def read_all_heartbeats(redis: Redis) -> HeartbeatSnapshot:
+def read_all_heartbeats(redis: Redis, with_primary: bool = False) -> HeartbeatSnapshot:
+    """Every heartbeat and the server's time; with `with_primary`, from the same server, its run id."""
     pipe = redis.pipeline(transaction=False)
     pipe.time()
     pipe.zrange(keys.HEARTBEATS, 0, -1, withscores=True)
-    (seconds, micros), pairs = pipe.execute()
+    if with_primary:
+        pipe.info("server")
+    (seconds, micros), pairs, *server = pipe.execute()
     beats = {(name.decode() if isinstance(name, bytes) else name): score for name, score in pairs}
-    return HeartbeatSnapshot(seconds + micros / 1_000_000, beats)
+    primary = str(server[0].get("run_id", "")) if server else ""
+    return HeartbeatSnapshot(seconds + micros / 1_000_000, beats, primary)
 
 
 def read_heartbeats(redis: Redis, names: list[str]) -> HeartbeatSnapshot:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import case, func, select
+from sqlalchemy import Row, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from common.details import Detail, detail
@@ -42,6 +43,65 @@ def get_account(session: Session, account_id: int) -> Account:
     if account is None:
         raise AccountNotFound(account_id)
     return account
+
+
+_ACCOUNTS = Account.__table__
+_WORKERS = Worker.__table__
+# The columns of an account's spec (`backend.account_base.account_spec`), read in Core where starts are on a
+# timed path (no ORM objects): one start (`bench/dispatch.py`), a scan's many (`bench/reconcile.py`).
+_SPEC_COLUMNS = tuple(
+    _ACCOUNTS.c[name]
+    for name in (
+        "id",
+        "phone_enc",
+        "phone_lookup",
+        "api_id",
+        "api_hash_enc",
+        "session_enc",
+        "proxy_enc",
+        "proxy_id",
+        "device_model",
+        "device_system_version",
+        "device_app_version",
+        "device_lang_code",
+        "device_system_lang_code",
+        "device_lang_pack",
+    )
+)
+# A start also reads the desired state, and the name and admin switch of the account's worker.
+_FOR_START = (
+    select(
+        *_SPEC_COLUMNS,
+        _ACCOUNTS.c.desired_state,
+        _ACCOUNTS.c.worker_id,
+        _WORKERS.c.name.label("worker_name"),
+        _WORKERS.c.is_active.label("worker_active"),
+    )
+    .select_from(_ACCOUNTS.outerjoin(_WORKERS, _ACCOUNTS.c.worker_id == _WORKERS.c.id))
+    .where(_ACCOUNTS.c.id == bindparam("id"))
+)
+_SPECS_OF = select(*_SPEC_COLUMNS).where(_ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
+_IDS_PER_QUERY = 1000
+
+
+def spec_rows(session: Session, ids: list[int]) -> dict[int, Row[Any]]:
+    """The spec columns of these accounts (those that exist), by id, a statement per 1,000."""
+    connection = session.connection()
+    found: dict[int, Row[Any]] = {}
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        for row in connection.execute(_SPECS_OF, {"ids": ids[start : start + _IDS_PER_QUERY]}):
+            found[row.id] = row
+    return found
+
+
+def account_for_start(session: Session, account_id: int) -> Row[Any]:
+    """The account as a start needs it, with its worker's `worker_name` and `worker_active` (None if it has none)."""
+    found = (
+        session.connection().execute(_FOR_START, {"id": account_id}).first() if 1 <= account_id <= MAX_ROW_ID else None
+    )
+    if found is None:
+        raise AccountNotFound(account_id)
+    return found
 
 
 def find_account_by_phone(session: Session, phone_lookups: str | list[str]) -> Account | None:
@@ -82,7 +142,7 @@ def count_accounts(session: Session, worker_id: int | None = None, status: str |
 # --- device identity ---------------------------------------------------------------------------------------
 
 
-def device_of(account: Account) -> DeviceIdentity:
+def device_of(account: Account | Row[Any]) -> DeviceIdentity:
     """The device identity the account presents to Telegram. One edited by hand into something a worker would
     refuse gives way (with a warning) to the one chosen for the account, so the account can still start."""
     try:
@@ -120,12 +180,29 @@ def create_account(session: Session, account: Account, kind: FleetEventKind, sai
 
 def set_desired_state(session: Session, account: Account, desired: DesiredState, actor: str) -> None:
     account.desired_state = desired.value
+    _record_desired(session, account.id, desired, actor)
+
+
+def _record_desired(session: Session, account_id: int, desired: DesiredState, actor: str) -> None:
     kind = (
         FleetEventKind.ACCOUNT_START_REQUESTED
         if desired is DesiredState.RUNNING
         else FleetEventKind.ACCOUNT_STOP_REQUESTED
     )
-    record_events(session, [NewEvent(kind, account_subject(account.id), None, actor)])
+    record_events(session, [NewEvent(kind, account_subject(account_id), None, actor)])
+
+
+_SET_DESIRED = (
+    update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account_id")).values(desired_state=bindparam("desired"))
+)
+
+
+def request_desired_state(session: Session, account_id: int, recorded: str, desired: DesiredState, actor: str) -> None:
+    """`set_desired_state` for an account read as a row (`account_for_start`): the UPDATE if it changes (as the
+    ORM would), the event always."""
+    if recorded != desired.value:
+        session.connection().execute(_SET_DESIRED, {"account_id": account_id, "desired": desired.value})
+    _record_desired(session, account_id, desired, actor)
 
 
 def assign_worker(session: Session, account: Account, worker: Worker, actor: str, previous: str | None) -> None:

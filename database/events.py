@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from common.details import Detail, encoded, english
@@ -20,7 +20,28 @@ from database.models import FleetEvent, utcnow
 
 # The same transition repeated within this window is folded into one row (see `FleetEvent`).
 FOLD_WINDOW = timedelta(hours=1)
-_SUBJECTS_PER_QUERY = 500
+# Bound parameters per statement, well under SQLite's limit (32,766) and PostgreSQL's (65,535): a scan that
+# corrects a whole fleet records 100,000 events in one call.
+_IDS_PER_STATEMENT = 5000
+_EVENTS = FleetEvent.__table__
+# Statements built once (a start request records one event: building and hashing them each time cost more
+# than running them).
+_FOLDABLE = (
+    select(
+        _EVENTS.c.id,
+        _EVENTS.c.kind,
+        _EVENTS.c.subject,
+        _EVENTS.c.detail,
+        _EVENTS.c.actor,
+        _EVENTS.c.created_at,
+        _EVENTS.c.last_at,
+        _EVENTS.c.repeat_count,
+    )
+    .where(_EVENTS.c.subject.in_(bindparam("subjects", expanding=True)), _EVENTS.c.last_at >= bindparam("since"))
+    .order_by(_EVENTS.c.id)
+)
+_DELETE_EVENTS = delete(_EVENTS).where(_EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+_INSERT_EVENTS = insert(_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -76,22 +97,10 @@ def record_events(session: Session, events: Iterable[NewEvent]) -> None:
     times = [event.at or now for event in batch]
     since = min(times) - FOLD_WINDOW
     subjects = sorted({event.subject for event in batch})
+    connection = session.connection()  # Core statements: events are never ORM objects of the session
     earlier: dict[tuple[str, str, str, str], tuple[int, datetime, datetime, int]] = {}
-    for start in range(0, len(subjects), _SUBJECTS_PER_QUERY):
-        rows = session.execute(
-            select(
-                FleetEvent.id,
-                FleetEvent.kind,
-                FleetEvent.subject,
-                FleetEvent.detail,
-                FleetEvent.actor,
-                FleetEvent.created_at,
-                FleetEvent.last_at,
-                FleetEvent.repeat_count,
-            )
-            .where(FleetEvent.subject.in_(subjects[start : start + _SUBJECTS_PER_QUERY]), FleetEvent.last_at >= since)
-            .order_by(FleetEvent.id)
-        )
+    for start in range(0, len(subjects), _IDS_PER_STATEMENT):
+        rows = connection.execute(_FOLDABLE, {"subjects": subjects[start : start + _IDS_PER_STATEMENT], "since": since})
         for row in rows:
             earlier[_fold_key(row.kind, row.subject, row.detail, row.actor)] = (
                 row.id,
@@ -129,11 +138,9 @@ def record_events(session: Session, events: Iterable[NewEvent]) -> None:
                 "repeat_count": count,
             }
         )
-    if replaced:
-        session.execute(
-            delete(FleetEvent).where(FleetEvent.id.in_(replaced)), execution_options={"synchronize_session": False}
-        )
-    session.execute(insert(FleetEvent), new_rows)
+    for start in range(0, len(replaced), _IDS_PER_STATEMENT):
+        connection.execute(_DELETE_EVENTS, {"ids": replaced[start : start + _IDS_PER_STATEMENT]})
+    connection.execute(_INSERT_EVENTS, new_rows)
 
 
 def prune_events(session: Session, older_than: datetime, limit: int = 5000) -> int:

@@ -7,6 +7,7 @@ a forged or malformed payload gets an `invalid_payload` answer and changes nothi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Answer = dict[str, Any]
+
+
+def _at_once(step: Callable[[], None]) -> None:
+    step()
 
 
 def _text(said: Detail | None) -> str:
@@ -123,7 +128,15 @@ class WorkerRuntime:
             log.info("resumed %d of %d account(s) this worker was running", resumed, len(specs))
         return resumed
 
-    def start(self, raw: Any, restart: bool = False) -> Answer:
+    def start(
+        self, raw: Any, restart: bool = False, after_answer: Callable[[Callable[[], None]], None] | None = None
+    ) -> Answer:
+        """Start (or restart) one account and answer; a started account goes into this worker's registry.
+
+        With `after_answer` (the Celery task passes it), the registry write is handed to it to run once the answer
+        is stored: the control plane waits for the answer, not for that write. Without, it is written before
+        returning.
+        """
         payload = parse_payload(StartAccount, raw)
         if isinstance(payload, InvalidPayload):
             return payload.model_dump()
@@ -135,10 +148,19 @@ class WorkerRuntime:
             return CommandResult(ok=False, account_id=account_id, status="error", detail=str(error)).model_dump()
         outcome = self.manager.restart(spec) if restart else self.manager.start(spec, payload.wait_for_lease)
         if outcome.ok:
-            self.manager.remember([spec])
+            (after_answer or _at_once)(lambda: self._register(spec))
         return CommandResult(
             ok=outcome.ok, account_id=account_id, status=outcome.status, detail=_text(outcome.detail), run=outcome.run
         ).model_dump()
+
+    def _register(self, spec: ClientSpec) -> None:
+        """Write a started account into the registry (what a restart of this worker resumes). If its client has
+        ended meanwhile (stopped, moved, refused by Telegram) and it is not parked, the entry is taken out again,
+        as the end would have done had it come after the write."""
+        self.manager.remember([spec])
+        account_id = spec.account_id
+        if account_id not in self.manager.runners and account_id not in self.manager.parked:
+            self.manager.redis.hdel(keys.worker_specs(self.info.name), str(account_id))
 
     def start_many(self, raw: Any) -> Answer:
         payload = parse_payload(StartAccounts, raw)

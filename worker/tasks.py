@@ -1,18 +1,52 @@
-"""Celery task bodies for this worker, registered by their catalogue names: one line each over the runtime."""
+"""Celery task bodies for this worker, registered by their catalogue names: one line each over the runtime.
+
+A body may leave work for after its answer (`AfterAnswer`): Celery runs it in the same thread once the answer is
+stored and published, so the control plane waiting for the answer does not wait for it too.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 
 from celery_app.contract import TaskName
 from worker.runtime import Answer, WorkerRuntime
 
+log = logging.getLogger(__name__)
+
+
+class AfterAnswer(threading.local):
+    """The steps a task body left for after its answer, per task thread."""
+
+    def __init__(self) -> None:
+        self.steps: list[Callable[[], None]] = []
+
+    def add(self, step: Callable[[], None]) -> None:
+        self.steps.append(step)
+
+    def run(self) -> None:
+        steps, self.steps = self.steps, []
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("a step after a task's answer failed")
+
 
 def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
+    after_answer = AfterAnswer()
+
+    class FleetTask(Task):  # type: ignore[misc]
+        def after_return(self, *args: Any, **kwargs: Any) -> None:
+            """Called by Celery once the answer is stored (whatever it was)."""
+            after_answer.run()
+
     def task(name: TaskName) -> Any:
-        return app.task(name=name.value, acks_late=True)
+        return app.task(name=name.value, acks_late=True, base=FleetTask)
 
     @task(TaskName.PING)
     def ping() -> Answer:
@@ -20,7 +54,7 @@ def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
 
     @task(TaskName.START_ACCOUNT)
     def start_account(payload: Any = None) -> Answer:
-        return runtime.start(payload)
+        return runtime.start(payload, after_answer=after_answer.add)
 
     @task(TaskName.START_ACCOUNTS)
     def start_accounts(payload: Any = None) -> Answer:
@@ -28,7 +62,7 @@ def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
 
     @task(TaskName.RESTART_ACCOUNT)
     def restart_account(payload: Any = None) -> Answer:
-        return runtime.start(payload, restart=True)
+        return runtime.start(payload, restart=True, after_answer=after_answer.add)
 
     @task(TaskName.STOP_ACCOUNT)
     def stop_account(payload: Any = None) -> Answer:
