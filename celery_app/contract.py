@@ -99,6 +99,7 @@ class PingResult(Payload):
     instance: str
     threads: int
     accounts_running: int
+    max_accounts: int = 0  # WORKER_MAX_ACCOUNTS: the worker refuses starts beyond it (0: not said)
 
 
 class AccountSpec(Payload):

@@ -42,9 +42,10 @@ from worker.clients import (
     Identity,
     TelegramClientLike,
 )
+from worker.collector import COLLECTOR
 from worker.failures import describe_error
 from worker.login import LoginMethods, PendingLogin
-from worker.loops import LoopThread
+from worker.loops import LoopThread, open_files_for
 from worker.pacing import DEFAULT_CONNECTS_PER_SECOND, ConnectPacer
 from worker.runner import OPERATION_LEASE_WAIT, AccountRunner, operation_holder
 from worker.status import StatusReporter
@@ -54,9 +55,18 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 20.0
 STOPPING_FLUSH_SECONDS = 2.0  # how long a stop waits for its "stopping" to be written (Redis may be away)
+REFUSALS_WARNED_EVERY = 60.0  # seconds: starts refused at capacity are logged at most this often
 
 
 # --- the manager ------------------------------------------------------------------------------------------
+
+
+async def _enable_updates(client: TelegramClientLike) -> None:
+    """Let a running client receive updates (a plugin reads them), if it was started without (`enable_updates`
+    of `worker.telegram`'s client; the tests' fake clients always receive them)."""
+    enable = getattr(client, "enable_updates", None)
+    if enable is not None:
+        await enable()
 
 
 @dataclass(frozen=True)
@@ -87,8 +97,10 @@ class AccountManager(LoginMethods):
         lease_ttl: float,
         reporter: StatusReporter | None = None,
         pacer: ConnectPacer | None = None,
+        max_accounts: int | None = None,
     ) -> None:
         self.factory = factory
+        self.max_accounts = max_accounts  # WORKER_MAX_ACCOUNTS: starts beyond it are refused (None: no limit)
         self.pacer = pacer or ConnectPacer(DEFAULT_CONNECTS_PER_SECOND)
         self.redis = redis
         self.worker_name = worker_name
@@ -105,8 +117,13 @@ class AccountManager(LoginMethods):
         self._lock = threading.RLock()
         self._closed = False
         self._specs_key = keys.worker_specs(worker_name)
+        self._refused = 0  # starts refused at capacity since the last warning about them
+        self._refused_warned = 0.0
 
     def open(self) -> None:
+        COLLECTOR.install()  # short garbage-collector pauses with thousands of clients (`worker.collector`)
+        if self.max_accounts is not None:
+            open_files_for(self.max_accounts)
         self.reporter.start()
 
     # --- states
@@ -184,6 +201,9 @@ class AccountManager(LoginMethods):
                 if existing.holds_lease:
                     self.reporter.report(existing.state)  # re-assert it: the control plane may think it lost
                 return CommandOutcome(True, existing.state.status, detail("already_running"), existing.run_id)
+            full = not self._has_room(spec.account_id)
+        if full:
+            return self._refuse_full(spec.account_id)
         acquired, holder = leases.acquire(self.redis, spec.account_id, self.holder, self.lease_ttl)
         other = leases.worker_of_holder(holder)
         if not acquired and holder == self.operation_holder:
@@ -197,18 +217,50 @@ class AccountManager(LoginMethods):
             if spec.account_id in self.runners:  # a concurrent start won the race on this worker
                 runner = self.runners[spec.account_id]
                 return CommandOutcome(True, runner.state.status, detail("already_running"), runner.run_id)
-            loop_thread = self._least_loaded_loop()
-            runner = AccountRunner(self, spec, loop_thread)
-            runner.holds_lease = acquired
-            self.runners[spec.account_id] = runner
-            self.parked.pop(spec.account_id, None)
-            loop_thread.clients += 1
+            full = not self._has_room(spec.account_id)  # concurrent starts took the last places meanwhile
+            if not full:
+                loop_thread = self._least_loaded_loop()
+                runner = AccountRunner(self, spec, loop_thread)
+                runner.holds_lease = acquired
+                self.runners[spec.account_id] = runner
+                self.parked.pop(spec.account_id, None)
+                loop_thread.clients += 1
+        if full:
+            if acquired:
+                with contextlib.suppress(Exception):
+                    leases.release(self.redis, spec.account_id, self.holder)
+            return self._refuse_full(spec.account_id)
         if acquired:
             runner.report(AccountStatus.STARTING, detail("queued"))
         runner.done = loop_thread.submit(runner.run(lease_deadline=time.monotonic() + wait_for_lease))
         if acquired:
             return CommandOutcome(True, AccountStatus.STARTING, detail("starting"), runner.run_id)
         return CommandOutcome(True, AccountStatus.STARTING, detail("waiting_for_worker", worker=other), runner.run_id)
+
+    def _has_room(self, account_id: int) -> bool:
+        """Whether one more account may run here (lock held): parked accounts keep their places."""
+        if self.max_accounts is None:
+            return True
+        taken = len(self.runners) + len(self.parked) - (account_id in self.parked)
+        return taken < self.max_accounts
+
+    def _refuse_full(self, account_id: int) -> CommandOutcome:
+        """Refuse a start at capacity: the account reads stopped, with the reason, where the control plane and
+        people see it (and leaves this worker's registry); the control plane tries again later, with its backoff,
+        as after any start that failed."""
+        said = detail("worker_full", worker=self.worker_name, limit=self.max_accounts)
+        self.reporter.report(self.state(account_id, AccountStatus.STOPPED, said))
+        with self._lock:
+            self.parked.pop(account_id, None)
+            self._refused += 1
+            now = time.monotonic()
+            warn = now - self._refused_warned >= REFUSALS_WARNED_EVERY
+            if warn:
+                refused, self._refused, self._refused_warned = self._refused, 0, now
+        if warn:
+            log.warning("%s: %d start(s) refused", said.text, refused)
+        self._forget(account_id)
+        return CommandOutcome(False, AccountStatus.STOPPED, said)
 
     def runner_finished(self, runner: AccountRunner, status: AccountStatus, said: Detail) -> None:
         """Called on the runner's loop when it ends: release the lease, report the final status.
@@ -221,6 +273,8 @@ class AccountManager(LoginMethods):
             if self.runners.get(account_id) is runner:
                 del self.runners[account_id]
                 runner.loop_thread.clients -= 1
+            running = len(self.runners)
+        COLLECTOR.run_ended(running)
         if runner.report_final:
             runner.report(status, said, active=False)
         release = runner.holds_lease and not runner.keep_lease
@@ -284,21 +338,33 @@ class AccountManager(LoginMethods):
 
     # --- plugins (worker.plugins): loaded while an account runs, re-applied when their configuration changes
 
-    async def attach_plugins(self, account_id: int, client: TelegramClientLike) -> None:
-        if self.plugins is None:
-            return
+    async def _plugin_configs(self, account_id: int) -> dict[str, Any] | None:
+        """The account's enabled plugins and their configurations; None when they cannot be read."""
         from celery_app import plugin_config
 
         loop = asyncio.get_running_loop()
         try:
-            configs = (await loop.run_in_executor(None, plugin_config.read_desired, self.redis, [account_id])).get(
-                account_id, {}
-            )
+            desired = await loop.run_in_executor(None, plugin_config.read_desired, self.redis, [account_id])
         except Exception as error:  # noqa: BLE001 - the account runs without plugins rather than not at all
             log.warning("account %d: plugin configuration unavailable (%s)", account_id, describe_error(error))
-            configs = {}
-        self.plugins.watch(loop)
+            return None
+        return dict(desired.get(account_id, {}))
+
+    async def wants_updates(self, account_id: int) -> bool:
+        """Whether the account's client is to receive updates: only plugins read them, so only an account with
+        plugins enabled does (yes when that cannot be read: a plugin may be enabled)."""
+        if self.plugins is None:
+            return False
+        return (await self._plugin_configs(account_id)) != {}
+
+    async def attach_plugins(self, account_id: int, client: TelegramClientLike) -> None:
+        if self.plugins is None:
+            return
+        configs = await self._plugin_configs(account_id) or {}
+        self.plugins.watch(asyncio.get_running_loop())
         try:
+            if configs:
+                await _enable_updates(client)
             await self.plugins.attach(account_id, client, configs)
         except Exception:
             log.exception("account %d: plugins could not be attached", account_id)
@@ -333,6 +399,8 @@ class AccountManager(LoginMethods):
         if runner is None or runner.client is None:
             return
         try:
+            if configs:
+                await _enable_updates(runner.client)
             await self.plugins.apply(account_id, configs)
         except Exception:
             log.exception("account %d: plugin configuration could not be applied", account_id)

@@ -34,6 +34,7 @@ class ClientSpec:
     wire: str = ""  # the encrypted AccountSpec it came from (kept in Redis so the worker can resume it)
     device: DeviceIdentity | None = None  # how the client presents itself to Telegram (the account's own)
     proxy_id: int | None = None  # the pool proxy `proxy` is (`worker.proxy_check` checks it), if any
+    receive_updates: bool = True  # False: an account without plugins (its connection is not subscribed)
 
     def __repr__(self) -> str:
         return f"ClientSpec(account_id={self.account_id}, api_id={self.api_id}, secrets=***)"

@@ -58,6 +58,8 @@ class RunnerHost(Protocol):
 
     def runner_finished(self, runner: AccountRunner, status: AccountStatus, said: Detail) -> None: ...
 
+    async def wants_updates(self, account_id: int) -> bool: ...
+
     async def attach_plugins(self, account_id: int, client: TelegramClientLike) -> None: ...
 
     async def detach_plugins(self, account_id: int) -> None: ...
@@ -97,6 +99,7 @@ class AccountRunner:
         self.holds_lease = False
         self.client: TelegramClientLike | None = None  # while running: operations use it
         self._stop = asyncio.Event()
+        self._stop_waiters: list[asyncio.Future[None]] = []  # futures done at a stop (`_stopped`)
         self.done: concurrent.futures.Future[None] | None = None
 
     def report(
@@ -121,7 +124,29 @@ class AccountRunner:
         self.report_final = report_final
         self.park = park
         self.keep_lease = keep_lease
-        self.loop_thread.loop.call_soon_threadsafe(self._stop.set)
+        self.loop_thread.loop.call_soon_threadsafe(self._signal_stop)
+
+    def _signal_stop(self) -> None:
+        self._stop.set()
+        waiters, self._stop_waiters = self._stop_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _stopped(self) -> asyncio.Future[None]:
+        """A future done once a stop is requested: waiting on it takes no task of its own (a running account
+        waits on one all its life, and a worker has thousands)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._stop.is_set():
+            waiter.set_result(None)
+        else:
+            self._stop_waiters.append(waiter)
+        return waiter
+
+    def _unwait(self, waiter: asyncio.Future[None]) -> None:
+        waiter.cancel()
+        with contextlib.suppress(ValueError):
+            self._stop_waiters.remove(waiter)
 
     async def _sleep_or_stop(self, seconds: float) -> bool:
         """Sleep; True if a stop was requested meanwhile."""
@@ -134,11 +159,11 @@ class AccountRunner:
         Telethon's connect retries a refused address for seconds, and a stop (a restart onto another proxy)
         must not wait for that. Raises `_StopRequested` then; the caller disconnects the client."""
         work = asyncio.ensure_future(asyncio.wait_for(call, timeout))
-        stop_waiter = asyncio.ensure_future(self._stop.wait())
+        stop_waiter = self._stopped()
         try:
             await asyncio.wait({work, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop_waiter.cancel()
+            self._unwait(stop_waiter)
         if not work.done():
             work.cancel()
             with contextlib.suppress(BaseException):
@@ -182,12 +207,12 @@ class AccountRunner:
 
     async def _watch(self, client: TelegramClientLike) -> None:
         """Return when a stop is requested; raise the connection's own error when it drops."""
-        stop_waiter = asyncio.ensure_future(self._stop.wait())
+        stop_waiter = self._stopped()
         disconnected = client.disconnected
         try:
             await asyncio.wait({stop_waiter, disconnected}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop_waiter.cancel()
+            self._unwait(stop_waiter)
         if self._stop.is_set():
             return
         cause = disconnected.exception() if not disconnected.cancelled() else None  # retrieved: never "unhandled"
@@ -206,7 +231,10 @@ class AccountRunner:
             self.manager.runner_finished(self, AccountStatus.STOPPED, detail("lease_elsewhere"))
             return
         try:
-            client = self.manager.factory(self.spec)
+            spec = self.spec
+            if spec.receive_updates and not await self.manager.wants_updates(spec.account_id):
+                spec = dataclasses.replace(spec, receive_updates=False)  # no plugin reads them
+            client = self.manager.factory(spec)
             while not self._stop.is_set():
                 try:
                     if not await self._wait_turn(attempt):

@@ -9,6 +9,12 @@ Each client presents its account's device identity (`ClientSpec.device`: device 
 versions, languages, and the official app's language pack if the account came with one). The manager paces
 the connects it makes; Telethon's own re-dials (its retries within a connect, and its automatic reconnect
 after a dropped connection) go through `_paced`, which waits a jittered moment and a turn in the same bucket.
+
+A worker runs thousands of clients, so each costs as little as Telethon allows (bench/real_scale.py):
+an account without plugins does not receive updates (`ClientSpec.receive_updates`: its connection is not
+subscribed, Telethon keeps no update state for it and never asks for a difference; `enable_updates` turns
+them on when a plugin is enabled), the user a connect fetched answers the runner's checks right after it,
+the session keeps at most ENTITY_LIMIT users and chats, and all clients share one set of loggers.
 """
 
 from __future__ import annotations
@@ -28,6 +34,22 @@ from worker.pacing import ConnectPacer
 log = logging.getLogger(__name__)
 
 REDIAL_JITTER = 1.0  # at most this many seconds at random before Telethon dials the same connection again
+ENTITY_LIMIT = 1000  # users and chats a session keeps (the newest seen): Telethon's own keeps every one
+
+
+class _Loggers(dict[str, logging.Logger]):
+    """What Telethon's network classes take as `loggers`, as Telethon makes it, but one for every client:
+    Telethon defines a class of its own inside each client's constructor."""
+
+    def __missing__(self, key: str) -> logging.Logger:
+        if key.startswith("telethon."):
+            key = key.split(".", maxsplit=1)[1]
+        logger = logging.getLogger("telethon").getChild(key)
+        self[key] = logger
+        return logger
+
+
+_LOGGERS = _Loggers()
 
 
 def device_arguments(device: DeviceIdentity) -> dict[str, str]:
@@ -93,29 +115,98 @@ def load_public_key(path: str) -> None:
     log.info("using the MTProto server public key from %s", path)
 
 
+def _session_class() -> type:
+    """Telethon's StringSession keeping at most ENTITY_LIMIT users and chats, by id (Telethon's keeps a row
+    for every user and chat any answer or update ever named, and finds one by reading them all)."""
+    from telethon.sessions import StringSession
+
+    class FleetSession(StringSession):  # type: ignore[misc]
+        def __init__(self, string: str | None = None) -> None:
+            super().__init__(string)
+            self._by_id: dict[int, tuple[Any, ...]] = {}
+            self._entities = self._by_id.values()  # what Telethon's lookups read
+
+        def process_entities(self, tlo: Any) -> None:
+            for row in self._entities_to_rows(tlo):
+                self._by_id.pop(row[0], None)  # the newest last: the oldest go first
+                self._by_id[row[0]] = row
+            while len(self._by_id) > ENTITY_LIMIT:
+                del self._by_id[next(iter(self._by_id))]
+
+        def get_entity_rows_by_id(self, id: int, exact: bool = True) -> Any:
+            row = self._by_id.get(id) if exact else None
+            return (row[0], row[1]) if row is not None else super().get_entity_rows_by_id(id, exact)
+
+    return FleetSession
+
+
 def _fleet_client_class() -> type:
-    """Telethon's client, made to tell the manager what Telegram said instead of swallowing it.
+    """Telethon's client, made to tell the manager what Telegram said instead of swallowing it, and to cost
+    little when it does not need updates.
 
     Telethon's `is_user_authorized()` turns every RPC error into False and `get_me()` turns every
     UnauthorizedError into None: a banned account (USER_DEACTIVATED_BAN is a 401) would read as merely not
     authorized. Here both make the request and let Telegram's error through, for `classify` to name (only
-    "not logged in yet" stays None in `get_me()`, which Telethon asks itself during a login).
+    "not logged in yet" stays None in `get_me()`, which Telethon asks itself during a login). A connect asks
+    who the session is logged in as (Telethon does, when it has no update state); that answer is the next
+    `is_user_authorized()` and the next `get_me()` (the runner's, right after it) instead of asking again.
+
+    Without updates (`receive_updates=False`) Telethon still fetched the update state at every connect and
+    asked for the difference every 15 minutes; here it keeps none until `enable_updates()`.
     """
     from telethon import TelegramClient, errors, functions, types
 
     class FleetClient(TelegramClient):  # type: ignore[misc]
+        _connecting = False
+        _user_at_connect: Any = None  # the user the last connect fetched: the next get_me() answer
+        _authorized_at_connect = False  # ... and so the next is_user_authorized() answer
+
+        async def connect(self) -> None:
+            self._user_at_connect, self._authorized_at_connect = None, False
+            self._connecting = True
+            try:
+                await super().connect()
+            finally:
+                self._connecting = False
+
         async def is_user_authorized(self) -> bool:
+            if self._authorized_at_connect:
+                self._authorized_at_connect = False
+                return True
             await self(functions.updates.GetStateRequest())
             return True
 
         async def get_me(self, input_peer: bool = False) -> Any:
+            if self._user_at_connect is not None and not self._connecting:
+                user, self._user_at_connect = self._user_at_connect, None
+                return user
             try:
                 users = await self(functions.users.GetUsersRequest([types.InputUserSelf()]))
             except (errors.AuthKeyUnregisteredError, errors.SessionPasswordNeededError):
                 # Not logged in (yet): Telethon's own connect() and sign_in() ask this of a new login. A revoked
                 # session is still told apart: the runner's is_user_authorized() raises AUTH_KEY_UNREGISTERED.
                 return None
-            return users[0] if users else None
+            user = users[0] if users else None
+            if self._connecting:
+                self._user_at_connect, self._authorized_at_connect = user, user is not None
+            return user
+
+        async def _on_login(self, user: Any) -> Any:
+            if not self._no_updates:
+                return await super()._on_login(user)  # the update state: getState and getDifference
+            self._mb_entity_cache.set_self_user(user.id, user.bot, user.access_hash)
+            self._authorized = True
+            return user
+
+        async def enable_updates(self) -> None:
+            """Receive updates from now on (a plugin was enabled): a request outside invokeWithoutUpdates
+            subscribes the connection, and Telethon's update state starts from now."""
+            if not self._no_updates:
+                return
+            self._no_updates = False
+            user = await self.get_me()
+            if user is not None:
+                await super()._on_login(user)
 
     return FleetClient
 
@@ -123,9 +214,9 @@ def _fleet_client_class() -> type:
 def telethon_factory(endpoint: MTProtoEndpoint | None, pacer: ConnectPacer | None = None) -> ClientFactory:
     """Builds Telethon clients; `pacer` is the worker's connect bucket (the manager's), for Telethon's re-dials."""
     from telethon import connection
-    from telethon.sessions import StringSession
 
     client_class = _fleet_client_class()
+    session_class = _session_class()
 
     if endpoint is not None and endpoint.public_key_file:
         load_public_key(endpoint.public_key_file)
@@ -136,7 +227,7 @@ def telethon_factory(endpoint: MTProtoEndpoint | None, pacer: ConnectPacer | Non
     }
 
     def create(spec: ClientSpec) -> TelegramClientLike:
-        session = StringSession(spec.session or None)
+        session = session_class(spec.session or None)
         if endpoint is not None:
             session.set_dc(endpoint.dc_id, endpoint.host, endpoint.port)
         # The runtime always gives the account's own identity; a bare spec gets the one chosen for its phone.
@@ -150,6 +241,7 @@ def telethon_factory(endpoint: MTProtoEndpoint | None, pacer: ConnectPacer | Non
             # revocation (its after-reconnect get_me() hides AUTH_KEY_UNREGISTERED) and keep reading running.
             auto_reconnect=False,
             flood_sleep_threshold=0,
+            receive_updates=spec.receive_updates,
             connection_retries=2,
             retry_delay=1,
             request_retries=2,
@@ -158,6 +250,7 @@ def telethon_factory(endpoint: MTProtoEndpoint | None, pacer: ConnectPacer | Non
             **_proxy_arguments(spec, connections),
         )
         _apply_lang_pack(client, device.lang_pack)
+        client._log = client._sender._loggers = _LOGGERS  # the client's own (a class per client) goes
         return client  # type: ignore[return-value]
 
     return create

@@ -22,9 +22,9 @@ from telethon.tl.tlobject import TLObject
 from . import account_api, messages_api
 from .crypto import DH_G, DH_PRIME, be_bytes, srp_challenge, srp_check
 from .rpc import Context, RpcFault, input_user, me, user_object
-from .store import Account, Call, normalize_phone
+from .store import Account, normalize_phone
 
-__all__ = ["Context", "RpcFault", "dispatch", "method_name", "serialize"]
+__all__ = ["Context", "RpcFault", "dispatch", "method_name", "serialize", "subscribes"]
 
 BOOL_TRUE, BOOL_FALSE = b"\xb5\x75\x72\x99", b"\x37\x97\x79\xbc"
 VECTOR = b"\x15\xc4\xb5\x1c"
@@ -76,12 +76,21 @@ def unwrap(ctx: Context, request: object) -> object:
     return request
 
 
+def subscribes(request: object) -> bool:
+    """Whether a request subscribes its connection to updates: any not wrapped in invokeWithoutUpdates."""
+    while isinstance(request, WRAPPERS):
+        if isinstance(request, functions.InvokeWithoutUpdatesRequest):
+            return False
+        request = request.query
+    return True
+
+
 def _login_phone(ctx: Context, request: object) -> str | None:
     """The phone a call before login is about: auth.sendCode / auth.signIn name it, 2FA steps follow a signIn."""
     if getattr(request, "phone_number", None):
         return normalize_phone(request.phone_number)  # type: ignore[attr-defined]
-    user_id = ctx.record.password_user
-    return next((a.phone for a in ctx.store.accounts.values() if a.user_id == user_id), None) if user_id else None
+    account = ctx.store.account_by_id(ctx.record.password_user)
+    return account.phone if account else None
 
 
 def dispatch(ctx: Context, request: object) -> object:
@@ -90,7 +99,7 @@ def dispatch(ctx: Context, request: object) -> object:
     name = method_name(request)
     account = ctx.account
     phone = account.phone if account else _login_phone(ctx, request)
-    ctx.store.calls.append(Call(name, phone, ctx.record.auth_key.key_id))
+    ctx.store.log_call(name, phone, ctx.record.auth_key.key_id)
     if ctx.duplicate:
         raise RpcFault(406, "AUTH_KEY_DUPLICATED")
     if name not in OPEN_METHODS:
@@ -202,8 +211,7 @@ def sign_in(
 
 
 def _password_account(ctx: Context) -> Account:
-    user_id = ctx.record.password_user or ctx.record.user_id
-    account = next((a for a in ctx.store.accounts.values() if a.user_id == user_id), None)
+    account = ctx.store.account_by_id(ctx.record.password_user or ctx.record.user_id)
     if account is None:
         raise RpcFault(401, "AUTH_KEY_UNREGISTERED")
     return account

@@ -30,7 +30,7 @@ from telethon.tl.tlobject import TLRequest
 from . import api
 from .crypto import CryptoError, decrypt_from_client, encrypt_to_client
 from .handshake import Handshake, HandshakeError, read_plain, write_plain
-from .store import AuthKeyRecord, Call, ServerSession
+from .store import AuthKeyRecord, ServerSession
 from .transport import Transport, TransportError
 
 if TYPE_CHECKING:
@@ -77,7 +77,10 @@ class Connection:
         self.transport: Transport | None = None
         self.handshake = Handshake(server.key, server.dc_id)
         self.record: AuthKeyRecord | None = None
+        self.indexed_user: int | None = None  # the user the store indexes this live connection under
+        self.session: ServerSession | None = None  # the MTProto session of its latest message (pushes go there)
         self.duplicate = False
+        self.wants_updates = False  # after a request not wrapped in invokeWithoutUpdates, as on Telegram
         self.closed = False
         self._plain_ids = ServerSession(0)  # msg_id counter of the unencrypted answers
         self._disconnect_timer: asyncio.TimerHandle | None = None
@@ -112,7 +115,7 @@ class Connection:
             self._disconnect_timer.cancel()
         with self.store.lock:
             self.closed = True
-            self.store.connections.discard(self)
+            self.store.detach(self)
         with contextlib.suppress(Exception):
             self.writer.close()
 
@@ -145,7 +148,10 @@ class Connection:
         out = _Outgoing()
         with self.store.lock:
             self._attach(record)
-            session = record.sessions.setdefault(session_id, ServerSession(session_id))
+            session = record.sessions.get(session_id) or record.sessions.setdefault(
+                session_id, ServerSession(session_id)
+            )
+            self.session = session
             if self._check_msg_id(msg_id, seq_no, out) and self._check_salt(record, salt, msg_id, seq_no, out):
                 if not session.announced:
                     session.announced = True
@@ -153,6 +159,7 @@ class Connection:
                     created = types.NewSessionCreated(first_msg_id=msg_id, unique_id=unique_id, server_salt=record.salt)
                     out.add(bytes(created), response=False)
                 self._process(record, session, msg_id, seq_no, body, out, top_level=True)
+            self.store.reindex(self)
         await self._send(record, session, out)
 
     def _attach(self, record: AuthKeyRecord) -> None:
@@ -160,11 +167,11 @@ class Connection:
         if self.record is record or self.closed:
             return
         self.record = record
-        others = [c for c in self.store.connections if c.record is record]
+        others = self.store.connections_of_key(record)
         if others and self.store.refuse_duplicates:
             self.duplicate = True
             self.store.duplicates.append(self.store.phone_of(record) or f"key:{record.auth_key.key_id}")
-        self.store.connections.add(self)
+        self.store.attach(self)
         self.store.note_peak(self.store.phone_of(record))
 
     @staticmethod
@@ -217,7 +224,8 @@ class Connection:
             for inner in obj.messages:
                 self._process(record, session, inner.msg_id, inner.seq_no, inner.obj, out)
         elif isinstance(obj, functions.PingRequest | functions.PingDelayDisconnectRequest):
-            self.store.calls.append(Call(api.method_name(obj), self.store.phone_of(record), record.auth_key.key_id))
+            if self.store.record_calls:
+                self.store.log_call(api.method_name(obj), self.store.phone_of(record), record.auth_key.key_id)
             out.add(bytes(types.Pong(msg_id=msg_id, ping_id=obj.ping_id)))
             if isinstance(obj, functions.PingDelayDisconnectRequest):
                 self._schedule_disconnect(obj.disconnect_delay)
@@ -231,6 +239,7 @@ class Connection:
 
     def _rpc(self, record: AuthKeyRecord, msg_id: int, request: TLRequest) -> bytes:
         server = self.server
+        self.wants_updates = self.wants_updates or api.subscribes(request)
         ctx = api.Context(self.store, record, server.dc_id, server.host, server.port, duplicate=self.duplicate)
         try:
             payload = api.serialize(api.dispatch(ctx, request))
@@ -249,6 +258,15 @@ class Connection:
         if self._disconnect_timer is not None:
             self._disconnect_timer.cancel()
         self._disconnect_timer = asyncio.get_running_loop().call_later(delay, self.close)
+
+    async def push(self, update: bytes) -> None:
+        """Send an update the client did not ask for (a message arrived) in its latest session."""
+        record, session = self.record, self.session
+        if record is None or session is None or self.closed:
+            return
+        out = _Outgoing()
+        out.add(update, response=False)
+        await self._send(record, session, out)
 
     async def _send(self, record: AuthKeyRecord, session: ServerSession, out: _Outgoing) -> None:
         assert self.transport is not None

@@ -1,9 +1,11 @@
 """Private chats (between the accounts, with themselves, and with @SpamBot) and the account's update state.
 
 Each account sees its chats with its own message ids and its own pts (one more per message in or out).
-Nothing is pushed to live connections: a client learns of an incoming message from messages.getHistory, or
-from updates.getDifference once it notices the gap in pts (at its next message of its own), as it would after
-missing an update. @SpamBot answers each message with the account's spam status (`Account.spam`: "free",
+A message one account sends another is not pushed to live connections: a client learns of it from
+messages.getHistory, or from updates.getDifference once it notices the gap in pts (at its next message of its
+own), as it would after missing an update. A message a test delivers (`MTProtoServer.deliver`) is pushed, as
+`updates` with its sender, to every live connection of the recipient subscribed to updates
+(`new_message_update`). @SpamBot answers each message with the account's spam status (`Account.spam`: "free",
 "limited", or "silent" for no answer) after `Account.spam_delay` seconds; the answer is delivered at the
 account's first request after that.
 """
@@ -51,6 +53,14 @@ def deliver_due(store: Store, account: Account) -> None:
     account.pending = [p for p in account.pending if p.due > moment]
     for pending in sorted(due, key=lambda p: p.due):
         store_message(account, pending.peer_id, out=False, text=pending.text)
+
+
+def new_message_update(ctx: Context, recipient: Account, message: StoredMessage) -> bytes:
+    """What a live connection of `recipient` is sent when `message` arrives: one `updateNewMessage` (its pts
+    follows the account's last one: no gap) with the users it names."""
+    update = types.UpdateNewMessage(message_object(recipient, message), pts=message.pts, pts_count=1)
+    users = _users(ctx, recipient, [message.peer_id])
+    return bytes(types.Updates(updates=[update], users=users, chats=[], date=timestamp(message.date), seq=0))
 
 
 def message_object(account: Account, message: StoredMessage) -> types.Message:

@@ -7,7 +7,9 @@
 
 Every method is safe to call from any thread. Faults: `revoke`, `ban`, `flood`, `refuse_duplicates`,
 `drop_all`, `stall`. Observations: `calls`, `live_connections`, `peak_connections`, `duplicates`,
-`init_connection`.
+`init_connection`. A message arrives as on Telegram: `deliver` pushes it to the recipient's live connections.
+For many clients (process.py runs the server in a process of its own): `session_string(phone, auth_key=...)`
+takes a key made beforehand (no key exchange per client), and `record_calls=False` keeps no call log.
 
 What an account is like, as the account operations see it: `restrict` (restriction reason on the user),
 `set_premium`, `set_spam` (what @SpamBot answers, and when), `add_authorization(s)` (other sessions of the
@@ -29,12 +31,19 @@ from typing import Any
 from .account_api import authorization_object
 from .connection import Connection
 from .crypto import DH_G, DH_PRIME, AuthKeyData, ServerKey, SrpVerifier, password_hash
-from .messages_api import deliver_due
-from .rpc import BOTS
+from .messages_api import deliver_due, new_message_update, store_message
+from .rpc import BOTS, Context
 from .store import Account, AuthKeyRecord, Call, FloodRule, ProfilePhoto, Store, StoredMessage, normalize_phone
 
 ALL = "all"
 RESTRICTED_TEXT = "This account was restricted for violating the Telegram Terms of Service."
+
+
+def new_auth_key() -> bytes:
+    """256 random bytes for an auth key (not starting with a zero byte, as a DH result would not)."""
+    while (key := os.urandom(256))[0] == 0:
+        pass
+    return key
 
 
 class MTProtoServer:
@@ -47,23 +56,26 @@ class MTProtoServer:
         key: ServerKey | None = None,
         mtproxy_secret: bytes | None = None,
         refuse_duplicates: bool = False,
+        record_calls: bool = True,
     ) -> None:
         self.host, self.port, self.dc_id = host, port, dc_id
         self.key = key or ServerKey()
         self.mtproxy_secret = mtproxy_secret
         self.store = Store()
         self.store.refuse_duplicates = refuse_duplicates
+        self.store.record_calls = record_calls  # off: `calls()` stays empty (a benchmark's many clients)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="mtproto-server", daemon=True)
         self._server: asyncio.Server | None = None
         self._open: set[Connection] = set()  # every TCP connection, live or still in the key exchange
+        self.accepted = 0  # TCP connections accepted so far
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
     def start(self) -> MTProtoServer:
         self._thread.start()
-        self._server = self._run(asyncio.start_server(self._accept, self.host, self.port))
+        self._server = self._run(asyncio.start_server(self._accept, self.host, self.port, backlog=4096))
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -97,6 +109,7 @@ class MTProtoServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(self, reader, writer)
         self._open.add(connection)
+        self.accepted += 1
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -132,14 +145,14 @@ class MTProtoServer:
 
         rsa.add_key(self.public_key_pem, old=False)
 
-    def session_string(self, phone: str | None = None) -> str:
-        """A Telethon StringSession pointed at this server (DC, 127.0.0.1, port) with a fresh auth key, logged
-        in as `phone` if given: what `accounts import --session-string` takes."""
+    def session_string(self, phone: str | None = None, *, auth_key: bytes | None = None) -> str:
+        """A Telethon StringSession pointed at this server (DC, 127.0.0.1, port) with a fresh auth key (or
+        `auth_key`, 256 bytes, made beforehand), logged in as `phone` if given: what `accounts import
+        --session-string` takes. No key exchange is needed to use it."""
         from telethon.crypto import AuthKey
         from telethon.sessions import StringSession
 
-        while (key := os.urandom(256))[0] == 0:
-            pass
+        key = auth_key or new_auth_key()
         data = AuthKeyData(key)
         record = AuthKeyRecord(data, salt=int.from_bytes(os.urandom(8), "little", signed=True))
         with self.store.lock:
@@ -182,7 +195,7 @@ class MTProtoServer:
                 about=about,
                 premium=premium,
             )
-            self.store.accounts[account.phone] = account
+            self.store.add_account(account)
         return account
 
     def account(self, phone: str) -> Account:
@@ -223,6 +236,27 @@ class MTProtoServer:
             account = self._account(phone)
             account.spam, account.spam_reply, account.spam_delay = state, reply, delay
 
+    def deliver(self, phone: str, text: str, *, sender: str) -> int:
+        """A private message from the account `sender` arrives for the account `phone`: stored in both chats and
+        pushed (as `updates`) to each live connection of `phone` that receives updates; returns to how many."""
+
+        async def deliver() -> int:
+            with self.store.lock:
+                recipient, author = self._account(phone), self._account(sender)
+                store_message(author, recipient.user_id, out=True, text=text)
+                message = store_message(recipient, author.user_id, out=False, text=text)
+                live = [c for c in self.store.connections_of_user(recipient.user_id) if c.wants_updates]
+                if not live:
+                    return 0
+                assert live[0].record is not None
+                ctx = Context(self.store, live[0].record, self.dc_id, self.host, self.port)
+                update = new_message_update(ctx, recipient, message)
+            for connection in live:
+                await connection.push(update)
+            return len(live)
+
+        return int(self._run(deliver()))
+
     def add_authorization(
         self,
         phone: str,
@@ -241,9 +275,7 @@ class MTProtoServer:
     ) -> int:
         """Another authorisation of the account (an auth key of its own, made `age` seconds ago, nobody connected
         with it), as account.getAuthorizations lists it; returns its hash."""
-        while (key := os.urandom(256))[0] == 0:
-            pass
-        data = AuthKeyData(key)
+        data = AuthKeyData(new_auth_key())
         created = time.time() - age
         record = AuthKeyRecord(data, salt=int.from_bytes(os.urandom(8), "little", signed=True), created=created)
         record.logged_in, record.active = created, time.time() - min(age, 3600.0)

@@ -1,6 +1,9 @@
 """What the server remembers: accounts (profile, 2FA, photos, messages), auth keys (and whom they are logged in
 as: one auth key is one authorisation), sessions, the call log, the faults a test asked for, and which
 connections are open. Guarded by one lock: the server's loop thread and the test's thread both use it.
+
+What every request looks up is indexed, so that ten thousand clients cost no more per request than one:
+accounts by user id, live connections by auth key and by the user they are logged in as.
 """
 
 from __future__ import annotations
@@ -137,6 +140,7 @@ class Store:
         self.accounts: dict[str, Account] = {}
         self.keys: dict[int, AuthKeyRecord] = {}
         self.calls: list[Call] = []
+        self.record_calls = True  # off: `calls` stays empty (a benchmark's millions of pings)
         self.floods: list[FloodRule] = []
         self.connections: set[Any] = set()  # open `Connection`s
         self.peak: dict[str, int] = {}  # phone -> most connections it ever had open at once
@@ -146,18 +150,82 @@ class Store:
         self._next_user_id = 100000
         self.fresh_reset_window = 0.0  # seconds after its login a key may not end other authorisations
         self.spambot_known = True  # @SpamBot resolves by its username (a server without it: USERNAME_NOT_OCCUPIED)
+        self._by_user_id: dict[int, Account] = {}
+        self._live_by_key: dict[int, set[Any]] = {}  # auth key id -> its live connections
+        self._live_by_user: dict[int | None, set[Any]] = {}  # user id (None: not logged in) -> live connections
 
     def new_user_id(self) -> int:
         self._next_user_id += 1
         return self._next_user_id
 
+    def log_call(self, method: str, phone: str | None, auth_key_id: int) -> None:
+        if self.record_calls:
+            self.calls.append(Call(method, phone, auth_key_id))
+
+    # --- accounts by user id
+
+    def add_account(self, account: Account) -> None:
+        self.accounts[account.phone] = account
+        self._by_user_id[account.user_id] = account
+
     def account_of(self, record: AuthKeyRecord | None) -> Account | None:
         if record is None or record.user_id is None:
             return None
-        return next((a for a in self.accounts.values() if a.user_id == record.user_id), None)
+        return self.account_by_id(record.user_id)
 
     def account_by_id(self, user_id: int | None) -> Account | None:
-        return next((a for a in self.accounts.values() if a.user_id == user_id), None) if user_id else None
+        if not user_id:
+            return None
+        found = self._by_user_id.get(user_id)
+        if found is not None and found.user_id == user_id and self.accounts.get(found.phone) is found:
+            return found
+        if found is None and len(self._by_user_id) == len(self.accounts):
+            return None  # the index is whole: there is no such account
+        # An account put into `accounts` directly (or replaced there): index them all again.
+        self._by_user_id = {a.user_id: a for a in self.accounts.values()}
+        return self._by_user_id.get(user_id)
+
+    # --- live connections
+
+    def attach(self, connection: Any) -> None:
+        """A connection became live (its first encrypted message): index it by its key and its user."""
+        record = connection.record
+        self.connections.add(connection)
+        self._live_by_key.setdefault(record.auth_key.key_id, set()).add(connection)
+        connection.indexed_user = record.user_id
+        self._live_by_user.setdefault(record.user_id, set()).add(connection)
+
+    def reindex(self, connection: Any) -> None:
+        """After a request of the connection: its key may be logged in as someone else now (a login, a
+        log-out); other changes of a key's user close its connections."""
+        record = connection.record
+        if record is None or connection.indexed_user == record.user_id or connection not in self.connections:
+            return
+        self._discard(self._live_by_user, connection.indexed_user, connection)
+        connection.indexed_user = record.user_id
+        self._live_by_user.setdefault(record.user_id, set()).add(connection)
+
+    def detach(self, connection: Any) -> None:
+        if connection not in self.connections:
+            return
+        self.connections.discard(connection)
+        self._discard(self._live_by_key, connection.record.auth_key.key_id, connection)
+        self._discard(self._live_by_user, connection.indexed_user, connection)
+
+    @staticmethod
+    def _discard(index: dict[Any, set[Any]], key: Any, connection: Any) -> None:
+        live = index.get(key)
+        if live is not None:
+            live.discard(connection)
+            if not live:
+                del index[key]
+
+    def connections_of_key(self, record: AuthKeyRecord) -> list[Any]:
+        return list(self._live_by_key.get(record.auth_key.key_id, ()))
+
+    def connections_of_user(self, user_id: int) -> list[Any]:
+        """Live connections whose key is logged in as the user."""
+        return [c for c in self._live_by_user.get(user_id, ()) if c.record.user_id == user_id]
 
     def records_of(self, user_id: int) -> list[AuthKeyRecord]:
         """The auth keys logged in as the user (its authorisations), oldest first."""
@@ -167,7 +235,7 @@ class Store:
         """End an authorisation: its key gets AUTH_KEY_UNREGISTERED from now on; its live connections close."""
         record.user_id = None
         record.logged_in = None
-        for connection in [c for c in self.connections if c.record is record]:
+        for connection in self.connections_of_key(record):
             connection.close()
 
     def phone_of(self, record: AuthKeyRecord | None) -> str | None:
@@ -178,7 +246,7 @@ class Store:
         account = self.accounts.get(phone)
         if account is None:
             return []
-        return [c for c in self.connections if c.record is not None and c.record.user_id == account.user_id]
+        return self.connections_of_user(account.user_id)
 
     def note_peak(self, phone: str | None) -> None:
         if phone is not None:
