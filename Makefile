@@ -44,6 +44,7 @@ bench: $(DEV)
 	$(PY) bench/operations.py
 	$(PY) bench/import_formats.py
 	$(PY) bench/proxy_failover.py
+	$(PY) bench/real_scale.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache

@@ -15,13 +15,17 @@ account's own device identity (`ClientSpec.device`).
 Ownership: before a runner starts, the worker must hold the account's lease (`celery_app.leases`); the
 presence heartbeat renews all leases at once, and a lease that is lost stops its client at once.
 
+Capacity: at most `max_accounts` (WORKER_MAX_ACCOUNTS) run or wait parked here; a start beyond is refused with
+the reason (`worker_full`), which the account's status shows. Thousands of clients stay cheap: see
+`worker.collector` (garbage-collector pauses) and `worker.telegram` (what each client costs).
+
 Logins (`worker.login`): `send_code` keeps the client that requested the code alive (the code must be signed
 in with the same session) until the login completes, is cancelled, or expires after `LOGIN_TTL` seconds.
+Plugins (`worker.plugin_hooks`): loaded while an account runs; only then does its client receive updates.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import logging
@@ -40,13 +44,12 @@ from worker.clients import (
     ClientFactory,
     ClientSpec,
     Identity,
-    TelegramClientLike,
 )
 from worker.collector import COLLECTOR
-from worker.failures import describe_error
 from worker.login import LoginMethods, PendingLogin
 from worker.loops import LoopThread, open_files_for
 from worker.pacing import DEFAULT_CONNECTS_PER_SECOND, ConnectPacer
+from worker.plugin_hooks import PluginMethods
 from worker.runner import OPERATION_LEASE_WAIT, AccountRunner, operation_holder
 from worker.status import StatusReporter
 
@@ -61,14 +64,6 @@ REFUSALS_WARNED_EVERY = 60.0  # seconds: starts refused at capacity are logged a
 # --- the manager ------------------------------------------------------------------------------------------
 
 
-async def _enable_updates(client: TelegramClientLike) -> None:
-    """Let a running client receive updates (a plugin reads them), if it was started without (`enable_updates`
-    of `worker.telegram`'s client; the tests' fake clients always receive them)."""
-    enable = getattr(client, "enable_updates", None)
-    if enable is not None:
-        await enable()
-
-
 @dataclass(frozen=True)
 class CommandOutcome:
     ok: bool
@@ -77,7 +72,7 @@ class CommandOutcome:
     run: str = ""
 
 
-class AccountManager(LoginMethods):
+class AccountManager(LoginMethods, PluginMethods):
     """Runs this worker's accounts. Besides the runners it keeps:
 
     - `parked`: accounts stopped by the fence (cut off from Redis) that this worker resumes by itself as soon
@@ -106,7 +101,7 @@ class AccountManager(LoginMethods):
         self.worker_name = worker_name
         self.holder = leases.holder_id(worker_name, instance)
         self.operation_holder = operation_holder(worker_name, instance)
-        self.plugins: Any = None  # a worker.plugins.host.PluginHost, when the worker runs plugins
+        self.plugins: Any = None  # a worker.plugins.host.PluginHost, when the worker runs plugins (`PluginMethods`)
         self._plugins_version: int | None = None
         self.lease_ttl = lease_ttl
         self.reporter = reporter or StatusReporter(redis, self.holder)
@@ -335,75 +330,6 @@ class AccountManager(LoginMethods):
         with self._lock:
             runner = self.runners.get(account_id)
             return runner.loop_thread if runner is not None else self._least_loaded_loop()
-
-    # --- plugins (worker.plugins): loaded while an account runs, re-applied when their configuration changes
-
-    async def _plugin_configs(self, account_id: int) -> dict[str, Any] | None:
-        """The account's enabled plugins and their configurations; None when they cannot be read."""
-        from celery_app import plugin_config
-
-        loop = asyncio.get_running_loop()
-        try:
-            desired = await loop.run_in_executor(None, plugin_config.read_desired, self.redis, [account_id])
-        except Exception as error:  # noqa: BLE001 - the account runs without plugins rather than not at all
-            log.warning("account %d: plugin configuration unavailable (%s)", account_id, describe_error(error))
-            return None
-        return dict(desired.get(account_id, {}))
-
-    async def wants_updates(self, account_id: int) -> bool:
-        """Whether the account's client is to receive updates: only plugins read them, so only an account with
-        plugins enabled does (yes when that cannot be read: a plugin may be enabled)."""
-        if self.plugins is None:
-            return False
-        return (await self._plugin_configs(account_id)) != {}
-
-    async def attach_plugins(self, account_id: int, client: TelegramClientLike) -> None:
-        if self.plugins is None:
-            return
-        configs = await self._plugin_configs(account_id) or {}
-        self.plugins.watch(asyncio.get_running_loop())
-        try:
-            if configs:
-                await _enable_updates(client)
-            await self.plugins.attach(account_id, client, configs)
-        except Exception:
-            log.exception("account %d: plugins could not be attached", account_id)
-
-    async def detach_plugins(self, account_id: int) -> None:
-        if self.plugins is None:
-            return
-        try:
-            await self.plugins.detach(account_id)
-        except Exception:
-            log.exception("account %d: plugins could not be detached", account_id)
-
-    def sync_plugins(self) -> None:
-        """Called with every heartbeat: when any account's plugin configuration changed (a version counter),
-        re-read those of the accounts running here and apply them without restarting anything."""
-        if self.plugins is None:
-            return
-        from celery_app import plugin_config
-
-        version = plugin_config.version(self.redis)
-        if version is None or version == self._plugins_version:
-            return  # unchanged, or Redis lost it and the control plane has not written it again yet
-        with self._lock:
-            running = {account_id: runner for account_id, runner in self.runners.items() if runner.client is not None}
-        desired = plugin_config.read_desired(self.redis, list(running))
-        for account_id, runner in running.items():
-            runner.loop_thread.submit(self._apply_plugins(account_id, desired.get(account_id, {})))
-        self._plugins_version = version
-
-    async def _apply_plugins(self, account_id: int, configs: dict[str, Any]) -> None:
-        runner = self.runner_of(account_id)
-        if runner is None or runner.client is None:
-            return
-        try:
-            if configs:
-                await _enable_updates(runner.client)
-            await self.plugins.apply(account_id, configs)
-        except Exception:
-            log.exception("account %d: plugin configuration could not be applied", account_id)
 
     def status_of(self, account_id: int) -> AccountState | None:
         with self._lock:

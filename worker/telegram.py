@@ -192,6 +192,7 @@ def _fleet_client_class() -> type:
             return user
 
         async def _on_login(self, user: Any) -> Any:
+            self._logged_in_as = user
             if not self._no_updates:
                 return await super()._on_login(user)  # the update state: getState and getDifference
             self._mb_entity_cache.set_self_user(user.id, user.bot, user.access_hash)
@@ -204,7 +205,7 @@ def _fleet_client_class() -> type:
             if not self._no_updates:
                 return
             self._no_updates = False
-            user = await self.get_me()
+            user = getattr(self, "_logged_in_as", None) or await self.get_me()
             if user is not None:
                 await super()._on_login(user)
 
