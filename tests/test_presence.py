@@ -153,3 +153,33 @@ def test_flush_waits_for_what_was_reported_before_it_not_for_a_quiet_queue(redis
         done.set()
         thread.join(10)
         reporter.close()
+
+
+def test_a_heartbeat_whose_renewal_then_lost_redis_still_counts_for_the_fence(redis_client: Redis) -> None:
+    """Redis went out of reach between a heartbeat and its lease renewal: the CLI judges the worker's silence by
+    that heartbeat, so the fence may not come earlier (the worker could not report that it stopped its clients:
+    the chaos sampler saw them shown running meanwhile); a renewal no replica acknowledged does not count."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from celery_app.leases import NotReplicated
+
+    failure: list[Exception] = []
+
+    def renew() -> None:
+        if failure:
+            raise failure[0]
+
+    keeper = PresenceKeeper(redis_client, _info(), 0.2, 5, on_beat=renew, fence_after=2.5)
+    keeper.register()
+    assert keeper.beat_once()
+    renewed_at = keeper.last_contact
+    time.sleep(0.05)
+    failure.append(RedisConnectionError("cut between the heartbeat and its renewal"))
+    before = time.monotonic()
+    assert keeper.beat_once()
+    assert before <= keeper.last_contact <= renewed_at + 2.5, "the heartbeat Redis holds counts"
+    failure[0] = NotReplicated("no replica acknowledged")
+    counted = keeper.last_contact
+    time.sleep(0.05)
+    assert keeper.beat_once()
+    assert keeper.last_contact == counted, "an unacknowledged renewal does not count"

@@ -11,6 +11,9 @@ and parks it (`on_fence`), then resumes once renewals go through again. Its cloc
 moment of the last heartbeat whose renewal (`on_beat`) also went through: a renewal that failed, or that no
 replica acknowledged (`leases.NotReplicated`: a failover could undo it), does not count. So the fence falls
 half a lease after the last renewal the promoted replica of a failover would have, before its leases lapse.
+One exception keeps the fence and what the CLI shows in step: a heartbeat that went through when Redis then
+went out of reach before its renewal still counts (up to half a lease after the last renewal), because the CLI
+judges the worker's silence by that heartbeat and the worker can no longer report that it stopped its clients.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -30,6 +34,7 @@ from celery_app.presence import BeatResult, WorkerInfo
 from common.details import Detail, detail
 
 log = logging.getLogger(__name__)
+Renewal = Literal["renewed", "unreplicated", "unreachable"]
 
 
 class NameInUse(RuntimeError):
@@ -173,28 +178,36 @@ class PresenceKeeper:
                         self.on_registered()
                 except (RedisError, NameInUse) as error:
                     log.error("could not register again: %s", error)
-            if not self._renewed():
+            renewal = self._renew()
+            if renewal == "unreplicated":
                 self.last_contact = previous  # counted meanwhile, for at most the renewal's wait: withdrawn
+            elif renewal == "unreachable" and self.fence_after is not None:
+                # Redis went out of reach between the heartbeat and its renewal: the heartbeat now in Redis is
+                # what the CLI judges this worker's silence by, and the fence must not come before that (the
+                # worker cannot say it stopped its clients). Still never later than half a lease after the last
+                # renewal that went through (`previous` came before it), before any lease can lapse.
+                self.last_contact = min(self.last_contact, previous + self.fence_after)
             return True
 
-    def _renewed(self) -> bool:
-        """Run `on_beat` (the lease renewal); False when the renewal did not go through (the fence clock stays)."""
+    def _renew(self) -> Renewal:
+        """Run `on_beat` (the lease renewal); anything but "renewed" and the fence clock does not count this beat
+        as a renewal."""
         if self.on_beat is None:
-            return True
+            return "renewed"
         try:
             self.on_beat()
         except NotReplicated as error:
             if not self._unreplicated:
                 log.warning("lease renewal not acknowledged by a replica (%s); it does not count for the fence", error)
                 self._unreplicated = True
-            return False
+            return "unreplicated"
         except RedisError as error:
             log.warning("lease renewal failed (%s)", error)
-            return False
+            return "unreachable"
         if self._unreplicated:
             log.info("lease renewals acknowledged by a replica again")
             self._unreplicated = False
-        return True
+        return "renewed"
 
     def go_offline(self) -> None:
         """Stop heartbeating, release the name and announce offline (idempotent, safe from a signal handler)."""
