@@ -15,87 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
-import threading
 from pathlib import Path
 
 from redis import Redis
 
 from scripts.embedded_redis import EmbeddedRedis, find_redis_server, free_port
 from tests.support.stack import wait_until
-
-
-class HoldableLink:
-    """A loopback TCP proxy whose upstream-to-client direction can be held, released or dropped."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = free_port()
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._server.settimeout(0.1)
-        self._sockets: list[socket.socket] = []
-        self._held: list[tuple[socket.socket, bytes]] = []
-        self._holding = False
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, name="link-accept", daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
-
-    def _pump(self, source: socket.socket, target: socket.socket, holdable: bool) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := source.recv(65536):
-                with self._lock:
-                    if holdable and self._holding:
-                        self._held.append((target, chunk))
-                        continue
-                target.sendall(chunk)
-        for sock in (source, target):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def hold(self) -> None:
-        with self._lock:
-            self._holding = True
-
-    def release(self) -> None:
-        with self._lock:
-            self._holding = False
-            held, self._held = self._held, []
-            for target, chunk in held:
-                with contextlib.suppress(OSError):
-                    target.sendall(chunk)
-
-    def drop(self) -> None:
-        """Discard what was held and close every connection: it never arrives."""
-        with self._lock:
-            self._held = []
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        self.drop()
-        self._closed.set()
-        self._server.close()
+from tests.support.tcp_proxy import TcpProxy
 
 
 class PrimaryWithReplica:
@@ -105,7 +32,7 @@ class PrimaryWithReplica:
         (workdir / "primary").mkdir(parents=True, exist_ok=True)
         (workdir / "replica").mkdir(parents=True, exist_ok=True)
         self.replica_port = free_port()
-        self.link: HoldableLink | None = None
+        self.link: TcpProxy | None = None
         self.replica_process: subprocess.Popen[bytes] | None = None
         self.clients: list[Redis] = []
 
@@ -118,7 +45,7 @@ class PrimaryWithReplica:
         self.primary_server.start()
         self.primary = self.client(self.primary_server.port)
         self.primary.config_set("repl-diskless-sync-delay", 0)  # the first sync starts at once, not after 5 s
-        self.link = HoldableLink(self.primary_server.port)
+        self.link = TcpProxy(self.primary_server.port)
         self.replica_process = subprocess.Popen(
             [
                 find_redis_server(),
@@ -156,7 +83,7 @@ class PrimaryWithReplica:
         process.send_signal(signal.SIGKILL)
         process.wait()
         self.primary_server.process = None
-        self.link.drop()
+        self.link.cut()
         self.replica.execute_command("REPLICAOF", "NO", "ONE")
         wait_until(lambda: self.replica.info("replication").get("role") == "master", 10, message="promoted")
         return self.replica

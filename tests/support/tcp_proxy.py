@@ -1,4 +1,5 @@
-"""A loopback TCP proxy a test can cut, to put a process out of reach of Redis without touching Redis."""
+"""A loopback TCP proxy a test can cut, to put a process out of reach of Redis without touching Redis, or hold
+(what the upstream sends stays in the link: a replica that receives, and acknowledges, nothing more)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ class TcpProxy:
         self._server = socket.create_server(("127.0.0.1", self.port))
         self._server.settimeout(0.1)
         self._connections: list[socket.socket] = []
+        self._held: list[tuple[socket.socket, bytes]] = []
+        self._holding = False
         self._lock = threading.Lock()
         self._cut = threading.Event()
         self._closed = threading.Event()
@@ -41,22 +44,40 @@ class TcpProxy:
             upstream.settimeout(None)  # the timeout was for connecting: an idle connection is not a dead one
             with self._lock:
                 self._connections += [client, upstream]
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+            for source, target, holdable in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(source, target, holdable), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, holdable: bool) -> None:
         with contextlib.suppress(OSError):
             while chunk := source.recv(65536):
+                with self._lock:
+                    if holdable and self._holding:
+                        self._held.append((target, chunk))
+                        continue
                 target.sendall(chunk)
         for sock in (source, target):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
+    def hold(self) -> None:
+        """Keep what the upstream sends from here on in the link; the connections stay open."""
+        with self._lock:
+            self._holding = True
+
+    def release(self) -> None:
+        """Deliver what was held, in order, and stop holding."""
+        with self._lock:
+            self._holding = False
+            held, self._held = self._held, []
+            for target, chunk in held:
+                with contextlib.suppress(OSError):
+                    target.sendall(chunk)
+
     def cut(self) -> None:
-        """Drop every connection and refuse new ones."""
+        """Drop every connection (and what was held: it never arrives) and refuse new ones."""
         self._cut.set()
         with self._lock:
+            self._held = []
             connections, self._connections = self._connections, []
         for sock in connections:
             with contextlib.suppress(OSError):
