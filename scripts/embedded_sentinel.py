@@ -215,6 +215,19 @@ class EmbeddedSentinel:
     def master_address(self) -> Address:
         """The primary as the first live sentinel reports it."""
         errors: list[str] = []
+        for name, found in self._named_by_each():
+            if isinstance(found, tuple):
+                return found
+            errors.append(f"{name}: {found}")
+        raise RedisUnavailable(f"no sentinel names a primary for {self.master_name!r}: {errors or 'none alive'}")
+
+    def _addresses_named(self) -> set[Address]:
+        """Every live sentinel's answer (("?", 0) for one that names none or does not answer)."""
+        return {found if isinstance(found, tuple) else ("?", 0) for _name, found in self._named_by_each()}
+
+    def _named_by_each(self) -> list[tuple[str, Address | str]]:
+        """Each live sentinel's name and the primary it names, or why it named none."""
+        answers: list[tuple[str, Address | str]] = []
         for index, sentinel in enumerate(self.sentinels):
             if not sentinel.alive:
                 continue
@@ -222,25 +235,10 @@ class EmbeddedSentinel:
                 with self.sentinel_client(index) as client:
                     found = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
             except RedisError as error:
-                errors.append(f"{sentinel.name}: {error}")
+                answers.append((sentinel.name, str(error)))
                 continue
-            if found:
-                return (str(found[0]), int(found[1]))
-        raise RedisUnavailable(f"no sentinel names a primary for {self.master_name!r}: {errors or 'none alive'}")
-
-    def _addresses_named(self) -> set[Address]:
-        named: set[Address] = set()
-        for index, sentinel in enumerate(self.sentinels):
-            if not sentinel.alive:
-                continue
-            try:
-                with self.sentinel_client(index) as client:
-                    found = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
-            except RedisError:
-                named.add(("?", 0))
-                continue
-            named.add((str(found[0]), int(found[1])) if found else ("?", 0))
-        return named
+            answers.append((sentinel.name, (str(found[0]), int(found[1])) if found else "names no primary"))
+        return answers
 
     # --- faults ----------------------------------------------------------------------------------------------
 
