@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.redis_target import open_redis
+from common.redis_target import describe_redis_error, open_redis
 from config import mask_url
 
 
@@ -22,7 +22,9 @@ def connect_redis(url: str, check: bool = True) -> Redis:
         try:
             client.ping()
         except RedisError as error:
-            raise ServiceUnavailable(f"Redis unreachable at {mask_url(url)}: {error}") from None
+            raise ServiceUnavailable(
+                f"Redis unreachable at {mask_url(url)}: {describe_redis_error(error, url)}"
+            ) from None
     return client
 
 

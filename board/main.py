@@ -39,7 +39,7 @@ from board.service import BoardService
 from board.texts import t
 from board.web.serving import make_runner
 from common.crypto import SecretBox
-from common.redis_target import open_async_redis
+from common.redis_target import describe_redis_error, open_async_redis
 from config import DEFAULT_BOT_API_SERVER, BoardSettings, mask_url
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ async def open_redis(url: str) -> AsyncRedis:
         await redis.ping()
     except RedisError as error:
         await redis.aclose()
-        raise BoardUnavailable(f"Redis unreachable at {mask_url(url)}: {error}") from None
+        raise BoardUnavailable(f"Redis unreachable at {mask_url(url)}: {describe_redis_error(error, url)}") from None
     return redis
 
 

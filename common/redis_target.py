@@ -269,3 +269,17 @@ def celery_connection(target: str, **sentinel_socket: Any) -> CeleryConnection:
     )
     options = {"master_name": sentinel.master_name, "sentinel_kwargs": sentinel.sentinel_kwargs(**sentinel_socket)}
     return CeleryConnection(url, url, dict(options), dict(options), sentinel.tls_settings())
+
+
+def describe_redis_error(error: BaseException, target: str | None = None) -> str:
+    """A Redis error in one line for people: redis-py's "no master found" carries the repr of every sentinel
+    client it asked (pages of connection settings); this names the primary and the sentinels asked instead."""
+    from redis.sentinel import MasterNotFoundError
+
+    if isinstance(error, MasterNotFoundError):
+        parsed = parse_target(target) if target else None
+        if parsed is not None:
+            asked = ", ".join(f"{host}:{port}" for host, port in parsed.sentinels)
+            return f"no sentinel names a primary for {parsed.master_name!r} (asked {asked})"
+        return "no sentinel names a primary"
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -154,6 +154,27 @@ def test_a_process_started_with_a_malformed_sentinel_list_stops_with_one_line(st
     assert "Traceback" not in result.stderr
 
 
+def test_sentinels_that_name_no_primary_are_said_in_one_line(stack: Stack) -> None:
+    from scripts.embedded_redis import free_port
+
+    ports = [free_port(), free_port()]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run_cli.py"), "list"],
+        cwd=stack.workdir,
+        env={**stack.env, "REDIS_SENTINELS": ",".join(f"127.0.0.1:{port}" for port in ports)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 69, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == (
+        f"error: Redis unreachable at redis+sentinel://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}/fleet/0: "
+        f"no sentinel names a primary for 'fleet' (asked 127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]})"
+    ), result.stderr
+    assert "ConnectionPool" not in result.stderr and "Traceback" not in result.stderr
+
+
 # --- the clients through a failover ------------------------------------------------------------------------
 
 processes = pytest.mark.processes

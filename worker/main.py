@@ -29,7 +29,7 @@ from celery_app.contract import queue_for
 from celery_app.presence import WorkerInfo
 from celery_app.rejections import Rejection
 from common.crypto import SecretBox
-from common.redis_target import open_redis
+from common.redis_target import describe_redis_error, open_redis
 from config import WorkerSettings, mask_url
 from version import __version__
 from worker import poison
@@ -60,7 +60,12 @@ def wait_for_redis(redis: Redis, url: str) -> None:
             return
         except RedisError as error:
             pause = jittered(delay)
-            log.warning("Redis at %s unreachable (%s); retrying in %.1fs", mask_url(url), error, pause)
+            log.warning(
+                "Redis at %s unreachable (%s); retrying in %.1fs",
+                mask_url(url),
+                describe_redis_error(error, url),
+                pause,
+            )
             time.sleep(pause)
             delay = min(delay * 2, 10)
 

@@ -284,6 +284,7 @@ def exit_for(ctx: click.Context, error: Exception) -> None:
 
     from backend.connections import ServiceUnavailable
     from backend.errors import DOMAIN_ERRORS
+    from common.redis_target import describe_redis_error
     from common.validation import printable
 
     if isinstance(error, ServiceUnavailable):
@@ -291,8 +292,9 @@ def exit_for(ctx: click.Context, error: Exception) -> None:
         ctx.exit(EXIT_UNAVAILABLE)
     if isinstance(error, RedisError):
         context = ctx.find_object(Context)
-        where = mask_url(context.settings.redis_url) if context else "?"
-        click.echo(f"error: Redis unreachable at {where}: {error}", err=True)
+        target = context.settings.redis_url if context else None
+        where = mask_url(target) if target else "?"
+        click.echo(f"error: Redis unreachable at {where}: {describe_redis_error(error, target)}", err=True)
         ctx.exit(EXIT_UNAVAILABLE)
     if isinstance(error, SQLAlchemyError):
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
