@@ -156,13 +156,18 @@ class BotApiCore:
             params["reply_markup"] = json.loads(params["reply_markup"])
         call = Call(method, params)
         failure = self._failure_for(method, params)
-        with self._lock:
+        with self._lock:  # a call is seen only with its effect: a sent message is stored when its call shows
             if failure is not None:
                 call.status = failure.code
+                self.calls.append(call)
+                self._lock.notify_all()
+                raise failure
+            result = self._respond(method, params)
             self.calls.append(call)
             self._lock.notify_all()
-        if failure is not None:
-            raise failure
+            return result
+
+    def _respond(self, method: str, params: dict[str, Any]) -> Any:
         if method == "getMe":
             return BOT_USER
         if method == "copyMessage":
@@ -464,19 +469,25 @@ class AdminChat:
         return any(c.method in ("sendMessage", "editMessageText") for c in self.core.calls_to(self.id))
 
     def click(self, label: str, timeout: float = 10.0) -> Call:
-        message = self.screen()
-        markup = message.get("reply_markup") or {}
-        for row in markup.get("inline_keyboard", []):
-            for button in row:
-                if label in button["text"]:
-                    mark = self._mark()
-                    self.deliver(callback_update(self.user, button["callback_data"], message))
-                    return self.core.wait_for(
-                        lambda c: (
-                            c.method in ("editMessageText", "sendMessage")
-                            and str(c.params.get("chat_id")) == str(self.id)
-                        ),
-                        timeout,
-                        after=mark,
-                    )
-        raise AssertionError(f"no button {label!r} on screen; buttons: {self.buttons()}")
+        """Press the button whose text holds `label`, once the screen shows it (a reply still on its way, or the
+        tail of the previous step, may be the newest message for a moment), and wait for the bot's answer."""
+        message, button = self._button(label, timeout)
+        mark = self._mark()
+        self.deliver(callback_update(self.user, button["callback_data"], message))
+        return self.core.wait_for(
+            lambda c: c.method in ("editMessageText", "sendMessage") and str(c.params.get("chat_id")) == str(self.id),
+            timeout,
+            after=mark,
+        )
+
+    def _button(self, label: str, timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.screen()
+            for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+                for button in row:
+                    if label in button["text"]:
+                        return message, button
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no button {label!r} on screen; buttons: {self.buttons()}")
+            time.sleep(0.02)
