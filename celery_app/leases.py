@@ -126,6 +126,14 @@ def _replicas_of(redis: Redis) -> _Replicas:
     return found
 
 
+def replicas_online(redis: Redis) -> bool:
+    """Whether the last lease script this process ran through `redis` found replicas online (renewals run with
+    every heartbeat, so this is at most a heartbeat old): other writes that must survive a failover — a status
+    said before a client lets go — then wait for a replica too."""
+    seen = _seen.get(redis)
+    return seen is not None and seen.online > 0
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

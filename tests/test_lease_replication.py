@@ -119,3 +119,24 @@ def test_the_fence_counts_only_renewals_a_replica_acknowledged(pair: PrimaryWith
     finally:
         keeper.go_offline()
         keeper.join(5)
+
+
+def test_a_status_said_before_a_client_lets_go_survives_a_failover(pair: PrimaryWithReplica) -> None:
+    """A stop says "stopping", flushed, before the client disconnects; with replicas that flush returns only once
+    a replica has it, so a failover right after cannot bring back "running" for a client that is gone (the
+    failover test's sampler saw one moved account shown running on its old worker)."""
+    from celery_app.account_state import AccountState, AccountStatus
+    from worker.status import StatusReporter
+
+    assert leases.acquire(pair.primary, 1, HOLDER, 30)[0]  # the worker has heard of the replica
+    reporter = StatusReporter(pair.primary, HOLDER)
+    reporter.start()
+    try:
+        pair.hold()
+        threading.Timer(0.3, pair.release).start()  # the replica catches up a moment later
+        reporter.report(AccountState(1, AccountStatus.STOPPING, "w1", active=True))
+        assert reporter.flush(10)
+        promoted = pair.fail_over()
+        assert promoted.hget(keys.account_status(1), "status") == "stopping"
+    finally:
+        reporter.close(1)

@@ -17,7 +17,7 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 
-from celery_app import keys
+from celery_app import keys, leases
 from celery_app.account_state import AccountState
 from worker.pacing import jittered
 
@@ -140,7 +140,13 @@ class StatusReporter:
             for account_id in order
         ]
         try:
-            self.redis.eval(_WRITE, 0, self.holder, keys.EVENTS_STREAM, keys.EVENTS_MAXLEN, json.dumps(updates))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.eval(_WRITE, 0, self.holder, keys.EVENTS_STREAM, keys.EVENTS_MAXLEN, json.dumps(updates))
+            if leases.replicas_online(self.redis):
+                # On the write's own connection: once a replica has it, a failover cannot undo it (a "stopping"
+                # lost with the old primary would read "running" on the new one while nothing runs).
+                pipe.execute_command("WAIT", 1, int(leases.ACK_TIMEOUT_SECONDS * 1000))
+            pipe.execute()
             return True
         except RedisError as error:
             log.warning("could not report %d account statuses (%s); retrying", len(updates), error)
