@@ -53,6 +53,9 @@ class Sampler:
     _thread: threading.Thread | None = None
 
     def start(self) -> Sampler:
+        """Sample once before the fault (so a fault over before the next interval still has a sample), then
+        every `interval` s in a thread."""
+        wait_until(self._sample, 30, message="a first sample of the fleet")
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
         self._thread.start()
         return self
@@ -64,16 +67,20 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                before = self.fleet.live()
-                shown = self.fleet.shown_running()
-                after = self.fleet.live()
-            except (RedisError, OSError):
-                continue  # the CLI would say "Redis unreachable": not a claim about any account
-            self.samples += 1
-            ghosts = shown - before - after
-            if ghosts and time.monotonic() > self.grace_until:
-                self.violations.append(f"shown running with no live client: {sorted(ghosts)}")
+            self._sample()
+
+    def _sample(self) -> bool:
+        try:
+            before = self.fleet.live()
+            shown = self.fleet.shown_running()
+            after = self.fleet.live()
+        except (RedisError, OSError):
+            return False  # the CLI would say "Redis unreachable": not a claim about any account
+        self.samples += 1
+        ghosts = shown - before - after
+        if ghosts and time.monotonic() > self.grace_until:
+            self.violations.append(f"shown running with no live client: {sorted(ghosts)}")
+        return True
 
 
 class ChaosFleet:
