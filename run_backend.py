@@ -99,6 +99,7 @@ def run(interval: float) -> int:
         settings.timing.offline_after,
         accounts,
         retention_days=settings.event_retention_days,
+        audit_retention_days=settings.audit_retention_days,
         after_scan=[operations.reconcile, plugins.restore_mirror, proxy_health.step],
         on_operations_finished=operations.record,
     )

@@ -18,8 +18,10 @@ from celery_app import keys
 from celery_app.contract import MAX_BATCH, AccountRef, AccountSpec, StartAccount, StartAccounts, TaskName
 from database import accounts as accounts_db
 from database import workers as workers_db
+from database.audit import audited, named, plus_results
 from database.models import DesiredState
 
+_ACCOUNT = named(("account", "account_id"))
 STOP_TIMEOUT = 30.0
 BULK_TIMEOUT = 120.0
 START_ANSWER_TIMEOUT = 15.0
@@ -34,6 +36,7 @@ class ActionResult:
 
 
 class AccountLifecycle(AccountServiceBase):
+    @audited("account.start", _ACCOUNT, params=("when_back",))
     def start(self, account_id: int, actor: str, when_back: bool = False) -> ActionResult:
         """Record the desired state (with its event), check the worker, send the start and wait for its answer.
 
@@ -77,6 +80,7 @@ class AccountLifecycle(AccountServiceBase):
         if worker is not None:
             self.redis.hdel(keys.worker_specs(worker), str(account_id))
 
+    @audited("account.stop", _ACCOUNT)
     def stop(self, account_id: int, actor: str) -> ActionResult:
         with self.sessions.begin() as session:
             account = accounts_db.get_account(session, account_id)
@@ -93,6 +97,7 @@ class AccountLifecycle(AccountServiceBase):
             ) from None
         return ActionResult(account_id, f"account {account_id} stopped ({answer.get('detail', 'stopped')})", True)
 
+    @audited("account.restart", _ACCOUNT)
     def restart(self, account_id: int, actor: str) -> ActionResult:
         """Stop and start again on its worker; returns once the worker has started the new run (`run`)."""
         with self.sessions.begin() as session:
@@ -147,6 +152,7 @@ class AccountLifecycle(AccountServiceBase):
             )
         return answer
 
+    @audited("account.move", named(("account", "account_id"), ("worker", "to_worker")))
     def move(self, account_id: int, to_worker: str, actor: str) -> ActionResult:
         """Stop on the old worker (its lease is released), then start on the new one if it should run."""
         with self.sessions() as session:
@@ -180,6 +186,7 @@ class AccountLifecycle(AccountServiceBase):
             )
         return ActionResult(account_id, f"account {account_id} moved from {old} to {target.name}", False)
 
+    @audited("account.remove", _ACCOUNT)
     def remove(self, account_id: int, actor: str) -> ActionResult:
         """Stop the account (if its worker is online), then delete it and wipe its secrets."""
         with self.sessions() as session:
@@ -198,6 +205,11 @@ class AccountLifecycle(AccountServiceBase):
         self.redis.delete(keys.account_status(account_id))
         return ActionResult(account_id, f"account {account_id} removed and its secrets wiped", name is not None)
 
+    @audited(
+        lambda a: "accounts.start_all" if a["desired"] == DesiredState.RUNNING else "accounts.stop_all",
+        plus_results(named(("worker", "worker")), "account", "account_id"),
+        params=("when_back",),
+    )
     def bulk(self, worker: str, desired: DesiredState, actor: str, when_back: bool = False) -> list[ActionResult]:
         """Start or stop every account of a worker; starts go in batches (one message per MAX_BATCH accounts)."""
         if desired is DesiredState.STOPPED:

@@ -38,6 +38,7 @@ from database.account_status import (
     naive_utc_to_epoch,
 )
 from database.accounts import spec_rows
+from database.audit import record_audit
 from database.models import epoch_to_datetime
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ class AccountSync:
                 self._stop_due(stops, place, account_id, clock)
         self._correct(session, redis, corrections, now)
         messages = self._starts(session, starts, clock) + self._stops(stops)
+        self._audit(session, messages)
         self._forget_gone(known)
         started = sum(len(m[2].specs) for m in messages if isinstance(m[2], StartAccounts))
         stopped = sum(1 for m in messages if isinstance(m[2], AccountRef))
@@ -227,6 +229,21 @@ class AccountSync:
                 self._attempts[spec.account_id] = self._attempts.get(spec.account_id, 0) + 1
                 self._jitter[spec.account_id] = random.uniform(0.75, 1.0)
         return messages
+
+    @staticmethod
+    def _audit(session: Session, messages: list[Message]) -> None:
+        """The backend's own starts and stops, one audit row per worker and kind, in the scan's transaction."""
+        started: dict[str, list[int]] = {}
+        stopped: dict[str, list[int]] = {}
+        for worker, _task, payload in messages:
+            if isinstance(payload, StartAccounts):
+                started.setdefault(worker, []).extend(spec.account_id for spec in payload.specs)
+            elif isinstance(payload, AccountRef):
+                stopped.setdefault(worker, []).append(payload.account_id)
+        for action, by_worker in (("reconcile.start", started), ("reconcile.stop", stopped)):
+            for worker, ids in by_worker.items():
+                targets = [f"worker:{worker}", *(f"account:{i}" for i in ids)]
+                record_audit(session, "backend", action, targets, {"accounts": len(ids)})
 
     def _stops(self, stops: dict[str, list[int]]) -> list[Message]:
         for worker, ids in stops.items():

@@ -18,6 +18,7 @@ from backend.fleet import InvalidInput, iso_utc
 from common.crypto import SecretBox
 from common.validation import InvalidValue, has_unsafe_characters, validate_api_hash, validate_api_id
 from database import apps as apps_db
+from database.audit import audited, named
 from database.errors import AppExists, AppInUse
 from database.models import ApiApp
 
@@ -74,6 +75,7 @@ class AppsService:
         self.sessions = sessions
         self._box = box
 
+    @audited("app.add", lambda _a, app: [f"app:{app.id}"] if app else [], params=("api_id", "name", "max_accounts"))
     def add(
         self, api_id: object, api_hash: str, *, name: str | None = None, max_accounts: int | None = None, actor: str
     ) -> AppView:
@@ -94,6 +96,7 @@ class AppsService:
                 raise
             raise AppExists(checked_id, existing.id) from None
 
+    @audited("app.change", named(("app", "app_id")), params=("name", "max_accounts", "no_cap"))
     def change(
         self, app_id: int, *, name: str | None = None, max_accounts: int | None = None, no_cap: bool = False, actor: str
     ) -> AppView:
@@ -109,6 +112,7 @@ class AppsService:
         with self.sessions() as session:
             return [_view(load.app, load.accounts, load.logins) for load in apps_db.app_loads(session)]
 
+    @audited("app.remove", named(("app", "app_id")))
     def remove(self, app_id: int, actor: str) -> AppView:
         try:
             with self.sessions.begin() as session:

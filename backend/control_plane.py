@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from backend.accounts_service import AccountService
+    from backend.admins_service import AdminsService
     from backend.apps_service import AppsService
+    from backend.audit_service import AuditService
     from backend.dispatch import TaskDispatcher
     from backend.fleet import FleetService
     from backend.operations_service import OperationsService
@@ -43,16 +45,19 @@ class ControlPlane:
         secret_key: Callable[[], str] | None = None,
         plugins_dir: Callable[[], str | None] | None = None,
         board_limits: Callable[[], BoardLimits] | None = None,
+        owner_ids: Callable[[], frozenset[int]] | None = None,
         check_redis: bool = True,
     ) -> None:
         """`secret_key`, `plugins_dir` and `board_limits` are read when a service first needs them (each may
-        raise `ConfigError`); `check_redis` pings Redis on connecting (a ServiceUnavailable if it cannot)."""
+        raise `ConfigError`); `owner_ids` gives ADMIN_IDS (the bot's owners); `check_redis` pings Redis on
+        connecting (a ServiceUnavailable if it cannot)."""
         self.redis_url = redis_url
         self.database_url = database_url
         self.offline_after = offline_after
         self._secret_key = secret_key
         self._plugins_dir = plugins_dir or (lambda: None)
         self._board_limits = board_limits
+        self._owner_ids = owner_ids or frozenset
         self._check_redis = check_redis
         self._building = threading.RLock()
 
@@ -138,6 +143,18 @@ class ControlPlane:
         service = ProxiesService(self.redis, self.sessions, self.dispatcher, self.offline_after, lambda: self.box)
         service.policy_loader = load_proxy_policy
         return service
+
+    @cached_property
+    def admins(self) -> AdminsService:
+        from backend.admins_service import AdminsService
+
+        return AdminsService(self.sessions, self._owner_ids())
+
+    @cached_property
+    def audit(self) -> AuditService:
+        from backend.audit_service import AuditService
+
+        return AuditService(self.sessions)
 
     @cached_property
     def board(self) -> BoardService:

@@ -6,6 +6,8 @@ those the database helpers, the fleet service and the dispatcher raise.
 
 from __future__ import annotations
 
+from backend.admins_service import AdminError
+from backend.audit_service import InvalidSince
 from backend.dispatch import WorkerDidNotAnswer
 from backend.fleet import InvalidInput
 from common.errors import FleetError
@@ -47,4 +49,6 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     AppError,
     WorkerDidNotAnswer,
     ProxyError,
+    AdminError,
+    InvalidSince,
 )

@@ -25,6 +25,7 @@ from config import WORKER_NAME_PATTERN
 from database import accounts as accounts_db
 from database import events as events_db
 from database import workers as workers_db
+from database.audit import audited, named
 from database.errors import WorkerNotFound
 from database.models import FleetEvent, Worker, epoch_to_datetime
 
@@ -384,6 +385,7 @@ class FleetService:
         snapshot = presence.read_heartbeats(self.redis, [name])
         return liveness(snapshot.beats.get(name), snapshot.now, self.offline_after) is Liveness.ONLINE
 
+    @audited("worker.add", named(("worker", "name")), params=("address",))
     def add_worker(self, name: str, address: str, actor: str) -> WorkerView:
         """Pre-register a server; it reads offline until a worker of that name heartbeats."""
         validate_worker_name(name)
@@ -392,6 +394,7 @@ class FleetService:
             workers_db.add_worker(session, name, address, actor)
         return self.get_worker(name).worker
 
+    @audited("worker.remove", named(("worker", "name")))
     def remove_worker(self, name: str, actor: str) -> None:
         """Forget an offline worker (refused while it is online)."""
         online = self.is_online(name)
@@ -399,6 +402,7 @@ class FleetService:
             workers_db.remove_worker(session, name, actor, is_online=online)
         presence.forget(self.redis, name)
 
+    @audited(lambda a: "worker.activate" if a["active"] else "worker.deactivate", named(("worker", "name")))
     def set_active(self, name: str, active: bool, actor: str) -> bool:
         with self.sessions.begin() as session:
             return workers_db.set_worker_active(session, name, active, actor)

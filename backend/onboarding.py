@@ -43,6 +43,7 @@ from database import accounts as accounts_db
 from database import apps as apps_db
 from database import session_keys
 from database import workers as workers_db
+from database.audit import audited, named
 from database.errors import AccountExists, AppPoolExhausted
 from database.models import Account, DesiredState, FleetEventKind
 
@@ -73,6 +74,18 @@ def _login_code(answer: dict[str, Any]) -> str:
     """The worker's code for a failed login step; one this control plane does not know reads as "error"."""
     code = str(answer.get("error") or "error")
     return code if code in CODES else "error"
+
+
+def _imported(arguments: Mapping[str, Any], account: AccountView | None) -> list[str]:
+    return [f"worker:{arguments['worker']}", *([f"account:{account.id}"] if account is not None else [])]
+
+
+def _logged_in(_arguments: Mapping[str, Any], step: LoginStep | None) -> list[str]:
+    return [f"account:{step.account.id}"] if step is not None and step.account is not None else []
+
+
+def _login_outcome(step: LoginStep) -> str:
+    return "ok" if step.state == "authorized" else step.state
 
 
 def _login_key(login_id: str) -> str:
@@ -134,6 +147,7 @@ class Onboarding(AccountViews):
 
     # --- import -----------------------------------------------------------------------------------------
 
+    @audited("account.import", _imported, params=("api_id", "phone", "proxy", "device", "session_string"))
     def import_session(
         self,
         worker: str,
@@ -268,6 +282,7 @@ class Onboarding(AccountViews):
 
     # --- login ------------------------------------------------------------------------------------------
 
+    @audited("account.login", named(("worker", "worker")), params=("phone", "api_id", "proxy"))
     def begin_login(
         self,
         worker: str,
@@ -394,6 +409,7 @@ class Onboarding(AccountViews):
             )
         return answer
 
+    @audited("account.login_code", _logged_in, outcome=_login_outcome)
     def submit_code(self, login_id: str, code: str) -> LoginStep:
         record = self._login_record(login_id)
         try:
@@ -406,6 +422,7 @@ class Onboarding(AccountViews):
             login_id, record, self._login_call(record["worker"], TaskName.SUBMIT_LOGIN_CODE, payload)
         )
 
+    @audited("account.login_password", _logged_in, outcome=_login_outcome)
     def submit_password(self, login_id: str, password: str) -> LoginStep:
         record = self._login_record(login_id)
         if not password:

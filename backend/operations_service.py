@@ -53,6 +53,7 @@ from celery_app.operations import (
 )
 from celery_app.presence import Liveness, liveness
 from common.details import Detail, detail, encoded, english, free
+from database.audit import audited, named
 from database.events import NewEvent, account_subject, record_events
 from database.models import Account, AccountOperation, FleetEventKind, Worker, utcnow
 from database.workers import list_workers
@@ -169,6 +170,7 @@ class OperationsService:
 
     # --- asking
 
+    @audited(lambda a: f"operation.{a['name']}", named(("account", "account_ids")), params=("options",))
     def submit(self, name: OperationName, account_ids: list[int], options: dict[str, Any], actor: str) -> Batch:
         """Record and send `name` for each account; one that cannot run it now (no session, no worker, a
         deactivated or offline worker) is recorded as failed with the reason, so the batch shows every one."""

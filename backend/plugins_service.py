@@ -23,6 +23,7 @@ from backend.errors import AccountError
 from celery_app import keys, plugin_config
 from celery_app.plugin_config import PluginStatus
 from common.details import detail
+from database.audit import audited, named
 from database.events import NewEvent, account_subject, record_events
 from database.models import Account, AccountPlugin, FleetEventKind, Worker, utcnow
 from database.workers import get_worker
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_CONFIG_BYTES = 64 * 1024
+_PLUGIN_TARGETS = named(("plugin", "name"), ("account", "account_ids"), ("worker", "worker"))
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class PluginsService:
             raise AccountError("no accounts match", "no_accounts")
         return found
 
+    @audited("plugin.enable", _PLUGIN_TARGETS, params=("name", "config", "worker"))
     def enable(
         self, name: str, account_ids: Iterable[int], config: dict[str, Any], actor: str, worker: str | None = None
     ) -> list[int]:
@@ -179,6 +182,7 @@ class PluginsService:
             self._mirror(session, ids)
         return ids
 
+    @audited("plugin.disable", _PLUGIN_TARGETS, params=("name", "worker"))
     def disable(self, name: str, account_ids: Iterable[int], actor: str, worker: str | None = None) -> list[int]:
         """Disable `name` for the accounts (those without it are left alone); returns those it was on."""
         with self.sessions.begin() as session:

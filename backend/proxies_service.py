@@ -34,6 +34,7 @@ from common.validation import InvalidValue, ProxySpec, parse_proxy
 from config import ProxyPolicy
 from database import proxies as proxies_db
 from database.accounts import get_account
+from database.audit import audited, named, plus_results
 from database.events import recent_events
 from database.models import Account, Proxy, Worker
 from database.proxies import NoProxyInGroup, ProxyDead, ProxyError, ProxyFull, ProxyInUse
@@ -161,6 +162,7 @@ class ProxiesService(AccountServiceBase):
 
     # --- the pool
 
+    @audited("proxy.add", lambda _a, added: [f"proxy:{p.id}" for p in added or []], params=("group", "max_accounts"))
     def add(self, urls: list[str], group: str, max_accounts: int | None, actor: str) -> list[Added]:
         """Add proxies to a group (all or none: one URL that is not a proxy refuses the lot); one the pool
         holds already is left as it is."""
@@ -205,6 +207,7 @@ class ProxiesService(AccountServiceBase):
             events = [EventView.of(event) for event in recent_events(session, subject, event_limit)]
         return ProxyView.of(loads[0]), events
 
+    @audited("proxy.remove", plus_results(named(("proxy", "proxy_id")), "account", "account_id"), ("reassign",))
     def remove(self, proxy_id: int, reassign: bool, actor: str) -> list[Pinned]:
         """Remove a proxy; one that accounts use only with `reassign`: they move to other proxies of its group
         (not dead, under their caps; all or none), and those running restart onto them."""
@@ -251,6 +254,11 @@ class ProxiesService(AccountServiceBase):
 
     # --- pinning accounts
 
+    @audited(
+        "account.set_proxy",
+        named(("account", "account_ids"), ("proxy", "proxy_id")),
+        params=("proxy_id", "group", "none"),
+    )
     def set_proxy(
         self,
         account_ids: list[int],

@@ -33,6 +33,7 @@ from celery_app.proxy_health import ProxyCheck
 from common.details import Detail, detail
 from config import ProxyPolicy
 from database import proxies as proxies_db
+from database.audit import record_audit
 from database.events import NewEvent, account_subject, record_events
 from database.models import Account, DesiredState, FleetEventKind, Proxy, ProxyState, Worker, epoch_to_datetime
 
@@ -174,6 +175,9 @@ class ProxyHealth:
             stuck += left
         if moved:
             log.info("moved %d account(s) off dead proxies", len(moved))
+            with self.sessions.begin() as session:
+                targets = [*(f"proxy:{proxy_id}" for proxy_id, _ in dead), *(f"account:{r.account.id}" for r in moved)]
+                record_audit(session, "backend", "proxy.move_off_dead", targets, {"accounts": len(moved)})
             follow_pins(self.redis, self.dispatcher, self.offline_after, moved)
         return len(moved), stuck
 

@@ -44,6 +44,7 @@ from celery_app.operations import FINAL_STATUSES
 from celery_app.presence import Liveness, WorkerInfo, liveness
 from common.details import Detail, detail, free
 from common.redaction import safe_detail
+from database.audit import prune_audit
 from database.events import NewEvent, account_subject, prune_events, record_events
 from database.models import FleetEventKind, Worker, WorkerStatus, epoch_to_datetime
 from database.workers import WorkerRow, insert_discovered_workers, update_heartbeats, worker_rows
@@ -147,6 +148,7 @@ class Reconciler:
         offline_after: float,
         accounts: AccountSync | None = None,
         retention_days: float = 30.0,
+        audit_retention_days: float = 365.0,
         after_scan: list[Callable[[], object]] | None = None,
         on_operations_finished: Callable[[list[int]], object] | None = None,
     ) -> None:
@@ -157,6 +159,7 @@ class Reconciler:
         self.offline_after = offline_after
         self.accounts = accounts
         self.retention = timedelta(days=retention_days)
+        self.audit_retention = timedelta(days=audit_retention_days)  # the audit log is kept apart, longer
         self.grace = FailoverGrace(offline_after)  # after a failover: lost heartbeats make no worker offline
 
     def scan(self) -> ScanReport:
@@ -216,7 +219,8 @@ class Reconciler:
         return result
 
     def prune_history(self, budget: float = PRUNE_BUDGET_SECONDS) -> int:
-        """Delete fleet events older than the retention, in small transactions, for at most `budget` seconds."""
+        """Delete fleet events older than their retention, then audit rows older than theirs, in small
+        transactions, for at most `budget` seconds."""
         cutoff = epoch_to_datetime(presence.server_time(self.redis)) - self.retention
         deadline = time.monotonic() + budget
         deleted = 0
@@ -228,7 +232,17 @@ class Reconciler:
                 break
         if deleted:
             log.info("pruned %d fleet event(s) older than %s", deleted, cutoff.strftime("%Y-%m-%d %H:%M UTC"))
-        return deleted
+        audit_cutoff = cutoff + self.retention - self.audit_retention
+        audited = 0
+        while time.monotonic() < deadline:
+            with self.sessions.begin() as session:
+                batch = prune_audit(session, audit_cutoff, PRUNE_BATCH)
+            audited += batch
+            if batch < PRUNE_BATCH:
+                break
+        if audited:
+            log.info("pruned %d audit row(s) older than %s", audited, audit_cutoff.strftime("%Y-%m-%d %H:%M UTC"))
+        return deleted + audited
 
     def _insert_discovered(
         self, session: Session, snapshot: presence.HeartbeatSnapshot, names: list[str], report: ScanReport

@@ -33,6 +33,7 @@ from common.sessions import parse_string_session
 from common.validation import InvalidValue
 from database import workers as workers_db
 from database.accounts import device_of
+from database.audit import audited, named
 from database.events import NewEvent, account_subject, record_events
 from database.models import Account, FleetEventKind
 
@@ -251,6 +252,7 @@ class SessionExporter:
                 query = query.where(Account.worker_id == workers_db.get_worker(session, worker).id)
             return list(session.scalars(query))
 
+    @audited("account.export", named(("account", "account_ids")), params=("fmt", "out", "force"))
     def export(
         self,
         account_ids: Sequence[int],
@@ -276,6 +278,7 @@ class SessionExporter:
                     each(result)
         return results
 
+    @audited("account.export", named(("account", "account_id")), params=("fmt",))
     def export_one(self, account_id: int, fmt: str, *, actor: str) -> ExportedFile:
         """One account's export in memory, recorded like any other; AccountError `export_skipped` (with the
         reason) if it cannot be exported."""

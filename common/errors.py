@@ -112,6 +112,13 @@ CODES: dict[str, str] = {
     "config_not_object": "a plugin configuration that is not an object",
     "unknown_plugin": "no plugin of that name",
     "plugin_broken": "a plugin that cannot be loaded",
+    # admins and roles
+    "admin_not_found": "no admin with that Telegram id",
+    "admin_exists": "that Telegram id is an admin already",
+    "admin_from_env": "an owner named by ADMIN_IDS (changed only there)",
+    "invalid_role": "not one of the four roles",
+    "invalid_tg_id": "not a Telegram user id",
+    "invalid_since": "not a time span or a date",
 }
 
 

@@ -186,10 +186,16 @@ def _readers() -> SimpleNamespace:
     class Cli(Logs, Timing, Stores):
         pass
 
+    class Owners(Env):
+        ADMIN_IDS: Annotated[frozenset[int], BeforeValidator(checks.admin_ids)] | None = None
+
     class Backend(Cli):
         EVENT_RETENTION_DAYS: described(
             float, "be a whole number of days from 1 to 36500", Field(ge=1, le=36500), BeforeValidator(checks.digits(5))
         ) = 30.0
+        AUDIT_RETENTION_DAYS: described(
+            float, "be a whole number of days from 1 to 36500", Field(ge=1, le=36500), BeforeValidator(checks.digits(5))
+        ) = 365.0
         METRICS_LISTEN: (
             described(str, "be HOST:PORT, e.g. 127.0.0.1:9464", AfterValidator(checks.keep_if(checks.is_host_port)))
             | None

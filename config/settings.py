@@ -57,6 +57,7 @@ class BackendSettings:
     timing: FleetTiming
     log_level: str
     event_retention_days: float = 30.0
+    audit_retention_days: float = 365.0  # AUDIT_RETENTION_DAYS: the audit log is kept apart from the events
     metrics_listen: str | None = None  # HOST:PORT for Prometheus' /metrics; off when None
 
 
@@ -145,6 +146,7 @@ def load_backend_settings() -> BackendSettings:
         timing=FleetTiming(env.HEARTBEAT_INTERVAL, env.WORKER_OFFLINE_AFTER),
         log_level=env.LOG_LEVEL,
         event_retention_days=env.EVENT_RETENTION_DAYS,
+        audit_retention_days=env.AUDIT_RETENTION_DAYS,
         metrics_listen=env.METRICS_LISTEN,
     )
 
@@ -217,6 +219,11 @@ def read_redis_target() -> str:
     """REDIS_URL, or with REDIS_SENTINELS the Sentinel target (common.redis_target) - what `redis_url` holds in
     every settings group."""
     return str(read("Redis").redis_target)
+
+
+def load_owner_ids() -> frozenset[int]:
+    """ADMIN_IDS (the owners) where it is set, else none: the CLI lists them beside the admins table."""
+    return read("Owners").ADMIN_IDS or frozenset()
 
 
 def load_secret_key() -> str:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # The newest migration's revision id; tests check it against the migrations folder.
-SCHEMA_HEAD = "0012_account_password"
+SCHEMA_HEAD = "0013_roles_audit"
 _PG_MIGRATION_LOCK_ID = 7_302_113
 
 

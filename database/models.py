@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 typed models: workers, accounts, the pools of API apps and proxies, and the fleet event log."""
+"""SQLAlchemy 2 typed models: workers, accounts, the pools of API apps and proxies, the fleet event log, the
+admins with their roles and the audit log."""
 
 from __future__ import annotations
 
@@ -339,3 +340,39 @@ class Proxy(Base):
     error_code: Mapped[str] = mapped_column(String(32), default="", server_default="")
     failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Admin(Base):
+    """An admin of the bot added by an owner (`run_cli.py admins add`), with a role (`common.roles.Role`).
+    `ADMIN_IDS` are owners without a row here."""
+
+    __tablename__ = "admins"
+
+    tg_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    added_by: Mapped[str] = mapped_column(String(128), default="")
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    """One state-changing action: who (`actor`, and the `role` they acted in), what (`action`, a code),
+    on what (`targets`: space-separated `kind:id`, with a space at each end so a target matches as a word),
+    with which parameters (JSON, secrets masked), how it ended (`outcome`: `ok` or an error code) and when.
+
+    Append-only: migration 0013's trigger refuses any UPDATE; rows older than AUDIT_RETENTION_DAYS are
+    deleted by the backend, and nothing else deletes them (`database.audit`).
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"), Index("ix_audit_log_actor_id", "actor", "id"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    actor_name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(48))
+    targets: Mapped[str] = mapped_column(Text, default=" ", server_default=" ")
+    params: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    outcome: Mapped[str] = mapped_column(String(64), default="ok")

@@ -18,6 +18,7 @@ from redis import Redis
 from sqlalchemy import select
 
 from backend.account_sync import AccountSync
+from backend.audit_service import AuditService
 from backend.dispatch import TaskDispatcher
 from backend.reconciler import Reconciler
 from celery_app import keys, presence, report
@@ -127,6 +128,11 @@ def test_recorded_running_but_not_reported_is_corrected_and_started_again(
     reconciler.scan()
     reconciler.scan()
     assert started_ids(redis_client, "w1") == [ghost]
+    # The backend's own start is in the audit log, once, as the system's.
+    audit = AuditService(reconciler.sessions).entries()
+    assert [(r.actor, r.role, r.action, r.targets, r.outcome) for r in audit] == [
+        ("backend", "system", "reconcile.start", ("worker:w1", f"account:{ghost}"), "ok")
+    ]
 
 
 def test_a_silent_worker_is_not_believed_and_an_offline_one_has_lost_its_accounts(

@@ -10,6 +10,7 @@ import pytest
 from redis import Redis
 from sqlalchemy import select, update
 
+from backend.audit_service import AuditService
 from backend.dispatch import TaskDispatcher
 from backend.proxies_service import ProxiesService
 from backend.proxy_health import ProxyHealth, verdict
@@ -106,6 +107,11 @@ def test_the_accounts_of_a_dead_proxy_move_to_live_ones_of_its_group_paced(
     assert loads(service) == {dying: 0, spare: 5, slow: 0, abroad: 0}
     moved = [e for e in events(service, "account.proxy") if e.actor == "backend"]
     assert len(moved) == 5
+    audit = AuditService(service.sessions).entries(action="proxy.move_off_dead")
+    assert [(r.actor, r.role, r.targets) for r in reversed(audit)] == [
+        ("backend", "system", (f"proxy:{dying}", *(f"account:{a}" for a in accounts[:3]))),
+        ("backend", "system", (f"proxy:{dying}", *(f"account:{a}" for a in accounts[3:]))),
+    ]
     assert moved[0].detail == (
         f"proxy #{dying} (socks5://10.0.0.1:1080) is dead: moved to #{spare} (socks5://10.0.0.2:1080)"
     )

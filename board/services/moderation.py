@@ -20,6 +20,7 @@ from board.services.base import PUBLIC_ID_MAX, new_public_id
 from board.services.outbox import partner
 from board.services.reports import FALSE_REPORTS_FLAG, ReportsService
 from board.views import ModerationOutcome, ReportView
+from database.audit import audited, named
 from database.board_models import (
     REASON_MAX,
     AdStatus,
@@ -33,6 +34,8 @@ from database.board_models import (
     ReportStatus,
     ReportTarget,
 )
+
+_REPORT = named(("report", "report_public_id"))
 
 
 class ModerationService(ReportsService):
@@ -87,6 +90,7 @@ class ModerationService(ReportsService):
         if newly:
             self._notice(session, user_id, "ban.notice", dedup_key=f"ban:{user.public_id}")
 
+    @audited("board.ban", _REPORT, params=("reason",))
     def ban(self, report_public_id: str, actor: str, reason: str = "") -> ReportView:
         """Ban the user a report is about (for good): no posting, inviting, chatting or reporting; their ads
         hide, their chats end (each partner told), their pending invitations are withdrawn, they are told."""
@@ -100,6 +104,7 @@ class ModerationService(ReportsService):
 
     # ---- settling one report ----------------------------------------------------------------------------
 
+    @audited("board.dismiss", _REPORT)
     def dismiss(self, report_public_id: str, actor: str) -> ReportView:
         """Nothing wrong: close the report; an ad hidden by reports comes back once the rest no longer weigh
         enough (never one a moderator hid or its author closed)."""
@@ -139,6 +144,7 @@ class ModerationService(ReportsService):
                 )
             )
 
+    @audited("board.hide", _REPORT)
     def hide_ad(self, report_public_id: str, actor: str) -> ReportView:
         """Hide the ad a report is about (only a moderator brings it back) and settle every open report on it."""
         now = self.clock()
@@ -162,6 +168,7 @@ class ModerationService(ReportsService):
             session.flush()
             return self._report_view(session, row)
 
+    @audited("board.unhide", named(("ad", "ad_public_id")))
     def unhide_ad(self, ad_public_id: str, actor: str) -> str:
         """Bring back an ad a moderator hid (its open reports are settled as reviewed); returns its title."""
         now = self.clock()
@@ -246,6 +253,7 @@ class ModerationService(ReportsService):
                 or 0
             )
 
+    @audited("board.dismiss_reporter", _REPORT)
     def dismiss_reporter(self, report_public_id: str, actor: str) -> ModerationOutcome:
         """Dismiss, in one step, every open report the reporter filed; ads they hid come back where the other
         reports no longer weigh enough. The board's own report about them is settled as acted on."""
@@ -265,6 +273,7 @@ class ModerationService(ReportsService):
             self._settle_flag(session, reporter, actor, now)
             return ModerationOutcome(len(reports), restored)
 
+    @audited("board.restore_reporter", _REPORT)
     def restore_reporter(self, report_public_id: str, actor: str) -> ModerationOutcome:
         """Give back every ad the reporter's reports hid and that is still hidden by reports: a moderator's review
         of each (all its open reports dismissed)."""
@@ -290,6 +299,7 @@ class ModerationService(ReportsService):
             self._settle_flag(session, reporter, actor, now)
             return ModerationOutcome(settled, restored)
 
+    @audited("board.ban_reporter", _REPORT, params=("reason",))
     def ban_reporter(self, report_public_id: str, actor: str, reason: str = "") -> ModerationOutcome:
         """Ban the reporter (false reporting), dismiss what they filed and give back what it hid."""
         now = self.clock()
