@@ -360,6 +360,7 @@ def restore(
     """Loads the archive at `path` (already checked whole by `inspect_archive`) into `engine`'s database."""
     target = schema.inspect_target(engine)
     summary = RestoreSummary(info.revision, plan_schema(info, target, mode))
+    kept = _kept_rows(engine)  # the audit log as it stands: no restore takes it away
     if summary.schema == "rebuilt":
         log.info("dropping the schema at %s to build it again at %s", target.revision, info.revision)
         summary.deleted = target.total
@@ -371,14 +372,16 @@ def restore(
         _check_columns(info, tables)
         if mode is RestoreMode.REPLACE and summary.schema != "rebuilt":
             for table in reversed(list(tables.values())):
-                summary.deleted += connection.execute(table.delete()).rowcount or 0
+                if table.name not in schema.KEPT_TABLES:
+                    summary.deleted += connection.execute(table.delete()).rowcount or 0
         records = read_archive(path, secret)
         _parse_manifest(next(records, None))
         for entry, rows in _tables_of(records, info):
             table = tables[entry.name]
             summary.loaded[entry.name], summary.kept[entry.name] = 0, 0
             for batch in _batches(rows, entry.columns):
-                fresh = _without_existing(connection, table, batch) if mode is RestoreMode.SKIP_EXISTING else batch
+                merge = mode is RestoreMode.SKIP_EXISTING or table.name in schema.KEPT_TABLES
+                fresh = _without_existing(connection, table, batch) if merge else batch
                 _insert(connection, table, fresh)
                 summary.loaded[entry.name] += len(fresh)
                 summary.kept[entry.name] += len(batch) - len(fresh)
@@ -388,8 +391,33 @@ def restore(
     if info.revision != SCHEMA_HEAD:
         schema.upgrade(engine)
         summary.upgraded_to = SCHEMA_HEAD
+    _put_back(engine, kept)
     log.info("restored %d rows at revision %s", sum(summary.loaded.values()), info.revision)
     return summary
+
+
+def _kept_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    """The rows of the tables a restore keeps (`backup_schema.KEPT_TABLES`), read before anything changes."""
+    with schema.transaction(engine, write=False) as connection:
+        tables = [t for t in schema.data_tables(connection) if t.name in schema.KEPT_TABLES]
+        return {t.name: [dict(row._mapping) for row in connection.execute(t.select())] for t in tables}
+
+
+def _put_back(engine: Engine, kept: dict[str, list[dict[str, Any]]]) -> None:
+    """Add the kept rows the restored database lacks (by key): a rebuilt schema dropped them, a merge kept them."""
+    if not any(kept.values()):
+        return
+    with schema.transaction(engine, write=True) as connection:
+        tables = {t.name: t for t in schema.data_tables(connection) if t.name in kept}
+        for name, rows in kept.items():
+            if name in tables:
+                for start in range(0, len(rows), BATCH):
+                    _insert(
+                        connection,
+                        tables[name],
+                        _without_existing(connection, tables[name], rows[start : start + BATCH]),
+                    )
+        schema.reset_sequences(connection, list(tables.values()))
 
 
 def _check_columns(info: ArchiveInfo, tables: dict[str, Table]) -> None:
