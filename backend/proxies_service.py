@@ -123,6 +123,9 @@ class Pinned:
     restarted: bool = False
 
 
+_ASKED = named(("proxy", "proxy_ids"))
+
+
 @dataclass(frozen=True)
 class CheckView:
     id: int
@@ -380,6 +383,7 @@ class ProxiesService(AccountServiceBase):
 
     # --- checks on demand
 
+    @audited("proxy.check", lambda a, found: [f"proxy:{c.id}" for c in found or []] or _ASKED(a, None) or ["proxy:all"])
     def check(self, proxy_ids: list[int] | None = None) -> list[CheckView]:
         """Have workers check proxies now (each on a worker whose accounts use it, else on an online one), then
         record what the checks say, as the backend's scan would."""

@@ -302,7 +302,9 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         floor = n / args.rate
         meter = CpuMeter({"worker": worker.pid}, server)
         clock = time.perf_counter()
-        start_all = threading.Thread(target=stack.cli, args=("accounts", "start-all", "--worker", WORKER), daemon=True)
+        start_all = threading.Thread(
+            target=stack.cli, args=("accounts", "start-all", "--worker", WORKER, "--yes"), daemon=True
+        )
         start_all.start()  # the CLI waits for the worker's answers, batch by batch
         answered = None
         while (running := count_running(redis, ids)) < n:

@@ -245,7 +245,7 @@ def _readers() -> SimpleNamespace:
         BOARD_LISTEN: listen("127.0.0.1:8081") = "127.0.0.1:8081"
         BOARD_SEND_RATE: rate(1000) = 30.0
 
-    models = (Logs, Redis, Secret, Plugins, Limits, Proxies, Cli, Backend, Worker, Bot, Board)
+    models = (Logs, Redis, Secret, Plugins, Limits, Proxies, Owners, Cli, Backend, Worker, Bot, Board)
     return SimpleNamespace(**{model.__name__: model for model in models})
 
 

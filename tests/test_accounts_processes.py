@@ -419,10 +419,10 @@ def test_start_all_and_stop_all_of_a_worker(stack: Stack, telegram: Script, redi
     stack.start_worker("w1")
     online(stack, "w1")
     ids = [import_account(stack, "w1", f"+1555000900{i}") for i in range(3)]
-    started = stack.cli("accounts", "start-all", "--worker", "w1")
+    started = stack.cli("accounts", "start-all", "--worker", "w1", "--yes")
     assert started.returncode == 0 and started.stdout.count("account") == 3
     wait_until(lambda: all(status_of(stack, i)[0] == "running" for i in ids), 15, message="all running")
-    stopped = stack.cli("accounts", "stop-all", "--worker", "w1")
+    stopped = stack.cli("accounts", "stop-all", "--worker", "w1", "--yes")
     assert stopped.returncode == 0
     assert all(status_of(stack, i)[0] == "stopped" for i in ids)
     assert redis_client.keys("fake:connected:*") == []

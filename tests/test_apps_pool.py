@@ -191,14 +191,14 @@ def test_apps_add_list_remove_from_the_cli_never_show_the_hash(cli_env: ControlP
     assert run("apps", "set", "3")[0] == 2 and run("apps", "set", "3", "--no-cap", "--max-accounts", "2")[0] == 2
     code, changed, _ = run("apps", "set", "2", "--max-accounts", "1", "--json")  # down to its load: full
     assert code == 0 and json.loads(changed)["full"] is True and run("apps", "set", "9", "--no-cap")[0] == 1
-    assert run("apps", "remove", "3")[0] == 0
+    assert run("apps", "remove", "3", "--yes")[0] == 0
     busy = run("apps", "remove", "1")
     assert busy[0] == 1 and "app 1 still carries 1 account(s)" in busy[2]
     assert run("apps", "remove", "99")[0] == 1
     with plane.sessions.begin() as session:
         for account in session.scalars(select(Account).where(Account.app_id == 1)):
             delete_account(session, account, "test")
-    assert run("apps", "remove", "1")[:2] == (0, "app 1 (API ID 5001) removed\n")
+    assert run("apps", "remove", "1", "--yes")[:2] == (0, "app 1 (API ID 5001) removed\n")
     code, out, _ = run("apps", "list", "--json")
     assert [a["api_id"] for a in json.loads(out)] == [5002]
     with plane.sessions() as session:

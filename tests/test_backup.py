@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from board.service import BoardService
 from common.crypto import SecretBox
 from config import BoardLimits
+from database.audit import record_audit
 from database.board_models import ReportTarget
 from database.engine import SCHEMA_HEAD, create_db_engine, current_revision, open_database
 from database.events import NewEvent, record_events
@@ -104,11 +105,28 @@ def refused(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
         assert phrase in output, output
 
 
+# Alembic's table, and the audit log, which records each backup and restore as it ends (after the archive
+# is written, after the rows are loaded): a source and its restored copy differ by those rows.
+UNCOMPARED = ("alembic_version", "audit_log")
+
+
+def audit_log(url: str) -> list[tuple[Any, ...]]:
+    """The audit log's rows, oldest first: (action, outcome, actor)."""
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = [
+            tuple(row) for row in connection.execute(text("SELECT action, outcome, actor FROM audit_log ORDER BY id"))
+        ]
+    engine.dispose()
+    return rows
+
+
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table of ours (not Alembic's, not SQLite's search index), in key order."""
+    """Every row of every table of ours (not Alembic's, not the audit log, not SQLite's search index), in key
+    order."""
     engine = create_engine(url)
     metadata = MetaData()
-    metadata.reflect(engine, only=lambda name, _m: name != "alembic_version" and not name.startswith("board_ads_fts"))
+    metadata.reflect(engine, only=lambda name, _m: name not in UNCOMPARED and not name.startswith("board_ads_fts"))
     with engine.connect() as connection:
         rows = {
             table.name: [
@@ -251,7 +269,7 @@ def test_a_restore_brings_back_every_row_and_new_rows_get_fresh_ids(
     assert not list(tmp_path.glob("*.partial"))
 
     target = new_database(kind)
-    done = ok(cli(target, "restore", str(archive), "--json"))
+    done = ok(cli(target, "restore", str(archive), "--yes", "--json"))
     assert done["schema"] == "upgraded" and done["revision"] == SCHEMA_HEAD and done["notes"] == []
     assert done["rows"] == sum(len(rows) for rows in snapshot(source).values()) > 2500
     before = snapshot(source)
@@ -281,7 +299,7 @@ def test_a_sqlite_archive_restores_into_postgresql(
     source, _marks = seeded
     archive = write_backup(cli, source, tmp_path / "fleet.backup")
     target = new_database("postgresql")
-    ok(cli(target, "restore", str(archive)))
+    ok(cli(target, "restore", str(archive), "--yes"))
     assert snapshot(target) == snapshot(source)
     engine, sessions = open_database(target)
     with sessions.begin() as session:
@@ -302,7 +320,7 @@ def test_a_key_file_instead_of_a_passphrase(
     other = tmp_path / "other.key"
     other.write_bytes(os.urandom(32))
     refused(cli(target, "restore", str(archive), "--key-file", str(other), passphrase=None), "wrong key file")
-    ok(cli(target, "restore", str(archive), "--key-file", str(key), passphrase=None))
+    ok(cli(target, "restore", str(archive), "--yes", "--key-file", str(key), passphrase=None))
     assert snapshot(target) == snapshot(source)
 
 
@@ -345,7 +363,7 @@ def test_another_secret_key_is_refused_and_a_rotated_one_is_pointed_to_rekey(
     refused(result, "encrypted under another SECRET_KEY", "run_cli.py rekey")
     assert TEST_SECRET_KEY not in result.stdout + result.stderr
     assert not (tmp_path / "target.db").exists()
-    done = ok(cli(target, "restore", str(archive), "--json", secret_key=f"{OTHER_KEY},{TEST_SECRET_KEY}"))
+    done = ok(cli(target, "restore", str(archive), "--yes", "--json", secret_key=f"{OTHER_KEY},{TEST_SECRET_KEY}"))
     assert any("run_cli.py rekey" in note for note in done["notes"])
     assert snapshot(target) == snapshot(source)
 
@@ -358,7 +376,7 @@ def test_a_database_with_rows_is_refused_unless_told_to_merge_or_replace(
     archive = write_backup(cli, source, tmp_path / "fleet.backup")
     whole = snapshot(source)
     target = new_database("sqlite" if source.startswith("sqlite") else "postgresql")
-    ok(cli(target, "restore", str(archive)))
+    ok(cli(target, "restore", str(archive), "--yes"))
     # The target drifts: a row changed, a row gone, a row the archive does not have.
     engine = create_db_engine(target)
     with engine.begin() as connection:
@@ -372,19 +390,23 @@ def test_a_database_with_rows_is_refused_unless_told_to_merge_or_replace(
 
     refused(cli(target, "restore", str(archive)), "the database is not empty", "--merge skip-existing", "--replace")
     assert snapshot(target) == drifted
-    refused(cli(target, "restore", str(archive), "--replace", answers="n\n"), "Aborted")
+    refused(cli(target, "restore", str(archive), "--replace"), "Delete the", "pass --yes")  # no terminal
     assert snapshot(target) == drifted
 
-    merged = ok(cli(target, "restore", str(archive), "--merge", "skip-existing", "--json"))
+    merged = ok(cli(target, "restore", str(archive), "--yes", "--merge", "skip-existing", "--json"))
     assert merged["rows"] == 2  # the event and the plugin configuration that were gone
     now = snapshot(target)
     assert next(row for row in now["workers"] if row[1] == "w-beta")[2] == "10.9.9.9"  # kept as it was
     assert now["account_plugins"] == whole["account_plugins"] and now["fleet_events"][:-1] == whole["fleet_events"]
     assert "w-local" in {row[1] for row in now["workers"]}
 
-    replaced = ok(cli(target, "restore", str(archive), "--replace", "--json", answers="y\n"))
-    assert replaced["deleted"] == sum(len(rows) for rows in now.values())
+    logged = audit_log(target)
+    assert [row[:2] for row in logged] == [("database.restore", "ok")] * 2  # the restore, then the merge
+    replaced = ok(cli(target, "restore", str(archive), "--replace", "--json", "--yes"))
+    assert replaced["deleted"] == sum(len(rows) for rows in now.values())  # all but the audit log
     assert snapshot(target) == whole
+    # No restore takes the audit log away: what it recorded before stays, and the replace is added to it.
+    assert audit_log(target) == [*logged, ("database.restore", "ok", logged[0][2])]
     engine.dispose()
     _engine.dispose()
 
@@ -412,11 +434,16 @@ def test_an_older_archive_is_migrated_up_and_a_newer_one_refused(
     archive = write_backup(cli, source, tmp_path / "old.backup")
     assert current_revision(create_db_engine(source)) == "0007_operations_plugins"  # a backup migrates nothing
 
-    # Into a database already at the head, with no rows: built again at the archive's revision, then upgraded.
+    # Into a database already at the head, with no rows but its audit log: built again at the archive's revision
+    # (which has no audit log), then upgraded, and the audit log put back.
     target = new_database("sqlite")
-    open_database(target)[0].dispose()
-    done = ok(cli(target, "restore", str(archive), "--json"))
+    head_engine, head_sessions = open_database(target)
+    with head_sessions.begin() as session:
+        record_audit(session, "cli:earlier", "admin.add", ["admin:5"])
+    head_engine.dispose()
+    done = ok(cli(target, "restore", str(archive), "--yes", "--json"))
     assert done["schema"] == "rebuilt" and done["upgraded_to"] == SCHEMA_HEAD
+    assert [row[0] for row in audit_log(target)] == ["admin.add", "database.restore"]
     assert current_revision(create_db_engine(target)) == SCHEMA_HEAD
     assert [row[:3] for row in snapshot(target)["workers"]] == [(4, "w-old", "10.0.0.4")]
     assert "detail_code" in {c["name"] for c in inspect(create_db_engine(target)).get_columns("fleet_events")}

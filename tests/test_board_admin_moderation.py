@@ -131,7 +131,7 @@ def test_the_cli_hides_unhides_and_acts_on_reporters(env: dict[str, str]) -> Non
     code, _, err = run("board", "reporter", data.reports["cheap1"])
     assert code == 2 and "exactly one of" in err
     code, out, err = run("board", "reporter", data.reports["cheap1"], "--dismiss-all", input_text="n\n")
-    assert code == 1 and "dismiss the reporter's 1 open report" in err  # said no: nothing changed
+    assert code == 1 and "Dismiss the reporter's 1 open report?" in err  # not confirmed: nothing changed
     assert service.get_report(data.reports["cheap1"]).status == "open"
     code, out, _ = run("board", "reporter", data.reports["cheap1"], "--dismiss-all", "--yes")
     assert code == 0 and "1 report(s) settled, 1 ad(s) back" in out

@@ -95,7 +95,7 @@ def test_remove_refuses_an_online_worker(env: dict[str, str], redis_client: Redi
     code, _, err = run("remove", "busy")
     assert code == 1 and "is online" in err
     presence.unregister(redis_client, "busy", "inst")
-    assert run("remove", "busy")[0] == 0
+    assert run("remove", "busy", "--yes")[0] == 0
     assert not redis_client.exists(keys.worker_info("busy"))
     assert json.loads(run("list", "--json")[1]) == []
 

@@ -34,7 +34,7 @@ def test_check_across_a_worker_with_progress_results_and_the_verdict_kept(
     online(stack, "w1")
     ids = [import_account(stack, "w1", phone) for phone in ("+15550003001", "+15550003002", "+15550003003")]
     assert stack.cli("accounts", "start", str(ids[0])).returncode == 0  # one running, two not
-    result = stack.cli("accounts", "op", "check", "--worker", "w1", timeout=120)
+    result = stack.cli("accounts", "op", "check", "--worker", "w1", "--yes", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3/3" in result.stderr  # the progress bar, on stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}

@@ -96,7 +96,7 @@ def test_accounts_behind_a_dead_proxy_reconnect_through_another_of_its_group(
     dying, spare = (item["id"] for item in added)
     assert [item["proxy"] for item in added] == [f"socks5://f***@127.0.0.1:{p.port}" for p in proxies]
     accounts = [import_account(cli, server, phone) for phone in PHONES]
-    cli.run("accounts", "set-proxy", *map(str, accounts), "--proxy", str(dying))
+    cli.run("accounts", "set-proxy", *map(str, accounts), "--proxy", str(dying), "--yes")
     for account_id in accounts:
         cli.run("accounts", "start", str(account_id), "--no-wait")
 

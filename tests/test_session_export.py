@@ -202,7 +202,8 @@ def test_without_yes_it_asks_and_without_a_terminal_it_refuses(
     account_id = first.import_string(server.session_string(PHONE), PHONE)
     out = tmp_path / "out"
     code, _out, err = first.cli("accounts", "export", str(account_id), "--format", "telethon-file", "--out", str(out))
-    assert code == 2 and "--yes" in err and "live credentials" in err
+    assert code == 1 and "Export 1 account as telethon-file" in err and "live credentials" in err
+    assert "pass --yes" in err
     assert not out.exists()
 
 
@@ -212,11 +213,11 @@ def test_the_confirmation_names_the_count_and_the_risk(
     first, _ = installs
     first.import_string(server.session_string(PHONE), PHONE)
     first.import_string(server.session_string(OTHER), OTHER)
-    monkeypatch.setattr("backend.cli.accounts_export.can_ask", lambda: True)
+    monkeypatch.setattr("backend.cli.base.can_ask", lambda: True)
     out = tmp_path / "out"
     args = ("accounts", "export", "--all", "--format", "telethon-string", "--out", str(out))
     code, _out, err = first.cli(*args, stdin="n\n")
-    assert code == 1 and "export 2 account(s)" in err and "live credentials" in err
+    assert code == 1 and "Export 2 accounts" in err and "live credentials" in err
     assert not list(out.glob("*")) if out.exists() else True
     code, _out, err = first.cli(*args, stdin="y\n")
     assert code == 0, err

@@ -37,7 +37,7 @@ def test_a_start_beyond_the_capacity_is_refused_with_its_reason_until_there_is_r
     assert redis_client.hget(keys.worker_info("w1"), "max_accounts") == "2"  # its capacity, with its presence
     ids = [import_account(stack, "w1", phone) for phone in PHONES]
 
-    started = stack.cli("accounts", "start-all", "--worker", "w1")
+    started = stack.cli("accounts", "start-all", "--worker", "w1", "--yes")
     assert started.returncode == 0, started.stderr
     lines = started.stdout.splitlines()
     assert lines[:2] == [f"account {ids[0]}: starting (starting)", f"account {ids[1]}: starting (starting)"]

@@ -5,6 +5,10 @@ its commands, and this root only assembles them. The root names each command by 
 when it is used, and command modules import their services inside the commands, so `--version` and `--help`
 import no SQLAlchemy, Redis or `rich`, and `list` only what listing workers needs.
 
+Every change is recorded in the audit log (`audit`) as done by `cli:<OS user>` in the role `shell`, under the
+name `--as NAME` gives (a script's), else the OS user's. Actions on many accounts, and those that cannot be
+undone, ask first, naming how many (`--yes` for scripts; without a terminal they refuse without it).
+
 Exit codes: 0 ok, 1 a domain error (unknown worker, refused action), 2 bad usage, 69 Redis or the database
 unreachable, 70 an unexpected internal error, 78 bad configuration. Logs go to stderr; with `--json`, stdout
 carries exactly one document.
@@ -16,7 +20,7 @@ import sys
 
 import click
 
-from backend.cli.base import Context, FleetGroup
+from backend.cli.base import Context, FleetGroup, check_as_name
 from version import __version__
 
 COMMANDS = {
@@ -35,18 +39,27 @@ COMMANDS = {
     "apps": "backend.cli.apps:apps",
     "backup": "backend.cli.backup:backup_command",
     "restore": "backend.cli.backup:restore_command",
+    "admins": "backend.cli.admins:admins",
+    "audit": "backend.cli.audit:audit_command",
 }
 
 
 @click.group(cls=FleetGroup, lazy_subcommands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="run_cli.py", message="%(prog)s %(version)s")
+@click.option(
+    "--as",
+    "as_name",
+    metavar="NAME",
+    callback=check_as_name,
+    help="The name the audit log records for this run (a script's); the actor stays cli:<OS user>.",
+)
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, as_name: str | None) -> None:
     """Manage the fleet's workers and accounts."""
     from config import load_env_file
 
     load_env_file()
-    ctx.obj = Context()
+    ctx.obj = Context(as_name)
 
 
 def main() -> None:

@@ -18,11 +18,14 @@ from backend.cli.base import (
     LazyGroup,
     actor,
     ago,
+    confirm_or_refuse,
+    counted,
     emit_json,
     json_option,
     pass_context,
     say,
     table,
+    yes_option,
 )
 
 if TYPE_CHECKING:
@@ -221,35 +224,55 @@ def move_account(context: Context, account_id: int, to_worker: str) -> None:
 
 @accounts.command("remove")
 @click.argument("account_id", type=ACCOUNT_ID)
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @pass_context
 def remove_account(context: Context, account_id: int, yes: bool) -> None:
-    """Stop an account, delete it and wipe its secrets."""
+    """Stop an account, delete it and wipe its secrets (asks first: it cannot be undone)."""
     service = context.plane().accounts
-    view = service.get_account(account_id)
-    if not yes:
-        click.confirm(f"remove account {account_id} ({view.phone_masked}) and wipe its session?", abort=True, err=True)
+    view = service.get_account(account_id, event_limit=0)
+    confirm_or_refuse(
+        yes, f"Remove account {account_id} ({view.phone_masked}) and wipe its session? This cannot be undone."
+    )
     click.echo(service.remove(account_id, actor()).message)
+
+
+def _usable(context: Context, worker: str) -> bool:
+    """Whether the worker takes starts now (active and online): else `start-all` is refused, nothing to ask."""
+    view = context.plane().fleet.get_worker(worker, event_limit=0).worker
+    return view.is_active and view.status.value == "online"
 
 
 @accounts.command("start-all")
 @click.option("--worker", required=True)
 @click.option("--when-back", is_flag=True)
+@yes_option
 @pass_context
-def start_all(context: Context, worker: str, when_back: bool) -> None:
-    """Start every account of a worker."""
+def start_all(context: Context, worker: str, when_back: bool, yes: bool) -> None:
+    """Start every account of a worker (asks first, naming how many)."""
     from database.models import DesiredState
 
+    views = context.plane().accounts.list_accounts(worker=worker)
+    startable = sum(1 for view in views if view.has_session)
+    usable = bool(startable) and _usable(context, worker)
+    if startable and (usable or when_back):
+        without = len(views) - startable
+        skipped = f" ({counted(without, 'account')} without a session stay as they are)" if without else ""
+        later = "" if usable else " when it is back"
+        confirm_or_refuse(yes, f"Start {counted(startable, 'account')} on {worker}{later}?{skipped}")
     for result in context.plane().accounts.bulk(worker, DesiredState.RUNNING, actor(), when_back=when_back):
         click.echo(result.message)
 
 
 @accounts.command("stop-all")
 @click.option("--worker", required=True)
+@yes_option
 @pass_context
-def stop_all(context: Context, worker: str) -> None:
-    """Stop every account of a worker."""
+def stop_all(context: Context, worker: str, yes: bool) -> None:
+    """Stop every account of a worker (asks first, naming how many)."""
     from database.models import DesiredState
 
+    views = context.plane().accounts.list_accounts(worker=worker)
+    if views:
+        confirm_or_refuse(yes, f"Stop {counted(len(views), 'account')} on {worker}?")
     for result in context.plane().accounts.bulk(worker, DesiredState.STOPPED, actor()):
         click.echo(result.message)

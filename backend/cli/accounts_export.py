@@ -1,17 +1,30 @@
 """`run_cli.py accounts export`: accounts' sessions written out in a portable format (`backend.session_export`),
 one file (a `tdata` folder) per account with its JSON sidecar. The files are live credentials: the command asks
-first (naming how many accounts), never prints a secret, and records who exported what in each account's events.
+first (naming how many accounts; `--yes` for scripts), never prints a secret, and records who exported what in
+each account's events and the audit log.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from backend.cli.base import ACCOUNT_ID, Context, actor, emit_json, json_option, pass_context, progress_bar, say, table
+from backend.cli.base import (
+    ACCOUNT_ID,
+    Context,
+    actor,
+    confirm_or_refuse,
+    counted,
+    emit_json,
+    json_option,
+    pass_context,
+    progress_bar,
+    say,
+    table,
+    yes_option,
+)
 
 # `common.session_formats.SessionFormat`'s values, spelt out so that `--help` imports none of the codecs.
 FORMATS = ("telethon-string", "telethon-file", "pyrogram-string", "pyrogram-file", "tdata")
@@ -29,7 +42,7 @@ FORMATS = ("telethon-string", "telethon-file", "pyrogram-string", "pyrogram-file
     help="The folder to write into (made, 0700, if missing).",
 )
 @click.option("--force", is_flag=True, help="Replace files of the same name.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @json_option
 @pass_context
 def export_accounts(
@@ -59,23 +72,17 @@ def export_accounts(
 
     if sum(bool(x) for x in (account_ids, worker, all_accounts)) != 1:
         raise click.UsageError("choose accounts one way: IDs, --worker NAME or --all")
-    if not yes and not can_ask():
-        raise click.UsageError(
-            "exporting writes live credentials and needs a confirmation: pass --yes (no terminal to ask on)"
-        )
     exporter = context.plane().exporter
     chosen = exporter.select(account_ids, worker=worker)
     if not chosen:
         raise AccountError("no accounts match", "no_accounts")
     if not force:
         refuse_replacing(out, chosen, fmt)
-    if not yes:
-        click.confirm(
-            f"export {len(chosen)} account(s) as {fmt} into {out}? The files hold live credentials: "
-            "anyone who gets them can use the accounts",
-            abort=True,
-            err=True,
-        )
+    confirm_or_refuse(
+        yes,
+        f"Export {counted(len(chosen), 'account')} as {fmt} into {out}? The files hold live credentials: "
+        "anyone who gets them can use the accounts.",
+    )
     with progress_bar("exporting", len(chosen)) as advance:
         results = exporter.export(chosen, fmt, out, actor=actor(), force=force, each=lambda _result: advance())
     written = [r for r in results if r.ok]
@@ -95,11 +102,6 @@ def export_accounts(
     if skipped:
         say(f"{len(skipped)} of {len(results)} account(s) skipped", err=True)
         click.get_current_context().exit(1)
-
-
-def can_ask() -> bool:
-    """Whether there is a person to confirm: standard input is a terminal."""
-    return sys.stdin.isatty()
 
 
 def _print_results(results: list[Any], out: Path) -> None:

@@ -8,7 +8,17 @@ import sys
 
 import click
 
-from backend.cli.base import Context, actor, emit_json, json_option, pass_context, say, table
+from backend.cli.base import (
+    Context,
+    actor,
+    confirm_or_refuse,
+    emit_json,
+    json_option,
+    pass_context,
+    say,
+    table,
+    yes_option,
+)
 
 MAX_HASH_LINE = 1024  # an API hash is 32 characters
 
@@ -105,8 +115,16 @@ def set_app(
 
 @apps.command("remove")
 @click.argument("app_id", type=click.IntRange(min=1))
+@yes_option
 @pass_context
-def remove_app(context: Context, app_id: int) -> None:
-    """Take an app out of the pool (refused while accounts use it)."""
-    view = context.plane().apps.remove(app_id, actor())
+def remove_app(context: Context, app_id: int, yes: bool) -> None:
+    """Take an app out of the pool (refused while accounts use it); asks first."""
+    service = context.plane().apps
+    found = next((v for v in service.list() if v.id == app_id), None)
+    if found is not None and not found.accounts and not found.logins:  # else the service says why not
+        label = f", {found.name}" if found.name else ""
+        confirm_or_refuse(
+            yes, f"Remove app {found.id} (API ID {found.api_id}{label}) from the pool? Its hash is deleted."
+        )
+    view = service.remove(app_id, actor())
     click.echo(f"app {view.id} (API ID {view.api_id}) removed")

@@ -1,7 +1,7 @@
 """`run_cli.py backup --out FILE` and `run_cli.py restore FILE`: one encrypted archive of the whole database
 (`backend.backup`). The archive's secret is a passphrase asked for on the terminal (twice when writing), the
 first line of stdin (`--passphrase-from-stdin`, for scripts), or a key file (`--key-file`). Large tables show
-a progress bar on stderr."""
+a progress bar on stderr. A restore asks first, naming the rows it deletes and loads (`--yes` for scripts)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from backend.cli.base import Context, emit_json, json_option, pass_context, say
+from backend.cli.base import (
+    Context,
+    confirm_or_refuse,
+    emit_json,
+    json_option,
+    pass_context,
+    recorded,
+    say,
+    yes_option,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -69,6 +78,7 @@ def _refusals() -> Iterator[None]:
 def _engine(context: Context, must_exist: bool) -> Engine:
     from database.engine import create_db_engine
 
+    context.enter_acting()
     engine = create_db_engine(context.settings.database_url)
     database = engine.url.database
     if must_exist and engine.dialect.name == "sqlite" and database and not Path(database).exists():
@@ -124,8 +134,10 @@ def backup_command(
     engine = _engine(context, must_exist=True)
     secret = _secret(passphrase_from_stdin, key_file, confirm=True)
     bars = _Bars()
-    with _refusals(), contextlib.closing(bars):
+    with _refusals(), contextlib.closing(bars), recorded(context, engine, "database.backup") as params:
+        params.update(file=str(out), force=force)
         summary = backup(engine, out, secret, secret_key, replace=force, progress=bars)
+        params.update(rows=sum(summary.tables.values()), revision=summary.revision)
     engine.dispose()
     if as_json:
         emit_json(summary.to_json())
@@ -145,8 +157,8 @@ def backup_command(
     type=click.Choice(["skip-existing"]),
     help="Into a database with rows: keep every row whose key exists, add the archive's others.",
 )
-@click.option("--replace", is_flag=True, help="Into a database with rows: delete all of them, then load (asks first).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--replace", is_flag=True, help="Into a database with rows: delete all of them, then load.")
+@yes_option
 @secret_options
 @json_option
 @pass_context
@@ -164,7 +176,7 @@ def restore_command(
 
     Into an empty database only, unless --merge skip-existing or --replace says how. The archive is checked
     whole first: a wrong passphrase or a damaged file changes nothing. Needs the SECRET_KEY the backup was
-    taken under."""
+    taken under. Asks first, naming the rows it deletes and loads."""
     from backend.backup import RestoreMode, check_secret_key, inspect_archive, plan_schema, restore
     from backend.backup_schema import inspect_target
     from config import load_secret_key, mask_url
@@ -181,14 +193,18 @@ def restore_command(
         engine = _engine(context, must_exist=False)
         target = inspect_target(engine)
         plan_schema(info, target, mode)
-        if mode is RestoreMode.REPLACE and not target.empty and not yes:
-            click.confirm(
-                f"delete the {target.total} rows of the database at {mask_url(context.settings.database_url)} "
-                f"and load the archive's {info.total} rows (taken {info.created_at})?",
-                abort=True,
-                err=True,
-            )
-        summary = restore(engine, file, secret, info, mode, progress=bars)
+        where = f"the database at {mask_url(context.settings.database_url)}"
+        archive = f"the archive's {info.total} rows (taken {info.created_at})"
+        if mode is RestoreMode.REPLACE and not target.empty:
+            question = f"Delete the {target.total} rows of {where} and load {archive}?"
+        elif mode is RestoreMode.SKIP_EXISTING and not target.empty:
+            question = f"Add to {where} whichever of {archive} it lacks (its {target.total} rows stay)?"
+        else:
+            question = f"Load {archive} into {where}?"
+        confirm_or_refuse(yes, question)
+        with recorded(context, engine, "database.restore", on_error=False) as params:
+            params.update(file=str(file), mode=mode.value, archive_rows=info.total, taken=str(info.created_at))
+            summary = restore(engine, file, secret, info, mode, progress=bars)
     engine.dispose()
     if as_json:
         emit_json({"file": str(file), **summary.to_json(), "archive": info.to_json(), "notes": notes})

@@ -1,6 +1,11 @@
 """What every command of the CLI shares: the per-invocation `Context`, the groups (`LazyGroup`, and `FleetGroup`
 that turns errors into one line and the documented exit code), options and parameter types, and the output
-helpers (`say`, `table`, `emit_json`, `progress_bar`, `ago`, `duration`, `actor`).
+helpers (`say`, `table`, `emit_json`, `progress_bar`, `ago`, `duration`, `actor`), and the confirmation every
+command that affects many accounts or cannot be undone asks for (`yes_option`, `confirm_or_refuse`).
+
+Who acted: the CLI runs as the operator of the machine it runs on. Every change is recorded with the actor
+`cli:<OS user>` in the role `shell` (roles are not enforced here: whoever can run the CLI can do everything),
+under the name given with the root's `--as NAME` (a script's), else the OS user's.
 
 Importing this module costs click and the standard library only: settings, services, `rich` and the validation
 helpers are imported when a command first uses them, so `--version` and `--help` start in a blink.
@@ -13,12 +18,15 @@ import functools
 import getpass
 import importlib
 import math
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from backend.control_plane import ControlPlane
     from config import CliSettings
 
@@ -29,11 +37,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 # ---- output ---------------------------------------------------------------------------------------------
 
 
-def actor() -> str:
+def os_user() -> str:
     try:
-        return f"cli:{getpass.getuser()}"
+        return getpass.getuser()
     except (KeyError, OSError):
-        return "cli"
+        return ""
+
+
+def actor() -> str:
+    """Who acts, as the audit log and the events record it: `cli:<OS user>` (the name, `--as`, goes apart)."""
+    user = os_user()
+    return f"cli:{user}" if user else "cli"
 
 
 def ago(seconds: float | None) -> str:
@@ -181,15 +195,85 @@ def json_option(function: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")(function)
 
 
+MAX_AS_NAME = 64
+
+
+def check_as_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """`--as NAME`: printable text of 1 to 64 characters (it is shown in the audit log), else a usage error."""
+    if value is None:
+        return None
+    name = value.strip()
+    if not 1 <= len(name) <= MAX_AS_NAME or not name.isprintable():
+        raise click.BadParameter(f"give a name of 1 to {MAX_AS_NAME} printable characters", param_hint="--as")
+    from common.validation import has_unsafe_characters
+
+    if has_unsafe_characters(name):
+        raise click.BadParameter("the name holds characters that could hide or reorder text", param_hint="--as")
+    return name
+
+
+# ---- confirmations --------------------------------------------------------------------------------------
+
+
+def yes_option(function: F) -> F:
+    return click.option(
+        "--yes", is_flag=True, help="Do not ask for confirmation (scripts: needed where there is no terminal)."
+    )(function)
+
+
+def can_ask() -> bool:
+    """Whether there is a person to confirm: standard input is a terminal."""
+    return sys.stdin.isatty()
+
+
+def confirm_or_refuse(yes: bool, question: str) -> None:
+    """Go on with `--yes`; else ask `question` (naming the count: "Stop 143 accounts on fra-1?") on a terminal,
+    or, with none to ask on, refuse in one line that repeats it. A "no" or a refusal exits 1, nothing changed."""
+    if yes:
+        return
+    from common.validation import printable
+
+    shown = printable(question)
+    if not can_ask():
+        raise click.ClickException(f"{shown} Not done: no terminal to confirm on; pass --yes to confirm")
+    if not click.confirm(shown, default=False, err=True):
+        click.echo("cancelled: nothing changed", err=True)
+        click.get_current_context().exit(1)
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """`1 account`, `143 accounts`."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
 # ---- context --------------------------------------------------------------------------------------------
 
 
 class Context:
-    """Lazily loaded settings and services for one CLI invocation."""
+    """Lazily loaded settings and services for one CLI invocation, and who it acts as (`--as NAME`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, as_name: str | None = None) -> None:
         self._settings: CliSettings | None = None
         self._plane: ControlPlane | None = None
+        self.as_name = as_name
+        self._acting = False
+
+    @property
+    def acting_name(self) -> str:
+        """The name the audit log shows beside the actor: `--as NAME`, else the OS user."""
+        return self.as_name or os_user()
+
+    def enter_acting(self) -> None:
+        """Record this invocation's changes in the role `shell` under `acting_name`, until the CLI's root
+        context closes (entered on first need: the audit module imports SQLAlchemy, which `--help` must not)."""
+        ctx = click.get_current_context(silent=True)
+        if self._acting or ctx is None:
+            return
+        from common.roles import SHELL_ROLE
+        from database.audit import acting_as
+
+        ctx.find_root().with_resource(acting_as(SHELL_ROLE, self.acting_name, actor()))
+        self._acting = True
 
     @property
     def settings(self) -> CliSettings:
@@ -203,7 +287,7 @@ class Context:
         """The control plane's services for this invocation, each built on first use (`backend.control_plane`)."""
         if self._plane is None:
             from backend.control_plane import ControlPlane
-            from config import load_board_limits, load_secret_key, plugins_dir
+            from config import load_board_limits, load_owner_ids, load_secret_key, plugins_dir
 
             self._plane = ControlPlane(
                 self.settings.redis_url,
@@ -212,8 +296,48 @@ class Context:
                 secret_key=load_secret_key,
                 plugins_dir=plugins_dir,
                 board_limits=load_board_limits,
+                owner_ids=load_owner_ids,
             )
+        self.enter_acting()
         return self._plane
+
+
+@contextlib.contextmanager
+def recorded(context: Context, engine: Engine, action: str, on_error: bool = True) -> Iterator[dict[str, Any]]:
+    """One audit row for what the CLI runs itself over the whole database (`backup`, `restore`, `rekey`: functions,
+    not service methods that record their own), written through `engine` when the block ends: `ok`, or the
+    error's code (unless `on_error` is False: a restore that failed left the database as it was, and a row
+    there would make an empty one not empty). A database at a schema from before the audit log (a backup
+    migrates nothing) gets no row. The block may add parameters to the dict it is given."""
+    from database.audit import error_outcome
+
+    context.enter_acting()
+    params: dict[str, Any] = {}
+    try:
+        yield params
+    except Exception as error:
+        if on_error:
+            try:
+                _record(engine, action, params, error_outcome(error))
+            except Exception:  # what went wrong first is what the operator is told
+                import logging
+
+                logging.getLogger(__name__).debug("the audit row of a failed %s was not written", action, exc_info=True)
+        raise
+    _record(engine, action, params, "ok")
+
+
+def _record(engine: Engine, action: str, params: dict[str, Any], outcome: str) -> None:
+    from sqlalchemy import inspect
+    from sqlalchemy.orm import Session
+
+    from database.audit import record_audit
+    from database.models import AuditEntry
+
+    if not inspect(engine).has_table(AuditEntry.__tablename__):
+        return
+    with Session(engine) as session, session.begin():
+        record_audit(session, actor(), action, (), params, outcome)
 
 
 def pass_context(function: F) -> F:

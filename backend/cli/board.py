@@ -11,7 +11,19 @@ from contextlib import contextmanager
 
 import click
 
-from backend.cli.base import Context, actor, ago, emit_json, json_option, pass_context, say, table
+from backend.cli.base import (
+    Context,
+    actor,
+    ago,
+    confirm_or_refuse,
+    counted,
+    emit_json,
+    json_option,
+    pass_context,
+    say,
+    table,
+    yes_option,
+)
 
 MAX_DAYS = 90
 MAX_LIMIT = 500
@@ -167,22 +179,17 @@ def show(context: Context, report_id: str, as_json: bool) -> None:
 @board.command("ban", context_settings=TAKES_REPORT_ID)
 @click.argument("report_id")
 @click.option("--reason", default="", help="Why (kept with the ban; the report's reason by default).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @pass_context
 def ban(context: Context, report_id: str, reason: str, yes: bool) -> None:
-    """Ban the user a report is about: their ads hide, their chats end, their open reports close."""
-    from common.validation import printable
-
+    """Ban the user a report is about: their ads hide, their chats end, their open reports close (asks first)."""
     service = context.plane().board
     with _refusals():
-        if not yes:
-            target = service.get_report(report_id)
-            click.confirm(
-                f"ban {printable(target.reported)}? their ads hide, their chats end (partners are told); "
-                "there is no unban",
-                abort=True,
-                err=True,
-            )
+        target = service.get_report(report_id)
+        confirm_or_refuse(
+            yes,
+            f"Ban {target.reported}? Their ads hide and their chats end (partners are told); there is no unban.",
+        )
         view = service.ban(report_id, actor(), reason)
     say(f"banned {view.reported} (report {view.id})")
 
@@ -247,23 +254,25 @@ def unhide(context: Context, ad_id: str) -> None:
 @click.option("--ban", "ban_them", is_flag=True, help="Ban the reporter (final), dismissing what they filed.")
 @click.option("--dismiss-all", is_flag=True, help="Dismiss every open report the reporter filed.")
 @click.option("--restore", is_flag=True, help="Bring back every ad the reporter's reports keep hidden.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @pass_context
 def reporter(context: Context, report_id: str, ban_them: bool, dismiss_all: bool, restore: bool, yes: bool) -> None:
-    """Act on whoever filed a report (for the board's own false-reports report: on whom it is about)."""
+    """Act on whoever filed a report (for the board's own false-reports report: on whom it is about); asks first."""
     if [ban_them, dismiss_all, restore].count(True) != 1:
         raise click.UsageError("say what to do: exactly one of --ban, --dismiss-all, --restore")
     service = context.plane().board
     with _refusals():
         reach = service.reporter_reach(report_id)
-        if not yes:
-            if ban_them:
-                question = f"ban the reporter (there is no unban) and dismiss their {reach.reports} open report(s)?"
-            elif dismiss_all:
-                question = f"dismiss the reporter's {reach.reports} open report(s)?"
-            else:
-                question = f"bring back {reach.ads_restored} ad(s) their reports hid, settling every report on them?"
-            click.confirm(question, abort=True, err=True)
+        reports = counted(reach.reports, "open report")
+        if ban_them:
+            question = f"Ban the reporter (there is no unban) and dismiss their {reports}?"
+        elif dismiss_all:
+            question = f"Dismiss the reporter's {reports}?"
+        else:
+            question = (
+                f"Bring back {counted(reach.ads_restored, 'ad')} their reports hid, settling every report on them?"
+            )
+        confirm_or_refuse(yes, question)
         if ban_them:
             outcome = service.ban_reporter(report_id, actor())
         elif dismiss_all:

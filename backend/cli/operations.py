@@ -17,12 +17,15 @@ from backend.cli.base import (
     Context,
     actor,
     ago,
+    confirm_or_refuse,
+    counted,
     emit_json,
     json_option,
     pass_context,
     progress_bar,
     say,
     table,
+    yes_option,
 )
 from celery_app.operations import OperationName, OperationStatus
 
@@ -34,6 +37,11 @@ STATUS_ICONS = {
     OperationStatus.DONE: "✅",
     OperationStatus.FAILED: "❌",
     OperationStatus.WORKER_LOST: "❓",
+}
+# What an operation on many accounts does that its question should say (the others read or check).
+CONSEQUENCES = {
+    OperationName.TERMINATE_OTHERS: " Every other session of theirs ends: that cannot be undone.",
+    OperationName.PROFILE: " Their profiles change.",
 }
 
 
@@ -62,6 +70,7 @@ def _read_photo(path: Path) -> bytes:
 @click.option("--hint", help="2fa: a hint for the new password.")
 @click.option("--wait/--no-wait", default=True, help="Follow the operations to their end (default).")
 @click.option("--timeout", type=SECONDS, default=600.0, show_default=True, help="Seconds to follow them.")
+@yes_option
 @json_option
 @pass_context
 def operate(
@@ -80,9 +89,12 @@ def operate(
     hint: str | None,
     wait: bool,
     timeout: float,
+    yes: bool,
     as_json: bool,
 ) -> None:
     """Run an operation on accounts: check, sessions, terminate-others, 2fa or profile.
+
+    On more than one account, or on those --worker, --all or --status choose, it asks first, naming how many.
 
     \b
     Examples:
@@ -125,6 +137,8 @@ def operate(
     chosen = service.select(account_ids, worker=worker, status=status)
     if not chosen:
         raise AccountError("no accounts match", "no_accounts")
+    if len(chosen) > 1 or not account_ids:
+        _confirm(yes, operation, len(chosen), bool(account_ids), worker, status, set_password)
     batch = service.submit(operation, chosen, options, actor())
     views = batch.operations
     if wait:
@@ -144,6 +158,24 @@ def operate(
     if failed:
         say(f"{len(failed)} of {len(views)} failed", err=True)
         click.get_current_context().exit(1)
+
+
+def _confirm(
+    yes: bool,
+    operation: OperationName,
+    count: int,
+    by_ids: bool,
+    worker: str | None,
+    status: str | None,
+    password: bool,
+) -> None:
+    """Many accounts, or a selection whose reach the one typing it may not know: ask, naming how many."""
+    where = f" on {worker}" if worker else ("" if by_ids else " across the fleet")
+    where += f" in status {status}" if status else ""
+    said = CONSEQUENCES.get(operation, "")
+    if operation is OperationName.TWO_FA and password:
+        said = " Their 2FA password changes to the one given."
+    confirm_or_refuse(yes, f"Run {operation.value} on {counted(count, 'account')}{where}?{said}")
 
 
 def _follow(service: Any, batch: str, views: list[Any], timeout: float, show_progress: bool) -> list[Any]:

@@ -8,7 +8,18 @@ from typing import Any
 
 import click
 
-from backend.cli.base import Context, actor, emit_json, json_option, pass_context, say, table
+from backend.cli.base import (
+    Context,
+    actor,
+    confirm_or_refuse,
+    counted,
+    emit_json,
+    json_option,
+    pass_context,
+    say,
+    table,
+    yes_option,
+)
 
 STATE_ICONS = {"running": "🟢", "failing": "⚠️", "blocked": "🐢", "error": "❌", "not running": "⚪"}
 
@@ -73,6 +84,13 @@ def _targets(account_ids: tuple[int, ...], worker: str | None) -> None:
         raise click.UsageError("give account IDs or --worker NAME")
 
 
+def _confirm_many(yes: bool, count: int, worker: str | None, doing: str) -> None:
+    """More than one account, or a worker's (whose reach the one typing it may not know): ask, naming how many."""
+    if count > 1 or (worker and count):
+        where = f" on {worker}" if worker else ""
+        confirm_or_refuse(yes, f"{doing} for {counted(count, 'account')}{where}?")
+
+
 @plugins.command("enable")
 @click.argument("name")
 @click.argument("account_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
@@ -80,13 +98,25 @@ def _targets(account_ids: tuple[int, ...], worker: str | None) -> None:
 @click.option(
     "--config", "config_path", type=click.Path(path_type=Path), help="A JSON file with the plugin's configuration."
 )
+@yes_option
 @pass_context
 def enable(
-    context: Context, name: str, account_ids: tuple[int, ...], worker: str | None, config_path: Path | None
+    context: Context,
+    name: str,
+    account_ids: tuple[int, ...],
+    worker: str | None,
+    config_path: Path | None,
+    yes: bool,
 ) -> None:
-    """Enable (or reconfigure) a plugin for accounts; running accounts pick it up without a restart."""
+    """Enable (or reconfigure) a plugin for accounts; running accounts pick it up without a restart. For more
+    than one account, or a worker's, asks first."""
     _targets(account_ids, worker)
     config = _read_config(config_path)
+    count = len(set(account_ids))
+    if worker:
+        on_worker = {view.id for view in context.plane().accounts.list_accounts(worker=worker)}
+        count = len(on_worker & set(account_ids)) if account_ids else len(on_worker)
+    _confirm_many(yes, count, worker, f"Enable plugin {name}")
     ids = context.plane().plugins.enable(name, account_ids, config, actor(), worker=worker)
     say(f"plugin {name} enabled for {len(ids)} account(s): {', '.join(map(str, ids))}")
 
@@ -95,10 +125,14 @@ def enable(
 @click.argument("name")
 @click.argument("account_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
 @click.option("--worker", help="Every account of this worker.")
+@yes_option
 @pass_context
-def disable(context: Context, name: str, account_ids: tuple[int, ...], worker: str | None) -> None:
-    """Disable a plugin for accounts; it unloads from running accounts without a restart."""
+def disable(context: Context, name: str, account_ids: tuple[int, ...], worker: str | None, yes: bool) -> None:
+    """Disable a plugin for accounts; it unloads from running accounts without a restart. For more than one
+    account, or a worker's, asks first."""
     _targets(account_ids, worker)
+    enabled = context.plane().plugins.status(account_ids, worker, name, running=set())
+    _confirm_many(yes, len({row.account_id for row in enabled}), worker, f"Disable plugin {name}")
     ids = context.plane().plugins.disable(name, account_ids, actor(), worker=worker)
     if not ids:
         say(f"plugin {name} was not enabled for those accounts: nothing changed")

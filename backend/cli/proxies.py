@@ -10,7 +10,20 @@ from typing import Any
 
 import click
 
-from backend.cli.base import ACCOUNT_ID, Context, actor, ago, emit_json, json_option, pass_context, say, table
+from backend.cli.base import (
+    ACCOUNT_ID,
+    Context,
+    actor,
+    ago,
+    confirm_or_refuse,
+    counted,
+    emit_json,
+    json_option,
+    pass_context,
+    say,
+    table,
+    yes_option,
+)
 
 STATE_ICONS = {"alive": "🟢", "slow": "🐢", "dead": "🔴", "unknown": "❔"}
 PROXY_ID = click.IntRange(1, 2**31 - 1)
@@ -149,10 +162,20 @@ def check(context: Context, proxy_ids: tuple[int, ...], as_json: bool) -> None:
 @proxies.command("remove")
 @click.argument("proxy_id", type=PROXY_ID)
 @click.option("--reassign", is_flag=True, help="Move its accounts to other proxies of its group first.")
+@yes_option
 @pass_context
-def remove(context: Context, proxy_id: int, reassign: bool) -> None:
-    """Remove a proxy from the pool (refused while accounts use it, unless --reassign)."""
-    moved = context.plane().proxies.remove(proxy_id, reassign, actor())
+def remove(context: Context, proxy_id: int, reassign: bool, yes: bool) -> None:
+    """Remove a proxy from the pool (refused while accounts use it, unless --reassign); asks first."""
+    service = context.plane().proxies
+    view, _events = service.get_proxy(proxy_id, event_limit=0)
+    if reassign or not view.accounts:  # else the service says why not: nothing to ask
+        moving = f" and move its {counted(view.accounts, 'account')} to other proxies of group {view.group}"
+        confirm_or_refuse(
+            yes,
+            f"Remove proxy {view.id} ({view.display}){moving if view.accounts else ''}? "
+            "Its address and credentials are deleted.",
+        )
+    moved = service.remove(proxy_id, reassign, actor())
     for item in moved:
         _say_pinned(item)
     click.echo(f"proxy {proxy_id} removed")
@@ -172,6 +195,7 @@ def _say_pinned(item: Any) -> None:
 @click.option("--proxy", "proxy_id", type=PROXY_ID, help="Pin to this proxy.")
 @click.option("--group", help="Pin to the least loaded proxy of this group (an account already in it stays).")
 @click.option("--none", "no_proxy", is_flag=True, help="No proxy: connect directly.")
+@yes_option
 @json_option
 @pass_context
 def set_proxy(
@@ -180,11 +204,16 @@ def set_proxy(
     proxy_id: int | None,
     group: str | None,
     no_proxy: bool,
+    yes: bool,
     as_json: bool,
 ) -> None:
-    """Pin accounts to a proxy of the pool (running ones restart onto it)."""
+    """Pin accounts to a proxy of the pool (running ones restart onto it); for more than one, asks first."""
     if [proxy_id is not None, group is not None, no_proxy].count(True) != 1:
         raise click.UsageError("give exactly one of --proxy ID, --group GROUP, --none")
+    count = len(set(account_ids))
+    if count > 1:
+        onto = f"proxy {proxy_id}" if proxy_id is not None else f"group {group}" if group else "no proxy"
+        confirm_or_refuse(yes, f"Pin {counted(count, 'account')} to {onto}? Running ones restart.")
     pinned = context.plane().proxies.set_proxy(list(account_ids), actor(), proxy_id, group, no_proxy)
     if as_json:
         emit_json(

@@ -1,5 +1,6 @@
 """`run_cli.py rekey`: re-encrypt every stored secret under SECRET_KEY's first key (`backend.rekey`), after
-asking; lists, without content, whatever no key could read, and exits 1 if there was any."""
+asking (naming how many accounts, apps and proxies; `--yes` for scripts); lists, without content, whatever no
+key could read, and exits 1 if there was any."""
 
 from __future__ import annotations
 
@@ -7,11 +8,20 @@ import sys
 
 import click
 
-from backend.cli.base import Context, emit_json, json_option, pass_context
+from backend.cli.base import (
+    Context,
+    confirm_or_refuse,
+    counted,
+    emit_json,
+    json_option,
+    pass_context,
+    recorded,
+    yes_option,
+)
 
 
 @click.command("rekey")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @json_option
 @pass_context
 def rekey_command(context: Context, yes: bool, as_json: bool) -> None:
@@ -23,8 +33,13 @@ def rekey_command(context: Context, yes: bool, as_json: bool) -> None:
     if not box.rotating and not as_json:
         click.echo("SECRET_KEY lists one key: secrets are re-encrypted under it (nothing older to retire)", err=True)
     if not yes:
-        click.confirm("re-encrypt every stored secret under the first key of SECRET_KEY?", abort=True, err=True)
-    report = rekey(plane.sessions, plane.redis, box)
+        accounts = plane.accounts.accounts_page(0, per_page=1).total
+        secrets = f"{counted(accounts, 'account')}, {counted(len(plane.apps.list()), 'app')}, "
+        secrets += f"{counted(len(plane.proxies.list_proxies()), 'proxy', 'proxies')}, the board's users"
+        confirm_or_refuse(yes, f"Re-encrypt every stored secret ({secrets}) under the first key of SECRET_KEY?")
+    with recorded(context, plane.engine, "secrets.rekey") as params:
+        report = rekey(plane.sessions, plane.redis, box)
+        params.update(report.to_json(), failed=len(report.failed))
     if as_json:
         emit_json(report.to_json())
     else:

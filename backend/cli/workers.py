@@ -6,7 +6,19 @@ from typing import TYPE_CHECKING
 
 import click
 
-from backend.cli.base import Context, actor, ago, duration, emit_json, json_option, pass_context, say, table
+from backend.cli.base import (
+    Context,
+    actor,
+    ago,
+    confirm_or_refuse,
+    duration,
+    emit_json,
+    json_option,
+    pass_context,
+    say,
+    table,
+    yes_option,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -123,8 +135,14 @@ def add(context: Context, name: str, address: str) -> None:
 
 @click.command("remove")
 @click.argument("name")
+@yes_option
 @pass_context
-def remove(context: Context, name: str) -> None:
-    """Forget an offline worker."""
-    context.plane().fleet.remove_worker(name, actor())
+def remove(context: Context, name: str, yes: bool) -> None:
+    """Forget an offline worker that runs no accounts (asks first)."""
+    fleet = context.plane().fleet
+    worker = fleet.get_worker(name, event_limit=0).worker
+    if worker.status.value != "online" and not worker.accounts:  # else the service says why not: nothing to ask
+        where = f" ({worker.address})" if worker.address else ""
+        confirm_or_refuse(yes, f"Remove worker '{worker.name}'{where}? Only adding it again brings it back.")
+    fleet.remove_worker(name, actor())
     click.echo(f"worker '{name}' removed")
