@@ -6,7 +6,10 @@ fall into the same status, or get worse at a check, or have plugins failing) in 
 summary, not one message each. A transition the log folded (the same one again within the hour: a flapping
 account) is not alerted again; a flapping worker is, with how often it happened. A plugin failing on an
 account is alerted at most once an hour (its errors may differ each time, so the log does not fold them).
-`AlertNotifier` polls the log and sends each alert to every admin in their language.
+`AlertNotifier` polls the log and sends each alert, in their language, to the admins who can act on it: those
+whose role may operate the fleet (operators and owners; `AdminsService.recipients`), but for those who muted
+alerts for now (`/mute`, `bot.mutes`). New reports on the board (when the bot has its section) go to those who
+may moderate it (moderators and owners), counted in one message per poll.
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ from html import escape
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.details import detail_text
 from bot.i18n import LanguageStore
+from bot.mutes import MuteStore
 from bot.services import BotServices
 from bot.texts import t
 from bot.views import STATUS_ICON, account_status, verdict_text
 from celery_app import keys
 from common.details import Detail, stored
+from common.roles import Capability
+from database.board_models import BoardReport, ReportStatus
 from database.models import Account, FleetEventKind
 
 log = logging.getLogger(__name__)
@@ -229,22 +236,48 @@ _NAMED_KINDS = {FleetEventKind.ACCOUNT_VERDICT_WORSE, FleetEventKind.PLUGIN_ALER
 
 
 class AlertNotifier:
-    def __init__(self, bot: Any, services: BotServices, admin_ids: frozenset[int], languages: LanguageStore) -> None:
+    def __init__(
+        self,
+        bot: Any,
+        services: BotServices,
+        admin_ids: frozenset[int],
+        languages: LanguageStore,
+        mutes: MuteStore | None = None,
+    ) -> None:
+        """`admin_ids` (ADMIN_IDS) are owners: alerted whatever the admins table says (if it cannot be read)."""
         self.bot = bot
         self.services = services
         self.admin_ids = admin_ids
         self.languages = languages
+        self.mutes = mutes
         self.last_id: int | None = None
+        self.last_report_id: int | None = None
         self.plugin_errors = PluginErrorThrottle()
+
+    async def recipients(self, capability: Capability = Capability.OPERATE) -> list[int]:
+        """The admins to alert now: whose role holds `capability`, but for those muted."""
+        found = set(self.admin_ids)
+        if self.services.admins is not None:
+            try:
+                found |= set(await self.services.call(self.services.admins.recipients, capability))
+            except Exception as error:  # noqa: BLE001 - the owners are alerted even so
+                log.warning("alerts: could not read the admins table (%s); alerting the owners", error)
+        if self.mutes is not None:
+            try:
+                found -= await self.mutes.muted(found)
+            except RedisError as error:
+                log.warning("alerts: could not read the mutes (%s)", error)
+        return sorted(found)
 
     async def run(self) -> None:
         while True:
-            try:
-                await self.poll_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - alerts must never take the bot down
-                log.warning("alerts: %s", error)
+            for poll in (self.poll_once, self.poll_board):
+                try:
+                    await poll()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - alerts must never take the bot down
+                    log.warning("alerts: %s", error)
             await asyncio.sleep(POLL_SECONDS)
 
     async def poll_once(self) -> int:
@@ -264,9 +297,10 @@ class AlertNotifier:
         named = {account_id_of(line.subject) for line in lines if line.kind in _NAMED_KINDS}
         phones = await self.services.call(self._phones, {i for i in named if i is not None}) if named else {}
         alerts = build_alerts(lines, phones)
+        admins = await self.recipients(Capability.OPERATE) if alerts else []
         for alert in alerts:
             delivered = False
-            for admin in sorted(self.admin_ids):
+            for admin in admins:
                 lang = await self.languages.for_alerts(admin)
                 try:
                     await self.bot.send_message(admin, alert.render(lang))
@@ -276,6 +310,23 @@ class AlertNotifier:
             if delivered:
                 await self.services.call(self._count, alert)
         return len(alerts)
+
+    async def poll_board(self) -> int:
+        """Tell the board's moderators (and owners) how many reports came in since the last poll (0 or 1 alert)."""
+        board = self.services.board
+        if board is None:
+            return 0
+        newest, fresh = await self.services.call(new_open_reports, board.sessions, self.last_report_id)
+        self.last_report_id = newest
+        if not fresh:
+            return 0
+        alert = Alert("alert.board_reports", {"n": fresh})
+        for admin in await self.recipients(Capability.MODERATE):
+            try:
+                await self.bot.send_message(admin, alert.render(await self.languages.for_alerts(admin)))
+            except Exception as error:  # noqa: BLE001 - e.g. an admin who never opened the bot
+                log.warning("could not alert admin %d: %s", admin, error)
+        return 1
 
     def _phones(self, account_ids: Iterable[int]) -> dict[int, str]:
         """Masked phones of the accounts the alerts name (one query)."""
@@ -293,3 +344,17 @@ class AlertNotifier:
             self.services.fleet.redis.hincrby(keys.ALERTS_SENT, kind, 1)
         except RedisError as error:
             log.warning("alerts: could not count an alert (%s)", error)
+
+
+def new_open_reports(sessions: sessionmaker[Session], after_id: int | None) -> tuple[int, int]:
+    """(the newest report's id, how many reports after `after_id` are still open); none counted on the first call."""
+    with sessions() as session:
+        newest = session.scalar(select(func.max(BoardReport.id))) or 0
+        if after_id is None or newest <= after_id:
+            return newest, 0
+        fresh = session.scalar(
+            select(func.count())
+            .select_from(BoardReport)
+            .where(BoardReport.id > after_id, BoardReport.id <= newest, BoardReport.status == ReportStatus.OPEN.value)
+        )
+        return newest, int(fresh or 0)

@@ -6,6 +6,8 @@ import enum
 
 from aiogram.filters.callback_data import CallbackData
 
+from common.roles import Role
+
 
 class MenuAction(enum.StrEnum):
     MAIN = "main"
@@ -17,6 +19,9 @@ class MenuAction(enum.StrEnum):
     ADD_WORKER = "addw"
     BOARD = "board"
     PROXIES = "proxies"
+    ADMINS = "admins"  # owners: the admins and their roles
+    ADD_ADMIN = "adda"  # owners: the form adding one
+    AUDIT = "audit"  # owners: the audit log
 
 
 class WorkerAction(enum.StrEnum):
@@ -49,7 +54,8 @@ class AccountAction(enum.StrEnum):
 
 
 class WorkerOpAction(enum.StrEnum):
-    CHECK = "ck"
+    CHECK = "ck"  # asks to confirm, naming how many accounts
+    CHECK_CONFIRMED = "ck!"
     END_SESSIONS = "es"  # asks to confirm
     END_SESSIONS_CONFIRMED = "es!"
 
@@ -84,7 +90,14 @@ class ExportFormat(enum.StrEnum):
 class FormAction(enum.StrEnum):
     NO_PASSWORD = "np"  # noqa: S105 - an action's name: the account has no cloud password yet
     DEFAULT_CONFIG = "dc"  # enable a plugin with the configuration {}
+    NO_NAME = "nn"  # add an admin without a name
     CANCEL = "x"
+
+
+class AdminAction(enum.StrEnum):
+    CARD = "c"
+    REMOVE = "rm"  # asks to confirm
+    REMOVE_CONFIRMED = "rm!"
 
 
 class BoardAction(enum.StrEnum):
@@ -224,3 +237,26 @@ class BoardReportAction(CallbackData, prefix="br"):
     id: str
     action: ReportAction
     pos: int = 0
+
+
+class AdminCard(CallbackData, prefix="ad"):
+    """One admin of the admins table (owners by ADMIN_IDS have no card: they are changed only there)."""
+
+    tg_id: int
+    action: AdminAction = AdminAction.CARD
+
+
+class AdminRole(CallbackData, prefix="ar"):
+    """Give an admin a role; `tg_id` 0 is the admin the add form is about (in the form's state)."""
+
+    tg_id: int
+    role: Role
+
+
+class AuditPage(CallbackData, prefix="au"):
+    """The audit log, newest first: rows older than `before` (0: the newest), filtered by `actor` or `target`
+    (each written with `bot.audit_views.encode_filter`: the separator ':' is not allowed in a value)."""
+
+    before: int = 0
+    actor: str = ""
+    target: str = ""

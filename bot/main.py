@@ -22,7 +22,10 @@ from backend.control_plane import ControlPlane
 from bot.alerts import AlertNotifier
 from bot.app import build_dispatcher
 from bot.i18n import LanguageStore
+from bot.keyboards import install_button_filter
 from bot.live import StatusWatcher
+from bot.mutes import MuteStore
+from bot.roles_directory import RolesDirectory
 from bot.services import BotServices
 from bot.texts import t
 from celery_app import keys
@@ -30,7 +33,20 @@ from common.redis_target import open_async_redis
 from config import DEFAULT_BOT_API_SERVER, BotSettings, load_board_limits, plugins_dir
 
 log = logging.getLogger(__name__)
-COMMANDS = ("start", "workers", "accounts", "add", "proxies", "summary", "board", "language", "cancel")
+COMMANDS = (
+    "start",
+    "workers",
+    "accounts",
+    "add",
+    "proxies",
+    "summary",
+    "board",
+    "admins",
+    "audit",
+    "mute",
+    "language",
+    "cancel",
+)
 FSM_TTL_SECONDS = 24 * 3600
 
 
@@ -65,6 +81,7 @@ def make_services(settings: BotSettings) -> BotServices:
         secret_key=lambda: settings.secret_key,
         plugins_dir=plugins_dir,
         board_limits=load_board_limits,
+        owner_ids=lambda: settings.admin_ids,
     )
     return BotServices.of(plane)
 
@@ -86,12 +103,15 @@ async def run_bot(settings: BotSettings) -> None:
     storage = fsm_storage(redis)
     languages = LanguageStore(redis)
     watcher = StatusWatcher(redis)
+    mutes = MuteStore(redis)
+    roles = RolesDirectory.of(services.admins, settings.admin_ids)
     bot = make_bot(settings)
-    dispatcher = build_dispatcher(services, storage, settings.admin_ids, languages, watcher)
+    install_button_filter(bot, roles)  # each admin is sent only the buttons their role may press
+    dispatcher = build_dispatcher(services, storage, settings.admin_ids, languages, watcher, roles, mutes)
     me = await bot.get_me()
-    log.info("bot @%s started for %d admin(s) (Bot API %s)", me.username, len(settings.admin_ids), settings.api_server)
+    log.info("bot @%s started for %d owner(s) (Bot API %s)", me.username, len(settings.admin_ids), settings.api_server)
     await register_commands(bot)
-    notifier = AlertNotifier(bot, services, settings.admin_ids, languages)
+    notifier = AlertNotifier(bot, services, settings.admin_ids, languages, mutes)
     background = [asyncio.create_task(watcher.run()), asyncio.create_task(notifier.run())]
     try:
         if settings.webhook_url:

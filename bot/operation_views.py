@@ -256,10 +256,14 @@ def batch_progress(
     return "\n".join(lines), keyboard([back])
 
 
-def batch_confirm(lang: str, worker: str, worker_id: int, yes: str) -> tuple[str, InlineKeyboardMarkup]:
-    return t(lang, "batch.end_sessions.confirm", worker=escape(worker)), keyboard(
+def batch_confirm(
+    lang: str, what: str, worker: str, worker_id: int, count: int, yes: str
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The question before an operation on every account of a worker (`what`: "check" or "end_sessions")."""
+    yes_key = "btn.yes_check" if what == "check" else "btn.yes_end"
+    return t(lang, f"batch.{what}.confirm", worker=escape(worker), count=count), keyboard(
         [
-            Button(text=t(lang, "btn.yes_end"), callback_data=yes),
+            Button(text=t(lang, yes_key), callback_data=yes),
             Button(text=t(lang, "btn.cancel"), callback_data=AccountsPage(worker_id=worker_id).pack()),
         ]
     )

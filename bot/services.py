@@ -1,5 +1,5 @@
 """What handlers get as `services`: the fleet and accounts services (and the board's, for its moderation,
-the operations', the plugins' and the proxy pool's), called off the event loop."""
+the operations', the plugins', the proxy pool's, the admins' and the audit log's), called off the event loop."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from backend.accounts_service import AccountService
+from backend.admins_service import AdminsService
+from backend.audit_service import AuditService
 from backend.control_plane import ControlPlane
 from backend.fleet import FleetService
 from backend.operations_service import OperationsService
@@ -30,6 +32,8 @@ class BotServices:
     plugins: PluginsService | None = None  # plugins per account
     export: SessionExporter | None = None  # accounts' sessions written out (the card's Export)
     proxies: ProxiesService | None = None  # the pool of proxies (the Proxies page)
+    admins: AdminsService | None = None  # who is an admin, in which role (the gate, alerts, the Admins page)
+    audit: AuditService | None = None  # the audit log (the Audit page)
 
     @classmethod
     def of(
@@ -50,6 +54,8 @@ class BotServices:
             plugins=plane.plugins if plugins else None,
             export=plane.exporter,
             proxies=plane.proxies if proxies else None,
+            admins=plane.admins,
+            audit=plane.audit,
         )
 
     async def call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -72,8 +72,11 @@ def worker_status(lang: str, view: WorkerView) -> str:
     return text if view.is_active else f"{text} · {t(lang, 'status.deactivated')}"
 
 
-def main_menu(lang: str, board: bool = False, proxies: bool = False) -> tuple[str, InlineKeyboardMarkup]:
-    """The main menu; `board` and `proxies` add those sections (when the bot has their services)."""
+def main_menu(
+    lang: str, board: bool = False, proxies: bool = False, admins: bool = False
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The main menu; `board`, `proxies` and `admins` (with the audit log) add those sections (when the bot has
+    their services). Each admin sees the buttons their role may press (`bot.keyboards`)."""
 
     def item(action: MenuAction, key: str) -> Button:
         return Button(text=t(lang, key), callback_data=Menu(action=action).pack())
@@ -84,6 +87,7 @@ def main_menu(lang: str, board: bool = False, proxies: bool = False) -> tuple[st
         [item(MenuAction.PROXIES, "menu.proxies")] if proxies else [],
         [item(MenuAction.BOARD, "menu.board")] if board else [],
         [item(MenuAction.SUMMARY, "menu.summary"), item(MenuAction.LANGUAGE, "menu.language")],
+        [item(MenuAction.ADMINS, "menu.admins"), item(MenuAction.AUDIT, "menu.audit")] if admins else [],
     )
 
 

@@ -95,6 +95,8 @@ def test_main_menu_speaks_the_admins_language_and_switches(harness: BotHarness, 
         "🔌 Прокси",
         "📊 Сводка",
         "🌐 Язык / Language",
+        "👥 Админы",
+        "📜 Журнал",
     ]
     english = harness.chat(OTHER_ADMIN, "en-US")
     english.send("/start")

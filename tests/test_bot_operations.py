@@ -365,8 +365,11 @@ def test_check_all_updates_one_message_as_results_arrive(
     chat.click("Аккаунты")
     assert chat.buttons()[-3:] == ["🩺 Проверить все", "✂️ Завершить другие сеансы у всех", "⬅️ Назад"]
     page = chat.screen()["message_id"]
+    chat.click("Проверить все")  # more than one account: it asks first, naming how many
+    assert "🩺 Проверить 5 аккаунтов на воркере <b>w1</b>?" in chat.text()
+    assert chat.screen()["message_id"] == page
     mark = len(harness.core.calls)
-    chat.click("Проверить все")
+    chat.click("Да, проверить")
     final = wait_for_text(harness, mark, "✅ Готово.")
     text = final.params["text"]
     assert "🖥 <b>w1</b>\nПроверка: готово 5/5 · ✅ 3 · ⚠️ 1 · ❌ 1" in text
@@ -397,7 +400,7 @@ def test_ending_other_sessions_for_all_asks_first(
     chat.click("w1")
     chat.click("Аккаунты")
     chat.click("Завершить другие сеансы у всех")
-    assert "у каждого аккаунта воркера <b>w1</b>?" in chat.text()
+    assert "✂️ Завершить все другие сеансы у 2 аккаунтов на воркере <b>w1</b>?" in chat.text()
     assert worker.pending() == [] and worker.answered == []  # nothing asked yet
     chat.click("Отмена")
     assert "Аккаунты на w1" in chat.text()
@@ -416,8 +419,10 @@ def test_an_offline_worker_fails_each_account_with_the_reason(harness: BotHarnes
     chat.send("/workers")
     chat.click("gone")
     chat.click("Аккаунты")
-    mark = len(harness.core.calls)
     chat.click("Проверить все")
+    assert "🩺 Проверить 1 аккаунт на воркере <b>gone</b>?" in chat.text()
+    mark = len(harness.core.calls)
+    chat.click("Да, проверить")
     final = wait_for_text(harness, mark, "✅ Готово.")
     assert "готово 1/1 · ✅ 0 · ⚠️ 0 · ❌ 1" in final.params["text"]
     assert "❌ +7 *** ***-45-67: воркер gone оффлайн" in final.params["text"]

@@ -161,8 +161,10 @@ def test_check_all_and_a_plugin_on_a_running_account(running: tuple[BotHarness, 
     chat.send("/workers")
     chat.click("w1")
     chat.click("Аккаунты")
-    mark = len(harness.core.calls)
     chat.click("Проверить все")
+    assert "🩺 Проверить 2 аккаунта на воркере <b>w1</b>?" in chat.text()
+    mark = len(harness.core.calls)
+    chat.click("Да, проверить")
     final = wait_for_text(harness, mark, "✅ Готово.")
     assert "Проверка: готово 2/2 · ✅ 2 · ⚠️ 0 · ❌ 0" in final.params["text"]
     assert not [c for c in harness.core.calls_to(ADMIN, after=mark) if c.method == "sendMessage"]

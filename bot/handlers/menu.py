@@ -19,7 +19,12 @@ from bot.texts import LANGUAGES, t
 
 def menu_screen(lang: str, services: BotServices) -> tuple[str, InlineKeyboardMarkup]:
     """The main menu with the sections this bot has services for."""
-    return views.main_menu(lang, board=services.board is not None, proxies=services.proxies is not None)
+    return views.main_menu(
+        lang,
+        board=services.board is not None,
+        proxies=services.proxies is not None,
+        admins=services.admins is not None and services.audit is not None,
+    )
 
 
 async def cancel(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:

@@ -252,19 +252,29 @@ async def cancel_form(query: CallbackQuery, state: FSMContext, services: BotServ
 # --- a worker's accounts: check all, end other sessions for all (one message, edited as results arrive)
 
 
-async def end_sessions_for_all(
-    query: CallbackQuery, callback_data: WorkerOps, services: BotServices, lang: str
-) -> None:
+CONFIRMED_FOR_ALL = {
+    WorkerOpAction.CHECK: WorkerOpAction.CHECK_CONFIRMED,
+    WorkerOpAction.END_SESSIONS: WorkerOpAction.END_SESSIONS_CONFIRMED,
+}
+
+
+async def ask_for_all(query: CallbackQuery, callback_data: WorkerOps, services: BotServices, lang: str) -> None:
+    """Ask first, naming the worker and how many accounts it touches ("Проверить 143 аккаунта на fra-1?")."""
+    assert services.operations is not None
     worker = await services.call(services.fleet.name_of, callback_data.worker_id)
-    yes = WorkerOps(worker_id=callback_data.worker_id, action=WorkerOpAction.END_SESSIONS_CONFIRMED).pack()
-    await show(query, *ov.batch_confirm(lang, worker, callback_data.worker_id, yes))
+    count = len(await services.call(services.operations.select, (), worker))
+    yes = WorkerOps(worker_id=callback_data.worker_id, action=CONFIRMED_FOR_ALL[callback_data.action]).pack()
+    check = callback_data.action == WorkerOpAction.CHECK
+    await show(query, *ov.batch_confirm(lang, "check" if check else "end_sessions", worker, callback_data.worker_id,
+                                        count, yes))  # fmt: skip
 
 
 async def run_for_worker(query: CallbackQuery, callback_data: WorkerOps, services: BotServices, lang: str) -> None:
     assert services.operations is not None
     worker_id = callback_data.worker_id
     worker = await services.call(services.fleet.name_of, worker_id)
-    name = OperationName.CHECK if callback_data.action == WorkerOpAction.CHECK else OperationName.TERMINATE_OTHERS
+    check = callback_data.action == WorkerOpAction.CHECK_CONFIRMED
+    name = OperationName.CHECK if check else OperationName.TERMINATE_OTHERS
     try:
         ids = await services.call(services.operations.select, (), worker)
         batch = await services.call(services.operations.submit, name, ids, {}, actor(query.from_user))
@@ -305,8 +315,6 @@ def build_router() -> Router:
     router.message.register(password_not_text, PasswordForm.new)
     router.message.register(password_not_text, PasswordForm.current)
     router.callback_query.register(cancel_form, Form.filter(F.action == FormAction.CANCEL), StateFilter("*"))
-    router.callback_query.register(end_sessions_for_all, WorkerOps.filter(F.action == WorkerOpAction.END_SESSIONS))
-    router.callback_query.register(
-        run_for_worker, WorkerOps.filter(F.action.in_({WorkerOpAction.CHECK, WorkerOpAction.END_SESSIONS_CONFIRMED}))
-    )
+    router.callback_query.register(ask_for_all, WorkerOps.filter(F.action.in_(set(CONFIRMED_FOR_ALL))))
+    router.callback_query.register(run_for_worker, WorkerOps.filter(F.action.in_(set(CONFIRMED_FOR_ALL.values()))))
     return router

@@ -16,8 +16,11 @@ from backend.control_plane import ControlPlane
 from bot.alerts import AlertNotifier
 from bot.app import build_dispatcher
 from bot.i18n import LanguageStore
+from bot.keyboards import install_button_filter
 from bot.live import StatusWatcher
 from bot.main import async_redis
+from bot.mutes import MuteStore
+from bot.roles_directory import RolesDirectory
 from bot.services import BotServices
 from celery_app import keys
 from tests.support.bot_api import TOKEN, AdminChat, BotApiCore, RecordingSession
@@ -26,10 +29,12 @@ from tests.support.stack import TEST_SECRET_KEY
 OFFLINE_AFTER = 2.0
 
 
-def make_services(redis_url: str, database_url: str) -> BotServices:
-    """The bot's services as `bot.main` builds them, but for the board, operations and plugins (the tests that
-    need them attach them)."""
-    plane = ControlPlane(redis_url, database_url, OFFLINE_AFTER, secret_key=lambda: TEST_SECRET_KEY)
+def make_services(redis_url: str, database_url: str, admin_ids: frozenset[int] = frozenset()) -> BotServices:
+    """The bot's services as `bot.main` builds them (`admin_ids` the owners), but for the board, operations and
+    plugins (the tests that need them attach them)."""
+    plane = ControlPlane(
+        redis_url, database_url, OFFLINE_AFTER, secret_key=lambda: TEST_SECRET_KEY, owner_ids=lambda: admin_ids
+    )
     return BotServices.of(plane, board=False, operations=False, plugins=False)
 
 
@@ -38,7 +43,7 @@ class BotHarness:
         self, redis_url: str, database_url: str, admin_ids: frozenset[int], core: BotApiCore | None = None
     ) -> None:
         self.core = core or BotApiCore()
-        self.services = make_services(redis_url, database_url)
+        self.services = make_services(redis_url, database_url, admin_ids)
         self.redis_url = redis_url
         self.admin_ids = admin_ids
         self.loop = asyncio.new_event_loop()
@@ -54,11 +59,16 @@ class BotHarness:
         storage = RedisStorage(self.redis, key_builder=DefaultKeyBuilder(prefix=f"{keys.PREFIX}:bot:fsm"))
         self.languages = LanguageStore(self.redis)
         self.watcher = StatusWatcher(self.redis)
+        self.mutes = MuteStore(self.redis)
+        self.roles = RolesDirectory.of(self.services.admins, self.admin_ids)
         self.bot = Bot(
             TOKEN, session=RecordingSession(self.core), default=DefaultBotProperties(parse_mode=ParseMode.HTML)
         )
-        self.dispatcher = build_dispatcher(self.services, storage, self.admin_ids, self.languages, self.watcher)
-        self.notifier = AlertNotifier(self.bot, self.services, self.admin_ids, self.languages)
+        install_button_filter(self.bot, self.roles)  # as bot.main does: each admin sees what their role may press
+        self.dispatcher = build_dispatcher(
+            self.services, storage, self.admin_ids, self.languages, self.watcher, self.roles, self.mutes
+        )
+        self.notifier = AlertNotifier(self.bot, self.services, self.admin_ids, self.languages, self.mutes)
         self._watch_task = asyncio.create_task(self.watcher.run())
 
     def deliver(self, update: dict[str, Any]) -> None:

@@ -17,6 +17,8 @@ menu-summary = 📊 Fleet summary
 menu-language = 🌐 Language / Язык
 menu-board = 📋 Board
 menu-proxies = 🔌 Proxies
+menu-admins = 👥 Admins
+menu-audit = 📜 Audit log
 
 ## Board
 
@@ -463,6 +465,10 @@ alert-workers_online = 🟢 { $n } { $n ->
         [one] worker is
        *[other] workers are
     } back online: { $names }
+alert-board_reports = 🚩 { $n } new { $n ->
+        [one] report
+       *[other] reports
+    } on the board: 📋 Board → Reports.
 alert-account = { $icon } Account #{ $id }: { $status }{ $detail }
 alert-proxy_dead = 🔴 Proxy #{ $id } is dead{ $detail }
 alert-proxy_alive = 🟢 Proxy #{ $id } is back{ $detail }
@@ -688,7 +694,15 @@ batch-waiting = 🐢 Waiting as Telegram asked: { $n } (they resume by themselve
 batch-line = { $icon } { $phone }: { $text }
 batch-finished = ✅ All done.
 batch-timeout = ⌛ Not all have finished — the rest of the results will be on the accounts' cards.
-batch-end_sessions-confirm = ✂️ End every other session of every account on worker <b>{ $worker }</b>? Only the fleet's own sessions stay.
+batch-end_sessions-confirm = ✂️ End every other session of { $count } { $count ->
+        [one] account
+       *[other] accounts
+    } on worker <b>{ $worker }</b>? Only the fleet's own sessions stay.
+batch-check-confirm = 🩺 Check { $count } { $count ->
+        [one] account
+       *[other] accounts
+    } on worker <b>{ $worker }</b>? Each account asks Telegram and @SpamBot once.
+btn-yes_check = 🩺 Yes, check
 
 alert-verdict_worse = ⚠️ Account { $account }: check got worse: { $before } → { $after }
 alert-verdicts_worse = ⚠️ Check got worse on { $n } { $n ->
@@ -772,3 +786,73 @@ cmd-summary = Fleet summary
 cmd-language = Language
 cmd-board = Board: statistics and reports
 cmd-cancel = Cancel the current action
+cmd-admins = Admins and their roles
+cmd-audit = Audit log
+cmd-mute = Mute alerts for a while
+
+## Roles: who may do what
+
+role-refused = ⛔ Your role does not allow this.
+role-owner = Owner
+role-operator = Operator
+role-viewer = Viewer
+role-moderator = Moderator
+role-shell = command line
+role-system = system
+role-owner-about = everything, secrets included: session export, passwords, admins, the audit log
+role-operator-about = workers, accounts, operations, plugins, proxies
+role-viewer-about = sees what an operator sees, changes nothing
+role-moderator-about = the board's section only
+
+## Admins (owners only)
+
+admins-title = 👥 <b>Admins</b> ({ $n })
+admins-line = { $icon } { $role } · <code>{ $id }</code>{ $name }{ $source }
+admins-from_env = {" "}— from ADMIN_IDS, changed only there
+admins-btn-add = ➕ Add an admin
+admin-card =
+    { $icon } <b>{ $name }</b>
+    Telegram ID: <code>{ $id }</code>
+    Role: { $role } — { $about }
+    Added by: { $by }, { $at }
+admin-btn-role = Make: { $icon } { $role }
+admin-btn-remove = 🗑 Remove from admins
+admin-btn-no_name = No name
+admin-remove-confirm = Remove admin <b>{ $name }</b> (<code>{ $id }</code>, { $role })? They lose access to the bot at once.
+admin-removed = 🗑 Admin { $name } removed.
+admin-role_set = ✅ New role: { $role }.
+admin-added = ✅ Admin added.
+admin-add-tg_id = ➕ Send the new admin's Telegram ID — a number (any bot that tells users their ID shows it).
+admin-add-role = Which role for <code>{ $id }</code>?
+admin-add-name = What to call <code>{ $id }</code> ({ $role }) in the list and the log? Send a name or tap “No name”.
+admin-add-pick_role = Pick a role with a button, or /cancel.
+
+## Audit log (owners only)
+
+audit-title = 📜 <b>Audit log</b> (newest first, times in UTC)
+audit-filter-actor = Who: <code>{ $value }</code>
+audit-filter-target = Target: <code>{ $value }</code>
+audit-empty = No entries.
+audit-hint = Filters: <code>/audit account:17</code>, <code>/audit worker:fra-1</code>, <code>/audit actor bot:123</code> — or the 👤 and 🎯 buttons.
+audit-row =
+    <code>{ $at }</code> { $who } · { $role }
+    { $action } → { $targets } { $outcome }
+audit-more = and { $n } more
+audit-btn-older = Older ▶️
+audit-btn-newest = ◀️ Newest
+audit-btn-all = ✖️ No filter
+
+## Muting alerts (/mute)
+
+mute-set = 🔕 Alerts muted until { $until }. To unmute earlier: <code>/mute off</code>
+mute-on = 🔕 Alerts are muted until { $until }. To unmute: <code>/mute off</code>
+mute-off_now = 🔔 Alerts are on. To mute them for a while: <code>/mute 2h</code> (or <code>30m</code>, <code>1d</code>).
+mute-ended = 🔔 Alerts are on again.
+mute-usage = “{ $given }” is not a period. For example: <code>/mute 30m</code>, <code>/mute 2h</code>, <code>/mute 1d</code> or <code>/mute off</code>.
+
+err-admin_not_found = There is no admin with Telegram ID { $tg_id }.
+err-admin_exists = Telegram ID { $tg_id } is an admin already.
+err-admin_from_env = { $tg_id } is an owner by ADMIN_IDS: change them only there.
+err-invalid_role = There is no role { $role }. The roles: <code>owner</code>, <code>operator</code>, <code>viewer</code>, <code>moderator</code>.
+err-invalid_tg_id = That is not a Telegram ID: it is a positive number.
+err-invalid_since = “{ $since }” is neither a period (<code>30m</code>, <code>1h</code>, <code>7d</code>) nor a date (<code>2026-12-01</code>).

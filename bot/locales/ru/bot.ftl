@@ -19,6 +19,8 @@ menu-summary = 📊 Сводка
 menu-language = 🌐 Язык / Language
 menu-board = 📋 Доска
 menu-proxies = 🔌 Прокси
+menu-admins = 👥 Админы
+menu-audit = 📜 Журнал
 
 ## Board
 
@@ -460,6 +462,11 @@ alert-workers_online = 🟢 Снова онлайн { $n } { $n ->
         [few] воркера
        *[many] воркеров
     }: { $names }
+alert-board_reports = 🚩 На доске { $n } { $n ->
+        [one] новая жалоба
+        [few] новые жалобы
+       *[many] новых жалоб
+    }: «📋 Доска» → «Жалобы».
 alert-account = { $icon } Аккаунт #{ $id }: { $status }{ $detail }
 alert-proxy_dead = 🔴 Прокси #{ $id } мёртв{ $detail }
 alert-proxy_alive = 🟢 Прокси #{ $id } снова работает{ $detail }
@@ -691,7 +698,16 @@ batch-waiting = 🐢 Ждут по просьбе Telegram: { $n } (продол
 batch-line = { $icon } { $phone }: { $text }
 batch-finished = ✅ Готово.
 batch-timeout = ⌛ Закончили не все — остальные результаты появятся в карточках аккаунтов.
-batch-end_sessions-confirm = ✂️ Завершить все другие сеансы у каждого аккаунта воркера <b>{ $worker }</b>? Останутся только сеансы флота.
+batch-end_sessions-confirm = ✂️ Завершить все другие сеансы у { $count } { $count ->
+        [one] аккаунта
+       *[other] аккаунтов
+    } на воркере <b>{ $worker }</b>? Останутся только сеансы флота.
+batch-check-confirm = 🩺 Проверить { $count } { $count ->
+        [one] аккаунт
+        [few] аккаунта
+       *[many] аккаунтов
+    } на воркере <b>{ $worker }</b>? Каждый аккаунт один раз спросит Telegram и @SpamBot.
+btn-yes_check = 🩺 Да, проверить
 
 alert-verdict_worse = ⚠️ Аккаунт { $account }: проверка хуже прежней: { $before } → { $after }
 alert-verdicts_worse = ⚠️ Проверка хуже прежней у { $n } { $n ->
@@ -775,3 +791,73 @@ cmd-summary = Сводка по флоту
 cmd-language = Язык
 cmd-board = Доска: статистика и жалобы
 cmd-cancel = Отменить текущее действие
+cmd-admins = Админы и их роли
+cmd-audit = Журнал действий
+cmd-mute = Выключить оповещения на время
+
+## Roles: who may do what
+
+role-refused = ⛔ Вашей роли это недоступно.
+role-owner = Владелец
+role-operator = Оператор
+role-viewer = Наблюдатель
+role-moderator = Модератор
+role-shell = командная строка
+role-system = система
+role-owner-about = всё, в том числе секреты: выгрузка сессий, пароли, админы, журнал
+role-operator-about = воркеры, аккаунты, операции, плагины, прокси
+role-viewer-about = видит то же, что оператор, но ничего не меняет
+role-moderator-about = только раздел доски
+
+## Admins (owners only)
+
+admins-title = 👥 <b>Админы</b> ({ $n })
+admins-line = { $icon } { $role } · <code>{ $id }</code>{ $name }{ $source }
+admins-from_env = {" "}— из ADMIN_IDS, меняется только там
+admins-btn-add = ➕ Добавить админа
+admin-card =
+    { $icon } <b>{ $name }</b>
+    Telegram ID: <code>{ $id }</code>
+    Роль: { $role } — { $about }
+    Добавил: { $by }, { $at }
+admin-btn-role = Сделать: { $icon } { $role }
+admin-btn-remove = 🗑 Удалить из админов
+admin-btn-no_name = Без имени
+admin-remove-confirm = Удалить админа <b>{ $name }</b> (<code>{ $id }</code>, { $role })? Он сразу потеряет доступ к боту.
+admin-removed = 🗑 Админ { $name } удалён.
+admin-role_set = ✅ Новая роль: { $role }.
+admin-added = ✅ Админ добавлен.
+admin-add-tg_id = ➕ Пришлите Telegram ID нового админа — число (его покажет любой бот, сообщающий ID пользователя).
+admin-add-role = Какую роль дать <code>{ $id }</code>?
+admin-add-name = Как назвать <code>{ $id }</code> ({ $role }) в списке и в журнале? Пришлите имя или нажмите «Без имени».
+admin-add-pick_role = Выберите роль кнопкой или /cancel.
+
+## Audit log (owners only)
+
+audit-title = 📜 <b>Журнал действий</b> (новые сверху, время в UTC)
+audit-filter-actor = Кто: <code>{ $value }</code>
+audit-filter-target = Цель: <code>{ $value }</code>
+audit-empty = Записей нет.
+audit-hint = Фильтры: <code>/audit account:17</code>, <code>/audit worker:fra-1</code>, <code>/audit actor bot:123</code> — или кнопки 👤 и 🎯.
+audit-row =
+    <code>{ $at }</code> { $who } · { $role }
+    { $action } → { $targets } { $outcome }
+audit-more = и ещё { $n }
+audit-btn-older = Раньше ▶️
+audit-btn-newest = ◀️ Свежие
+audit-btn-all = ✖️ Без фильтра
+
+## Muting alerts (/mute)
+
+mute-set = 🔕 Оповещения выключены до { $until }. Включить раньше: <code>/mute off</code>
+mute-on = 🔕 Оповещения выключены до { $until }. Включить: <code>/mute off</code>
+mute-off_now = 🔔 Оповещения включены. Выключить на время: <code>/mute 2h</code> (или <code>30m</code>, <code>1d</code>).
+mute-ended = 🔔 Оповещения снова включены.
+mute-usage = Не понял срок «{ $given }». Например: <code>/mute 30m</code>, <code>/mute 2h</code>, <code>/mute 1d</code> или <code>/mute off</code>.
+
+err-admin_not_found = Админа с Telegram ID { $tg_id } нет.
+err-admin_exists = Telegram ID { $tg_id } уже среди админов.
+err-admin_from_env = { $tg_id } — владелец из ADMIN_IDS: его меняют только там.
+err-invalid_role = Нет такой роли: { $role }. Роли: <code>owner</code>, <code>operator</code>, <code>viewer</code>, <code>moderator</code>.
+err-invalid_tg_id = Это не Telegram ID: нужно положительное число.
+err-invalid_since = «{ $since }» — не срок (<code>30m</code>, <code>1h</code>, <code>7d</code>) и не дата (<code>2026-12-01</code>).
