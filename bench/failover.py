@@ -133,6 +133,8 @@ def one_kill(
         lost = observer.lost_on(promoted, killed_at_ms)
     if moves is not None:
         moves.join()
+    for ghost in sampler.violations[ghosts_before:][:5]:
+        print(f"    {timing}, kill at {failover.killed_at:.2f}: {ghost}")
     cluster.revive((host, port), timeout=60)  # back as a replica: the next kill has one to promote
     return Row(
         timing,

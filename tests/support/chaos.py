@@ -79,7 +79,7 @@ class Sampler:
         self.samples += 1
         ghosts = shown - before - after
         if ghosts and time.monotonic() > self.grace_until:
-            self.violations.append(f"shown running with no live client: {sorted(ghosts)}")
+            self.violations.append(f"shown running with no live client: {sorted(ghosts)} (at {time.monotonic():.2f})")
         return True
 
 
