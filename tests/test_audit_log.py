@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import inspect as sqlalchemy_inspect
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
@@ -174,3 +175,22 @@ def test_recipients_follow_the_roles(plane: Any) -> None:
     plane.admins.add(4, "moderator", "", "cli:x")
     assert plane.admins.recipients(Capability.OPERATE) == [2, OWNER]
     assert plane.admins.recipients(Capability.MODERATE) == [4, OWNER]
+
+
+def test_migration_0013_upgrades_and_downgrades(database_url: str) -> None:
+    from database.engine import SCHEMA_HEAD, create_db_engine, current_revision
+    from tests.test_account_password import _alembic, _triggers
+
+    engine = create_db_engine(database_url)
+    _alembic(engine, "upgrade", "0012_account_password")
+    before = _triggers(engine)
+    _alembic(engine, "upgrade", "0013_roles_audit")
+    assert current_revision(engine) == "0013_roles_audit" == SCHEMA_HEAD
+    assert _triggers(engine) == before | {"audit_log_no_update"}
+    _alembic(engine, "downgrade", "0012_account_password")
+    assert _triggers(engine) == before
+    with engine.connect() as connection:
+        tables = set(sqlalchemy_inspect(connection).get_table_names())
+    assert not tables & {"admins", "audit_log"}
+    _alembic(engine, "upgrade", "head")
+    engine.dispose()
