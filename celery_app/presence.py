@@ -86,12 +86,15 @@ local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 redis.call('ZADD', KEYS[3], now, ARGV[3])
 local at = now
 if ARGV[6] ~= '' then at = ARGV[6] end
-redis.call('HSET', KEYS[4], 'at', at, 'instance', ARGV[1], 'accounts', ARGV[5])
+local server = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+redis.call('HSET', KEYS[4], 'at', at, 'instance', ARGV[1], 'accounts', ARGV[5], 'server', server)
 redis.call('PEXPIRE', KEYS[4], ARGV[2])
 return {1, ''}
 """
 
-# A heartbeat renews the name, records the time and rewrites the report of what runs here, in one step.
+# A heartbeat renews the name, records the time and rewrites the report of what runs here, in one step; the
+# report names the Redis server it was written on (its run id), so that one replicated from a primary that has
+# failed over since is not read as news on the promoted one (`celery_app.report.read_reports`).
 # The report's `at` is the Redis time taken just before the worker took its snapshot, when it passes one: a
 # status hash written after the snapshot then always reads as newer than the report (see backend.observed).
 _BEAT = """
@@ -105,7 +108,8 @@ local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 redis.call('ZADD', KEYS[2], now, ARGV[3])
 local at = now
 if ARGV[5] ~= '' then at = ARGV[5] end
-redis.call('HSET', KEYS[3], 'at', at, 'instance', ARGV[1], 'accounts', ARGV[4])
+local server = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+redis.call('HSET', KEYS[3], 'at', at, 'instance', ARGV[1], 'accounts', ARGV[4], 'server', server)
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 if current then return 1 end
 return 0

@@ -2,7 +2,11 @@
 
 The report is the level-triggered truth the backend reconciles against: rewritten atomically with each
 heartbeat (by the heartbeat script in `celery_app.presence`), it expires with the worker's presence, and it
-needs no event to have survived. It lists every account with a runner on the worker, grouped by status:
+needs no event to have survived. It names the Redis server it was written on: after a failover, the promoted
+replica holds the reports the old primary replicated — up to a heartbeat old, saying "running" for a client the
+worker may have stopped since — and they are not read as news until each worker writes its own there.
+
+It lists every account with a runner on the worker, grouped by status:
 `{"running": [1, 2], "flood_wait": [7]}` — compact, so a scan reads a thousand of them in one round trip.
 """
 
@@ -58,14 +62,22 @@ def decode(at: str | bytes | None, instance: str | bytes | None, accounts: str |
 
 
 def read_reports(redis: Redis, names: list[str]) -> dict[str, WorkerReport]:
-    """The current report of each named worker (those that have one), in one round trip."""
+    """The current report of each named worker (those that have one), in one round trip. A report written on
+    another Redis server than the one answering (a primary that failed over since) is no report: what it says
+    may have changed since without a word reaching this server."""
     if not names:
         return {}
     pipe = redis.pipeline(transaction=False)
     for name in names:
-        pipe.hmget(keys.worker_report(name), "at", "instance", "accounts")
+        pipe.hmget(keys.worker_report(name), "at", "instance", "accounts", "server")
+    pipe.info("server")
+    *rows, info = pipe.execute()
+    here = str(info.get("run_id", ""))
     reports: dict[str, WorkerReport] = {}
-    for name, (at, instance, accounts) in zip(names, pipe.execute(), strict=True):
+    for name, (at, instance, accounts, server) in zip(names, rows, strict=True):
+        written_on = server.decode() if isinstance(server, bytes) else (server or "")
+        if written_on and here and written_on != here:
+            continue
         report = decode(at, instance, accounts)
         if report is not None:
             reports[name] = report

@@ -7,7 +7,7 @@ import time
 
 from redis import Redis
 
-from celery_app import events, keys, presence
+from celery_app import events, keys, presence, report
 from celery_app.presence import BeatResult, Liveness, WorkerInfo, liveness
 from worker.presence import NameInUse, PresenceKeeper
 
@@ -183,3 +183,19 @@ def test_a_heartbeat_whose_renewal_then_lost_redis_still_counts_for_the_fence(re
     time.sleep(0.05)
     assert keeper.beat_once()
     assert keeper.last_contact == counted, "an unacknowledged renewal does not count"
+
+
+def test_a_report_replicated_from_a_primary_that_failed_over_is_no_report(redis_client: Redis) -> None:
+    """The promoted replica holds the old primary's last reports (stamped with its run id): they may say
+    "running" for clients stopped since, so they are not read until the worker writes its own there."""
+    info = WorkerInfo("w1", "10.0.0.1", "host", 1, "1.0", time.time(), "inst-1")
+    presence.register(redis_client, info, 10, report=report.encode([(7, "running")]))
+    here = redis_client.info("server")["run_id"]
+    assert redis_client.hget(keys.worker_report("w1"), "server") == here
+    assert report.read_reports(redis_client, ["w1"])["w1"].statuses == {7: "running"}
+    redis_client.hset(keys.worker_report("w1"), "server", "0" * 40)  # as the old primary wrote it
+    assert report.read_reports(redis_client, ["w1"]) == {}
+    presence.beat(redis_client, "w1", "inst-1", 10, report=report.encode([]))  # the worker, on this server
+    assert report.read_reports(redis_client, ["w1"])["w1"].statuses == {}
+    redis_client.hdel(keys.worker_report("w1"), "server")  # a worker of a version that does not stamp it
+    assert "w1" in report.read_reports(redis_client, ["w1"])
