@@ -27,6 +27,7 @@ from celery_app.events import WireEvent, WireEventKind
 from celery_app.presence import WorkerInfo
 from common.details import Detail, detail
 from database.accounts import account_counts
+from database.audit import record_audit
 from database.engine import open_database
 from database.events import NewEvent, account_subject, record_events
 from database.models import Account, FleetEvent, epoch_to_datetime, utcnow
@@ -329,10 +330,14 @@ def test_history_older_than_the_retention_is_pruned_in_batches(
         old = [NewEvent("worker.online", f"old-{i}", None, at=now - timedelta(days=31)) for i in range(30)]
         new = [NewEvent("worker.online", f"new-{i}", None, at=now - timedelta(days=29)) for i in range(5)]
         record_events(session, old + new)
-    assert reconciler.prune_history() == 30
+        # The audit log has its own retention (AUDIT_RETENTION_DAYS, 365 by default): a month is nothing to it.
+        for days in (31, 364, 366, 400):
+            record_audit(session, "cli:ops", "worker.add", [f"worker:{days}"], at=now - timedelta(days=days))
+    assert reconciler.prune_history() == 30 + 2
     with reconciler.sessions() as session:
         left = session.scalars(select(FleetEvent.subject)).all()
     assert sorted(left) == sorted(f"new-{i}" for i in range(5))
+    assert [r.targets for r in AuditService(reconciler.sessions).entries()] == [("worker:364",), ("worker:31",)]
 
 
 def test_views_show_a_status_only_when_a_live_source_reports_it(
