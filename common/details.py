@@ -44,6 +44,7 @@ ENGLISH: dict[str, str] = {
     "already_running": "already running on this worker",
     "shutting_down": "the worker is shutting down",
     "running_elsewhere": "refused: the account is running on worker '{worker}'",
+    "lease_unconfirmed": "not started yet: no Redis replica acknowledged its lease in time (the start is retried)",
     "worker_full": "refused: worker '{worker}' runs as many accounts as it may ({limit}, WORKER_MAX_ACCOUNTS)",
     "account_elsewhere": "the account is running on worker '{worker}'",
     "account_not_ready": "the account's status on this worker is {status}",

@@ -184,6 +184,15 @@ def test_a_second_worker_cannot_start_an_account_whose_lease_is_held(
     assert redis_client.lrange(VIOLATIONS, 0, -1) == []
 
 
+def test_a_start_whose_lease_no_replica_acknowledged_says_so_not_another_worker(
+    make_manager: Callable[..., AccountManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(leases, "acquire", lambda *_args: (False, ""))  # granted, let go: no replica had it
+    refused = make_manager("w1").start(spec(1))
+    assert not refused.ok and refused.detail == detail("lease_unconfirmed")
+    assert "None" not in refused.detail.text and "replica" in refused.detail.text
+
+
 def test_a_lost_lease_stops_the_client_at_once(
     make_manager: Callable[..., AccountManager], redis_client: Redis
 ) -> None:

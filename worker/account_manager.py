@@ -207,6 +207,8 @@ class AccountManager(LoginMethods, PluginMethods):
             with self._lock:
                 self.parked.pop(spec.account_id, None)
             self._forget(spec.account_id)
+            if not holder:  # held by nobody: the grant was let go, no replica acknowledged it (`leases.acquire`)
+                return CommandOutcome(False, AccountStatus.STOPPED, detail("lease_unconfirmed"))
             return CommandOutcome(False, AccountStatus.STOPPED, detail("running_elsewhere", worker=other))
         with self._lock:
             if spec.account_id in self.runners:  # a concurrent start won the race on this worker

@@ -238,6 +238,7 @@ detail-starting = starting
 detail-already_running = already running on this worker
 detail-shutting_down = the worker is shutting down
 detail-running_elsewhere = refused: the account is running on worker '{ $worker }'
+detail-lease_unconfirmed = not started yet: no Redis replica acknowledged its lease in time (the start is retried)
 detail-worker_full = refused: worker '{ $worker }' runs as many accounts as it may ({ $limit }, WORKER_MAX_ACCOUNTS)
 detail-waiting_for_worker = waiting for worker '{ $worker }' to let go of the account
 detail-session_not_authorized = the session is not authorized (revoked or logged out)

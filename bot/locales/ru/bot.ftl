@@ -239,6 +239,7 @@ detail-starting = запускается
 detail-already_running = уже запущен на этом воркере
 detail-shutting_down = воркер завершает работу
 detail-running_elsewhere = отказано: аккаунт работает на воркере { $worker }
+detail-lease_unconfirmed = пока не запущен: ни одна реплика Redis не подтвердила его аренду вовремя (запуск повторится)
 detail-worker_full = отказано: воркер { $worker } уже ведёт столько аккаунтов, сколько ему можно ({ $limit }, WORKER_MAX_ACCOUNTS)
 detail-waiting_for_worker = ждёт, пока воркер { $worker } отпустит аккаунт
 detail-session_not_authorized = сессия не авторизована (её отозвали или из неё вышли)
