@@ -221,28 +221,24 @@ class Reconciler:
     def prune_history(self, budget: float = PRUNE_BUDGET_SECONDS) -> int:
         """Delete fleet events older than their retention, then audit rows older than theirs, in small
         transactions, for at most `budget` seconds."""
-        cutoff = epoch_to_datetime(presence.server_time(self.redis)) - self.retention
+        now = epoch_to_datetime(presence.server_time(self.redis))
         deadline = time.monotonic() + budget
         deleted = 0
-        while time.monotonic() < deadline:
-            with self.sessions.begin() as session:
-                batch = prune_events(session, cutoff, PRUNE_BATCH)
-            deleted += batch
-            if batch < PRUNE_BATCH:
-                break
-        if deleted:
-            log.info("pruned %d fleet event(s) older than %s", deleted, cutoff.strftime("%Y-%m-%d %H:%M UTC"))
-        audit_cutoff = cutoff + self.retention - self.audit_retention
-        audited = 0
-        while time.monotonic() < deadline:
-            with self.sessions.begin() as session:
-                batch = prune_audit(session, audit_cutoff, PRUNE_BATCH)
-            audited += batch
-            if batch < PRUNE_BATCH:
-                break
-        if audited:
-            log.info("pruned %d audit row(s) older than %s", audited, audit_cutoff.strftime("%Y-%m-%d %H:%M UTC"))
-        return deleted + audited
+        for prune, retention, what in (
+            (prune_events, self.retention, "fleet event(s)"),
+            (prune_audit, self.audit_retention, "audit row(s)"),
+        ):
+            cutoff, pruned = now - retention, 0
+            while time.monotonic() < deadline:
+                with self.sessions.begin() as session:
+                    batch = prune(session, cutoff, PRUNE_BATCH)
+                pruned += batch
+                if batch < PRUNE_BATCH:
+                    break
+            if pruned:
+                log.info("pruned %d %s older than %s", pruned, what, cutoff.strftime("%Y-%m-%d %H:%M UTC"))
+            deleted += pruned
+        return deleted
 
     def _insert_discovered(
         self, session: Session, snapshot: presence.HeartbeatSnapshot, names: list[str], report: ScanReport
