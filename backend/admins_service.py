@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.errors import FleetError
@@ -118,10 +119,13 @@ class AdminsService:
     def add(self, tg_id: int, role: str | Role, name: str, actor: str) -> AdminView:
         tg_id, chosen, name = validate_tg_id(tg_id), validate_role(role), validate_name(name)
         self._refuse_env_owner(tg_id)
-        with self.sessions.begin() as session:
-            if store.find_admin(session, tg_id) is not None:
-                raise AdminError(f"{tg_id} is an admin already", "admin_exists", tg_id=tg_id)
-            return self._view(store.put_admin(session, tg_id, chosen.value, name, actor))
+        try:
+            with self.sessions.begin() as session:
+                if store.find_admin(session, tg_id) is not None:
+                    raise AdminError(f"{tg_id} is an admin already", "admin_exists", tg_id=tg_id)
+                return self._view(store.put_admin(session, tg_id, chosen.value, name, actor))
+        except IntegrityError:  # added at the same moment by someone else (the primary key held)
+            raise AdminError(f"{tg_id} is an admin already", "admin_exists", tg_id=tg_id) from None
 
     @audited("admin.set_role", _admin_target, params=("role",))
     def set_role(self, tg_id: int, role: str | Role, actor: str) -> AdminView:

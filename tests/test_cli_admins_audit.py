@@ -65,6 +65,7 @@ def test_admins_are_added_listed_changed_and_removed(env: str) -> None:
     for bad in (["0", "--role", "viewer"], ["abc", "--role", "viewer"], ["7007", "--role", "king"], ["7007"]):
         code, _, err = run("admins", "add", *bad)
         assert code == 2 and "Usage:" in err, bad
+        assert "integer range" not in err and ("is not a Telegram user id" in err or bad[0] == "7007"), err
     assert [(a["tg_id"], a["role"], a["source"]) for a in ok_json("admins", "list")] == [  # type: ignore[union-attr]
         (5005, "operator", "admins"),
         (6006, "moderator", "admins"),

@@ -23,7 +23,24 @@ from backend.cli.base import (
 from common.roles import Role
 
 ROLE = click.Choice([role.value for role in Role], case_sensitive=False)
-TG_ID = click.IntRange(1, 2**53 - 1)  # Telegram user ids fit in 52 bits
+
+
+class TelegramIdType(click.ParamType):
+    """A Telegram user id as typed, or a usage error that says what one is (click's IntRange would say
+    "not a valid integer range")."""
+
+    name = "tg_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from backend.admins_service import AdminError, validate_tg_id
+
+        try:
+            return validate_tg_id(value)
+        except AdminError as error:
+            self.fail(str(error), param, ctx)
+
+
+TG_ID = TelegramIdType()
 ROLES_HELP = "owner: everything; operator: workers, accounts, proxies, plugins; viewer: reads; moderator: the board."
 
 
