@@ -36,7 +36,7 @@ from database import workers as workers_db
 from database.engine import open_database
 from database.models import Account, FleetEvent
 from scripts.embedded_redis import EmbeddedRedis
-from tests.support.mtproto_server import MTProtoServer
+from sandbox.mtproto import MTProtoServer
 from tests.support.socks_proxy import SocksProxy
 from tests.support.stack import wait_until
 

@@ -49,7 +49,7 @@ from celery_app import keys
 from common.crypto import SecretBox
 from common.validation import mask_phone
 from scripts.embedded_redis import EmbeddedRedis
-from tests.support.mtproto_server.process import ServerProcess, raise_fd_limit
+from sandbox.mtproto.process import ServerProcess, raise_fd_limit
 from tests.support.stack import wait_until
 
 WORKER = "w1"

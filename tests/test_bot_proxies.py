@@ -22,7 +22,7 @@ from database.models import Account, FleetEvent
 from tests.support.bot_api import AdminChat, Call
 from tests.support.bot_harness import BotHarness
 from tests.support.fake_telegram import session_for
-from tests.support.mtproto_server import MTProtoServer
+from sandbox.mtproto import MTProtoServer
 from tests.support.socks_proxy import SocksProxy
 from tests.support.stack import Stack, wait_until
 

@@ -36,7 +36,7 @@ from database.engine import open_database
 from database.events import NewEvent, account_subject, record_events
 from database.models import Account, utcnow
 from tests import test_operations_mtproto as mtproto
-from tests.support.mtproto_server import MTProtoServer
+from sandbox.mtproto import MTProtoServer
 from tests.support.stack import Stack, wait_until
 from tests.test_accounts_processes import import_account, online
 from tests.test_manager import Script

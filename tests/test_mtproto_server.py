@@ -22,7 +22,7 @@ from tests.support.mtproto_harness import (
     run,
     wait_until,
 )
-from tests.support.mtproto_server import ALL, MTProtoServer
+from sandbox.mtproto import ALL, MTProtoServer
 
 # The harness's fixtures, both of them: a fixture finds the fixtures it needs in the test's own module.
 server_key, server = mtproto_harness.FIXTURES

@@ -23,9 +23,9 @@ from telethon.tl.core import MessageContainer
 
 from tests.support import mtproto_harness
 from tests.support.mtproto_harness import API_HASH, API_ID, LOGGERS, PASSWORD, run
-from tests.support.mtproto_server import MTProtoServer, ServerKey
-from tests.support.mtproto_server.connection import server_msg_id
-from tests.support.mtproto_server.crypto import (
+from sandbox.mtproto import MTProtoServer, ServerKey
+from sandbox.mtproto.connection import server_msg_id
+from sandbox.mtproto.crypto import (
     DH_PRIME,
     AuthKeyData,
     CryptoError,
@@ -36,8 +36,8 @@ from tests.support.mtproto_server.crypto import (
     srp_challenge,
     srp_check,
 )
-from tests.support.mtproto_server.handshake import Handshake
-from tests.support.mtproto_server.store import ServerSession
+from sandbox.mtproto.handshake import Handshake
+from sandbox.mtproto.store import ServerSession
 
 # The harness's fixtures, both of them: a fixture finds the fixtures it needs in the test's own module.
 server_key, server = mtproto_harness.FIXTURES

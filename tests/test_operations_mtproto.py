@@ -19,7 +19,7 @@ from telethon.tl import functions, types
 
 from celery_app.operations import OperationName
 from config import MTProtoEndpoint
-from tests.support.mtproto_server import SPAM_FREE, SPAM_LIMITED, SPAMBOT, MTProtoServer, ServerKey
+from sandbox.mtproto import SPAM_FREE, SPAM_LIMITED, SPAMBOT, MTProtoServer, ServerKey
 from worker import operations
 from worker.clients import ClientSpec
 from worker.operation_failures import OperationFailed

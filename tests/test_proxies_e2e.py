@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.support.mtproto_server import MTProtoServer, ServerKey
+from sandbox.mtproto import MTProtoServer, ServerKey
 from tests.support.socks_proxy import SocksProxy
 from tests.support.stack import Stack, wait_until
 from tests.test_real_telethon import API_HASH, start_real_worker

@@ -17,7 +17,7 @@ from celery_app.contract import ProxyTarget
 from common.crypto import SecretBox
 from common.validation import parse_proxy
 from scripts.embedded_redis import free_port
-from tests.support.mtproto_server import MTProtoServer
+from sandbox.mtproto import MTProtoServer
 from tests.support.socks_proxy import SocksProxy
 from worker.clients import ClientSpec
 from worker.proxy_check import Probe, ProxyChecker, ProxyWatcher, in_use, probe, probes_for

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.bot_api import TOKEN, AdminChat, BotApiStandIn, Call
-from tests.support.mtproto_server import MTProtoServer, ServerKey
+from sandbox.mtproto import MTProtoServer, ServerKey
 from tests.support.stack import Stack, wait_until
 
 pytestmark = pytest.mark.processes

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from tests.support.mtproto_server import MTProtoServer, ServerKey
+from sandbox.mtproto import MTProtoServer, ServerKey
 from tests.support.stack import Stack, wait_until
 from tests.test_real_telethon import import_account, start_real_worker, wait_status
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tests.support.mtproto_server.crypto import (
+from sandbox.mtproto.crypto import (
     DH_G,
     DH_PRIME,
     SrpChallenge,

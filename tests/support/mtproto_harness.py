@@ -19,7 +19,7 @@ from telethon import TelegramClient
 from telethon.crypto import rsa as telethon_rsa
 from telethon.sessions import StringSession
 
-from tests.support.mtproto_server import MTProtoServer, ServerKey
+from sandbox.mtproto import MTProtoServer, ServerKey
 
 API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
 PHONE, CODE = "+15550000001", "12345"

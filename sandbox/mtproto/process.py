@@ -1,7 +1,7 @@
 """The loopback MTProto server in a process of its own, for benchmarks with thousands of clients: their load
 then never shares a GIL (or a CPU figure) with the process being measured.
 
-    with ServerProcess() as server:                      # runs `python -m tests.support.mtproto_server.process`
+    with ServerProcess() as server:                      # runs `python -m sandbox.mtproto.process`
         sessions = server.add_accounts(phones)           # logged-in StringSessions, auth keys made beforehand
         env = {"TG_MTPROTO_DC": server.dc_setting, "TG_MTPROTO_PUBKEY": server.write_public_key(path)}
         server.deliver(phones[0], "hello", sender=phones[1])
@@ -25,7 +25,7 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServerProcessError(RuntimeError):
@@ -58,7 +58,7 @@ class ServerProcess:
         authkey = secrets.token_hex(16)
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.mtproto_server.process"],
+            [sys.executable, "-m", "sandbox.mtproto.process"],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT), "MTPROTO_CONTROL_KEY": authkey},
             stdout=subprocess.PIPE,
@@ -147,7 +147,7 @@ class ServerProcess:
 
 
 def _serve() -> None:
-    from tests.support.mtproto_server import MTProtoServer
+    from sandbox.mtproto import MTProtoServer
 
     raise_fd_limit()
     server = MTProtoServer(record_calls=False).start()
