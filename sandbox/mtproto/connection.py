@@ -8,7 +8,9 @@ message is not processed). The first message of a session id gets new_session_cr
 gzip_packed are opened; msgs_ack needs nothing; ping gets pong; every other request an rpc_result.
 
 Outgoing: msg_id from our clock, = 1 mod 4 for answers and 3 otherwise, increasing per session; seq_no odd
-for content-related messages; several messages for one packet go in a msg_container.
+for content-related messages; several messages for one packet go in a msg_container. Updates for the connection
+(`outbox`, queued by other connections' requests or the server's control methods) go out ahead of anything else
+it sends next, in the order queued, so the client sees pts without gaps.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import os
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from telethon.errors import TypeNotFoundError
 from telethon.extensions import BinaryReader
@@ -30,11 +32,24 @@ from telethon.tl.tlobject import TLRequest
 from . import api
 from .crypto import CryptoError, decrypt_from_client, encrypt_to_client
 from .handshake import Handshake, HandshakeError, read_plain, write_plain
-from .store import AuthKeyRecord, ServerSession
+from .rpc import Outbox
+from .store import AuthKeyRecord, ServerSession, Store
 from .transport import Transport, TransportError
 
 if TYPE_CHECKING:
-    from .server import MTProtoServer
+    from .crypto import ServerKey
+
+
+class Listening(Protocol):
+    """What a connection needs of the server that accepted it (`MTProtoServer`)."""
+
+    store: Store
+    key: ServerKey
+    dc_id: int
+    host: str
+    port: int
+    mtproxy_secret: bytes | None
+
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +85,7 @@ class _Outgoing:
 
 
 class Connection:
-    def __init__(self, server: MTProtoServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: Listening, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server = server
         self.store = server.store
         self.reader, self.writer = reader, writer
@@ -82,6 +97,8 @@ class Connection:
         self.duplicate = False
         self.wants_updates = False  # after a request not wrapped in invokeWithoutUpdates, as on Telegram
         self.closed = False
+        self.outbox: list[bytes] = []  # updates to push, in pts order (added and taken with the lock held)
+        self._changes: list[Outbox] = []  # of this packet's requests: what they push to other connections
         self._plain_ids = ServerSession(0)  # msg_id counter of the unencrypted answers
         self._disconnect_timer: asyncio.TimerHandle | None = None
 
@@ -161,6 +178,9 @@ class Connection:
                 self._process(record, session, msg_id, seq_no, body, out, top_level=True)
             self.store.reindex(self)
         await self._send(record, session, out)
+        changes, self._changes = self._changes, []
+        for change in changes:
+            await change.send()
 
     def _attach(self, record: AuthKeyRecord) -> None:
         """The first encrypted message makes this a live connection of its auth key (lock held)."""
@@ -240,11 +260,16 @@ class Connection:
     def _rpc(self, record: AuthKeyRecord, msg_id: int, request: TLRequest) -> bytes:
         server = self.server
         self.wants_updates = self.wants_updates or api.subscribes(request)
-        ctx = api.Context(self.store, record, server.dc_id, server.host, server.port, duplicate=self.duplicate)
+        ctx = api.Context(
+            self.store, record, server.dc_id, server.host, server.port, duplicate=self.duplicate, connection=self
+        )
         try:
             payload = api.serialize(api.dispatch(ctx, request))
         except api.RpcFault as fault:
             return self._rpc_error(msg_id, fault.code, fault.message)
+        finally:
+            if ctx.outbox.connections:
+                self._changes.append(ctx.outbox)
         if len(payload) > GZIP_OVER:
             packed = bytes(GzipPacked(payload))
             payload = packed if len(packed) < len(payload) else payload
@@ -261,18 +286,33 @@ class Connection:
 
     async def push(self, update: bytes) -> None:
         """Send an update the client did not ask for (a message arrived) in its latest session."""
+        with self.store.lock:
+            self.outbox.append(update)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Send the updates queued for this connection (if not sent with something else meanwhile). Called by
+        whoever queued them: a connection gone meanwhile is closed here, not in the caller's."""
         record, session = self.record, self.session
-        if record is None or session is None or self.closed:
+        if record is None or session is None:
             return
-        out = _Outgoing()
-        out.add(update, response=False)
-        await self._send(record, session, out)
+        try:
+            await self._send(record, session, _Outgoing())
+        except OSError as error:  # ConnectionResetError, BrokenPipeError, ...
+            log.debug("push failed: %s: %s", type(error).__name__, error)
+            self.close()
 
     async def _send(self, record: AuthKeyRecord, session: ServerSession, out: _Outgoing) -> None:
+        """Send `out` after the queued updates, in one packet. Nothing awaits between taking the queue and
+        writing the packet, so packets leave in the order their updates were queued."""
         assert self.transport is not None
-        if not out.messages or self.closed:
+        if self.closed:
             return
         with self.store.lock:
+            updates, self.outbox = self.outbox, []
+            out.messages[:0] = [(update, True, False) for update in updates]
+            if not out.messages:
+                return
             encoded = []
             for body, content_related, response in out.messages:
                 inner_id = server_msg_id(session, response=response)

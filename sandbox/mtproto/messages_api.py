@@ -1,13 +1,14 @@
 """Private chats (between the accounts, with themselves, and with @SpamBot) and the account's update state.
 
-Each account sees its chats with its own message ids and its own pts (one more per message in or out).
-A message one account sends another is not pushed to live connections: a client learns of it from
-messages.getHistory, or from updates.getDifference once it notices the gap in pts (at its next message of its
-own), as it would after missing an update. A message a test delivers (`MTProtoServer.deliver`) is pushed, as
-`updates` with its sender, to every live connection of the recipient subscribed to updates
-(`new_message_update`). @SpamBot answers each message with the account's spam status (`Account.spam`: "free",
-"limited", or "silent" for no answer) after `Account.spam_delay` seconds; the answer is delivered at the
-account's first request after that.
+Each account sees its chats with its own message ids and its own pts (one more per message in or out, per edit,
+per read). As on Telegram, what one account does in a chat with another is pushed, as `updates` with the users
+they name, to every live connection subscribed to updates (pushes.py): messages.sendMessage an `updateNewMessage`
+to the recipient (and to the sender's other connections), messages.editMessage an `updateEditMessage` to both
+sides, messages.readHistory an `updateReadHistoryOutbox` to the sender. A client that was not connected catches
+up with updates.getDifference (new messages, and the edits and read marks as other_updates), once it notices the
+gap in pts. A message a test delivers (`MTProtoServer.deliver`) arrives the same way. @SpamBot answers each
+message with the account's spam status (`Account.spam`: "free", "limited", or "silent" for no answer) after
+`Account.spam_delay` seconds; the answer is not pushed: it is delivered at the account's first request after that.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 from telethon.tl import functions, types
 
-from .rpc import SPAMBOT, Bot, Context, RpcFault, find_user, input_user, me, now, timestamp, user_object
-from .store import Account, PendingMessage, Store, StoredMessage
+from .pushes import edit_between, message_object, read_between, send_between, store_message
+from .rpc import SPAMBOT, Bot, Context, RpcFault, input_user, me, now, timestamp, user_object, users_of
+from .store import Account, PendingMessage, Store
 
 SPAM_FREE = "Good news, no limits are currently applied to your account. You’re free as a bird!"
 SPAM_LIMITED = (
@@ -36,14 +38,6 @@ HISTORY_LIMIT_MAX = 100
 USERNAME_SHAPE = re.compile(r"[A-Za-z0-9_]{1,32}")
 
 
-def store_message(account: Account, peer_id: int, *, out: bool, text: str) -> StoredMessage:
-    account.pts += 1
-    message_id = account.messages[-1].id + 1 if account.messages else 1
-    message = StoredMessage(message_id, peer_id, out, text, time.time(), account.pts)
-    account.messages.append(message)
-    return message
-
-
 def deliver_due(store: Store, account: Account) -> None:
     """Messages whose time has come (a bot's answer) arrive in the account's chats (lock held)."""
     if not account.pending:
@@ -53,30 +47,6 @@ def deliver_due(store: Store, account: Account) -> None:
     account.pending = [p for p in account.pending if p.due > moment]
     for pending in sorted(due, key=lambda p: p.due):
         store_message(account, pending.peer_id, out=False, text=pending.text)
-
-
-def new_message_update(ctx: Context, recipient: Account, message: StoredMessage) -> bytes:
-    """What a live connection of `recipient` is sent when `message` arrives: one `updateNewMessage` (its pts
-    follows the account's last one: no gap) with the users it names."""
-    update = types.UpdateNewMessage(message_object(recipient, message), pts=message.pts, pts_count=1)
-    users = _users(ctx, recipient, [message.peer_id])
-    return bytes(types.Updates(updates=[update], users=users, chats=[], date=timestamp(message.date), seq=0))
-
-
-def message_object(account: Account, message: StoredMessage) -> types.Message:
-    return types.Message(
-        id=message.id,
-        peer_id=types.PeerUser(message.peer_id),
-        date=timestamp(message.date),
-        message=message.text,
-        out=message.out or None,
-        from_id=types.PeerUser(account.user_id) if message.out else None,
-    )
-
-
-def _users(ctx: Context, account: Account, peer_ids: list[int]) -> list[types.User]:
-    ids = dict.fromkeys([account.user_id, *peer_ids])
-    return [user_object(ctx, who) for user_id in ids if (who := find_user(ctx, user_id)) is not None]
 
 
 def _peer(ctx: Context, peer: object) -> Account | Bot:
@@ -103,24 +73,50 @@ def resolve_username(ctx: Context, request: functions.contacts.ResolveUsernameRe
 def send_message(ctx: Context, request: functions.messages.SendMessageRequest) -> types.UpdateShortSentMessage:
     account = me(ctx)
     peer = _peer(ctx, request.peer)
-    text = request.message
-    if not text.strip():
-        raise RpcFault(400, "MESSAGE_EMPTY")
-    if len(text) > MESSAGE_MAX:
-        raise RpcFault(400, "MESSAGE_TOO_LONG")
+    text = _text(request.message)
     if request.random_id in account.random_ids:
         raise RpcFault(500, "RANDOM_ID_DUPLICATE")
     if isinstance(peer, Account) and peer is not account and account.spam == "limited":
         raise RpcFault(400, "PEER_FLOOD")  # a limited account may not write first to people
     account.random_ids.add(request.random_id)
-    sent = store_message(account, peer.user_id, out=True, text=text)
+    sent, _pushed = send_between(ctx.outbox, account, peer, text)
     if peer is SPAMBOT:
         reply = account.spam_reply or SPAM_REPLIES.get(account.spam)
         if reply is not None:
             account.pending.append(PendingMessage(time.time() + account.spam_delay, SPAMBOT.user_id, reply))
-    elif isinstance(peer, Account) and peer is not account:
-        store_message(peer, account.user_id, out=False, text=text)
     return types.UpdateShortSentMessage(id=sent.id, pts=sent.pts, pts_count=1, date=timestamp(sent.date), out=True)
+
+
+def _text(text: str | None) -> str:
+    if text is None or not text.strip():
+        raise RpcFault(400, "MESSAGE_EMPTY")
+    if len(text) > MESSAGE_MAX:
+        raise RpcFault(400, "MESSAGE_TOO_LONG")
+    return text
+
+
+def edit_message(ctx: Context, request: functions.messages.EditMessageRequest) -> types.Updates:
+    """The account's own message in the chat with `peer` gets a new text, on both sides (the peer is pushed an
+    `updateEditMessage`). Only the text: media, entities and markup are not kept."""
+    account = me(ctx)
+    peer = _peer(ctx, request.peer)
+    message = next((m for m in account.messages if m.id == request.id and m.peer_id == peer.user_id), None)
+    if message is None:
+        raise RpcFault(400, "MESSAGE_ID_INVALID")
+    if not message.out:
+        raise RpcFault(403, "MESSAGE_AUTHOR_REQUIRED")
+    if request.message is None or request.message == message.text:
+        raise RpcFault(400, "MESSAGE_NOT_MODIFIED")
+    update, _pushed = edit_between(ctx.outbox, account, message, _text(request.message))
+    users = users_of(ctx, account, [peer.user_id])
+    return types.Updates(updates=[update], users=users, chats=[], date=now(), seq=0)
+
+
+def read_history(ctx: Context, request: functions.messages.ReadHistoryRequest) -> types.messages.AffectedMessages:
+    """The account's incoming messages with `peer` up to `max_id` (0: all) are read; the peer is pushed an
+    `updateReadHistoryOutbox`. pts_count 0 (and the pts as it was) when there was nothing new to read."""
+    read = read_between(ctx.outbox, me(ctx), _peer(ctx, request.peer).user_id, request.max_id)
+    return types.messages.AffectedMessages(pts=read.pts, pts_count=read.pts_count)
 
 
 def get_history(ctx: Context, request: functions.messages.GetHistoryRequest) -> Any:
@@ -139,7 +135,7 @@ def get_history(ctx: Context, request: functions.messages.GetHistoryRequest) -> 
     chosen = chat[start : start + min(max(request.limit, 0), HISTORY_LIMIT_MAX)]
     chosen = [m for m in chosen if m.id > request.min_id and (not request.max_id or m.id < request.max_id)]
     messages = [message_object(account, m) for m in chosen]
-    users = _users(ctx, account, [peer.user_id])
+    users = users_of(ctx, account, [peer.user_id])
     if len(chosen) == len(chat):
         return types.messages.Messages(messages=messages, topics=[], chats=[], users=users)
     return types.messages.MessagesSlice(count=len(chat), messages=messages, topics=[], chats=[], users=users)
@@ -154,16 +150,18 @@ def get_state(ctx: Context, _request: functions.updates.GetStateRequest) -> type
 
 
 def get_difference(ctx: Context, request: functions.updates.GetDifferenceRequest) -> Any:
+    """What happened after `pts`: the new messages (as they are now), and the edits and read marks."""
     account = me(ctx)
     new = [m for m in account.messages if m.pts > request.pts]
-    if not new:
+    events = [e for e in account.events if e.pts > request.pts]
+    if not new and not events:
         return types.updates.DifferenceEmpty(date=now(), seq=1)
     return types.updates.Difference(
         new_messages=[message_object(account, m) for m in new],
         new_encrypted_messages=[],
-        other_updates=[],
+        other_updates=[e.update for e in events],
         chats=[],
-        users=_users(ctx, account, [m.peer_id for m in new]),
+        users=users_of(ctx, account, [m.peer_id for m in new] + [e.peer_id for e in events]),
         state=_state(account),
     )
 
@@ -171,6 +169,8 @@ def get_difference(ctx: Context, request: functions.updates.GetDifferenceRequest
 HANDLERS: dict[type, Callable[[Context, Any], object]] = {
     functions.contacts.ResolveUsernameRequest: resolve_username,
     functions.messages.SendMessageRequest: send_message,
+    functions.messages.EditMessageRequest: edit_message,
+    functions.messages.ReadHistoryRequest: read_history,
     functions.messages.GetHistoryRequest: get_history,
     functions.updates.GetStateRequest: get_state,
     functions.updates.GetDifferenceRequest: get_difference,

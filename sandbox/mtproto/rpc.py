@@ -1,10 +1,12 @@
-"""What every API handler shares: the rpc_error exception, a handler's context, and the users as they go on the
-wire (the accounts, and the built-in bots such as @SpamBot)."""
+"""What every API handler shares: the rpc_error exception, a handler's context (with the `Outbox` of the updates its
+change pushes to live connections), and the users as they go on the wire (the accounts, and the built-in bots such
+as @SpamBot)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from telethon.tl import types
 
@@ -27,10 +29,55 @@ class Context:
     host: str
     port: int
     duplicate: bool = False  # this connection is a second live one of its auth key (and refusing is on)
+    connection: Any = None  # the live connection the request came on (its answer tells it: nothing pushed)
+    outbox: Outbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(self.store, self.dc_id, self.host, self.port, skip=self.connection)
 
     @property
     def account(self) -> Account | None:
         return self.store.account_of(self.record)
+
+
+class Outbox:
+    """Updates for live connections, as Telegram pushes them: queued while the lock is held (so each connection
+    gets them in pts order), sent once it is not. A handler queues them in `ctx.outbox` and the connection that
+    asked sends them after its answer; the server's control methods, after their change.
+
+    Each queued update goes to a connection's own queue (`Connection.outbox`), which it sends ahead of anything
+    else it sends next, so an answer never overtakes an update with an earlier pts."""
+
+    def __init__(self, store: Store, dc_id: int, host: str, port: int, *, skip: Any = None) -> None:
+        self.store, self.dc_id, self.host, self.port = store, dc_id, host, port
+        self.skip = skip  # a connection not to push to (the one whose request made the change)
+        self.connections: list[Any] = []  # with updates queued, to send
+
+    def live(self, account: Account) -> list[Any]:
+        """The account's live connections subscribed to updates (but `skip`)."""
+        found = self.store.connections_of_user(account.user_id)
+        return [c for c in found if c.wants_updates and c is not self.skip]
+
+    def queue(self, account: Account, update: Any, peer_ids: list[int], date: datetime) -> int:
+        """`update` (as `updates`, with the users it names) for the account's live connections subscribed to
+        updates (lock held); returns for how many."""
+        live = self.live(account)
+        if not live:
+            return 0
+        view = Context(self.store, live[0].record, self.dc_id, self.host, self.port)
+        users = users_of(view, account, peer_ids)
+        body = bytes(types.Updates(updates=[update], users=users, chats=[], date=date, seq=0))
+        for connection in live:
+            connection.outbox.append(body)
+            if connection not in self.connections:
+                self.connections.append(connection)
+        return len(live)
+
+    async def send(self) -> None:
+        """Send what was queued (in the server's loop, the lock not held)."""
+        connections, self.connections = self.connections, []
+        for connection in connections:
+            await connection.flush()
 
 
 @dataclass(frozen=True)
@@ -90,6 +137,12 @@ def user_object(ctx: Context, who: Account | Bot) -> types.User:
         restriction_reason=restrictions or None,
         photo=photo,
     )
+
+
+def users_of(ctx: Context, account: Account, peer_ids: list[int]) -> list[types.User]:
+    """The account and the users `peer_ids` name, as `ctx`'s account sees them."""
+    ids = dict.fromkeys([account.user_id, *peer_ids])
+    return [user_object(ctx, who) for user_id in ids if (who := find_user(ctx, user_id)) is not None]
 
 
 def find_user(ctx: Context, user_id: int | None) -> Account | Bot | None:

@@ -7,7 +7,8 @@
 
 Every method is safe to call from any thread. Faults: `revoke`, `ban`, `flood`, `refuse_duplicates`,
 `drop_all`, `stall`. Observations: `calls`, `live_connections`, `peak_connections`, `duplicates`,
-`init_connection`. A message arrives as on Telegram: `deliver` pushes it to the recipient's live connections.
+`init_connection`. Chats work as on Telegram (pushes.py): what an account sends, edits or reads is pushed to the
+other side's live connections; `deliver`, `edit_delivered` and `read` do it from the test's side.
 For many clients (process.py runs the server in a process of its own): `session_string(phone, auth_key=...)`
 takes a key made beforehand (no key exchange per client), and `record_calls=False` keeps no call log.
 
@@ -21,6 +22,7 @@ changed: `profile`, `photos`, `has_password` / `password_matches` / `password_hi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import time
@@ -31,8 +33,9 @@ from typing import Any
 from .account_api import authorization_object
 from .connection import Connection
 from .crypto import DH_G, DH_PRIME, AuthKeyData, ServerKey, SrpVerifier, password_hash
-from .messages_api import deliver_due, new_message_update, store_message
-from .rpc import BOTS, Context
+from .messages_api import deliver_due
+from .pushes import apply, edit_received, peer_ids, read_chat, send_between
+from .rpc import Outbox
 from .store import Account, AuthKeyRecord, Call, FloodRule, ProfilePhoto, Store, StoredMessage, normalize_phone
 
 ALL = "all"
@@ -237,25 +240,23 @@ class MTProtoServer:
             account.spam, account.spam_reply, account.spam_delay = state, reply, delay
 
     def deliver(self, phone: str, text: str, *, sender: str) -> int:
-        """A private message from the account `sender` arrives for the account `phone`: stored in both chats and
-        pushed (as `updates`) to each live connection of `phone` that receives updates; returns to how many."""
+        """A message from the account `sender` arrives for the account `phone`: stored in both chats and pushed to
+        the live connections (subscribed to updates) of both; returns to how many of `phone`'s."""
+        return self._push(lambda outbox: send_between(outbox, self._account(sender), self._account(phone), text)[1])
 
-        async def deliver() -> int:
-            with self.store.lock:
-                recipient, author = self._account(phone), self._account(sender)
-                store_message(author, recipient.user_id, out=True, text=text)
-                message = store_message(recipient, author.user_id, out=False, text=text)
-                live = [c for c in self.store.connections_of_user(recipient.user_id) if c.wants_updates]
-                if not live:
-                    return 0
-                assert live[0].record is not None
-                ctx = Context(self.store, live[0].record, self.dc_id, self.host, self.port)
-                update = new_message_update(ctx, recipient, message)
-            for connection in live:
-                await connection.push(update)
-            return len(live)
+    def edit_delivered(self, phone: str, message_id: int, text: str) -> int:
+        """Its sender edits the message `message_id` (its id as `chat(phone, ...)` shows it) that arrived for
+        `phone`, as `deliver` does. KeyError if `phone` has no such message from an account."""
+        return self._push(lambda outbox: edit_received(outbox, self._account(phone), message_id, text))
 
-        return int(self._run(deliver()))
+    def read(self, phone: str, peer: str) -> int:
+        """`phone` reads its chat with `peer` (a phone or username; `chat` shows `read` then), and the peer's live
+        connections are pushed `updateReadHistoryOutbox`; returns to how many."""
+        return self._push(lambda outbox: read_chat(outbox, self._account(phone), peer))
+
+    def _push(self, change: Callable[[Outbox], int]) -> int:
+        """`change` under the lock in the server's loop, then the updates it queued are sent."""
+        return int(self._run(apply(Outbox(self.store, self.dc_id, self.host, self.port), change)))
 
     def add_authorization(
         self,
@@ -382,16 +383,13 @@ class MTProtoServer:
 
     def chat(self, phone: str, peer: str = "SpamBot") -> list[StoredMessage]:
         """The account's messages with `peer` (a bot's or account's username, or an account's phone), oldest
-        first, as the account sees them (only what has arrived by now)."""
+        first, as the account sees them (only what has arrived by now; `read`: an outgoing one the peer has read,
+        an incoming one the account has), as they are now (copies)."""
         with self.store.lock:
             account = self._account(phone)
             deliver_due(self.store, account)
-            wanted = peer.lstrip("@").lower()
-            ids = [b.user_id for b in BOTS.values() if b.username.lower() == wanted]
-            ids += [a.user_id for a in self.store.accounts.values() if (a.username or "").lower() == wanted]
-            if not ids and normalize_phone(peer):
-                ids = [a.user_id for a in self.store.accounts.values() if a.phone == normalize_phone(peer)]
-            return [m for m in account.messages if m.peer_id in ids]
+            ids = peer_ids(self.store, peer)
+            return [dataclasses.replace(m) for m in account.messages if m.peer_id in ids]
 
     # --- faults -----------------------------------------------------------------------------------------------
 

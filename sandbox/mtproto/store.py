@@ -48,8 +48,9 @@ class Account:
     spam_reply: str | None = None  # instead of the standard text of `spam`
     spam_delay: float = 0.0  # seconds before @SpamBot's answer shows
     photos: list[ProfilePhoto] = field(default_factory=list)  # newest first; photos[0] is the current one
-    pts: int = 1  # the account's update sequence (each message in or out adds one)
+    pts: int = 1  # the account's update sequence (each message in or out, edit and read adds one)
     messages: list[StoredMessage] = field(default_factory=list)  # every private-chat message, oldest first
+    events: list[StoredEvent] = field(default_factory=list)  # the other updates with a pts (edits, reads)
     pending: list[PendingMessage] = field(default_factory=list)  # messages to arrive later (a bot's answer)
     random_ids: set[int] = field(default_factory=set)  # of messages.sendMessage, against resends
 
@@ -75,6 +76,18 @@ class StoredMessage:
     text: str
     date: float
     pts: int
+    link: int = 0  # shared by the two copies of a message between two accounts (0: there is one copy)
+    edited: float | None = None  # time.time() of its last edit
+    read: bool = False  # outgoing: the peer has read it; incoming: this account has
+
+
+@dataclass
+class StoredEvent:
+    """An update with a pts other than a new message (an edit, a read mark), for updates.getDifference."""
+
+    pts: int
+    update: Any  # the TL update as the account was sent it (updateEditMessage, updateReadHistoryOutbox, ...)
+    peer_id: int  # the user it names
 
 
 @dataclass
@@ -148,6 +161,7 @@ class Store:
         self.refuse_duplicates = False
         self.stalled = False
         self._next_user_id = 100000
+        self._next_link = 0
         self.fresh_reset_window = 0.0  # seconds after its login a key may not end other authorisations
         self.spambot_known = True  # @SpamBot resolves by its username (a server without it: USERNAME_NOT_OCCUPIED)
         self._by_user_id: dict[int, Account] = {}
@@ -157,6 +171,11 @@ class Store:
     def new_user_id(self) -> int:
         self._next_user_id += 1
         return self._next_user_id
+
+    def new_link(self) -> int:
+        """A key for the two copies of one message between two accounts."""
+        self._next_link += 1
+        return self._next_link
 
     def log_call(self, method: str, phone: str | None, auth_key_id: int) -> None:
         if self.record_calls:
