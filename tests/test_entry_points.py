@@ -29,7 +29,9 @@ def run(stack: Stack, script: str, *args: str, **env: str) -> subprocess.Complet
     )
 
 
-@pytest.mark.parametrize("script", ["run.py", "run_backend.py", "run_worker.py", "run_cli.py", "run_board.py"])
+@pytest.mark.parametrize(
+    "script", ["run.py", "run_backend.py", "run_worker.py", "run_cli.py", "run_board.py", "run_sandbox.py"]
+)
 def test_every_entry_point_has_version_and_help(stack: Stack, redis_client: Redis, script: str) -> None:
     version = run(stack, script, "--version")
     assert version.returncode == 0 and __version__ in version.stdout

@@ -16,6 +16,7 @@ carries exactly one document.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -41,7 +42,9 @@ COMMANDS = {
     "restore": "backend.cli.backup:restore_command",
     "admins": "backend.cli.admins:admins",
     "audit": "backend.cli.audit:audit_command",
+    "sandbox": "backend.cli.sandbox:sandbox",
 }
+SANDBOX_MARKER = "🧪 SANDBOX · the Telegram sandbox's demo fleet, not Telegram"
 
 
 @click.group(cls=FleetGroup, lazy_subcommands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,6 +62,8 @@ def cli(ctx: click.Context, as_name: str | None) -> None:
     from config import load_env_file
 
     load_env_file()
+    if os.environ.get("FLEET_SANDBOX") and not ctx.resilient_parsing:
+        click.echo(SANDBOX_MARKER, err=True)  # on stderr: a `--json` document on stdout stays one document
     ctx.obj = Context(as_name)
 
 
