@@ -35,8 +35,8 @@ from config import ProxyPolicy
 from database import workers as workers_db
 from database.engine import open_database
 from database.models import Account, FleetEvent
-from scripts.embedded_redis import EmbeddedRedis
 from sandbox.mtproto import MTProtoServer
+from scripts.embedded_redis import EmbeddedRedis
 from tests.support.socks_proxy import SocksProxy
 from tests.support.stack import wait_until
 

@@ -48,8 +48,8 @@ from bench.common import API_HASH, ROOT, SECRET_KEY, rss_mb, stop, worker_env
 from celery_app import keys
 from common.crypto import SecretBox
 from common.validation import mask_phone
-from scripts.embedded_redis import EmbeddedRedis
 from sandbox.mtproto.process import ServerProcess, raise_fd_limit
+from scripts.embedded_redis import EmbeddedRedis
 from tests.support.stack import wait_until
 
 WORKER = "w1"

@@ -19,10 +19,10 @@ from celery_app import presence, proxy_health
 from celery_app.proxy_health import ProxyCheck
 from config import ProxyPolicy
 from database.models import Account, FleetEvent
+from sandbox.mtproto import MTProtoServer
 from tests.support.bot_api import AdminChat, Call
 from tests.support.bot_harness import BotHarness
 from tests.support.fake_telegram import session_for
-from sandbox.mtproto import MTProtoServer
 from tests.support.socks_proxy import SocksProxy
 from tests.support.stack import Stack, wait_until
 

@@ -35,8 +35,8 @@ from common.details import detail
 from database.engine import open_database
 from database.events import NewEvent, account_subject, record_events
 from database.models import Account, utcnow
-from tests import test_operations_mtproto as mtproto
 from sandbox.mtproto import MTProtoServer
+from tests import test_operations_mtproto as mtproto
 from tests.support.stack import Stack, wait_until
 from tests.test_accounts_processes import import_account, online
 from tests.test_manager import Script

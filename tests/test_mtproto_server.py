@@ -10,6 +10,7 @@ import pytest
 from telethon import connection, errors
 from telethon.tl import functions, types
 
+from sandbox.mtproto import ALL, MTProtoServer
 from tests.support import mtproto_harness
 from tests.support.mtproto_harness import (
     API_ID,
@@ -22,7 +23,6 @@ from tests.support.mtproto_harness import (
     run,
     wait_until,
 )
-from sandbox.mtproto import ALL, MTProtoServer
 
 # The harness's fixtures, both of them: a fixture finds the fixtures it needs in the test's own module.
 server_key, server = mtproto_harness.FIXTURES

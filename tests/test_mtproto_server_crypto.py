@@ -21,8 +21,6 @@ from telethon.sessions import StringSession
 from telethon.tl import functions, types
 from telethon.tl.core import MessageContainer
 
-from tests.support import mtproto_harness
-from tests.support.mtproto_harness import API_HASH, API_ID, LOGGERS, PASSWORD, run
 from sandbox.mtproto import MTProtoServer, ServerKey
 from sandbox.mtproto.connection import server_msg_id
 from sandbox.mtproto.crypto import (
@@ -38,6 +36,8 @@ from sandbox.mtproto.crypto import (
 )
 from sandbox.mtproto.handshake import Handshake
 from sandbox.mtproto.store import ServerSession
+from tests.support import mtproto_harness
+from tests.support.mtproto_harness import API_HASH, API_ID, LOGGERS, PASSWORD, run
 
 # The harness's fixtures, both of them: a fixture finds the fixtures it needs in the test's own module.
 server_key, server = mtproto_harness.FIXTURES

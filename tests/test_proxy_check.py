@@ -16,8 +16,8 @@ from celery_app import proxy_health
 from celery_app.contract import ProxyTarget
 from common.crypto import SecretBox
 from common.validation import parse_proxy
-from scripts.embedded_redis import free_port
 from sandbox.mtproto import MTProtoServer
+from scripts.embedded_redis import free_port
 from tests.support.socks_proxy import SocksProxy
 from worker.clients import ClientSpec
 from worker.proxy_check import Probe, ProxyChecker, ProxyWatcher, in_use, probe, probes_for

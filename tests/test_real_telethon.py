@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.bot_api import TOKEN, AdminChat, BotApiStandIn, Call
 from sandbox.mtproto import MTProtoServer, ServerKey
+from tests.support.bot_api import TOKEN, AdminChat, BotApiStandIn, Call
 from tests.support.stack import Stack, wait_until
 
 pytestmark = pytest.mark.processes

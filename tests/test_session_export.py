@@ -24,8 +24,8 @@ from backend.cli.base import actor
 from backend.connections import connect_database
 from common.crypto import SecretBox
 from database.models import Account
-from tests.support.mtproto_harness import API_HASH, API_ID, make_client, run
 from sandbox.mtproto import MTProtoServer, ServerKey
+from tests.support.mtproto_harness import API_HASH, API_ID, make_client, run
 from tests.support.stack import TEST_SECRET_KEY
 
 PHONE = "+15550009001"
