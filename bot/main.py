@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 from urllib.parse import urlsplit
@@ -83,7 +84,7 @@ def make_services(settings: BotSettings) -> BotServices:
         board_limits=load_board_limits,
         owner_ids=lambda: settings.admin_ids,
     )
-    return BotServices.of(plane)
+    return dataclasses.replace(BotServices.of(plane), sandbox=settings.sandbox)
 
 
 async def register_commands(bot: Bot) -> None:

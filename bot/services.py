@@ -34,6 +34,7 @@ class BotServices:
     proxies: ProxiesService | None = None  # the pool of proxies (the Proxies page)
     admins: AdminsService | None = None  # who is an admin, in which role (the gate, alerts, the Admins page)
     audit: AuditService | None = None  # the audit log (the Audit page)
+    sandbox: bool = False  # the fleet is the Telegram sandbox's demo: every menu says so
 
     @classmethod
     def of(

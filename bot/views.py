@@ -73,15 +73,17 @@ def worker_status(lang: str, view: WorkerView) -> str:
 
 
 def main_menu(
-    lang: str, board: bool = False, proxies: bool = False, admins: bool = False
+    lang: str, board: bool = False, proxies: bool = False, admins: bool = False, sandbox: bool = False
 ) -> tuple[str, InlineKeyboardMarkup]:
     """The main menu; `board`, `proxies` and `admins` (with the audit log) add those sections (when the bot has
-    their services). Each admin sees the buttons their role may press (`bot.keyboards`)."""
+    their services), `sandbox` the marker of a demo fleet on the Telegram sandbox. Each admin sees the buttons
+    their role may press (`bot.keyboards`)."""
 
     def item(action: MenuAction, key: str) -> Button:
         return Button(text=t(lang, key), callback_data=Menu(action=action).pack())
 
-    return t(lang, "menu.title"), keyboard(
+    title = t(lang, "menu.title")
+    return (t(lang, "menu.sandbox") + "\n" + title if sandbox else title), keyboard(
         [item(MenuAction.WORKERS, "menu.workers"), item(MenuAction.ACCOUNTS, "menu.accounts")],
         [item(MenuAction.ADD_ACCOUNT, "menu.add_account")],
         [item(MenuAction.PROXIES, "menu.proxies")] if proxies else [],

@@ -233,6 +233,7 @@ def _readers() -> SimpleNamespace:
         ADMIN_IDS: Annotated[frozenset[int], BeforeValidator(checks.admin_ids)]
         WEBHOOK_URL: url("https") | None = None
         WEBHOOK_LISTEN: listen("0.0.0.0:8080") = "127.0.0.1:8080"
+        FLEET_SANDBOX: bool = False  # set by `make run` in sandbox mode: the bot's header says so
 
     class Board(Secret, Limits, Logs, Stores, BotApi):
         BOARD_BOT_TOKEN: Annotated[str, AfterValidator(checks.bot_token)]

@@ -85,6 +85,7 @@ class BotSettings:
     timing: FleetTiming
     secret_key: str
     log_level: str
+    sandbox: bool = False  # the stack runs against the Telegram sandbox (`make run` sets FLEET_SANDBOX)
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def load_bot_settings() -> BotSettings:
         timing=FleetTiming(env.HEARTBEAT_INTERVAL, env.WORKER_OFFLINE_AFTER),
         secret_key=env.SECRET_KEY,
         log_level=env.LOG_LEVEL,
+        sandbox=env.FLEET_SANDBOX,
     )
 
 

@@ -317,3 +317,24 @@ def test_alerts_reach_every_admin_in_their_language(harness: BotHarness) -> None
         ADMIN: "🔴 Воркер <b>fra-1</b> оффлайн (нет сигнала 70 с)",
         OTHER_ADMIN: "🔴 Worker <b>fra-1</b> is offline (no heartbeat for 70 s)",
     }
+
+
+def test_a_sandbox_fleet_is_marked_in_the_menu(harness: BotHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    russian = harness.chat(ADMIN, "ru")
+    russian.send("/start")
+    assert "ПЕСОЧНИЦА" not in russian.text() and "Управление флотом" in russian.text()
+    harness.services.sandbox = True  # what bot.main sets from FLEET_SANDBOX (make run's sandbox mode)
+    russian.send("/start")
+    assert russian.text().startswith("🧪 <b>ПЕСОЧНИЦА</b>") and "Управление флотом" in russian.text()
+    english = harness.chat(OTHER_ADMIN, "en")
+    english.send("/start")
+    assert english.text().startswith("🧪 <b>SANDBOX</b>")
+    from config import load_bot_settings
+
+    monkeypatch.setenv("TG_BOT_TOKEN", "123456:" + "A" * 35)
+    monkeypatch.setenv("ADMIN_IDS", str(ADMIN))
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("FLEET_SANDBOX", "1")
+    assert load_bot_settings().sandbox is True
+    monkeypatch.delenv("FLEET_SANDBOX")
+    assert load_bot_settings().sandbox is False

@@ -24,6 +24,7 @@ def menu_screen(lang: str, services: BotServices) -> tuple[str, InlineKeyboardMa
         board=services.board is not None,
         proxies=services.proxies is not None,
         admins=services.admins is not None and services.audit is not None,
+        sandbox=services.sandbox,
     )
 
 

@@ -10,6 +10,7 @@ refused = ⛔ This bot is for administrators only.
 menu-title =
     🛰 <b>Fleet control</b>
     Choose a section:
+menu-sandbox = 🧪 <b>SANDBOX</b>: a demo fleet on the Telegram sandbox, not the real Telegram
 menu-workers = 🖥 Workers
 menu-accounts = 📱 Accounts
 menu-add_account = ➕ Add account

@@ -11,6 +11,7 @@ refused = ⛔ Этот бот только для администраторов
 menu-title =
     🛰 <b>Управление флотом</b>
     Выберите раздел:
+menu-sandbox = 🧪 <b>ПЕСОЧНИЦА</b>: демо-флот в песочнице Telegram, не настоящий Telegram
 menu-workers = 🖥 Воркеры
 menu-accounts = 📱 Аккаунты
 menu-add_account = ➕ Добавить аккаунт
