@@ -66,6 +66,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C meant for whoever started it does not take it away mid-shutdown
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

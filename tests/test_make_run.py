@@ -33,6 +33,7 @@ def test_the_stack_runs_and_a_second_shell_reaches_it(tmp_path: Path, netguard_l
         "WORKER_OFFLINE_AFTER": "5",
         "WORKER_NAME": "dev",
         "PYTHONUNBUFFERED": "1",
+        "SANDBOX": "0",  # the stack of a machine with Telegram (tests/test_sandbox_stack.py runs the sandbox's)
     }
     stack = subprocess.Popen(
         [sys.executable, "-m", "scripts.dev_stack"],
@@ -55,6 +56,7 @@ def test_the_stack_runs_and_a_second_shell_reaches_it(tmp_path: Path, netguard_l
     try:
         wait_until(lambda: any("source" in line for line in lines), 60, message="the stack says how to reach it")
         assert any("started an embedded one" in line for line in lines)
+        assert any("[stack] sandbox: off (SANDBOX=0)" in line for line in lines)
         sourced = subprocess.run(
             ["bash", "-c", f"set -a; . {local / 'env'}; set +a; exec {sys.executable} {ROOT / 'run_cli.py'} list"],
             cwd=tmp_path,  # another directory, another shell
