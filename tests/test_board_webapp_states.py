@@ -266,6 +266,10 @@ def test_a_refused_first_message_disables_the_form_with_the_reason(mini_app: Min
 
     # Written from elsewhere (another device) while this page was open: the second one is refused.
     page.locator(f"#ads-list .ad-card[data-id='{first}'] .card-main").click()
+    # The ad is on screen (its answer rendered) before the other device writes: until then the page's textarea
+    # is the empty template's, editable, and an ad fetched after the invite rightly comes without a form.
+    expect(page.locator("#ad-title")).to_have_text(f"{WORDS[0].capitalize()} №1")
+    expect(page.locator("#write-text")).to_be_visible()
     expect(page.locator("#write-text")).to_be_editable()
     mini_app.service.send_invite(guest, first, "Здравствуйте, с другого устройства.")
     page.fill("#write-text", "Здравствуйте! Ещё актуально?")
@@ -284,6 +288,7 @@ def test_a_refused_first_message_disables_the_form_with_the_reason(mini_app: Min
     stub(page, "clickBackButton()")
     page.locator(f"#ads-list .ad-card[data-id='{second}'] .card-main").click()
     expect(page.locator("#ad-title")).to_have_text("Самокат №2")
+    expect(page.locator("#write-text")).to_be_visible()
     expect(page.locator("#write-text")).to_be_editable()
     author = mini_app.service.user(AUTHOR + 10, "ru")
     mini_app.service.close_ad(author, second)
