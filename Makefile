@@ -45,6 +45,7 @@ bench: $(DEV)
 	$(PY) bench/import_formats.py
 	$(PY) bench/proxy_failover.py
 	$(PY) bench/real_scale.py
+	$(PY) bench/sandbox.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache

@@ -4,8 +4,9 @@ In the stack `make run` started in sandbox mode (its own database, Redis and SEC
 the sandbox), through the control plane's own services and nothing else:
 1. one API app in the pool (the sandbox takes any);
 2. `DEMO_ACCOUNTS` accounts, each created in the sandbox and then logged in through the normal login flow on
-   the local worker (the code is sent by the sandbox; the worker's login client signs in), and started;
-3. the autoreply plugin on the first `AUTOREPLY_ON` accounts and the watch plugin on the next `WATCH_ON`.
+   the local worker (the code is sent by the sandbox; the worker's login client signs in);
+3. the autoreply plugin on the first `AUTOREPLY_ON` accounts and the watch plugin on the next `WATCH_ON`;
+4. every account started.
 Every action is in the audit log as `cli:sandbox-demo`. It prints one line a step and exits 0 when done; a
 step refused is said in one line (exit 1). Accounts it finds logged in already are left as they are.
 """
@@ -105,16 +106,14 @@ def seed(plane: object, sandbox: ControlClient, worker: str) -> int:
         assert step.account is not None, step.state
         return step.account.id
 
-    # One login after another, so that account N is @demoNN; the starts (the slow part) go on side by side.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        ids, starts = [], []
-        for number in range(1, DEMO_ACCOUNTS + 1):
-            ids.append(log_in(number))
-            starts.append(pool.submit(plane.accounts.start, ids[-1], ACTOR))
-        for started in starts:
-            started.result()  # a refused start is said (and the backend retries it: the account is desired running)
+    # One login after another, so that account N is @demoNN; the plugins on before the starts, so that each
+    # account runs with them from its first connection; the starts (the slow part) side by side.
+    ids = [log_in(number) for number in range(1, DEMO_ACCOUNTS + 1)]
     plane.plugins.enable("autoreply", ids[:AUTOREPLY_ON], AUTOREPLY, ACTOR)
     plane.plugins.enable("watch", ids[AUTOREPLY_ON : AUTOREPLY_ON + WATCH_ON], WATCH, ACTOR)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for started in [pool.submit(plane.accounts.start, account_id, ACTOR) for account_id in ids]:
+            started.result()  # a refused start is said (and the backend retries it: the account is desired running)
     first = ids[0]
     say(
         f"demo fleet ready: accounts {ids[0]}–{ids[-1]}; autoreply on {ids[:AUTOREPLY_ON]}, "
