@@ -136,6 +136,15 @@ def test_make_run_with_nothing_configured_runs_a_sandbox_fleet(tmp_path: Path, n
             interval=1,
             message="the plugin's event in the CLI",
         )
+
+        # Telegram's refusals on demand reach the fleet as Telegram's would.
+        assert second_shell(local, env, "sandbox", "revoke", "20").returncode == 0
+
+        def status_of_20() -> str:
+            listed = second_shell(local, env, "accounts", "list", "--json")
+            return next((a["status"] for a in json.loads(listed.stdout) if a["id"] == 20), "") if listed.stdout else ""
+
+        wait_until(lambda: status_of_20() == "unauthorized", 120, interval=1, message="account 20 unauthorized")
         assert not (tmp_path / "real.db").exists()  # the sandbox's data stays in its own database
         assert (local / "sandbox" / "fleet.db").exists()
         pids += [int(part.split("pid ")[1].split(")")[0]) for part in output.split(", ") if "(pid " in part]
