@@ -82,15 +82,23 @@ class AccountServiceBase:
 
     def _usable_worker(self, session: Session, name: str) -> Worker:
         worker = get_worker(session, name)
-        self._ensure_usable(name, worker.is_active)
+        self._ensure_usable(name, worker.is_active, worker.pending_key is not None)
         return worker
 
-    def _ensure_usable(self, name: str, active: bool) -> None:
-        """WorkerUnavailable unless the worker is active and online, saying which it is not."""
+    def _ensure_usable(self, name: str, active: bool, key_pending: bool = False) -> None:
+        """WorkerUnavailable unless the worker is active, presents its pinned key and is online, saying which it is
+        not."""
         if not active:
             raise WorkerUnavailable(
                 f"worker {name!r} is deactivated; activate it first or choose another worker",
                 "worker_deactivated",
+                worker=name,
+            )
+        if key_pending:
+            raise WorkerUnavailable(
+                f"worker {name!r} presents a key other than its pinned one: it gets no work until an owner trusts it "
+                f"(run_cli.py workers trust {name})",
+                "worker_key_untrusted",
                 worker=name,
             )
         if not self._worker_online(name):

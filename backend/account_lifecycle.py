@@ -51,7 +51,7 @@ class AccountLifecycle(AccountServiceBase):
             if name is None:
                 raise not_assigned(account_id)
             try:
-                self._ensure_usable(name, account.worker_active)
+                self._ensure_usable(name, account.worker_active, account.worker_key_pending is not None)
                 usable = True
             except WorkerUnavailable as error:
                 if not when_back:

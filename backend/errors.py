@@ -17,6 +17,7 @@ from database.errors import (
     AppError,
     WorkerExists,
     WorkerHasAccounts,
+    WorkerKeyNotPending,
     WorkerNotFound,
     WorkerStillOnline,
 )
@@ -39,6 +40,7 @@ class LoginError(AccountError):
 
 DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     WorkerNotFound,
+    WorkerKeyNotPending,
     WorkerExists,
     WorkerStillOnline,
     WorkerHasAccounts,

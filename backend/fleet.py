@@ -20,6 +20,7 @@ from celery_app.account_state import UNKNOWN
 from celery_app.presence import Liveness, liveness
 from common.details import Detail, stored
 from common.errors import FleetError
+from common.sealing import fingerprint
 from common.validation import has_unsafe_characters, printable
 from config import WORKER_NAME_PATTERN
 from database import accounts as accounts_db
@@ -61,6 +62,8 @@ class WorkerView:
     version: str | None
     started_at: datetime | None
     uptime_seconds: float | None
+    key: str | None = None  # the fingerprint of its pinned public key (None: it has presented none yet)
+    key_pending: str | None = None  # a different key it presented since: not trusted, no work until it is
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -79,6 +82,8 @@ class WorkerView:
             "version": self.version,
             "started_at": iso_utc(self.started_at),
             "uptime_seconds": None if self.uptime_seconds is None else round(self.uptime_seconds),
+            "key": self.key,
+            "key_pending": self.key_pending,
         }
 
 
@@ -243,6 +248,8 @@ class FleetService:
             uptime_seconds=max(0.0, snapshot.now - started.timestamp())
             if started and status is Liveness.ONLINE
             else None,
+            key=fingerprint(worker.public_key) if worker.public_key else None,
+            key_pending=fingerprint(worker.pending_key) if worker.pending_key else None,
         )
 
     def _running(
@@ -401,6 +408,13 @@ class FleetService:
         with self.sessions.begin() as session:
             workers_db.remove_worker(session, name, actor, is_online=online)
         presence.forget(self.redis, name)
+
+    @audited("worker.trust_key", named(("worker", "name")))
+    def trust_key(self, name: str, actor: str) -> str:
+        """Pin the key the worker presents instead of its pinned one (after its host was reinstalled, say): it gets
+        work again from the next scan. Returns the new key's fingerprint."""
+        with self.sessions.begin() as session:
+            return workers_db.trust_worker_key(session, name, actor)
 
     @audited(lambda a: "worker.activate" if a["active"] else "worker.deactivate", named(("worker", "name")))
     def set_active(self, name: str, active: bool, actor: str) -> bool:

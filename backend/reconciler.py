@@ -47,7 +47,7 @@ from common.redaction import safe_detail
 from database.audit import prune_audit
 from database.events import NewEvent, account_subject, prune_events, record_events
 from database.models import FleetEventKind, Worker, WorkerStatus, epoch_to_datetime
-from database.workers import WorkerRow, insert_discovered_workers, update_heartbeats, worker_rows
+from database.workers import WorkerRow, apply_worker_keys, insert_discovered_workers, update_heartbeats, worker_rows
 
 if TYPE_CHECKING:
     from backend.metrics import BackendMetrics
@@ -161,6 +161,7 @@ class Reconciler:
         self.retention = timedelta(days=retention_days)
         self.audit_retention = timedelta(days=audit_retention_days)  # the audit log is kept apart, longer
         self.grace = FailoverGrace(offline_after)  # after a failover: lost heartbeats make no worker offline
+        self._keys: dict[str, tuple[str, str]] = {}  # worker -> (instance, the public key it registered with)
 
     def scan(self) -> ScanReport:
         with _collector_paused():
@@ -176,11 +177,13 @@ class Reconciler:
             if liveness(beat, snapshot.now, self.offline_after) is Liveness.ONLINE
         ]
         reports = report.read_reports(self.redis, online) if self.accounts is not None else {}
+        presented = self._presented_keys(reports)
         result = ScanReport(workers=len(snapshot.beats))
         with self.sessions.begin() as session:
             rows = worker_rows(session)
             self._insert_discovered(session, snapshot, [name for name in snapshot.beats if name not in rows], result)
             self._sync_existing(session, snapshot, rows, result)
+            untrusted = apply_worker_keys(session, rows, presented)  # a worker with an unpinned key gets no work
             if self.accounts is not None:
                 sights = {
                     name: self.grace.sight(
@@ -194,7 +197,7 @@ class Reconciler:
                     session,
                     self.redis,
                     {row.id: name for name, row in rows.items()},
-                    {row.id for row in rows.values() if row.is_active},
+                    {row.id for row in rows.values() if row.is_active and row.name not in untrusted},
                     sights,
                     snapshot.now,
                 )
@@ -217,6 +220,15 @@ class Reconciler:
                 result.went_offline or "-",
             )
         return result
+
+    def _presented_keys(self, reports: dict[str, report.WorkerReport]) -> dict[str, str]:
+        """The public key each reporting worker registered with: read from Redis only for an instance not seen
+        before (a worker's restart is a new instance, and the only time its key can change), so a steady scan
+        costs no command for it; compared with the pinned key every scan all the same."""
+        fresh = [name for name, seen in reports.items() if self._keys.get(name, ("", ""))[0] != seen.instance]
+        for name, key in presence.read_public_keys(self.redis, fresh).items():
+            self._keys[name] = (reports[name].instance, key)
+        return {name: self._keys[name][1] for name in reports if name in self._keys}
 
     def prune_history(self, budget: float = PRUNE_BUDGET_SECONDS) -> int:
         """Delete fleet events older than their retention, then audit rows older than theirs, in small

@@ -151,9 +151,12 @@ def build_alerts(events: Sequence[EventLine], phones: Mapping[int, str] | None =
     plugin_messages: list[EventLine] = []
     plugin_errors: list[EventLine] = []
     proxies: list[EventLine] = []
+    key_changes: list[EventLine] = []
     for event in events:
         if event.kind == FleetEventKind.WORKER_OFFLINE:
             offline.append(event)
+        elif event.kind == FleetEventKind.WORKER_KEY_CHANGED:
+            key_changes.append(event)
         elif event.kind == FleetEventKind.WORKER_ONLINE:
             online.append(event)
         elif event.repeat_count > 1:
@@ -170,7 +173,9 @@ def build_alerts(events: Sequence[EventLine], phones: Mapping[int, str] | None =
             plugin_errors.append(event)
         elif event.kind in _PROXY_ALERTS:
             proxies.append(event)
-    alerts: list[Alert] = []
+    alerts: list[Alert] = [
+        Alert("alert.worker_key_changed", {"name": escape(event.subject)}, detail=event.detail) for event in key_changes
+    ]
     for group, single_key, many_key in (
         (offline, "alert.worker_offline", "alert.workers_offline"),
         (online, "alert.worker_online", "alert.workers_online"),

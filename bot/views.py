@@ -12,7 +12,6 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from backend.account_views import AccountsPage as AccountsPageView
 from backend.account_views import AccountView
 from backend.fleet import FleetSummary, WorkerView
-from backend.fleet import WorkersPage as WorkersPageView
 from backend.plugins_service import PluginRow
 from bot.callbacks import (
     AccountAction,
@@ -24,11 +23,9 @@ from bot.callbacks import (
     MoveTo,
     WizardMethod,
     WizardWorker,
-    WorkerAction,
     WorkerCard,
     WorkerOpAction,
     WorkerOps,
-    WorkersPage,
 )
 from bot.details import detail_text
 from bot.texts import t
@@ -93,7 +90,7 @@ def main_menu(
     )
 
 
-def _pager(lang: str, page: int, pages: int, callback_for: Callable[[int], str]) -> list[Button]:
+def pager(lang: str, page: int, pages: int, callback_for: Callable[[int], str]) -> list[Button]:
     """◀️ refresh ▶️ for a paged list; `callback_for(page)` is that page's packed callback data."""
     row = []
     if page > 0:
@@ -104,69 +101,8 @@ def _pager(lang: str, page: int, pages: int, callback_for: Callable[[int], str])
     return row
 
 
-def _back_to_menu(lang: str) -> Button:
+def back_to_menu(lang: str) -> Button:
     return Button(text=t(lang, "btn.menu"), callback_data=Menu(action=MenuAction.MAIN).pack())
-
-
-def workers_page(lang: str, page: WorkersPageView) -> tuple[str, InlineKeyboardMarkup]:
-    add = [Button(text=t(lang, "btn.add_worker"), callback_data=Menu(action=MenuAction.ADD_WORKER).pack())]
-    if not page.workers:
-        return t(lang, "workers.empty"), keyboard(add, [_back_to_menu(lang)])
-    rows = [
-        [
-            Button(
-                text=t(
-                    lang,
-                    "workers.row",
-                    icon=("🟢" if w.status.value == "online" else "🔴") + ("" if w.is_active else "⏸"),
-                    name=w.name,
-                    running="?" if w.accounts_running is None else w.accounts_running,
-                    total=w.accounts,
-                ),
-                callback_data=WorkerCard(id=w.id or 0).pack(),
-            )
-        ]
-        for w in page.workers
-    ]
-    title = t(lang, "workers.title", page=page.page + 1, pages=page.pages, total=page.total)
-    return title, keyboard(
-        *rows, _pager(lang, page.page, page.pages, lambda n: WorkersPage(page=n).pack()), add, [_back_to_menu(lang)]
-    )
-
-
-def worker_card(lang: str, worker_id: int, view: WorkerView, rejected: int = 0) -> tuple[str, InlineKeyboardMarkup]:
-    text = t(
-        lang,
-        "worker.card",
-        name=escape(view.name),
-        status=worker_status(lang, view),
-        address=escape(view.address or "—"),
-        heartbeat=ago(lang, view.seconds_since_heartbeat),
-        version=escape(view.version or "—"),
-        uptime=duration(lang, view.uptime_seconds),
-        running="?" if view.accounts_running is None else view.accounts_running,
-        total=view.accounts,
-    )
-    if rejected:
-        text += "\n" + t(lang, "worker.rejected", count=rejected)
-
-    def action(key: str, act: WorkerAction) -> Button:
-        return Button(text=t(lang, key), callback_data=WorkerCard(id=worker_id, action=act).pack())
-
-    toggle = (
-        action("worker.btn.deactivate", WorkerAction.DEACTIVATE)
-        if view.is_active
-        else action("worker.btn.activate", WorkerAction.ACTIVATE)
-    )
-    remove = [action("worker.btn.remove", WorkerAction.REMOVE)] if view.status.value == "offline" else []
-    return text, keyboard(
-        [Button(text=t(lang, "worker.btn.accounts"), callback_data=AccountsPage(worker_id=worker_id).pack()), toggle],
-        remove,
-        [
-            Button(text=t(lang, "btn.back"), callback_data=WorkersPage(page=0).pack()),
-            Button(text=t(lang, "btn.refresh"), callback_data=WorkerCard(id=worker_id).pack()),
-        ],
-    )
 
 
 def confirm(
@@ -210,7 +146,7 @@ def accounts_page(
     back = (
         Button(text=t(lang, "btn.back"), callback_data=WorkerCard(id=worker_id).pack())
         if worker_id
-        else _back_to_menu(lang)
+        else back_to_menu(lang)
     )
     if not page.accounts:
         return t(lang, "accounts.empty"), keyboard([back])
@@ -254,7 +190,7 @@ def accounts_page(
     )
     return title, keyboard(
         *rows,
-        _pager(lang, page.page, page.pages, lambda n: AccountsPage(worker_id=worker_id, page=n).pack()),
+        pager(lang, page.page, page.pages, lambda n: AccountsPage(worker_id=worker_id, page=n).pack()),
         fleet_wide,
         [back],
     )
@@ -467,7 +403,7 @@ def summary(lang: str, data: FleetSummary) -> tuple[str, InlineKeyboardMarkup]:
     return text, keyboard(
         [
             Button(text=t(lang, "btn.refresh"), callback_data=Menu(action=MenuAction.SUMMARY).pack()),
-            _back_to_menu(lang),
+            back_to_menu(lang),
         ]
     )
 
@@ -483,9 +419,9 @@ def language_picker(lang: str) -> tuple[str, InlineKeyboardMarkup]:
 
 def wizard_workers(lang: str, workers: list[tuple[int, str]]) -> tuple[str, InlineKeyboardMarkup]:
     if not workers:
-        return t(lang, "wizard.no_workers"), keyboard([_back_to_menu(lang)])
+        return t(lang, "wizard.no_workers"), keyboard([back_to_menu(lang)])
     rows = [[Button(text=f"🟢 {name}", callback_data=WizardWorker(worker_id=wid).pack())] for wid, name in workers]
-    return t(lang, "wizard.worker"), keyboard(*rows, [_back_to_menu(lang)])
+    return t(lang, "wizard.worker"), keyboard(*rows, [back_to_menu(lang)])
 
 
 def wizard_methods(lang: str) -> tuple[str, InlineKeyboardMarkup]:

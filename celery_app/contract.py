@@ -100,6 +100,7 @@ class PingResult(Payload):
     threads: int
     accounts_running: int
     max_accounts: int = 0  # WORKER_MAX_ACCOUNTS: the worker refuses starts beyond it (0: not said)
+    public_key: str = ""  # the worker's public key (common.sealing); "": a worker from before keys
 
 
 class AccountSpec(Payload):

@@ -49,6 +49,7 @@ class WorkerInfo:
     started_at: float
     instance: str
     max_accounts: int = 0  # its capacity (WORKER_MAX_ACCOUNTS): it refuses starts beyond; 0: not said
+    public_key: str = ""  # its key pair's public half (common.sealing); "": a worker from before keys
 
     def to_redis(self) -> dict[str, str]:
         return {key: str(value) for key, value in asdict(self).items()}
@@ -65,6 +66,7 @@ class WorkerInfo:
                 started_at=float(raw.get("started_at", "0")),
                 instance=raw.get("instance", ""),
                 max_accounts=int(raw.get("max_accounts", "0")),
+                public_key=raw.get("public_key", ""),
             )
         except (KeyError, ValueError):
             return None
@@ -265,6 +267,19 @@ def read_heartbeats(redis: Redis, names: list[str]) -> HeartbeatSnapshot:
     (seconds, micros), scores = pipe.execute()
     beats = {name: score for name, score in zip(names, scores, strict=True) if score is not None}
     return HeartbeatSnapshot(seconds + micros / 1_000_000, beats)
+
+
+def read_public_keys(redis: Redis, names: list[str]) -> dict[str, str]:
+    """The public key each registered worker presents now ("" for one from before keys), in one round trip."""
+    if not names:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.hget(keys.worker_info(name), "public_key")
+    found: dict[str, str] = {}
+    for name, value in zip(names, pipe.execute(), strict=True):
+        found[name] = (value.decode() if isinstance(value, bytes) else value) or ""
+    return found
 
 
 def read_infos(redis: Redis, names: list[str]) -> dict[str, WorkerInfo]:

@@ -93,6 +93,8 @@ ENGLISH: dict[str, str] = {
     "no_redis": "no contact with Redis for {seconds:.1f} s",
     "worker_host": "host {host}",
     "worker_address": "address {address}",
+    "key": "key {fingerprint}",
+    "key_changed": "key {presented} instead of the pinned {pinned}: no work until trusted",
     "on_worker": "on {worker}",
     "moved": "{before} -> {after}",
     "secrets_wiped": "secrets wiped",

@@ -227,6 +227,8 @@ def _readers() -> SimpleNamespace:
         WORKER_OPERATIONS: whole(256) = 16
         WORKER_MAX_ACCOUNTS: whole(1_000_000) = 10_000  # bench/real_scale.py: 10,000 within every bar
         PLUGIN_BLOCK_SECONDS: seconds = 1.0
+        WORKER_KEY_FILE: str | None = None  # unset: worker-<WORKER_NAME>.key in $STATE_DIRECTORY or .local/
+        STATE_DIRECTORY: str | None = None  # systemd's StateDirectory= sets it
 
     class Bot(Secret, Cli, BotApi):
         TG_BOT_TOKEN: Annotated[str, AfterValidator(checks.bot_token)]

@@ -4,8 +4,10 @@
 (`redis+sentinel://...`, see common.redis_target, which opens every Redis client from either form)."""
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
+from config.base import PROJECT_ROOT
 from config.environment import read
 
 
@@ -46,6 +48,7 @@ class WorkerSettings:
     plugins_dir: str | None = None  # the operator's plugins (besides `fleet.plugins` entry points)
     plugin_block_seconds: float = 1.0  # a plugin holding its event loop longer than this is reported
     proxy_check_seconds: float = 60.0  # how often the pool proxies its accounts use are checked
+    key_file: str = ""  # the worker's private key (common.sealing), made on first start, readable by it only
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,15 @@ def load_worker_settings() -> WorkerSettings:
         plugins_dir=env.PLUGINS_DIR,
         plugin_block_seconds=env.PLUGIN_BLOCK_SECONDS,
         proxy_check_seconds=env.PROXY_CHECK_SECONDS,
+        key_file=env.WORKER_KEY_FILE or worker_key_file(env.STATE_DIRECTORY, env.WORKER_NAME),
     )
+
+
+def worker_key_file(state_directory: str | None, worker_name: str) -> str:
+    """Where a worker keeps its private key unless WORKER_KEY_FILE says: its state directory (systemd's
+    StateDirectory=), else `.local/` of the project it runs from."""
+    base = Path(state_directory.split(":")[0]) if state_directory else PROJECT_ROOT / ".local"
+    return str(base / f"worker-{worker_name}.key")
 
 
 def load_backend_settings() -> BackendSettings:

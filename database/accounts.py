@@ -76,6 +76,7 @@ _FOR_START = (
         _ACCOUNTS.c.worker_id,
         _WORKERS.c.name.label("worker_name"),
         _WORKERS.c.is_active.label("worker_active"),
+        _WORKERS.c.pending_key.label("worker_key_pending"),
     )
     .select_from(_ACCOUNTS.outerjoin(_WORKERS, _ACCOUNTS.c.worker_id == _WORKERS.c.id))
     .where(_ACCOUNTS.c.id == bindparam("id"))

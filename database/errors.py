@@ -35,6 +35,16 @@ class WorkerHasAccounts(FleetError):
         self.name = name
 
 
+class WorkerKeyNotPending(FleetError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"worker {name!r} presents no new key to trust (its key is the pinned one)",
+            "worker_key_not_pending",
+            name=name,
+        )
+        self.name = name
+
+
 class AccountNotFound(FleetError, LookupError):
     def __init__(self, account_id: int | str) -> None:
         super().__init__(f"account {account_id} not found", "account_not_found", id=account_id)

@@ -86,6 +86,10 @@ class Worker(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     version: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The worker's public key (common.sealing), pinned the first time a worker of this name presented one, and
+    # a different one presented since: until an admin trusts it (`workers trust`), the worker is given no work.
+    public_key: Mapped[str | None] = mapped_column(String(64))
+    pending_key: Mapped[str | None] = mapped_column(String(64))
 
 
 class FleetEventKind(enum.StrEnum):
@@ -96,6 +100,9 @@ class FleetEventKind(enum.StrEnum):
     WORKER_DEACTIVATED = "worker.deactivated"
     WORKER_ADDED = "worker.added"
     WORKER_REMOVED = "worker.removed"
+    WORKER_KEY_PINNED = "worker.key_pinned"  # its public key, trusted on first sight
+    WORKER_KEY_CHANGED = "worker.key_changed"  # a different key presented: no work until trusted (alerted)
+    WORKER_KEY_TRUSTED = "worker.key_trusted"  # an admin accepted the new key
     ACCOUNT_IMPORTED = "account.imported"
     ACCOUNT_LOGGED_IN = "account.logged_in"
     ACCOUNT_START_REQUESTED = "account.start_requested"

@@ -17,8 +17,9 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from common.details import detail
+from common.sealing import fingerprint
 from common.validation import MAX_ROW_ID
-from database.errors import WorkerExists, WorkerHasAccounts, WorkerNotFound, WorkerStillOnline
+from database.errors import WorkerExists, WorkerHasAccounts, WorkerKeyNotPending, WorkerNotFound, WorkerStillOnline
 from database.events import NewEvent, record_events
 from database.models import Account, FleetEventKind, Worker, WorkerStatus
 
@@ -33,6 +34,8 @@ class WorkerRow:
     last_heartbeat: datetime | None
     address: str
     is_active: bool
+    public_key: str | None = None  # pinned
+    pending_key: str | None = None  # presented since, not trusted
 
 
 # --- reads -------------------------------------------------------------------------------------------------
@@ -40,10 +43,28 @@ class WorkerRow:
 
 def worker_rows(session: Session) -> dict[str, WorkerRow]:
     result = session.execute(
-        select(Worker.id, Worker.name, Worker.status, Worker.last_heartbeat, Worker.address, Worker.is_active)
+        select(
+            Worker.id,
+            Worker.name,
+            Worker.status,
+            Worker.last_heartbeat,
+            Worker.address,
+            Worker.is_active,
+            Worker.public_key,
+            Worker.pending_key,
+        )
     )
     return {
-        row.name: WorkerRow(row.id, row.name, row.status, row.last_heartbeat, row.address, row.is_active)
+        row.name: WorkerRow(
+            row.id,
+            row.name,
+            row.status,
+            row.last_heartbeat,
+            row.address,
+            row.is_active,
+            row.public_key,
+            row.pending_key,
+        )
         for row in result
     }
 
@@ -117,6 +138,47 @@ def update_heartbeats(session: Session, changes: list[tuple[int, str, datetime |
             _HEARTBEAT_UPDATE,
             [{"worker_id": wid, "new_status": status, "new_heartbeat": beat} for wid, status, beat in changes],
         )
+
+
+def apply_worker_keys(session: Session, rows: dict[str, WorkerRow], presented: dict[str, str]) -> set[str]:
+    """Compare the key each registered worker presents now with the one pinned for its name: pin the first one
+    seen (trust on first use), record a different one as pending (alerted once per key), clear a pending one
+    when the pinned key is back. Returns the workers that present a key not trusted now (given no work)."""
+    untrusted: set[str] = set()
+    changes: list[tuple[int, dict[str, str | None]]] = []
+    events: list[NewEvent] = []
+    for name, key in presented.items():
+        row = rows.get(name)
+        if row is None or not key:  # not recorded yet (the next scan), or a worker from before keys
+            continue
+        if row.public_key is None:
+            changes.append((row.id, {"public_key": key, "pending_key": None}))
+            events.append(NewEvent(FleetEventKind.WORKER_KEY_PINNED, name, detail("key", fingerprint=fingerprint(key))))
+        elif key == row.public_key:
+            if row.pending_key is not None:
+                changes.append((row.id, {"pending_key": None}))
+        else:
+            untrusted.add(name)
+            if key != row.pending_key:
+                changes.append((row.id, {"pending_key": key}))
+                said = detail("key_changed", pinned=fingerprint(row.public_key), presented=fingerprint(key))
+                events.append(NewEvent(FleetEventKind.WORKER_KEY_CHANGED, name, said))
+    for worker_id, values in changes:
+        session.execute(update(Worker).where(Worker.id == worker_id).values(**values))
+    record_events(session, events)
+    return untrusted
+
+
+def trust_worker_key(session: Session, name: str, actor: str) -> str:
+    """Pin the key the worker presented instead of its pinned one; returns its fingerprint. WorkerKeyNotPending
+    when there is none to trust."""
+    worker = get_worker(session, name)
+    if worker.pending_key is None:
+        raise WorkerKeyNotPending(name)
+    worker.public_key, worker.pending_key = worker.pending_key, None
+    said = detail("key", fingerprint=fingerprint(worker.public_key))
+    record_events(session, [NewEvent(FleetEventKind.WORKER_KEY_TRUSTED, name, said, actor)])
+    return fingerprint(worker.public_key)
 
 
 def add_worker(session: Session, name: str, address: str, actor: str) -> Worker:

@@ -338,3 +338,26 @@ def test_a_sandbox_fleet_is_marked_in_the_menu(harness: BotHarness, monkeypatch:
     assert load_bot_settings().sandbox is True
     monkeypatch.delenv("FLEET_SANDBOX")
     assert load_bot_settings().sandbox is False
+
+
+def test_the_worker_card_shows_its_key_and_an_untrusted_one(harness: BotHarness, redis_client: Redis) -> None:
+    from common.sealing import KeyPair, fingerprint
+    from database.workers import apply_worker_keys, worker_rows
+
+    pinned, other = KeyPair.generate().public_key, KeyPair.generate().public_key
+    add_worker(harness, "keyed", "203.0.113.7")
+    live_worker(redis_client, "keyed", "203.0.113.7")
+    with harness.services.fleet.sessions.begin() as session:
+        apply_worker_keys(session, worker_rows(session), {"keyed": pinned})
+    chat = harness.chat(ADMIN)
+    chat.send("/workers")
+    chat.click("keyed")
+    assert f"🔑 Ключ: <code>{fingerprint(pinned)}</code>" in chat.text()
+    with harness.services.fleet.sessions.begin() as session:
+        apply_worker_keys(session, worker_rows(session), {"keyed": other})
+    chat.click("🔄")
+    assert (
+        f"Предъявлен ключ <code>{fingerprint(other)}</code> вместо закреплённого <code>{fingerprint(pinned)}</code>"
+        in (chat.text())
+    )
+    assert "workers trust keyed" in chat.text()

@@ -339,3 +339,15 @@ def test_errors_are_shown_from_their_codes_in_the_admins_language() -> None:
     )
     assert error_text("ru", refused) == "Воркер w1 не запустил аккаунт #7: &lt;x&gt;"
     assert error_text("ru", RuntimeError("odd <thing>")) == "odd &lt;thing&gt;"  # a bug's error: its own words
+
+
+def test_a_worker_presenting_another_key_is_alerted_with_both_fingerprints() -> None:
+    [alert] = build_alerts(
+        [EventLine("worker.key_changed", "fra-1", detail("key_changed", pinned="aaaa1111", presented="bbbb2222"))]
+    )
+    assert alert.render("ru") == (
+        "🔑 Воркер <b>fra-1</b> предъявил другой ключ (ключ bbbb2222 вместо закреплённого aaaa1111: работы не будет, "
+        "пока ему не доверятся). Если его переустановили вы: <code>run_cli.py workers trust fra-1</code>"
+    )
+    assert "presents another key (key bbbb2222 instead of the pinned aaaa1111" in alert.render("en")
+    assert build_alerts([EventLine("worker.key_pinned", "fra-1", detail("key", fingerprint="aaaa1111"))]) == []

@@ -33,8 +33,18 @@ SKIPPED = {
     "password) is its own audited call of backend.onboarding, one row each",
 }
 # Their worker is offline, or no worker is online to probe from: one row, recorded with its error.
-REFUSED = {"accounts restart", "accounts op", "proxies check"}
-READ_REFUSED = {"doctor"}  # no backend running: exit 1, no row
+REFUSED = {"accounts restart", "accounts op", "proxies check", "workers trust"}  # trust: no new key presented
+# No backend running (doctor), no sandbox running (the sandbox's commands, which never touch the fleet): exit 1,
+# no row.
+READ_REFUSED = {
+    "doctor",
+    "sandbox status",
+    "sandbox chat",
+    "sandbox send",
+    "sandbox flood",
+    "sandbox revoke",
+    "sandbox ban",
+}
 
 
 def walk(group: click.Group, ctx: click.Context, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
@@ -167,10 +177,20 @@ def steps(s: dict[str, str]) -> list[Step]:
         Step("restore", (s["archive"], "--merge", "skip-existing", "--passphrase-from-stdin", yes), "restore",
              PASSPHRASE),
         Step("rekey", (yes,), "rekey"),
+        Step("workers trust", ("w1", yes), "worker.trust_key"),
+        Step("sandbox status", ()),
+        Step("sandbox chat", ("@demo01",)),
+        Step("sandbox send", ("--to", "@demo01", "--text", "hi")),
+        Step("sandbox flood", ("@demo01",)),
+        Step("sandbox revoke", ("@demo01",)),
+        Step("sandbox ban", ("@demo01",)),
     ]  # fmt: skip
 
 
-def test_each_command_that_acts_leaves_one_audit_row_and_each_read_none(plane: ControlPlane, tmp_path: Path) -> None:
+def test_each_command_that_acts_leaves_one_audit_row_and_each_read_none(
+    plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_CONTROL_FILE", str(tmp_path / "no-sandbox.json"))  # never a sandbox running here
     walk_steps = steps(prepared(plane, tmp_path))
     run_paths = [step.path for step in walk_steps]
     assert len(run_paths) == len(set(run_paths))

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from redis import Redis
@@ -30,7 +31,8 @@ from celery_app.presence import WorkerInfo
 from celery_app.rejections import Rejection
 from common.crypto import SecretBox
 from common.redis_target import describe_redis_error, open_redis
-from config import WorkerSettings, mask_url
+from common.sealing import KeyFileError, load_or_create
+from config import EXIT_CONFIG, WorkerSettings, mask_url
 from version import __version__
 from worker import poison
 from worker.account_manager import AccountManager
@@ -71,6 +73,12 @@ def wait_for_redis(redis: Redis, url: str) -> None:
 
 
 def run_worker(settings: WorkerSettings) -> int:
+    try:
+        identity = load_or_create(Path(settings.key_file))  # this worker's key pair: made once, kept 0600
+    except KeyFileError as error:
+        log.error("cannot use the worker's key file: %s (WORKER_KEY_FILE names another)", error)
+        return EXIT_CONFIG
+    log.info("worker key %s (%s)", identity.fingerprint, settings.key_file)
     redis = connect_redis(settings.redis_url)
     wait_for_redis(redis, settings.redis_url)
     info = WorkerInfo(
@@ -82,6 +90,7 @@ def run_worker(settings: WorkerSettings) -> int:
         started_at=time.time(),
         instance=uuid.uuid4().hex,
         max_accounts=settings.max_accounts,
+        public_key=identity.public_key,
     )
     lease_ttl = settings.timing.offline_after
     pacer = ConnectPacer(settings.connects_per_second)  # every client's connects, the manager's and Telethon's

@@ -43,6 +43,7 @@ COMMANDS = {
     "admins": "backend.cli.admins:admins",
     "audit": "backend.cli.audit:audit_command",
     "sandbox": "backend.cli.sandbox:sandbox",
+    "workers": "backend.cli.workers:workers",
 }
 SANDBOX_MARKER = "🧪 SANDBOX · the Telegram sandbox's demo fleet, not Telegram"
 

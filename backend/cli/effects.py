@@ -46,6 +46,7 @@ EFFECTS: dict[str, Effect] = {
     "deactivate": ACTS,
     "remove": asks(Confirm.ALWAYS, "a worker's record goes; only adding it again brings it back"),
     "doctor": READS,
+    "workers trust": asks(Confirm.ALWAYS, "a new identity gets the worker's work (and, sealed to it, its secrets)"),
     # accounts
     "accounts list": READS,
     "accounts show": READS,
@@ -98,4 +99,11 @@ EFFECTS: dict[str, Effect] = {
     "backup": Effect(True, why="writes every table out, encrypted, and nothing in the fleet changes; recorded"),
     "restore": asks(Confirm.ALWAYS, "rows deleted and loaded, counted"),
     "rekey": asks(Confirm.ALWAYS, "every stored secret, counted by kind"),
+    # the Telegram sandbox: what its Telegram does, not the fleet (nothing of the fleet changes; nothing audited)
+    "sandbox status": READS,
+    "sandbox chat": READS,
+    "sandbox send": Effect(False, why="a message inside the sandbox's Telegram"),
+    "sandbox flood": Effect(False, why="the sandbox's Telegram refuses; the fleet meets it as it would Telegram's"),
+    "sandbox revoke": Effect(False, why="the sandbox's Telegram ends a demo account's sessions"),
+    "sandbox ban": Effect(False, why="the sandbox's Telegram bans a demo account; --lift undoes it"),
 }

@@ -89,6 +89,7 @@ def show_worker(context: Context, name: str, as_json: bool) -> None:
         ("Host / pid", f"{w.host or '-'} / {w.pid or '-'}"),
         ("Version", w.version or "-"),
         ("Accounts", f"{_count(w.accounts_running)} running of {w.accounts}"),
+        ("Key", _key_cell(w.key, w.key_pending, w.name)),
     ]
     if detail.rejected:
         reasons = ", ".join(f"{rejections.describe(r)} ×{n}" for r, n in sorted(detail.rejected.items()))
@@ -100,6 +101,33 @@ def show_worker(context: Context, name: str, as_json: bool) -> None:
     for event in detail.events:
         extra = f" — {event.detail}" if event.detail else ""
         say(f"  {_when(event.latest)}  {event.kind}{extra}{event.repeats}  [{event.actor}]")
+
+
+def _key_cell(key: str | None, pending: str | None, name: str) -> str:
+    if pending is not None:
+        return f"⚠️ presents {pending}, not the pinned {key}: no work until trusted (run_cli.py workers trust {name})"
+    return f"{key} (pinned)" if key else "none presented yet"
+
+
+@click.group("workers")
+def workers() -> None:
+    """Workers' identities: the keys they present (`list`, `show`, `add`… are top-level commands)."""
+
+
+@workers.command("trust")
+@click.argument("name")
+@yes_option
+@pass_context
+def trust(context: Context, name: str, yes: bool) -> None:
+    """Trust the new key a worker presents (after you reinstalled its host): it gets work again."""
+    pending = context.plane().fleet.get_worker(name).worker
+    if pending.key_pending is not None:  # else nothing to ask about: the service says so (and records it)
+        confirm_or_refuse(
+            yes,
+            f"Trust key {pending.key_pending} for worker {name} instead of {pending.key}? "
+            "Only if you reinstalled it yourself",
+        )
+    say(f"worker '{name}': key {context.plane().fleet.trust_key(name, actor())} trusted")
 
 
 @click.command("activate")

@@ -11,7 +11,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from backend.fleet import InvalidInput, validate_address, validate_worker_name
-from bot import views
+from bot import views, worker_views
 from bot.callbacks import Menu, MenuAction, WorkerAction, WorkerCard, WorkersPage
 from bot.details import error_text
 from bot.handlers.base import actor, show
@@ -28,7 +28,7 @@ class AddWorker(StatesGroup):
 
 async def render_workers(event: Message | CallbackQuery, services: BotServices, lang: str, page: int) -> None:
     data = await services.call(services.fleet.workers_page, page, PER_PAGE)
-    await show(event, *views.workers_page(lang, data))
+    await show(event, *worker_views.workers_page(lang, data))
 
 
 async def workers(event: Message | CallbackQuery, services: BotServices, lang: str) -> None:
@@ -42,7 +42,7 @@ async def workers_page(query: CallbackQuery, callback_data: WorkersPage, service
 async def render_card(event: Message | CallbackQuery, services: BotServices, lang: str, worker_id: int) -> None:
     name = await services.call(services.fleet.name_of, worker_id)
     detail = await services.call(services.fleet.get_worker, name)
-    await show(event, *views.worker_card(lang, worker_id, detail.worker, detail.rejected_total))
+    await show(event, *worker_views.worker_card(lang, worker_id, detail.worker, detail.rejected_total))
 
 
 async def card(query: CallbackQuery, callback_data: WorkerCard, services: BotServices, lang: str) -> None:

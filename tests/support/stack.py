@@ -50,6 +50,7 @@ class Stack:
             "WORKER_THREADS": "2",
             "LOG_LEVEL": "INFO",
             "FLEET_ENV_FILE": str(workdir / ".env"),  # never a developer's .env in the project folder
+            "STATE_DIRECTORY": str(workdir),  # the workers' key files (worker-<name>.key) stay in the test's folder
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: dict[int, Path] = {}

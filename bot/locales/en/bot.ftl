@@ -144,6 +144,8 @@ worker-card =
     Version: { $version } · uptime: { $uptime }
     Accounts: { $running } running of { $total }
 worker-rejected = ⚠️ Malformed messages dropped from its queue: { $count }
+worker-key = 🔑 Key: <code>{ $fingerprint }</code>
+worker-key_untrusted = 🔑 ⚠️ Presents key <code>{ $pending }</code> instead of the pinned <code>{ $pinned }</code>: no work until an owner trusts it (<code>run_cli.py workers trust { $name }</code>)
 worker-btn-accounts = 📱 Accounts
 worker-btn-activate = ▶️ Activate
 worker-btn-deactivate = ⏸ Deactivate
@@ -286,6 +288,8 @@ detail-secret_unreadable = cannot decrypt a secret: it is corrupted or was encry
 detail-unknown_constructor = the server sent a reply this client cannot read (unknown constructor: another API layer?)
 detail-worker_host = host { $host }
 detail-worker_address = address { $address }
+detail-key = key { $fingerprint }
+detail-key_changed = key { $presented } instead of the pinned { $pinned }: no work until trusted
 detail-on_worker = on { $worker }
 detail-moved = { $before } -> { $after }
 detail-secrets_wiped = secrets wiped
@@ -451,6 +455,7 @@ language-set = Language: English 🇬🇧
 
 alert-worker_offline = 🔴 Worker <b>{ $name }</b> is offline{ $detail }
 alert-worker_online = 🟢 Worker <b>{ $name }</b> is back online{ $detail }
+alert-worker_key_changed = 🔑 Worker <b>{ $name }</b> presents another key{ $detail }. If you reinstalled it: <code>run_cli.py workers trust { $name }</code>
 alert-worker_offline-again = 🔴 Worker <b>{ $name }</b> is offline{ $detail }, { $repeats ->
         [one] once
        *[other] { $repeats } times
@@ -510,6 +515,9 @@ err-worker_offline = Worker { $worker } is offline.
 err-worker_deactivated = Worker { $worker } is deactivated by an admin.
 err-worker_still_online = Worker { $name } is online; stop it before removing it.
 err-worker_has_accounts = Worker { $name } still has accounts; move or remove them first.
+err-worker_key_untrusted = Worker { $worker } presents a key other than its pinned one: it gets no work until an owner trusts it (<code>run_cli.py workers trust { $worker }</code>).
+err-worker_key_not_pending = Worker { $name } presents no new key to trust.
+err-worker_key_untrusted_start_later = Worker { $worker } presents a key other than its pinned one; the account can be asked to start once the key is trusted.
 err-session = The session cannot be used: { $detail }
 err-proxy =
     Invalid proxy: <code>socks5://user:pass@host:port</code>, <code>http://host:port</code> or <code>mtproxy://secret@host:port</code>.

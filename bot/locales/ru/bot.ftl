@@ -137,6 +137,8 @@ worker-card =
        *[other] работают
     } { $running } из { $total }
 worker-rejected = ⚠️ Отброшено битых сообщений из очереди: { $count }
+worker-key = 🔑 Ключ: <code>{ $fingerprint }</code>
+worker-key_untrusted = 🔑 ⚠️ Предъявлен ключ <code>{ $pending }</code> вместо закреплённого <code>{ $pinned }</code>: работы воркеру нет, пока владелец не доверится ключу (<code>run_cli.py workers trust { $name }</code>)
 worker-btn-accounts = 📱 Аккаунты
 worker-btn-activate = ▶️ Включить
 worker-btn-deactivate = ⏸ Отключить
@@ -287,6 +289,8 @@ detail-secret_unreadable = не удалось расшифровать секр
 detail-unknown_constructor = сервер прислал ответ, который этот клиент не может прочитать (неизвестный конструктор: другой слой API?)
 detail-worker_host = хост { $host }
 detail-worker_address = адрес { $address }
+detail-key = ключ { $fingerprint }
+detail-key_changed = ключ { $presented } вместо закреплённого { $pinned }: работы не будет, пока ему не доверятся
 detail-on_worker = на воркере { $worker }
 detail-moved = { $before } → { $after }
 detail-secrets_wiped = секреты стёрты
@@ -452,6 +456,7 @@ language-set = Язык: русский 🇷🇺
 
 alert-worker_offline = 🔴 Воркер <b>{ $name }</b> оффлайн{ $detail }
 alert-worker_online = 🟢 Воркер <b>{ $name }</b> снова онлайн{ $detail }
+alert-worker_key_changed = 🔑 Воркер <b>{ $name }</b> предъявил другой ключ{ $detail }. Если его переустановили вы: <code>run_cli.py workers trust { $name }</code>
 alert-worker_offline-again = 🔴 Воркер <b>{ $name }</b> оффлайн{ $detail } — уже { $repeats }-й раз за час
 alert-worker_online-again = 🟢 Воркер <b>{ $name }</b> снова онлайн{ $detail } — уже { $repeats }-й раз за час
 alert-workers_offline = 🔴 Оффлайн сразу { $n } { $n ->
@@ -509,6 +514,9 @@ err-worker_offline = Воркер { $worker } оффлайн.
 err-worker_deactivated = Воркер { $worker } отключён админом.
 err-worker_still_online = Воркер { $name } онлайн: сначала остановите его, потом удаляйте.
 err-worker_has_accounts = На воркере { $name } ещё есть аккаунты: сначала перенесите или удалите их.
+err-worker_key_untrusted = Воркер { $worker } предъявил не тот ключ, что закреплён: работы ему не будет, пока владелец не доверится ключу (<code>run_cli.py workers trust { $worker }</code>).
+err-worker_key_not_pending = Воркер { $name } не предъявлял нового ключа.
+err-worker_key_untrusted_start_later = Воркер { $worker } предъявил не тот ключ, что закреплён; аккаунт можно будет запустить, когда ключу доверятся.
 err-session = Сессия не подходит: { $detail }
 err-proxy =
     Неверный прокси: <code>socks5://user:pass@host:port</code>, <code>http://host:port</code> или <code>mtproxy://secret@host:port</code>.
