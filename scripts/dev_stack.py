@@ -181,7 +181,11 @@ def run_stack(started: list[EmbeddedRedis], processes: dict[str, subprocess.Pope
     sandbox = SandboxStart(LOCAL, ROOT) if sandboxed else None
     if sandbox is not None:
         print(BANNER + f"\n[stack] sandbox: on ({why})")
-        sandbox.prepare()
+        try:
+            sandbox.prepare()
+        except RuntimeError as error:
+            print(f"[stack] {error}")
+            return 1
         env = sandbox.environment(env)
         try:
             embedded = EmbeddedRedis(port=free_port(), workdir=str(sandbox.directory)).start()

@@ -78,8 +78,27 @@ class SandboxStart:
         self.process: subprocess.Popen[str] | None = None
         self.dc_setting = ""
 
+    def running(self) -> int | None:
+        """The pid of a sandbox still running from this directory (another `make run`), if any."""
+        import json
+        import os
+
+        try:
+            pid = int(json.loads((self.directory / "control.json").read_text())["pid"])
+            os.kill(pid, 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return pid
+
     def prepare(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)  # a new run is a new demo: nothing mixes with the last
+        """A new, empty directory (a new run is a new demo: nothing mixes with the last); RuntimeError while
+        another stack's sandbox runs from it."""
+        pid = self.running()
+        if pid is not None:
+            raise RuntimeError(
+                f"a sandbox is running from {self.directory} already (pid {pid}): another `make run`? Stop it first"
+            )
+        shutil.rmtree(self.directory, ignore_errors=True)
         self.directory.mkdir(parents=True)
         self.directory.chmod(0o700)
 

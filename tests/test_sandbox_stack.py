@@ -148,6 +148,13 @@ def test_make_run_with_nothing_configured_runs_a_sandbox_fleet(tmp_path: Path, n
         assert not (tmp_path / "real.db").exists()  # the sandbox's data stays in its own database
         assert (local / "sandbox" / "fleet.db").exists()
         pids += [int(part.split("pid ")[1].split(")")[0]) for part in output.split(", ") if "(pid " in part]
+
+        # A second `make run` here while this one runs would wipe its sandbox: it refuses and changes nothing.
+        again = subprocess.run(
+            [sys.executable, "-m", "scripts.dev_stack"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert again.returncode == 1 and "a sandbox is running from" in again.stdout
+        assert second_shell(local, env, "sandbox", "status").returncode == 0
         assert len(pids) >= 4  # sandbox, backend, worker, demo
     finally:
         if stack.poll() is None:
