@@ -81,6 +81,7 @@ def run_checks() -> list[Check]:
 
     from backend.connections import ServiceUnavailable, connect_database, connect_redis
 
+    engine = None
     try:
         engine, _sessions = connect_database(settings.database_url)
         from database.engine import current_revision
@@ -111,10 +112,35 @@ def run_checks() -> list[Check]:
         )
     )
     snapshot = presence.read_all_heartbeats(redis)
-    online = sum(
-        1
-        for beat in snapshot.beats.values()
+    online = [
+        name
+        for name, beat in snapshot.beats.items()
         if presence.liveness(beat, snapshot.now, settings.timing.offline_after) is presence.Liveness.ONLINE
-    )
-    checks.append(Check("workers", True, f"{online} online"))
+    ]
+    checks.append(Check("workers", True, f"{len(online)} online"))
+    if engine is not None:
+        checks.append(
+            keys_check(engine, sorted(n for n, i in presence.read_infos(redis, online).items() if not i.public_key))
+        )
     return checks
+
+
+def keys_check(engine: Any, keyless: list[str]) -> Check:
+    """Workers presenting a key other than their pinned one (given no work), and online ones presenting none."""
+    from sqlalchemy import select
+
+    from database.models import Worker
+
+    with engine.connect() as connection:
+        untrusted = sorted(connection.scalars(select(Worker.name).where(Worker.pending_key.is_not(None))))
+    lines = [
+        f"untrusted key, given no work: {name} (`run_cli.py workers trust {name}` if you reinstalled it)"
+        for name in untrusted
+    ]
+    lines += [f"no key presented (a worker from before keys): {name}" for name in keyless]
+    if untrusted:
+        return Check("worker keys", False, f"{len(untrusted)} worker(s) present an untrusted key", tuple(lines))
+    said = (
+        f"{len(keyless)} online worker(s) present no key" if keyless else "every online worker presents its pinned key"
+    )
+    return Check("worker keys", True, said, tuple(lines))

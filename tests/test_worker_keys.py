@@ -183,3 +183,23 @@ def _raw(path: Path) -> bytes:
 
     text = path.read_text().strip()
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_doctor_names_untrusted_and_keyless_workers(
+    reconciler: Reconciler, redis_client: Redis, monkeypatch: pytest.MonkeyPatch, redis_url: str, database_url: str
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
+    worker(reconciler, "w1")
+    worker(reconciler, "old")
+    beat(redis_client, "w1", "i1", K1)
+    beat(redis_client, "old", "i1", "")
+    reconciler.scan()
+    out = CliRunner().invoke(cli, ["doctor"]).stdout
+    assert "ok    worker keys" in out and "1 online worker(s) present no key" in out
+    assert "no key presented (a worker from before keys): old" in out
+    beat(redis_client, "w1", "i2", K2)
+    reconciler.scan()
+    out = CliRunner().invoke(cli, ["doctor"]).stdout
+    assert "FAIL  worker keys" in out and "untrusted key, given no work: w1" in out
