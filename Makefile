@@ -46,6 +46,7 @@ bench: $(DEV)
 	$(PY) bench/proxy_failover.py
 	$(PY) bench/real_scale.py
 	$(PY) bench/sandbox.py
+	$(PY) bench/sealing.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache

@@ -17,6 +17,7 @@ from config import (
     load_backend_settings,
     load_env_file,
     load_proxy_policy,
+    load_secret_key,
 )
 from version import __version__
 
@@ -80,7 +81,14 @@ def run(interval: float) -> int:
     from backend.proxy_health import ProxyHealth
     from backend.reconciler import Reconciler, run_reconciler
 
-    plane = ControlPlane(settings.redis_url, settings.database_url, settings.timing.offline_after, check_redis=False)
+    # With SECRET_KEY (the control host's), what the scans send a worker is sealed to that worker's key.
+    plane = ControlPlane(
+        settings.redis_url,
+        settings.database_url,
+        settings.timing.offline_after,
+        secret_key=load_secret_key,
+        check_redis=False,
+    )
     try:
         sessions = plane.sessions
     except ServiceUnavailable as error:
@@ -100,7 +108,8 @@ def run(interval: float) -> int:
         accounts,
         retention_days=settings.event_retention_days,
         audit_retention_days=settings.audit_retention_days,
-        after_scan=[operations.reconcile, plugins.restore_mirror, proxy_health.step],
+        after_scan=[operations.reconcile, plugins.restore_mirror, proxy_health.step]
+        + ([lambda: sealer.publish(redis)] if (sealer := plane.sealer) is not None else []),  # again after a loss
         on_operations_finished=operations.record,
     )
     stop = threading.Event()

@@ -21,7 +21,7 @@ from backend.errors import AccountError, WorkerUnavailable
 from celery_app import keys, presence
 from celery_app.contract import AccountSpec
 from celery_app.presence import Liveness, liveness
-from common.crypto import SecretBox
+from common.crypto import SecretBox, SecretError
 from database.accounts import device_of
 from database.models import Account, Worker
 from database.workers import get_worker
@@ -65,6 +65,22 @@ class AccountServiceBase:
         self._secret_box = secret_box
         self._canary_written = False
         self.lease_wait = offline_after + 5
+
+    def secret_key_is_the_fleets(self) -> bool:
+        """Whether this process's SECRET_KEY opens the key check the fleet's first control-plane process wrote
+        (True when there is none yet, or Redis cannot say)."""
+        box = self.box
+        try:
+            canary = self.redis.get(keys.SECRET_CANARY)
+        except RedisError:
+            return True
+        if not canary:
+            return True
+        try:
+            box.decrypt(canary.decode() if isinstance(canary, bytes) else str(canary))
+        except SecretError:
+            return False
+        return True
 
     @property
     def box(self) -> SecretBox:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from backend.connections import connect_database, connect_redis
+from backend.connections import ServiceUnavailable, connect_database, connect_redis
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from backend.operations_service import OperationsService
     from backend.plugins_service import PluginsService
     from backend.proxies_service import ProxiesService
+    from backend.sealing import Sealer
     from backend.session_export import SessionExporter
     from board.service import BoardService
     from common.crypto import SecretBox
@@ -91,10 +92,32 @@ class ControlPlane:
         return SecretBox(self._secret_key())
 
     @cached_property
+    def sealer(self) -> Sealer | None:
+        """What seals secrets to the worker they go to (`backend.sealing`); None in a process without SECRET_KEY
+        (payloads then carry SECRET_KEY's tokens, which only workers holding SECRET_KEY read)."""
+        from redis.exceptions import RedisError
+
+        from backend.sealing import Sealer, WorkerKeys
+        from config import ConfigError
+
+        if self._secret_key is None:
+            return None
+        try:
+            secret_key = self._secret_key()
+        except ConfigError:
+            return None
+        sealer = Sealer(self.box, secret_key, WorkerKeys(self.sessions))
+        try:
+            sealer.publish(self.redis)  # the backend publishes it again every scan
+        except (RedisError, ServiceUnavailable):
+            pass
+        return sealer
+
+    @cached_property
     def dispatcher(self) -> TaskDispatcher:
         from backend.dispatch import TaskDispatcher
 
-        return TaskDispatcher(self.redis_url)
+        return TaskDispatcher(self.redis_url, self.sealer)
 
     # ---- services ---------------------------------------------------------------------------------------
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery_app.contract import COMMAND_EXPIRES_SECONDS, Payload, TaskName, queue_for
 from common.errors import FleetError
+
+if TYPE_CHECKING:
+    from backend.sealing import Sealer
 
 # Redis commands per pipeline when sending many messages (two a message: the push and its task-sent event).
 PUBLISH_BATCH = 1000
@@ -37,8 +40,11 @@ class WorkerRejectedCall(WorkerDidNotAnswer):
 
 
 class TaskDispatcher:
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, sealer: Sealer | None = None) -> None:
+        """`sealer` (`backend.sealing`) seals each payload's secrets to the worker it goes to, and opens what
+        workers send back; None sends payloads as they are (SECRET_KEY's tokens)."""
         self.redis_url = redis_url
+        self.sealer = sealer
         self._app: Any = None
 
     @property
@@ -61,6 +67,8 @@ class TaskDispatcher:
     ) -> Any:
         """Send one task by name to `worker`'s queue; `ignore_result` for a message nobody waits on: the
         worker stores no result, and this process does not subscribe to it. `options` go to Celery's publish."""
+        if payload is not None and self.sealer is not None:
+            payload = self.sealer.for_worker(worker, payload)
         args = [payload.model_dump(mode="json")] if payload is not None else []
         return self.app.send_task(
             task.value,

@@ -263,7 +263,14 @@ class Onboarding(AccountViews):
             self._session_keys_filled = True
 
     def check_session_on_worker(self, account_id: int, timeout: float = 15.0) -> str:
-        """Ask the account's worker whether it can read the stored session (same SECRET_KEY)."""
+        """Ask the account's worker whether it can read the stored session (sealed to it, or the same SECRET_KEY),
+        once this process's SECRET_KEY is known to be the fleet's (what it stores, the others must open)."""
+        if not self.secret_key_is_the_fleets():
+            raise AccountError(
+                "this process's SECRET_KEY is not the fleet's (the key check the control plane keeps in Redis was "
+                "encrypted under another SECRET_KEY): the backend and the workers cannot use what it stores",
+                "secret_key_mismatch",
+            )
         with self.sessions() as session:
             account = accounts_db.get_account(session, account_id)
             worker = self._usable_worker(session, self._worker_name(session, account))
@@ -475,8 +482,11 @@ class Onboarding(AccountViews):
                 )
                 session.add(account)
             Credentials(int(record["api_id"]), record["api_hash_enc"], app_id).give(account)
-            account.session_enc = answer["session_enc"]
-            account.session_lookup = session_keys.stored_session_lookup(box, answer["session_enc"])
+            sealer = self.dispatcher.sealer  # the worker sealed the new session to the control plane
+            account.session_enc = (
+                sealer.receive(answer["session_enc"], "session_enc") if sealer else answer["session_enc"]
+            )
+            account.session_lookup = session_keys.stored_session_lookup(box, account.session_enc)
             account.proxy_enc = record["proxy_enc"] or None
             account.worker_id = worker.id
             account.status = AccountStatus.STOPPED.value

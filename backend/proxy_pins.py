@@ -49,9 +49,10 @@ def follow_pins(redis: Redis, dispatcher: TaskDispatcher, offline_after: float, 
         pipe = redis.pipeline(transaction=False)
         for item in kept:
             assert item.worker is not None
-            pipe.hset(
-                keys.worker_specs(item.worker), str(item.account.id), account_spec(item.account).model_dump_json()
-            )
+            spec = account_spec(item.account)
+            if dispatcher.sealer is not None:  # the registry holds what was sealed to its worker, as a start sends
+                spec = dispatcher.sealer.for_worker(item.worker, spec)
+            pipe.hset(keys.worker_specs(item.worker), str(item.account.id), spec.model_dump_json())
         pipe.execute()
     names = sorted({item.worker for item in placed if item.worker is not None})
     snapshot = presence.read_heartbeats(redis, names)

@@ -15,6 +15,8 @@ EVENTS_CONSUMER = "reconciler"
 EVENTS_MAXLEN = 100_000
 # A known value encrypted with the control plane's SECRET_KEY: a worker host checks its own key against it.
 SECRET_CANARY = f"{PREFIX}:secret_canary"
+# The control plane's public key (common.sealing): what a worker seals a value it sends back to (a new session).
+CONTROL_PUBLIC_KEY = f"{PREFIX}:control:public_key"
 # Hash: alert kind -> how many the admin bot sent (the backend serves it as a Prometheus counter).
 ALERTS_SENT = f"{PREFIX}:metrics:alerts_sent"
 # Held (with expiry) by the one backend that acts; others stand by.

@@ -25,6 +25,7 @@ CODES: dict[str, str] = {
     "worker_key_untrusted": "the worker presents a key other than its pinned one; it gets no work until trusted",
     "worker_key_not_pending": "the worker presents no new key to trust",
     "worker_key_untrusted_start_later": "the worker's key is not trusted; the account can start once it is",
+    "secret_key_mismatch": "this process's SECRET_KEY is not the one the rest of the fleet uses",
     "worker_offline": "the worker is offline",
     "worker_deactivated": "the worker is deactivated by an admin",
     "worker_offline_start_later": "the worker is offline; the account can be asked to start when it is back",

@@ -154,6 +154,11 @@ def _readers() -> SimpleNamespace:
     class Secret(Env):
         SECRET_KEY: Annotated[str, AfterValidator(checks.secret_key)]
 
+    class OptionalSecret(Env):
+        # A worker's secrets come sealed to its own key (backend.sealing); SECRET_KEY only for a control plane
+        # that does not seal yet (no SECRET_KEY on its backend), or a spec from before device identities.
+        SECRET_KEY: Annotated[str, AfterValidator(checks.secret_key)] | None = None
+
     class Plugins(Env):
         PLUGINS_DIR: Annotated[str, AfterValidator(checks.plugins_dir)] | None = None
 
@@ -201,7 +206,7 @@ def _readers() -> SimpleNamespace:
             | None
         ) = None
 
-    class Worker(ProxyChecks, Plugins, Secret, Logs, Timing, Redis):
+    class Worker(ProxyChecks, Plugins, OptionalSecret, Logs, Timing, Redis):
         WORKER_NAME: described(
             str,
             "be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",

@@ -38,7 +38,7 @@ class WorkerSettings:
     worker_address: str | None  # None: the address Redis sees the worker connect from
     timing: FleetTiming
     worker_threads: int
-    secret_key: str
+    secret_key: str | None  # None: the worker opens only what is sealed to its own key (the way to run it)
     log_level: str
     mtproto: MTProtoEndpoint | None
     client_factory: str | None = None  # tests and benchmarks: `module:callable` instead of Telethon

@@ -37,6 +37,7 @@ from worker.clients import ClientSpec
 from worker.failures import backoff_delay, flood_delay
 from worker.pacing import ConnectPacer, jittered
 from worker.runtime import WorkerRuntime
+from worker.secrets import WorkerSecrets
 
 
 class Recorder:
@@ -208,7 +209,9 @@ def test_200_accounts_started_at_once_connect_at_the_configured_rate(
     recorder, pacer = Recorder(), ConnectPacer(50)
     manager = _manager(managers, redis_client, recorder, pacer)
     box = SecretBox(TEST_SECRET_KEY)
-    runtime = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, manager.holder), 2, manager, box)
+    runtime = WorkerRuntime(
+        WorkerInfo("w1", "", "", 1, "", 0, manager.holder), 2, manager, WorkerSecrets.with_secret_key(box)
+    )
     ids = list(range(1, 201))
     answer = runtime.start_many({"specs": [wire_spec(box, i) for i in ids]})
     assert all(result["ok"] for result in answer["results"])
@@ -258,7 +261,9 @@ def test_every_kind_of_connect_takes_its_turn(managers: list[AccountManager], re
     recorder, pacer = Recorder(), CountingPacer()
     manager = _manager(managers, redis_client, recorder, pacer)
     box = SecretBox(TEST_SECRET_KEY)
-    runtime = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, manager.holder), 2, manager, box)
+    runtime = WorkerRuntime(
+        WorkerInfo("w1", "", "", 1, "", 0, manager.holder), 2, manager, WorkerSecrets.with_secret_key(box)
+    )
 
     def turns_for(action: Any, dials: int) -> int:
         before_turns, before_dials = pacer.turns, len(recorder.times())
@@ -277,7 +282,9 @@ def test_every_kind_of_connect_takes_its_turn(managers: list[AccountManager], re
     manager.shutdown(timeout=10)
     recorder2, pacer2 = Recorder(), CountingPacer()
     restarted = _manager(managers, redis_client, recorder2, pacer2)
-    runtime2 = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, restarted.holder), 2, restarted, box)
+    runtime2 = WorkerRuntime(
+        WorkerInfo("w1", "", "", 1, "", 0, restarted.holder), 2, restarted, WorkerSecrets.with_secret_key(box)
+    )
     assert runtime2.resume_from_registry() == 3  # the resume of a restarted worker
     wait_until(lambda: len(recorder2.times()) >= 3, 10, message="resumed")
     assert pacer2.turns == 3

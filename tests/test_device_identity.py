@@ -36,6 +36,7 @@ from tests.test_manager import Script, wait_status
 from worker.account_manager import AccountManager
 from worker.clients import ClientSpec
 from worker.runtime import WorkerRuntime
+from worker.secrets import WorkerSecrets
 from worker.telegram import telethon_factory
 
 # The common export format's sidecar, as Telegram Desktop sessions are sold and moved between tools.
@@ -145,7 +146,9 @@ def test_the_real_client_is_built_with_exactly_the_identity(tmp_path: Path) -> N
 def _runtime(redis: Redis, name: str, box: SecretBox) -> WorkerRuntime:
     manager = AccountManager(fake_telegram.factory, redis, name, f"inst-{name}", 1, 5.0)
     manager.open()
-    return WorkerRuntime(WorkerInfo(name, "", "", 1, "", 0, f"inst-{name}"), 1, manager, box)
+    return WorkerRuntime(
+        WorkerInfo(name, "", "", 1, "", 0, f"inst-{name}"), 1, manager, WorkerSecrets.with_secret_key(box)
+    )
 
 
 def _wire(box: SecretBox, account_id: int, phone: str, device: DeviceIdentity | None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from worker import clients, failures, login
 from worker.account_manager import AccountManager
 from worker.clients import ClientSpec
 from worker.runtime import WorkerRuntime
+from worker.secrets import WorkerSecrets
 
 API_HASH = "0123456789abcdef0123456789abcdef"
 
@@ -258,7 +259,7 @@ def test_forged_and_foreign_payloads_change_nothing(
 ) -> None:
     manager = make_manager()
     box = SecretBox("k" * 40)
-    runtime = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "i"), 2, manager, box)
+    runtime = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "i"), 2, manager, WorkerSecrets.with_secret_key(box))
     forged = runtime.start({"spec": {"account_id": 1, "phone": "+15550000001"}, "run_as_root": True})
     assert forged["error"] == "invalid_payload" and "run_as_root" in forged["message"]
     assert runtime.start("not even an object")["error"] == "invalid_payload"
@@ -353,7 +354,7 @@ def test_a_worker_remembers_what_it_runs_and_a_new_process_resumes_it(
 ) -> None:
     box = SecretBox("k" * 40)
     first = make_manager("w1")
-    runtime = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "inst-w1"), 2, first, box)
+    runtime = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "inst-w1"), 2, first, WorkerSecrets.with_secret_key(box))
     for account_id in (1, 2, 3):
         assert runtime.start({"spec": wire_spec(box, account_id)})["ok"]
         wait_status(redis_client, account_id, AccountStatus.RUNNING)
@@ -367,7 +368,9 @@ def test_a_worker_remembers_what_it_runs_and_a_new_process_resumes_it(
     second = AccountManager(fake_telegram.factory, redis_client, "w1", "inst-2", 2, 5.0)
     second.open()
     try:
-        again = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "inst-2"), 2, second, box)
+        again = WorkerRuntime(
+            WorkerInfo("w1", "", "", 1, "", 0, "inst-2"), 2, second, WorkerSecrets.with_secret_key(box)
+        )
         assert again.resume_from_registry() == 2
         for account_id in (1, 2):
             assert wait_status(redis_client, account_id, AccountStatus.RUNNING).worker == "w1"
@@ -425,7 +428,9 @@ def test_a_parked_account_stopped_meanwhile_by_the_control_plane_is_not_resumed(
 ) -> None:
     box = SecretBox("k" * 40)
     manager = make_manager("w1")
-    runtime = WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "inst-w1"), 2, manager, box)
+    runtime = WorkerRuntime(
+        WorkerInfo("w1", "", "", 1, "", 0, "inst-w1"), 2, manager, WorkerSecrets.with_secret_key(box)
+    )
     for account_id in (1, 2):
         assert runtime.start({"spec": wire_spec(box, account_id)})["ok"]
         wait_status(redis_client, account_id, AccountStatus.RUNNING)

@@ -26,6 +26,7 @@ from worker import operations
 from worker.account_manager import AccountManager
 from worker.clients import ClientSpec
 from worker.operator import OperationExecutor
+from worker.secrets import WorkerSecrets
 
 SECRET = "operator-test-secret-key-0123456789abcdefgh"
 BOX = SecretBox(SECRET)
@@ -45,7 +46,7 @@ def executor(redis_client: Redis, script: Script) -> Iterator[Callable[..., Oper
     def make(concurrency: int = 4) -> OperationExecutor:
         manager = AccountManager(fake_telegram.factory, redis_client, "w1", "inst-w1", 2, 5.0)
         manager.open()
-        operator = OperationExecutor(manager, BOX, "inst-w1", concurrency)
+        operator = OperationExecutor(manager, WorkerSecrets.with_secret_key(BOX), "inst-w1", concurrency)
         made.append((operator, manager))
         return operator
 

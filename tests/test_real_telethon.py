@@ -51,10 +51,12 @@ def server(server_key: ServerKey) -> Iterator[MTProtoServer]:
         yield running
 
 
-def start_real_worker(stack: Stack, server: MTProtoServer, name: str) -> subprocess.Popen[bytes]:
+def start_real_worker(
+    stack: Stack, server: MTProtoServer, name: str, unset: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     """A worker process whose Telethon clients dial the loopback server only (no FLEET_CLIENT_FACTORY)."""
     key_file = server.write_public_key(stack.workdir / "mtproto.pub")
-    process = stack.start_worker(name, TG_MTPROTO_DC=server.dc_setting, TG_MTPROTO_PUBKEY=key_file)
+    process = stack.start_worker(name, unset=unset, TG_MTPROTO_DC=server.dc_setting, TG_MTPROTO_PUBKEY=key_file)
     wait_until(
         lambda: (w := stack.workers().get(name, {})).get("status") == "online" and w.get("pid") == process.pid,
         20,

@@ -41,6 +41,7 @@ from tests.test_accounts_processes import import_account
 from tests.test_level_triggered import OFFLINE_AFTER, beat, queued, worker
 from worker.account_manager import AccountManager
 from worker.runtime import WorkerRuntime
+from worker.secrets import WorkerSecrets
 
 API_HASH = "0123456789abcdef0123456789abcdef"
 
@@ -227,7 +228,12 @@ def runtime(redis_client: Redis, script: Any) -> Iterator[WorkerRuntime]:
     manager = AccountManager(fake_telegram.factory, redis_client, "w1", "inst-w1", 2, 5.0)
     manager.open()
     try:
-        yield WorkerRuntime(WorkerInfo("w1", "", "", 1, "", 0, "inst-w1"), 2, manager, SecretBox("k" * 40))
+        yield WorkerRuntime(
+            WorkerInfo("w1", "", "", 1, "", 0, "inst-w1"),
+            2,
+            manager,
+            WorkerSecrets.with_secret_key(SecretBox("k" * 40)),
+        )
     finally:
         manager.shutdown(timeout=5)
 
@@ -252,8 +258,8 @@ def test_a_started_account_is_registered_after_the_answer_and_not_if_it_ended_me
     runtime: WorkerRuntime, redis_client: Redis
 ) -> None:
     later: list[Callable[[], None]] = []
-    assert runtime.start(start_payload(runtime.box, 1), after_answer=later.append)["ok"]
-    assert runtime.start(start_payload(runtime.box, 2), after_answer=later.append)["ok"]
+    assert runtime.start(start_payload(runtime.box.box, 1), after_answer=later.append)["ok"]
+    assert runtime.start(start_payload(runtime.box.box, 2), after_answer=later.append)["ok"]
     assert registered(redis_client) == []  # the answers are out; the writes wait for them
     runtime.stop({"account_id": 2})  # stopped before its registration ran
     wait_until(lambda: 2 not in runtime.manager.runners, 5, message="2 stopped")
@@ -261,7 +267,7 @@ def test_a_started_account_is_registered_after_the_answer_and_not_if_it_ended_me
         step()
     assert registered(redis_client) == ["1"]  # 2 is not resumed by a restart of this worker
     # Without a place to leave it (a direct call), the start registers before it returns.
-    assert runtime.start(start_payload(runtime.box, 3))["ok"]
+    assert runtime.start(start_payload(runtime.box.box, 3))["ok"]
     assert registered(redis_client) == ["1", "3"]
 
 

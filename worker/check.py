@@ -46,6 +46,8 @@ def run_checks(settings: WorkerSettings) -> list[Check]:
 
 
 def _secret_key(redis: Redis, settings: WorkerSettings) -> Check:
+    if settings.secret_key is None:
+        return Check("secret_key", True, "no SECRET_KEY: this worker opens only what is sealed to its own key")
     box = SecretBox(settings.secret_key)
     samples = [value for value in [redis.get(keys.SECRET_CANARY)] if value]
     for raw in list(redis.hvals(keys.worker_specs(settings.worker_name)))[:1]:

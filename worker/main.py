@@ -24,7 +24,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from celery_app import leases, presence, rejections
+from celery_app import keys, leases, presence, rejections
 from celery_app.app import create_celery_app
 from celery_app.contract import queue_for
 from celery_app.presence import WorkerInfo
@@ -42,6 +42,7 @@ from worker.pacing import ConnectPacer, jittered
 from worker.presence import NameInUse, PresenceKeeper
 from worker.proxy_check import ProxyChecker, ProxyWatcher, in_use
 from worker.runtime import WorkerRuntime
+from worker.secrets import WorkerSecrets
 from worker.tasks import register_tasks
 from worker.telegram import load_factory
 
@@ -137,7 +138,12 @@ def run_worker(settings: WorkerSettings) -> int:
         rejections.count(redis, settings.worker_name, reason)
 
     consumer_cls = poison.install(app, settings.redis_url, queue_for(settings.worker_name), count_rejection)
-    box = SecretBox(settings.secret_key)
+
+    def control_key() -> str | None:
+        found = redis.get(keys.CONTROL_PUBLIC_KEY)
+        return found.decode() if isinstance(found, bytes) else found
+
+    box = WorkerSecrets(identity, SecretBox(settings.secret_key) if settings.secret_key else None, control_key)
     operator = OperationExecutor(manager, box, info.instance, settings.operations)
     checker = ProxyChecker(redis, settings.worker_name, settings.proxy_check_seconds, settings.mtproto)
     runtime = WorkerRuntime(

@@ -32,7 +32,7 @@ from celery_app import events, keys, leases
 from celery_app.account_state import AccountStatus
 from celery_app.contract import OPERATION_PARAMS, OperationRequest, TwoFaParams, validation_message
 from celery_app.operations import OperationName, OperationStatus
-from common.crypto import SecretBox, SecretError
+from common.crypto import SecretError
 from common.details import Detail, detail, free
 from common.redaction import safe_detail
 from worker import clients
@@ -40,6 +40,7 @@ from worker.account_manager import AccountManager
 from worker.clients import ClientSpec, TelegramClientLike
 from worker.failures import classify, describe_error, flood_delay
 from worker.runner import operation_holder
+from worker.secrets import WorkerSecrets
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class OperationExecutor:
     def __init__(
         self,
         manager: AccountManager,
-        box: SecretBox,
+        box: WorkerSecrets,
         instance: str,
         concurrency: int = DEFAULT_CONCURRENCY,
         timeout: float = OPERATION_TIMEOUT,
@@ -141,9 +142,13 @@ class OperationExecutor:
         }
         if isinstance(params, TwoFaParams):
             plain["current_password"] = (
-                self.box.decrypt(params.current_password_enc) if params.current_password_enc else None
+                self.box.decrypt(params.current_password_enc, "current_password_enc")
+                if params.current_password_enc
+                else None
             )
-            plain["new_password"] = self.box.decrypt(params.new_password_enc) if params.new_password_enc else None
+            plain["new_password"] = (
+                self.box.decrypt(params.new_password_enc, "new_password_enc") if params.new_password_enc else None
+            )
             plain["hint"] = params.hint
         if "photo_b64" in plain:
             try:

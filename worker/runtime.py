@@ -43,7 +43,7 @@ from celery_app.contract import (
     validation_message,
 )
 from celery_app.presence import WorkerInfo
-from common.crypto import SecretBox, SecretError
+from common.crypto import SecretError
 from common.details import Detail
 from common.devices import choose_identity
 from common.sessions import parse_string_session
@@ -51,6 +51,7 @@ from common.validation import InvalidValue, normalize_phone, parse_proxy
 from worker.account_manager import AccountManager
 from worker.clients import ClientSpec
 from worker.login import LoginOutcome
+from worker.secrets import WorkerSecrets
 
 if TYPE_CHECKING:
     from worker.operator import OperationExecutor
@@ -75,7 +76,7 @@ class WorkerRuntime:
     info: WorkerInfo
     threads: int
     manager: AccountManager
-    box: SecretBox
+    box: WorkerSecrets  # what this worker can open: sealed to its key (or SECRET_KEY's tokens, given one)
     operator: OperationExecutor | None = None
     proxies: ProxyChecker | None = None
 
@@ -87,15 +88,15 @@ class WorkerRuntime:
     # --- accounts
 
     def _client_spec(self, spec: AccountSpec) -> ClientSpec:
-        proxy = parse_proxy(self.box.decrypt(spec.proxy_enc)) if spec.proxy_enc else None
-        session = self.box.decrypt(spec.session_enc)
+        proxy = parse_proxy(self.box.decrypt(spec.proxy_enc, "proxy_enc")) if spec.proxy_enc else None
+        session = self.box.decrypt(spec.session_enc, "session_enc")
         parse_string_session(session)
-        phone = normalize_phone(self.box.decrypt(spec.phone_enc))
+        phone = normalize_phone(self.box.decrypt(spec.phone_enc, "phone_enc"))
         return ClientSpec(
             spec.account_id,
             phone,
             spec.api_id,
-            self.box.decrypt(spec.api_hash_enc),
+            self.box.decrypt(spec.api_hash_enc, "api_hash_enc"),
             session,
             proxy,
             wire=spec.model_dump_json(),
@@ -258,7 +259,7 @@ class WorkerRuntime:
             return ProxyCheckResults(results=results).model_dump()
         from worker.proxy_check import probes_for
 
-        probes = probes_for(self.proxies, payload.targets, self.box.decrypt, self.manager.running_specs())
+        probes = probes_for(self.proxies, payload.targets, self.box.opener("proxy_enc"), self.manager.running_specs())
         return ProxyCheckResults(results=self.proxies.check(probes)).model_dump()
 
     # --- logins
@@ -270,7 +271,7 @@ class WorkerRuntime:
             error=outcome.error,
             message=outcome.message,
             retry=outcome.retry,
-            session_enc=self.box.encrypt(outcome.session) if outcome.session else None,
+            session_enc=self.box.encrypt(outcome.session, "session_enc") if outcome.session else None,
             user_id=identity.user_id if identity else None,
             username=identity.username if identity else None,
             name=identity.name if identity else None,
@@ -283,10 +284,10 @@ class WorkerRuntime:
             return payload.model_dump()
         assert isinstance(payload, SendLoginCode)
         try:
-            proxy = parse_proxy(self.box.decrypt(payload.proxy_enc)) if payload.proxy_enc else None
-            phone = normalize_phone(self.box.decrypt(payload.phone_enc))
+            proxy = parse_proxy(self.box.decrypt(payload.proxy_enc, "proxy_enc")) if payload.proxy_enc else None
+            phone = normalize_phone(self.box.decrypt(payload.phone_enc, "phone_enc"))
             device = payload.device or self._chosen_device(phone)
-            api_hash = self.box.decrypt(payload.api_hash_enc)
+            api_hash = self.box.decrypt(payload.api_hash_enc, "api_hash_enc")
             spec = ClientSpec(0, phone, payload.api_id, api_hash, "", proxy, device=device)
         except (SecretError, InvalidValue) as error:
             return LoginResult(state=LoginState.FAILED, error="error", message=str(error)).model_dump()
@@ -307,7 +308,7 @@ class WorkerRuntime:
             return payload.model_dump()
         assert isinstance(payload, SubmitLoginPassword)
         try:
-            password = self.box.decrypt(payload.password_enc)
+            password = self.box.decrypt(payload.password_enc, "password_enc")
         except SecretError as error:
             return LoginResult(state=LoginState.FAILED, error="error", message=str(error)).model_dump()
         return self._login_answer(self.manager.submit_password(payload.login_id, password))
@@ -327,7 +328,7 @@ class WorkerRuntime:
             return payload.model_dump()
         assert isinstance(payload, CheckSession)
         try:
-            data = parse_string_session(self.box.decrypt(payload.session_enc))
+            data = parse_string_session(self.box.decrypt(payload.session_enc, "session_enc"))
         except (SecretError, InvalidValue) as error:
             return CheckSessionResult(ok=False, message=str(error)).model_dump()
         return CheckSessionResult(ok=True, message="session readable", dc_id=data.dc_id).model_dump()

@@ -56,14 +56,19 @@ class Stack:
         self.logs: dict[int, Path] = {}
 
     def spawn(
-        self, script: str, *args: str, env: dict[str, str] | None = None, log_name: str = ""
+        self,
+        script: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log_name: str = "",
+        unset: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
         log_path = self.workdir / f"{log_name or Path(script).stem}-{len(self.processes)}.log"
         handle = open(log_path, "wb")
         process = subprocess.Popen(
             [sys.executable, str(ROOT / script), *args],
             cwd=self.workdir,
-            env={**self.env, **(env or {})},
+            env={k: v for k, v in {**self.env, **(env or {})}.items() if k not in unset},
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
@@ -72,8 +77,9 @@ class Stack:
         self.logs[process.pid] = log_path
         return process
 
-    def start_worker(self, name: str, **env: str) -> subprocess.Popen[bytes]:
-        return self.spawn("run_worker.py", env={"WORKER_NAME": name, **env}, log_name=f"worker-{name}")
+    def start_worker(self, name: str, unset: tuple[str, ...] = (), **env: str) -> subprocess.Popen[bytes]:
+        """`unset`: variables of the stack's environment this worker does not get (SECRET_KEY, say)."""
+        return self.spawn("run_worker.py", env={"WORKER_NAME": name, **env}, log_name=f"worker-{name}", unset=unset)
 
     def start_backend(self, interval: float = 0.5, **env: str) -> subprocess.Popen[bytes]:
         return self.spawn("run_backend.py", str(interval), env=env, log_name="backend")

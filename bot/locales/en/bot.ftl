@@ -517,6 +517,7 @@ err-worker_still_online = Worker { $name } is online; stop it before removing it
 err-worker_has_accounts = Worker { $name } still has accounts; move or remove them first.
 err-worker_key_untrusted = Worker { $worker } presents a key other than its pinned one: it gets no work until an owner trusts it (<code>run_cli.py workers trust { $worker }</code>).
 err-worker_key_not_pending = Worker { $name } presents no new key to trust.
+err-secret_key_mismatch = This bot's SECRET_KEY is not the one the rest of the fleet uses: what it stores, the backend and the workers cannot read.
 err-worker_key_untrusted_start_later = Worker { $worker } presents a key other than its pinned one; the account can be asked to start once the key is trusted.
 err-session = The session cannot be used: { $detail }
 err-proxy =

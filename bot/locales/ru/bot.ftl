@@ -516,6 +516,7 @@ err-worker_still_online = Воркер { $name } онлайн: сначала о
 err-worker_has_accounts = На воркере { $name } ещё есть аккаунты: сначала перенесите или удалите их.
 err-worker_key_untrusted = Воркер { $worker } предъявил не тот ключ, что закреплён: работы ему не будет, пока владелец не доверится ключу (<code>run_cli.py workers trust { $worker }</code>).
 err-worker_key_not_pending = Воркер { $name } не предъявлял нового ключа.
+err-secret_key_mismatch = SECRET_KEY этого бота не тот, что у остального флота: то, что он сохраняет, ни бэкенд, ни воркеры прочитать не смогут.
 err-worker_key_untrusted_start_later = Воркер { $worker } предъявил не тот ключ, что закреплён; аккаунт можно будет запустить, когда ключу доверятся.
 err-session = Сессия не подходит: { $detail }
 err-proxy =
