@@ -2,9 +2,9 @@
 rest and on the wire.
 
 Fernet (AES-128-CBC + HMAC-SHA256) with a key derived from SECRET_KEY by HKDF, so any long random string
-works as SECRET_KEY. The control host and every worker share the same SECRET_KEY. A phone number is also
-stored as a keyed hash (`lookup`, HMAC-SHA256 under another derived key), so that "is this phone known?" is
-answered without storing or decrypting any number.
+works as SECRET_KEY. SECRET_KEY stays on the control host (workers get what is theirs sealed to their own
+keys: `backend.sealing`). A phone number is also stored as a keyed hash (`lookup`, HMAC-SHA256 under another
+derived key), so that "is this phone known?" is answered without storing or decrypting any number.
 
 Keys rotate: SECRET_KEY may list several keys, comma-separated. The first encrypts and hashes; all of them
 decrypt, and lookups match a hash under any of them (`lookups`). `run_cli.py rekey` then re-encrypts and
