@@ -44,6 +44,8 @@ def test_worker_check_passes_on_a_good_host(stack: Stack) -> None:
     result = run(stack, "run_worker.py", "--check", WORKER_NAME="w1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout and "worker name 'w1' is free" in result.stdout
+    assert f"no key yet: the first start makes it at {stack.workdir / 'worker-w1.key'}" in result.stdout
+    assert not (stack.workdir / "worker-w1.key").exists()  # a check makes nothing
 
 
 def test_worker_check_names_each_problem(stack: Stack, redis_client: Redis) -> None:
@@ -57,6 +59,11 @@ def test_worker_check_names_each_problem(stack: Stack, redis_client: Redis) -> N
     taken = run(stack, "run_worker.py", "--check", WORKER_NAME="w1")
     assert taken.returncode == 1 and "worker name 'w1' is in use by a running worker" in taken.stdout
     assert worker.poll() is None  # the check disturbed nothing
+    made = run(stack, "run_worker.py", "--check", WORKER_NAME="w1")
+    assert "key " in made.stdout and f"({stack.workdir / 'worker-w1.key'})" in made.stdout
+    (stack.workdir / "worker-w1.key").chmod(0o644)
+    exposed = run(stack, "run_worker.py", "--check", WORKER_NAME="w1")
+    assert exposed.returncode == 1 and "mode 0644" in exposed.stdout
     down = run(stack, "run_worker.py", "--check", WORKER_NAME="w2", REDIS_URL="redis://127.0.0.1:1/0")
     assert down.returncode == 1 and "unreachable" in down.stdout and "Traceback" not in down.stderr
 

@@ -1,5 +1,5 @@
 """The real worker process with real Telethon (no FLEET_CLIENT_FACTORY) against the loopback MTProto server
-(tests/support/mtproto_server): the worker reaches it through TG_MTPROTO_DC and TG_MTPROTO_PUBKEY, logs accounts in
+(sandbox/mtproto): the worker reaches it through TG_MTPROTO_DC and TG_MTPROTO_PUBKEY, logs accounts in
 (from the CLI and from the bot's wizard), runs imported sessions, stops, restarts, moves them between two workers,
 resumes them after a kill -9 or a dropped connection, and reports what the server does to them (revocation, ban,
 flood wait), never with two live connections of one account. After each test, nothing the accounts and workers

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -16,6 +17,7 @@ from redis.exceptions import RedisError
 from celery_app import keys, presence
 from common.crypto import SecretBox, SecretError
 from common.redis_target import open_redis
+from common.sealing import KeyFileError, load_or_create
 from config import WorkerSettings, mask_url
 from worker.presence import pid_alive
 
@@ -28,12 +30,12 @@ class Check:
 
 
 def run_checks(settings: WorkerSettings) -> list[Check]:
-    checks: list[Check] = []
+    checks: list[Check] = [_key_file(settings)]
     redis = open_redis(settings.redis_url, socket_timeout=5, socket_connect_timeout=3, decode_responses=True)
     try:
         redis.ping()
     except RedisError as error:
-        return [Check("redis", False, f"Redis at {mask_url(settings.redis_url)} unreachable: {error}")]
+        return [*checks, Check("redis", False, f"Redis at {mask_url(settings.redis_url)} unreachable: {error}")]
     checks.append(Check("redis", True, f"Redis at {mask_url(settings.redis_url)} answers"))
     try:
         checks.append(_secret_key(redis, settings))
@@ -43,6 +45,18 @@ def run_checks(settings: WorkerSettings) -> list[Check]:
     finally:
         redis.close()
     return checks
+
+
+def _key_file(settings: WorkerSettings) -> Check:
+    """The worker's private key: usable if it is there (made on the first start otherwise; nothing made here)."""
+    path = Path(settings.key_file)
+    if not path.exists():
+        return Check("key", True, f"no key yet: the first start makes it at {path}")
+    try:
+        pair = load_or_create(path)
+    except KeyFileError as error:
+        return Check("key", False, f"{path}: {error}")
+    return Check("key", True, f"key {pair.fingerprint} ({path})")
 
 
 def _secret_key(redis: Redis, settings: WorkerSettings) -> Check:
