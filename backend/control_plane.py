@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from backend.audit_service import AuditService
     from backend.dispatch import TaskDispatcher
     from backend.fleet import FleetService
+    from backend.key_rotation import KeyRotation
     from backend.operations_service import OperationsService
     from backend.plugins_service import PluginsService
     from backend.proxies_service import ProxiesService
@@ -120,6 +121,12 @@ class ControlPlane:
         return TaskDispatcher(self.redis_url, self.sealer)
 
     # ---- services ---------------------------------------------------------------------------------------
+
+    @cached_property
+    def key_rotation(self) -> KeyRotation:
+        from backend.key_rotation import KeyRotation
+
+        return KeyRotation(self.redis, self.sessions, self.dispatcher, self.offline_after)
 
     @cached_property
     def fleet(self) -> FleetService:

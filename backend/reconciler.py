@@ -161,7 +161,7 @@ class Reconciler:
         self.retention = timedelta(days=retention_days)
         self.audit_retention = timedelta(days=audit_retention_days)  # the audit log is kept apart, longer
         self.grace = FailoverGrace(offline_after)  # after a failover: lost heartbeats make no worker offline
-        self._keys: dict[str, tuple[str, str]] = {}  # worker -> (instance, the public key it registered with)
+        self._other_key: dict[str, str] = {}  # worker -> a key other than its pinned one, seen in the last scan
 
     def scan(self) -> ScanReport:
         with _collector_paused():
@@ -177,13 +177,14 @@ class Reconciler:
             if liveness(beat, snapshot.now, self.offline_after) is Liveness.ONLINE
         ]
         reports = report.read_reports(self.redis, online) if self.accounts is not None else {}
-        presented = self._presented_keys(reports)
+        presented = {name: seen.key for name, seen in reports.items()}  # in the report: no command of its own
         result = ScanReport(workers=len(snapshot.beats))
         with self.sessions.begin() as session:
             rows = worker_rows(session)
             self._insert_discovered(session, snapshot, [name for name in snapshot.beats if name not in rows], result)
             self._sync_existing(session, snapshot, rows, result)
-            untrusted = apply_worker_keys(session, rows, presented)  # a worker with an unpinned key gets no work
+            # A worker presenting a key other than its pinned one gets no work.
+            untrusted = apply_worker_keys(session, rows, self._judged_keys(presented, rows))
             if self.accounts is not None:
                 sights = {
                     name: self.grace.sight(
@@ -221,14 +222,15 @@ class Reconciler:
             )
         return result
 
-    def _presented_keys(self, reports: dict[str, report.WorkerReport]) -> dict[str, str]:
-        """The public key each reporting worker registered with: read from Redis only for an instance not seen
-        before (a worker's restart is a new instance, and the only time its key can change), so a steady scan
-        costs no command for it; compared with the pinned key every scan all the same."""
-        fresh = [name for name, seen in reports.items() if self._keys.get(name, ("", ""))[0] != seen.instance]
-        for name, key in presence.read_public_keys(self.redis, fresh).items():
-            self._keys[name] = (reports[name].instance, key)
-        return {name: self._keys[name][1] for name in reports if name in self._keys}
+    def _judged_keys(self, presented: dict[str, str], rows: dict[str, WorkerRow]) -> dict[str, str]:
+        """The keys to judge this scan: a key other than the pinned one only once two scans in a row saw it (a
+        rotation's moment between the worker's new key and the control plane pinning it raises no alarm; what is
+        sent meanwhile is sealed to the pinned key, which an impostor cannot open)."""
+        pinned = {name: row.public_key for name, row in rows.items()}
+        other = {name: key for name, key in presented.items() if key and pinned.get(name) not in (None, key)}
+        judged = {name: key for name, key in presented.items() if name not in other or self._other_key.get(name) == key}
+        self._other_key = other
+        return judged
 
     def prune_history(self, budget: float = PRUNE_BUDGET_SECONDS) -> int:
         """Delete fleet events older than their retention, then audit rows older than theirs, in small

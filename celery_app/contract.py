@@ -43,6 +43,7 @@ class TaskName(enum.StrEnum):
     CHECK_SESSION = "fleet.session.check"
     OPERATE = "fleet.account.operate"
     CHECK_PROXIES = "fleet.proxy.check"
+    ROTATE_KEY = "fleet.worker.rotate_key"
 
 
 class Payload(BaseModel):
@@ -101,6 +102,12 @@ class PingResult(Payload):
     accounts_running: int
     max_accounts: int = 0  # WORKER_MAX_ACCOUNTS: the worker refuses starts beyond it (0: not said)
     public_key: str = ""  # the worker's public key (common.sealing); "": a worker from before keys
+
+
+class KeyRotated(Payload):
+    """A worker's answer to ROTATE_KEY: the public half of the key pair it made and now opens with."""
+
+    public_key: str = Field(min_length=43, max_length=43)
 
 
 class AccountSpec(Payload):

@@ -89,7 +89,8 @@ redis.call('ZADD', KEYS[3], now, ARGV[3])
 local at = now
 if ARGV[6] ~= '' then at = ARGV[6] end
 local server = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
-redis.call('HSET', KEYS[4], 'at', at, 'instance', ARGV[1], 'accounts', ARGV[5], 'server', server)
+local key = redis.call('HGET', KEYS[2], 'public_key') or ''
+redis.call('HSET', KEYS[4], 'at', at, 'instance', ARGV[1], 'accounts', ARGV[5], 'server', server, 'key', key)
 redis.call('PEXPIRE', KEYS[4], ARGV[2])
 return {1, ''}
 """
@@ -269,17 +270,12 @@ def read_heartbeats(redis: Redis, names: list[str]) -> HeartbeatSnapshot:
     return HeartbeatSnapshot(seconds + micros / 1_000_000, beats)
 
 
-def read_public_keys(redis: Redis, names: list[str]) -> dict[str, str]:
-    """The public key each registered worker presents now ("" for one from before keys), in one round trip."""
-    if not names:
-        return {}
-    pipe = redis.pipeline(transaction=False)
-    for name in names:
-        pipe.hget(keys.worker_info(name), "public_key")
-    found: dict[str, str] = {}
-    for name, value in zip(names, pipe.execute(), strict=True):
-        found[name] = (value.decode() if isinstance(value, bytes) else value) or ""
-    return found
+def present_key(redis: Redis, name: str, public_key: str) -> None:
+    """A worker's new public key (after `workers rotate-key`), where its registration and its report say it."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.hset(keys.worker_info(name), "public_key", public_key)
+    pipe.hset(keys.worker_report(name), "key", public_key)
+    pipe.execute()
 
 
 def read_infos(redis: Redis, names: list[str]) -> dict[str, WorkerInfo]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from redis import Redis
 
@@ -38,6 +38,7 @@ class WorkerReport:
     at: float
     instance: str
     statuses: dict[int, str] = field(default_factory=dict)
+    key: str = ""  # the public key the worker presents ("" from a worker before keys)
 
     def count(self, status: str) -> int:
         return sum(1 for value in self.statuses.values() if value == status)
@@ -69,16 +70,16 @@ def read_reports(redis: Redis, names: list[str]) -> dict[str, WorkerReport]:
         return {}
     pipe = redis.pipeline(transaction=False)
     for name in names:
-        pipe.hmget(keys.worker_report(name), "at", "instance", "accounts", "server")
+        pipe.hmget(keys.worker_report(name), "at", "instance", "accounts", "server", "key")
     pipe.info("server")
     *rows, info = pipe.execute()
     here = str(info.get("run_id", ""))
     reports: dict[str, WorkerReport] = {}
-    for name, (at, instance, accounts, server) in zip(names, rows, strict=True):
+    for name, (at, instance, accounts, server, key) in zip(names, rows, strict=True):
         written_on = server.decode() if isinstance(server, bytes) else (server or "")
         if written_on and here and written_on != here:
             continue
         report = decode(at, instance, accounts)
         if report is not None:
-            reports[name] = report
+            reports[name] = replace(report, key=(key.decode() if isinstance(key, bytes) else key) or "")
     return reports

@@ -238,3 +238,20 @@ def load_or_create(path: Path) -> KeyPair:
     if pair is None:
         raise KeyFileError(f"key file {path} exists but cannot be opened (a dangling symlink?)")
     return pair
+
+
+def replace_key_file(path: Path, pair: KeyPair) -> None:
+    """Put `pair` into `path` in place of what was there (a rotation): written to a private temporary file
+    beside it, then renamed over it, so a reader sees the old key or the new one, whole. KeyFileError if not."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(_b64e(pair.private_bytes()).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except OSError as e:
+        temp.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write key file {path}: {e.strerror}") from None

@@ -103,6 +103,7 @@ class FleetEventKind(enum.StrEnum):
     WORKER_KEY_PINNED = "worker.key_pinned"  # its public key, trusted on first sight
     WORKER_KEY_CHANGED = "worker.key_changed"  # a different key presented: no work until trusted (alerted)
     WORKER_KEY_TRUSTED = "worker.key_trusted"  # an admin accepted the new key
+    WORKER_KEY_ROTATED = "worker.key_rotated"  # the worker made a new key pair on an admin's request, pinned
     ACCOUNT_IMPORTED = "account.imported"
     ACCOUNT_LOGGED_IN = "account.logged_in"
     ACCOUNT_START_REQUESTED = "account.start_requested"

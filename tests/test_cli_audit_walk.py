@@ -33,7 +33,8 @@ SKIPPED = {
     "password) is its own audited call of backend.onboarding, one row each",
 }
 # Their worker is offline, or no worker is online to probe from: one row, recorded with its error.
-REFUSED = {"accounts restart", "accounts op", "proxies check", "workers trust"}  # trust: no new key presented
+# trust: no new key presented; rotate-key: w1 is offline
+REFUSED = {"accounts restart", "accounts op", "proxies check", "workers trust", "workers rotate-key"}
 # No backend running (doctor), no sandbox running (the sandbox's commands, which never touch the fleet): exit 1,
 # no row.
 READ_REFUSED = {
@@ -178,6 +179,7 @@ def steps(s: dict[str, str]) -> list[Step]:
              PASSPHRASE),
         Step("rekey", (yes,), "rekey"),
         Step("workers trust", ("w1", yes), "worker.trust_key"),
+        Step("workers rotate-key", ("w1",), "worker.rotate_key"),
         Step("sandbox status", ()),
         Step("sandbox chat", ("@demo01",)),
         Step("sandbox send", ("--to", "@demo01", "--text", "hi")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,43 @@ def test_a_token_of_another_secret_key_goes_as_it_is_and_only_its_account_is_ref
     assert out.session_enc == foreign and is_sealed(out.api_hash_enc)  # the rest is sealed as ever
     with pytest.raises(SecretError, match="not sealed to this worker"):
         WorkerSecrets(W1, None, lambda: None).decrypt(out.session_enc, "session_enc")
+
+
+@pytest.mark.processes
+def test_a_rotated_key_reseals_the_registry_and_the_account_keeps_running_and_resumes(
+    stack: Stack, server: MTProtoServer, redis_client: Redis
+) -> None:
+    session = server.session_string(server.add_account("+15550007010", first_name="Rotated").phone)
+    stack.start_backend()
+    worker = start_real_worker(stack, server, "w1", unset=("SECRET_KEY",))
+    wait_until(lambda: stack.cli_json("show", "w1")["key"], 30, message="w1's key pinned")
+    imported = stack.cli(
+        "accounts", "import", "--worker", "w1", "--session-string", session, "--api-id", "12345",
+        "--api-hash", API_HASH, "--phone", "+15550007010",
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    account_id = int(imported.stdout.split("imported account ")[1].split()[0])
+    assert stack.cli("accounts", "start", str(account_id)).returncode == 0
+    wait_status(stack, account_id, "running", timeout=60)
+    key_file = stack.workdir / "worker-w1.key"
+    old = _open_file_key(key_file)
+
+    rotated = stack.cli("workers", "rotate-key", "w1")
+    assert rotated.returncode == 0, rotated.stderr
+    new = _open_file_key(key_file)
+    assert new.public_key != old.public_key and key_file.stat().st_mode & 0o077 == 0
+    assert rotated.stdout.strip() == f"worker 'w1': new key {new.fingerprint} pinned"
+    assert stack.cli_json("show", "w1")["key"] == new.fingerprint
+    held = str(registry(redis_client, "w1")[account_id]["session_enc"])
+    open_sealed(new, held, "session_enc")  # the registry is sealed to the new key, and to it only
+    with pytest.raises(SealError):
+        open_sealed(old, held, "session_enc")
+    assert shown_on(stack, account_id) == ("w1", "running")
+
+    # Scans go on with no alarm; a worker restarted from its key file resumes what is sealed to the new key.
+    stack.stop(worker, signal.SIGKILL)
+    start_real_worker(stack, server, "w1", unset=("SECRET_KEY",))
+    wait_status(stack, account_id, "running", timeout=60)
+    kinds = [event["kind"] for event in stack.cli_json("show", "w1")["events"]]
+    assert "worker.key_rotated" in kinds and "worker.key_changed" not in kinds
+    assert stack.cli_json("show", "w1")["key_pending"] is None

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,17 @@ def run_worker(settings: WorkerSettings) -> int:
     runtime = WorkerRuntime(
         info=info, threads=settings.worker_threads, manager=manager, box=box, operator=operator, proxies=checker
     )
+
+    def rotate_key() -> str:
+        """`workers rotate-key`: a new key pair, presented where the control plane reads it."""
+        pair = box.rotate(Path(settings.key_file))
+        keeper.info = replace(keeper.info, public_key=pair.public_key)  # a re-registration presents it too
+        runtime.info = keeper.info
+        presence.present_key(redis, settings.worker_name, pair.public_key)
+        log.info("worker key rotated: now %s", pair.fingerprint)
+        return pair.public_key
+
+    runtime.rotate = rotate_key
     register_tasks(app, runtime)
     celery_worker = app.Worker(
         hostname=f"{settings.worker_name}@{info.host}",

@@ -26,6 +26,7 @@ from celery_app.contract import (
     CommandResults,
     DeviceIdentity,
     InvalidPayload,
+    KeyRotated,
     LoginRef,
     LoginResult,
     LoginState,
@@ -79,6 +80,12 @@ class WorkerRuntime:
     box: WorkerSecrets  # what this worker can open: sealed to its key (or SECRET_KEY's tokens, given one)
     operator: OperationExecutor | None = None
     proxies: ProxyChecker | None = None
+    rotate: Callable[[], str] | None = None  # a new key pair for this worker: its public key (worker/main.py)
+
+    def rotate_key(self) -> Answer:
+        if self.rotate is None:
+            return InvalidPayload(message="this worker cannot rotate its key").model_dump()
+        return KeyRotated(public_key=self.rotate()).model_dump()
 
     def ping(self) -> Answer:
         return PingResult(

@@ -9,16 +9,27 @@ publishes it; without it (an older control plane) the worker needs SECRET_KEY to
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from common.crypto import SecretBox, SecretError
-from common.sealing import KeyPair, SealError, is_sealed, open_sealed, seal
+from common.sealing import KeyPair, SealError, is_sealed, open_sealed, replace_key_file, seal
 
 
 class WorkerSecrets:
     def __init__(self, identity: KeyPair, box: SecretBox | None, control_key: Callable[[], str | None]) -> None:
         self.identity = identity
+        self.previous: list[KeyPair] = []  # keys rotated away in this run: what was sealed to them still opens
         self.box = box
         self.control_key = control_key
+
+    def rotate(self, path: Path) -> KeyPair:
+        """A new key pair, written over the key file; the old one kept in memory (messages sealed to it before the
+        control plane pinned the new one still open until this process ends)."""
+        pair = KeyPair.generate()
+        replace_key_file(path, pair)
+        self.previous.insert(0, self.identity)
+        self.identity = pair
+        return pair
 
     @classmethod
     def with_secret_key(cls, box: SecretBox) -> WorkerSecrets:
@@ -28,10 +39,12 @@ class WorkerSecrets:
     def decrypt(self, value: str, field: str) -> str:
         """The clear value of `field`; SecretError (one line, no secret) when it cannot be opened here."""
         if is_sealed(value):
-            try:
-                return open_sealed(self.identity, value, field)
-            except SealError as error:
-                raise SecretError(f"{field} does not open with this worker's key ({error})") from None
+            for pair in (self.identity, *self.previous):
+                try:
+                    return open_sealed(pair, value, field)
+                except SealError as error:
+                    failure = error
+            raise SecretError(f"{field} does not open with this worker's key ({failure})") from None
         if self.box is None:
             raise SecretError(
                 f"{field} is not sealed to this worker and it has no SECRET_KEY: the control plane seals secrets "

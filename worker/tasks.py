@@ -52,6 +52,10 @@ def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
     def ping() -> Answer:
         return runtime.ping()
 
+    @task(TaskName.ROTATE_KEY)
+    def rotate_key() -> Answer:
+        return runtime.rotate_key()
+
     @task(TaskName.START_ACCOUNT)
     def start_account(payload: Any = None) -> Answer:
         return runtime.start(payload, after_answer=after_answer.add)

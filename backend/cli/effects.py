@@ -47,6 +47,7 @@ EFFECTS: dict[str, Effect] = {
     "remove": asks(Confirm.ALWAYS, "a worker's record goes; only adding it again brings it back"),
     "doctor": READS,
     "workers trust": asks(Confirm.ALWAYS, "a new identity gets the worker's work (and, sealed to it, its secrets)"),
+    "workers rotate-key": Effect(True, why="the worker's own new key, pinned at once; rotating again is as easy"),
     # accounts
     "accounts list": READS,
     "accounts show": READS,

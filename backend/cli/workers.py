@@ -130,6 +130,14 @@ def trust(context: Context, name: str, yes: bool) -> None:
     say(f"worker '{name}': key {context.plane().fleet.trust_key(name, actor())} trusted")
 
 
+@workers.command("rotate-key")
+@click.argument("name")
+@pass_context
+def rotate_key(context: Context, name: str) -> None:
+    """The worker makes a new key pair; its accounts' secrets are sealed to the new key from now on."""
+    say(f"worker '{name}': new key {context.plane().key_rotation.rotate(name, actor())} pinned")
+
+
 @click.command("activate")
 @click.argument("name")
 @pass_context
