@@ -56,23 +56,15 @@ def until(what: str, attempt: Callable[[], T], timeout: float = 120.0) -> T:
 
 
 def main() -> int:
-    from backend.control_plane import ControlPlane
+    from backend.cli.base import Context
     from backend.errors import FleetError
-    from config import load_cli_settings, load_env_file, load_owner_ids, load_secret_key, plugins_dir
+    from config import load_env_file
     from database.audit import acting_as
 
     load_env_file()
     local = Path(os.environ.get("FLEET_LOCAL_DIR") or Path(__file__).resolve().parent.parent / ".local")
     worker = os.environ["WORKER_NAME"]
-    settings = load_cli_settings()
-    plane = ControlPlane(
-        settings.redis_url,
-        settings.database_url,
-        settings.timing.offline_after,
-        secret_key=load_secret_key,
-        plugins_dir=plugins_dir,
-        owner_ids=load_owner_ids,
-    )
+    plane = Context("sandbox-demo").plane()  # the control plane as the CLI builds it (one place builds it)
     try:
         sandbox = ControlClient(control_file(local))
         with acting_as("shell", "sandbox-demo", ACTOR):

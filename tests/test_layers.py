@@ -11,7 +11,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bot", "backend", "board", "worker", "database", "celery_app", "common", "config", "fleet_plugins")
+PACKAGES = (
+    "bot",
+    "backend",
+    "board",
+    "worker",
+    "database",
+    "celery_app",
+    "common",
+    "config",
+    "fleet_plugins",
+    "sandbox",
+)
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.support.stack import NETGUARD_DIR, ROOT, wait_until
+from tests.support.stack import NETGUARD_DIR, ROOT, MakeRun, wait_until
 
 pytestmark = pytest.mark.processes
 
@@ -35,24 +34,8 @@ def test_the_stack_runs_and_a_second_shell_reaches_it(tmp_path: Path, netguard_l
         "PYTHONUNBUFFERED": "1",
         "SANDBOX": "0",  # the stack of a machine with Telegram (tests/test_sandbox_stack.py runs the sandbox's)
     }
-    stack = subprocess.Popen(
-        [sys.executable, "-m", "scripts.dev_stack"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    assert stack.stdout is not None
-
-    def read() -> None:
-        for line in stack.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    stack = MakeRun(env)
+    lines = stack.lines
     try:
         wait_until(lambda: any("source" in line for line in lines), 60, message="the stack says how to reach it")
         assert any("started an embedded one" in line for line in lines)
@@ -84,8 +67,6 @@ def test_the_stack_runs_and_a_second_shell_reaches_it(tmp_path: Path, netguard_l
         )
         assert (local / "env").stat().st_mode & 0o077 == 0  # it holds SECRET_KEY
     finally:
-        os.killpg(stack.pid, signal.SIGTERM) if stack.poll() is None else None
-        stack.wait(60)
-    reader.join(10)
+        stack.stop(signal.SIGTERM)
     assert any("[stack] stopped" in line for line in lines)
     assert "Traceback" not in "".join(lines)

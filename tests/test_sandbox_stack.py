@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import pytest
 
 from scripts.sandbox_demo import AUTOREPLY, DEMO_ACCOUNTS
 from scripts.sandbox_stack import sandbox_wanted
-from tests.support.stack import NETGUARD_DIR, ROOT, wait_until
+from tests.support.stack import NETGUARD_DIR, ROOT, MakeRun, wait_until
 
 pytestmark = pytest.mark.processes
 
@@ -78,19 +76,9 @@ def test_make_run_with_nothing_configured_runs_a_sandbox_fleet(tmp_path: Path, n
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "pingpong.py").write_text(PINGPONG)  # a plugin author's own, as the README's loop
     (tmp_path / ".env").write_text(f"PLUGINS_DIR={tmp_path / 'plugins'}\n")
-    stack = subprocess.Popen(
-        [sys.executable, "-m", "scripts.dev_stack"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
+    stack = MakeRun(env)
+    lines = stack.lines
     pids: list[int] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(stack.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
     try:
         wait_until(lambda: (local / "env").exists(), 120, message="the stack's .local/env")
         running = wait_until(
@@ -157,10 +145,7 @@ def test_make_run_with_nothing_configured_runs_a_sandbox_fleet(tmp_path: Path, n
         assert second_shell(local, env, "sandbox", "status").returncode == 0
         assert len(pids) >= 4  # sandbox, backend, worker, demo
     finally:
-        if stack.poll() is None:
-            os.kill(stack.pid, signal.SIGINT)  # Ctrl-C
-        stack.wait(120)
-    reader.join(10)
+        stack.stop()  # Ctrl-C
     output = "".join(lines)
     assert "[stack] stopped" in output and "Traceback" not in output
     for pid in pids:

@@ -123,12 +123,16 @@ def test_a_worker_from_before_keys_keeps_working(reconciler: Reconciler, redis_c
     assert started_ids(redis_client, "w1") == [waiting] and key_events(reconciler) == []
 
 
-def test_trust_from_the_cli_asks_names_both_keys_and_is_audited(
-    reconciler: Reconciler, redis_client: Redis, monkeypatch: pytest.MonkeyPatch, redis_url: str, database_url: str
-) -> None:
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, redis_url: str, database_url: str) -> None:
+    """The CLI (in-process) pointed at the test's Redis and database."""
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_trust_from_the_cli_asks_names_both_keys_and_is_audited(reconciler: Reconciler, redis_client: Redis) -> None:
     worker(reconciler, "w1")
     beat(redis_client, "w1", "i1", K1)
     reconciler.scan()
@@ -190,12 +194,8 @@ def _raw(path: Path) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def test_doctor_names_untrusted_and_keyless_workers(
-    reconciler: Reconciler, redis_client: Redis, monkeypatch: pytest.MonkeyPatch, redis_url: str, database_url: str
-) -> None:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
+@pytest.mark.usefixtures("cli_env")
+def test_doctor_names_untrusted_and_keyless_workers(reconciler: Reconciler, redis_client: Redis) -> None:
     worker(reconciler, "w1")
     worker(reconciler, "old")
     beat(redis_client, "w1", "i1", K1)

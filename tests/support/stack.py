@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,3 +129,34 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+class MakeRun:
+    """`make run`'s stack (`python -m scripts.dev_stack`) started as a user starts it, its output collected line
+    by line (`lines`), in a session of its own (a Ctrl-C for it is `interrupt()`)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.dev_stack"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        assert self.process.stdout is not None
+        stdout = self.process.stdout
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(stdout.readline, "")), daemon=True)
+        self._reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 120) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+        self.process.wait(timeout)
+        self._reader.join(10)
