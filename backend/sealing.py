@@ -14,6 +14,7 @@ from SECRET_KEY (so there is nothing more to keep), whose public half is publish
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 CONTROL_PURPOSE = "fleet-control-plane-v1"
 KEY_CACHE_SECONDS = 5.0  # a newly pinned or trusted key is used within this long
+MEMO_ENTRIES = 20_000  # sealed values kept (about 1 KB each with a session): starts of the same accounts repeat
 
 
 def control_keys(secret_key: str) -> list[KeyPair]:
@@ -75,7 +77,7 @@ class Sealer:
         self.box = box
         self.worker_keys = worker_keys
         self.control = control_keys(secret_key)
-        self._memo: dict[tuple[str, str, str], str] = {}  # (worker key, field, token) -> sealed (starts repeat)
+        self._memo: dict[tuple[str, str, bytes], str] = {}  # (worker key, field, token's digest) -> sealed
         self._memo_lock = threading.Lock()
 
     @property
@@ -96,18 +98,17 @@ class Sealer:
         """One SECRET_KEY token, sealed to `key` as `field` (the same token again: the same sealed value)."""
         if is_sealed(token):
             return token
-        memo = (key, field, token)
+        memo = (key, field, hashlib.blake2b(token.encode(), digest_size=16).digest())
         with self._memo_lock:
             found = self._memo.get(memo)
         if found is None:
             try:
-                plain = self.box.decrypt(token)
+                found = seal(key, self.box.decrypt(token), field)
             except SecretError:  # not this SECRET_KEY's: sent as is, the worker refuses that one account, says why
-                log.warning("a %s does not open with this SECRET_KEY: sent unsealed", field)
-                return token
-            found = seal(key, plain, field)
+                log.warning("a %s does not open with this SECRET_KEY: sent unsealed (said once a token)", field)
+                found = token
             with self._memo_lock:
-                if len(self._memo) > 100_000:
+                if len(self._memo) >= MEMO_ENTRIES:
                     self._memo.clear()
                 self._memo[memo] = found
         return found

@@ -181,3 +181,12 @@ def test_a_rotated_key_reseals_the_registry_and_the_account_keeps_running_and_re
     kinds = [event["kind"] for event in stack.cli_json("show", "w1")["events"]]
     assert "worker.key_rotated" in kinds and "worker.key_changed" not in kinds
     assert stack.cli_json("show", "w1")["key_pending"] is None
+
+
+def test_a_token_that_does_not_open_is_said_once_not_at_every_scan(caplog: pytest.LogCaptureFixture) -> None:
+    foreign = SecretBox("another-secret-key-0123456789abcdefghijkl").encrypt("1" + "C" * 300)
+    once = sealer({"w1": W1.public_key})
+    for _ in range(5):
+        once.for_worker("w1", spec().model_copy(update={"session_enc": foreign}))
+    said = [r for r in caplog.records if "does not open with this SECRET_KEY" in r.getMessage()]
+    assert len(said) == 1 and "1CCC" not in said[0].getMessage()
