@@ -3,7 +3,6 @@ backend and a worker, and `.local/env` for a second shell; Ctrl-C (SIGTERM) stop
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,27 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import NETGUARD_DIR, ROOT, MakeRun, wait_until
+from tests.support.stack import ROOT, MakeRun, fresh_machine, wait_until
 
 pytestmark = pytest.mark.processes
 
 
 def test_the_stack_runs_and_a_second_shell_reaches_it(tmp_path: Path, netguard_log: Path) -> None:
     local = tmp_path / "local"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "PYTHONPATH": f"{NETGUARD_DIR}:{ROOT}",
-        "FLEET_NETGUARD": "1",
-        "FLEET_NETGUARD_LOG": str(netguard_log),
-        "FLEET_ENV_FILE": str(tmp_path / ".env"),
-        "FLEET_LOCAL_DIR": str(local),
-        "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing answers there: an embedded Redis is started
+    env = fresh_machine(tmp_path, netguard_log) | {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'stack.db'}",
         "HEARTBEAT_INTERVAL": "1",
         "WORKER_OFFLINE_AFTER": "5",
         "WORKER_NAME": "dev",
-        "PYTHONUNBUFFERED": "1",
         "SANDBOX": "0",  # the stack of a machine with Telegram (tests/test_sandbox_stack.py runs the sandbox's)
     }
     stack = MakeRun(env)

@@ -6,7 +6,6 @@ client's pushed updates; Ctrl-C stops it all. And when Telegram is configured, o
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from scripts.sandbox_demo import AUTOREPLY, DEMO_ACCOUNTS
 from scripts.sandbox_stack import sandbox_wanted
-from tests.support.stack import NETGUARD_DIR, ROOT, MakeRun, wait_until
+from tests.support.stack import ROOT, MakeRun, fresh_machine, wait_until
 
 pytestmark = pytest.mark.processes
 
@@ -35,23 +34,6 @@ def setup(client, context):
         asked = await context.kv.incr("asked")
         context.emit("ping", f"asked {asked} times")
 """
-
-
-def fresh_machine(tmp_path: Path, netguard_log: Path) -> dict[str, str]:
-    """What a fresh clone has: no .env, no Redis answering at the default URL, an empty default database."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "PYTHONPATH": f"{NETGUARD_DIR}:{ROOT}",
-        "FLEET_NETGUARD": "1",
-        "FLEET_NETGUARD_LOG": str(netguard_log),
-        "FLEET_ENV_FILE": str(tmp_path / ".env"),
-        "FLEET_LOCAL_DIR": str(tmp_path / "local"),
-        "REDIS_URL": "redis://127.0.0.1:1/0",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'real.db'}",
-        "WORKER_NAME": "box",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def second_shell(local: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -160,3 +160,20 @@ class MakeRun:
             os.kill(self.process.pid, sig)
         self.process.wait(timeout)
         self._reader.join(10)
+
+
+def fresh_machine(tmp_path: Path, netguard_log: Path) -> dict[str, str]:
+    """What a fresh clone has: no .env, no Redis answering at the default URL, an empty default database."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": f"{NETGUARD_DIR}:{ROOT}",
+        "FLEET_NETGUARD": "1",
+        "FLEET_NETGUARD_LOG": str(netguard_log),
+        "FLEET_ENV_FILE": str(tmp_path / ".env"),
+        "FLEET_LOCAL_DIR": str(tmp_path / "local"),
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'real.db'}",
+        "WORKER_NAME": "box",
+        "PYTHONUNBUFFERED": "1",
+    }
