@@ -290,7 +290,7 @@ def test_login_with_no_app_and_an_empty_pool_says_so(plane: ControlPlane, redis_
 def test_the_bot_wizard_skips_the_api_steps_while_the_pool_has_room(redis_url: str, sqlite_url: str) -> None:
     from tests.support.bot_harness import BotHarness
 
-    harness = BotHarness(redis_url, sqlite_url, frozenset({111}))
+    harness = BotHarness(redis_url, sqlite_url, frozenset({111}), offline_after=60)  # it beats once, below
     try:
         harness.services.fleet.add_worker("w1", "10.0.0.1", "test")
         register = harness.services.accounts.redis

@@ -29,21 +29,30 @@ from tests.support.stack import TEST_SECRET_KEY
 OFFLINE_AFTER = 2.0
 
 
-def make_services(redis_url: str, database_url: str, admin_ids: frozenset[int] = frozenset()) -> BotServices:
+def make_services(
+    redis_url: str, database_url: str, admin_ids: frozenset[int] = frozenset(), offline_after: float = OFFLINE_AFTER
+) -> BotServices:
     """The bot's services as `bot.main` builds them (`admin_ids` the owners), but for the board, operations and
     plugins (the tests that need them attach them)."""
     plane = ControlPlane(
-        redis_url, database_url, OFFLINE_AFTER, secret_key=lambda: TEST_SECRET_KEY, owner_ids=lambda: admin_ids
+        redis_url, database_url, offline_after, secret_key=lambda: TEST_SECRET_KEY, owner_ids=lambda: admin_ids
     )
     return BotServices.of(plane, board=False, operations=False, plugins=False)
 
 
 class BotHarness:
     def __init__(
-        self, redis_url: str, database_url: str, admin_ids: frozenset[int], core: BotApiCore | None = None
+        self,
+        redis_url: str,
+        database_url: str,
+        admin_ids: frozenset[int],
+        core: BotApiCore | None = None,
+        offline_after: float = OFFLINE_AFTER,
     ) -> None:
+        """`offline_after`: how long a worker's silence reads as online (short, for the tests of going offline;
+        a test whose simulated worker beats once gives it longer, so a busy machine cannot make it offline)."""
         self.core = core or BotApiCore()
-        self.services = make_services(redis_url, database_url, admin_ids)
+        self.services = make_services(redis_url, database_url, admin_ids, offline_after)
         self.redis_url = redis_url
         self.admin_ids = admin_ids
         self.loop = asyncio.new_event_loop()
