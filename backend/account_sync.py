@@ -37,7 +37,7 @@ from database.account_status import (
     correct_account_statuses,
     naive_utc_to_epoch,
 )
-from database.accounts import spec_rows
+from database.accounts import accounts_workers, spec_rows
 from database.audit import record_audit
 from database.models import epoch_to_datetime
 
@@ -77,13 +77,25 @@ class AccountSync:
 
     # --- the fast path: statuses as workers report them
 
-    def apply_states(self, session: Session, events: list[WireEvent]) -> None:
-        reported = []
+    def apply_states(self, session: Session, redis: Redis, events: list[WireEvent]) -> None:
+        """Record what workers say of their accounts. An event is only a sign that a worker wrote a status: what
+        is recorded is read where that worker keeps it (its own keys, which no other worker can write), and only
+        for an account the fleet gives to that worker; a claim about anyone else's account is refused."""
+        claimed = {}
         for event in events:
             state = AccountState.from_fields({k: str(v) for k, v in event.data.items()})
-            if state is None:
+            if state is not None and state.worker:
+                claimed[state.account_id] = state.worker
+        given = accounts_workers(session, list(claimed))
+        mine = {account_id: worker for account_id, worker in claimed.items() if given.get(account_id) == worker}
+        if len(mine) < len(claimed):
+            refused = sorted(set(claimed) - set(mine))
+            log.warning("refused status claims for %d account(s) not given to the claiming worker", len(refused))
+        reported = []
+        for state in read_states(redis, mine).values():
+            if state.worker != mine.get(state.account_id):
                 continue
-            at = state.rt or event.at or time.time()
+            at = state.rt or time.time()
             reported.append(
                 ReportedState(
                     account_id=state.account_id,
@@ -122,7 +134,7 @@ class AccountSync:
                     else:
                         listed[account_id] = (name, status)
         clock = time.monotonic()
-        corrections: list[tuple[int, Observation]] = []
+        corrections: list[tuple[int, Observation, str | None]] = []
         starts: dict[str, list[int]] = {}
         stops: dict[str, list[int]] = {}
         attempts = self._attempts
@@ -150,7 +162,7 @@ class AccountSync:
                 and observation.status != UNKNOWN
                 and (observation.at is None or changed_at is None or observation.at > changed_at)
             ):
-                corrections.append((account_id, observation))
+                corrections.append((account_id, observation, worker))
             if (
                 desired == "running"
                 and has_session
@@ -198,13 +210,19 @@ class AccountSync:
             self._last_stop[(account_id, worker)] = clock
             stops.setdefault(worker, []).append(account_id)
 
-    def _correct(self, session: Session, redis: Redis, corrections: list[tuple[int, Observation]], now: float) -> None:
+    def _correct(
+        self, session: Session, redis: Redis, corrections: list[tuple[int, Observation, str | None]], now: float
+    ) -> None:
         if not corrections:
             return
-        listed = [account_id for account_id, seen in corrections if seen.live and seen.status != "lost"]
+        listed = {
+            account_id: worker
+            for account_id, seen, worker in corrections
+            if seen.live and seen.status != "lost" and worker is not None
+        }
         latest = read_states(redis, listed)  # details of what the workers list (the report carries no detail)
         rows = []
-        for account_id, seen in corrections:
+        for account_id, seen, _worker in corrections:
             state = latest.get(account_id)
             same = state is not None and state.status.value == seen.status
             detail = said_by(state) if same and state is not None else seen.detail

@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from redis import Redis
-
 from backend.account_base import AccountServiceBase
 from backend.fleet import EventView, iso_utc
 from backend.observed import Recorded, WorkerSight, observe, sight
-from celery_app import presence, report
+from celery_app import leases, presence, report
 from celery_app.account_state import AccountState, read_states
 from celery_app.contract import DeviceIdentity
 from common.details import Detail, english, stored
@@ -104,11 +102,6 @@ def _json_object(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def read_live_states(redis: Redis, account_ids: list[int]) -> dict[int, AccountState]:
-    """The status hashes workers wrote for these accounts, in one round trip."""
-    return read_states(redis, account_ids)
-
-
 class AccountViews(AccountServiceBase):
     def _sights(self, names: list[str]) -> dict[str, WorkerSight]:
         """What can be seen of these workers now: heartbeats and reports (two round trips)."""
@@ -121,7 +114,10 @@ class AccountViews(AccountServiceBase):
 
     def _views(self, accounts: list[Account], workers: dict[int, Worker]) -> list[AccountView]:
         """Views whose status is judged from live sources (`backend.observed`), never taken from the record."""
-        latest = read_states(self.redis, [a.id for a in accounts])
+        latest = read_states(
+            self.redis,
+            {a.id: workers[a.worker_id].name for a in accounts if a.worker_id is not None and a.worker_id in workers},
+        )
         sights = self._sights(sorted({w.name for w in workers.values()}))
         views = []
         for account in accounts:
@@ -215,7 +211,13 @@ class AccountViews(AccountServiceBase):
         return AccountView(**{**view.__dict__, "events": events})
 
     def live_state(self, account_id: int) -> AccountState | None:
-        return read_live_states(self.redis, [account_id]).get(account_id)
+        """What the worker the account is given to says of it now (the control plane's assignment, else the
+        worker the record names)."""
+        worker = leases.assigned_workers(self.redis, [account_id]).get(account_id)
+        if worker is None:
+            with self.sessions() as session:
+                worker = accounts_db.accounts_workers(session, [account_id]).get(account_id)
+        return read_states(self.redis, {account_id: worker}).get(account_id) if worker else None
 
     def wait_for_status(
         self, account_id: int, done: Callable[[AccountState], bool], timeout: float

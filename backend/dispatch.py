@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from celery_app.contract import COMMAND_EXPIRES_SECONDS, Payload, TaskName, queue_for
+from celery_app import leases
+from celery_app.contract import COMMAND_EXPIRES_SECONDS, AccountSpec, Payload, TaskName, queue_for, task_id_for
 from common.errors import FleetError
 
 if TYPE_CHECKING:
@@ -46,6 +47,22 @@ class TaskDispatcher:
         self.redis_url = redis_url
         self.sealer = sealer
         self._app: Any = None
+        self._redis: Any = None
+
+    def _assign(self, messages: list[tuple[str, Payload | None]]) -> None:
+        """Give every account a message would run (a start, an operation) to the worker it goes to, before it
+        goes (`celery_app.leases.assign`): the worker takes the account's lease only where it is assigned."""
+        given = [(worker, spec.account_id) for worker, payload in messages for spec in _specs(payload)]
+        if not given:
+            return
+        if self._redis is None:
+            from common.redis_target import open_redis
+
+            self._redis = open_redis(self.redis_url)
+        pipe = self._redis.pipeline(transaction=False)
+        for worker, account_id in given:
+            leases.assign(pipe, account_id, worker)
+        pipe.execute()
 
     @property
     def app(self) -> Any:
@@ -66,7 +83,10 @@ class TaskDispatcher:
         **options: Any,
     ) -> Any:
         """Send one task by name to `worker`'s queue; `ignore_result` for a message nobody waits on: the
-        worker stores no result, and this process does not subscribe to it. `options` go to Celery's publish."""
+        worker stores no result, and this process does not subscribe to it. `options` go to Celery's publish.
+        The task id names the worker (`task_id_for`): its own Redis login writes only its own tasks' results."""
+        if producer is None:  # `send_many` gave its messages' accounts out in one go
+            self._assign([(worker, payload)])
         if payload is not None and self.sealer is not None:
             payload = self.sealer.for_worker(worker, payload)
         args = [payload.model_dump(mode="json")] if payload is not None else []
@@ -74,6 +94,7 @@ class TaskDispatcher:
             task.value,
             args=args,
             queue=queue_for(worker),
+            task_id=task_id_for(worker),
             expires=expires,
             producer=producer,
             ignore_result=ignore_result,
@@ -94,6 +115,7 @@ class TaskDispatcher:
         """
         if not messages:
             return
+        self._assign([(worker, payload) for worker, _task, payload in messages])
         with self.app.producer_or_acquire() as producer, producer.batch(PUBLISH_BATCH):
             for worker, task, payload in messages:
                 self.send(worker, task, payload, producer=producer, ignore_result=True, declare=[])
@@ -121,3 +143,14 @@ class TaskDispatcher:
             unknown = Rejection.UNKNOWN_TASK
             raise WorkerRejectedCall(worker, timeout, unknown.value, describe(unknown)) from None
         return dict(answer or {})
+
+
+def _specs(payload: Payload | None) -> list[AccountSpec]:
+    """The accounts a payload has a worker run (their specs): a start's, a batch's, an operation's."""
+    if payload is None:
+        return []
+    found = [value for value in (getattr(payload, "spec", None),) if isinstance(value, AccountSpec)]
+    found += [value for value in getattr(payload, "specs", None) or () if isinstance(value, AccountSpec)]
+    for request in getattr(payload, "requests", None) or ():
+        found += _specs(request)
+    return found

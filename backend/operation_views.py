@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -115,12 +116,15 @@ class LiveOperation:
         )
 
 
-def read_live(redis: Redis, operation_ids: list[int]) -> dict[int, LiveOperation]:
-    if not operation_ids:
+def read_live(redis: Redis, where: Mapping[int, str]) -> dict[int, LiveOperation]:
+    """Where each operation stands (operation id -> the worker it was sent to), read in that worker's own keys,
+    which no other worker can write."""
+    if not where:
         return {}
+    operation_ids = list(where)
     pipe = redis.pipeline(transaction=False)
     for operation_id in operation_ids:
-        pipe.hgetall(keys.operation(operation_id))
+        pipe.hgetall(keys.operation(where[operation_id], operation_id))
     found: dict[int, LiveOperation] = {}
     for operation_id, raw in zip(operation_ids, pipe.execute(), strict=True):
         decoded = {

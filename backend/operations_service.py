@@ -256,7 +256,7 @@ class OperationsService:
         """Where each operation of the batch stands now; final outcomes are recorded as they are seen."""
         with self.sessions.begin() as session:
             rows = list(session.scalars(select(AccountOperation).where(AccountOperation.batch == batch)))
-            live = read_live(self.redis, [r.id for r in rows if r.status in _OPEN])
+            live = read_live(self.redis, _sent_to(r for r in rows if r.status in _OPEN))
             self._record(session, rows, live)
             return operation_views(session, rows, live)
 
@@ -264,7 +264,7 @@ class OperationsService:
         """Record the outcomes of these operations now (their workers said they finished: the event path)."""
         with self.sessions.begin() as session:
             rows = list(session.scalars(select(AccountOperation).where(AccountOperation.id.in_(operation_ids))))
-            self._record(session, rows, read_live(self.redis, [r.id for r in rows if r.status in _OPEN]))
+            self._record(session, rows, read_live(self.redis, _sent_to(r for r in rows if r.status in _OPEN)))
 
     def recent(self, account_id: int, limit: int = 5) -> list[OperationView]:
         with self.sessions.begin() as session:
@@ -276,7 +276,7 @@ class OperationsService:
                     .limit(limit)
                 )
             )
-            live = read_live(self.redis, [r.id for r in rows if r.status in _OPEN])
+            live = read_live(self.redis, _sent_to(r for r in rows if r.status in _OPEN))
             self._record(session, rows, live)
             return operation_views(session, rows, live)
 
@@ -359,7 +359,7 @@ class OperationsService:
             )
             if not rows:
                 return 0
-            live = read_live(self.redis, [r.id for r in rows])
+            live = read_live(self.redis, _sent_to(rows))
             self._record(session, rows, live)
             open_rows = [r for r in rows if r.status in _OPEN]
             if open_rows:
@@ -396,7 +396,7 @@ class OperationsService:
                     .execution_options(synchronize_session=False)
                 )
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
-                    self.redis.delete(keys.operation(row.id))
+                    self.redis.delete(*{keys.operation(name, row.id) for name in (row.worker, target) if name})
                     request = OperationRequest(
                         operation_id=row.id,
                         name=OperationName(row.name),
@@ -465,3 +465,8 @@ def _refusal(account: Account, worker: Worker | None, online: set[str]) -> Detai
 
 def _readable(message: str) -> str:
     return message.replace("photo_b64", "photo").replace("_enc", "")
+
+
+def _sent_to(rows: Iterable[AccountOperation]) -> dict[int, str]:
+    """operation id -> the worker it was sent to, of the rows sent somewhere."""
+    return {row.id: row.worker for row in rows if row.worker}

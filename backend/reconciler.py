@@ -35,17 +35,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.account_sync import AccountSync, SyncReport
+from backend.event_trust import believable, plugin_event
 from backend.failover_grace import FailoverGrace
 from backend.leader import LeaderLock
 from backend.observed import sight
-from celery_app import events, presence, report
+from celery_app import events, keys, leases, presence, report
 from celery_app.events import WireEvent, WireEventKind
 from celery_app.operations import FINAL_STATUSES
 from celery_app.presence import Liveness, WorkerInfo, liveness
-from common.details import Detail, detail, free
-from common.redaction import safe_detail
+from common.details import Detail, detail
 from database.audit import prune_audit
-from database.events import NewEvent, account_subject, prune_events, record_events
+from database.events import NewEvent, prune_events, record_events
 from database.models import FleetEventKind, Worker, WorkerStatus, epoch_to_datetime
 from database.workers import WorkerRow, apply_worker_keys, insert_discovered_workers, update_heartbeats, worker_rows
 
@@ -75,29 +75,6 @@ class ScanReport:
 
 PLUGIN_EVENT, PLUGIN_ERROR = WireEventKind.PLUGIN_EVENT, WireEventKind.PLUGIN_ERROR  # worker.plugins' events
 FINAL = frozenset(status.value for status in FINAL_STATUSES)
-
-
-def plugin_event(event: WireEvent) -> NewEvent | None:
-    """A plugin's `emit` (an alert if it asked for one) or a failure it had, as a line of the fleet's history."""
-    if not event.subject.isdigit():
-        return None
-    data = event.data
-    plugin = str(data.get("plugin", "?"))[:64]
-    subject = account_subject(int(event.subject))
-    at = epoch_to_datetime(event.at) if event.at else None
-    if event.kind == PLUGIN_EVENT:
-        kind = FleetEventKind.PLUGIN_ALERT if data.get("alert") else FleetEventKind.PLUGIN_EVENT
-        said = detail(
-            "plugin_event",
-            plugin=plugin,
-            kind=str(data.get("kind", "event"))[:40],
-            text=safe_detail(str(data.get("text", "")), 1000),
-        )
-        return NewEvent(kind, subject, said, actor=f"plugin:{plugin}", at=at)
-    error = safe_detail(str(data.get("error", "")), 300)
-    cause = Detail.decode(str(data.get("code") or "")) or free(error)  # the plugin's own words: as they are
-    said = detail("plugin_blocked_loop" if data.get("blocked") else "plugin_failed", plugin=plugin, cause=cause)
-    return NewEvent(FleetEventKind.PLUGIN_ERROR, subject, said, actor=f"plugin:{plugin}", at=at)
 
 
 def _worker_columns(info: WorkerInfo | None) -> dict[str, object]:
@@ -162,6 +139,7 @@ class Reconciler:
         self.audit_retention = timedelta(days=audit_retention_days)  # the audit log is kept apart, longer
         self.grace = FailoverGrace(offline_after)  # after a failover: lost heartbeats make no worker offline
         self._other_key: dict[str, str] = {}  # worker -> a key other than its pinned one, seen in the last scan
+        self.event_streams = events.streams_of([])  # the shared one and each known worker's own (every scan)
 
     def scan(self) -> ScanReport:
         with _collector_paused():
@@ -181,6 +159,7 @@ class Reconciler:
         result = ScanReport(workers=len(snapshot.beats))
         with self.sessions.begin() as session:
             rows = worker_rows(session)
+            self._follow_streams([*rows, *snapshot.beats])
             self._insert_discovered(session, snapshot, [name for name in snapshot.beats if name not in rows], result)
             self._sync_existing(session, snapshot, rows, result)
             # A worker presenting a key other than its pinned one gets no work.
@@ -204,6 +183,7 @@ class Reconciler:
                 )
         if self.accounts is not None and result.accounts is not None:
             self.accounts.send(result.accounts)
+            leases.sweep(self.redis)  # moved accounts whose earlier worker let go: forget that worker
         for step in self.after_scan:
             try:
                 step()
@@ -221,6 +201,39 @@ class Reconciler:
                 result.went_offline or "-",
             )
         return result
+
+    def follow_known_streams(self) -> list[str]:
+        """The event streams of every worker known now, by record, heartbeat or a stream it wrote while no
+        backend ran (before a new leader reads what was left pending)."""
+        with self.sessions() as session:
+            known = list(worker_rows(session))
+        written = [events.writer_of(str(k)) for k in self.redis.scan_iter(match=keys.worker_events("*"), count=1000)]
+        self._follow_streams([*known, *presence.read_all_heartbeats(self.redis).beats, *filter(None, written)])
+        return self.event_streams
+
+    def follow_new_workers(self) -> list[str]:
+        """Between scans: the streams of workers that registered since (their first events are read at once)."""
+        followed = {events.writer_of(stream) for stream in self.event_streams}
+        new = [name for name in map(str, self.redis.zrange(keys.HEARTBEATS, 0, -1)) if name not in followed]
+        if new:
+            registered = presence.read_heartbeats(self.redis, new).beats  # a name only in the index is nobody
+            if registered:
+                self._follow_streams([*filter(None, followed), *registered])
+        return self.event_streams
+
+    def _follow_streams(self, workers: list[str]) -> None:
+        """Read the events of every worker known by record or heard from (a new one's from its first), and of any
+        stream still holding events not read yet (a worker that came and went while no backend ran)."""
+        streams = events.streams_of(workers)
+        others = [stream for stream in self.event_streams if stream not in streams]
+        if others:
+            pipe = self.redis.pipeline(transaction=False)
+            for stream in others:
+                pipe.xlen(stream)
+            streams += [stream for stream, length in zip(others, pipe.execute(), strict=True) if length]
+        if streams != self.event_streams:
+            events.ensure_group(self.redis, set(streams) - set(self.event_streams))
+            self.event_streams = streams
 
     def _judged_keys(self, presented: dict[str, str], rows: dict[str, WorkerRow]) -> dict[str, str]:
         """The keys to judge this scan: a key other than the pinned one only once two scans in a row saw it (a
@@ -320,10 +333,11 @@ class Reconciler:
 
         Returns True when a worker came or went: the caller should scan now (the scan does the accounts).
         """
+        batch = believable(self.sessions, batch)
         account_events = [e for e in batch if e.kind == WireEventKind.ACCOUNT_STATUS]
         if account_events and self.accounts is not None:
             with self.sessions.begin() as session:
-                self.accounts.apply_states(session, account_events)
+                self.accounts.apply_states(session, self.redis, account_events)
         finished = [
             int(e.subject)
             for e in batch
@@ -432,10 +446,11 @@ def run_reconciler(
                 continue
             if not leading:
                 log.info("acting as the leader backend (scan every %gs)", scan_interval)
-                events.ensure_group(redis)
-                if events.unread_were_dropped(redis):
+                streams = reconciler.follow_known_streams()
+                events.ensure_group(redis, streams)
+                if events.unread_were_dropped(redis, streams):
                     log.warning("events were dropped from the stream before they were read; the scan reconciles")
-                pending = events.read_group(redis, None, pending=True)
+                pending = events.read_group(redis, None, pending=True, streams=streams)
                 if pending:
                     reconciler.apply_events(pending)
                     events.acknowledge(redis, pending)
@@ -446,13 +461,13 @@ def run_reconciler(
                 if metrics is not None:
                     metrics.scan_seconds.observe(scanned.seconds)
                     metrics.scans.inc()
-                events.trim_applied(redis)
+                events.trim_applied(redis, reconciler.event_streams)
                 next_scan = time.monotonic() + scan_interval
             if time.monotonic() >= next_prune:
                 reconciler.prune_history()
                 next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
             wait = max(0.01, min(MAX_EVENT_WAIT_SECONDS, next_scan - time.monotonic(), leader.ttl / 3))
-            batch = events.read_group(redis, int(wait * 1000))
+            batch = events.read_group(redis, int(wait * 1000), streams=reconciler.follow_new_workers())
             if batch:
                 if reconciler.apply_events(batch):
                     next_scan = 0.0  # a worker came or went: reconcile its accounts now

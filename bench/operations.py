@@ -56,17 +56,17 @@ def specs(accounts: int) -> list[AccountSpec]:
     ]
 
 
-def finished(redis: Redis, ids: list[int]) -> int:
+def finished(redis: Redis, worker: str, ids: list[int]) -> int:
     pipe = redis.pipeline(transaction=False)
     for operation_id in ids:
-        pipe.hget(keys.operation(operation_id), "status")
+        pipe.hget(keys.operation(worker, operation_id), "status")
     return sum(1 for status in pipe.execute() if status in ("done", "failed", "worker_lost"))
 
 
-def count_running(redis: Redis, ids: list[int]) -> int:
+def count_running(redis: Redis, worker: str, ids: list[int]) -> int:
     pipe = redis.pipeline(transaction=False)
     for account_id in ids:
-        pipe.hget(keys.account_status(account_id), "status")
+        pipe.hget(keys.account_state(worker, account_id), "status")
     return sum(1 for status in pipe.execute() if status == "running")
 
 
@@ -98,7 +98,7 @@ def check_all(
             for start in range(0, len(wire), MAX_BATCH):
                 dispatcher.send(name, TaskName.START_ACCOUNTS, StartAccounts(specs=wire[start : start + MAX_BATCH]))
             ids = [spec.account_id for spec in wire]
-            wait_for(lambda: count_running(redis, ids) == len(ids), 120, "all running")
+            wait_for(lambda: count_running(redis, name, ids) == len(ids), 120, "all running")
         operation_ids = list(range(first_id, first_id + accounts))
         requests = [
             OperationRequest(operation_id=op, name=OperationName.CHECK, params={}, spec=spec)
@@ -109,13 +109,13 @@ def check_all(
         started = time.perf_counter()
         for start in range(0, len(requests), MAX_BATCH):
             dispatcher.send(name, TaskName.OPERATE, OperateMany(requests=requests[start : start + MAX_BATCH]))
-        while finished(redis, operation_ids) < accounts:
+        while finished(redis, name, operation_ids) < accounts:
             if time.perf_counter() - started > 600:
-                raise RuntimeError(f"only {finished(redis, operation_ids)} of {accounts} finished")
+                raise RuntimeError(f"only {finished(redis, name, operation_ids)} of {accounts} finished")
             peak = max(peak, rss_mb(worker.pid))
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
-        failed = sum(1 for op in operation_ids if redis.hget(keys.operation(op), "status") != "done")
+        failed = sum(1 for op in operation_ids if redis.hget(keys.operation(name, op), "status") != "done")
         return {"seconds": elapsed, "per_second": accounts / elapsed, "rss": peak, "failed": failed}
     finally:
         stop(worker)

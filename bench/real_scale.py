@@ -197,7 +197,7 @@ def import_accounts(database_url: str, redis_url: str, sessions: list[str], plug
 def count_running(redis: Redis, ids: list[int]) -> int:
     pipe = redis.pipeline(transaction=False)
     for account_id in ids:
-        pipe.hget(keys.account_status(account_id), "status")
+        pipe.hget(keys.account_state(WORKER, account_id), "status")
     return sum(1 for status in pipe.execute() if status == "running")
 
 

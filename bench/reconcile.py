@@ -187,7 +187,7 @@ def naive_account_scan(redis: Redis, sessions, by_worker: dict[str, list[int]]) 
         for name, ids in by_worker.items():
             for account_id in ids:
                 beat = redis.zscore(keys.HEARTBEATS, name)
-                live = redis.hget(keys.account_status(account_id), "status")
+                live = redis.hget(keys.account_state(name, account_id), "status")
                 online = liveness(beat, now, OFFLINE_AFTER).value == "online"
                 session.execute(
                     update(Account)

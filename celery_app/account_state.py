@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from redis import Redis
@@ -98,13 +99,15 @@ class AccountState:
             return None
 
 
-def read_states(redis: Redis, account_ids: list[int]) -> dict[int, AccountState]:
-    """The status hashes workers wrote for these accounts, in one round trip."""
-    if not account_ids:
+def read_states(redis: Redis, where: Mapping[int, str]) -> dict[int, AccountState]:
+    """The status hashes the given workers wrote for these accounts (account id -> the worker it is on), in one
+    round trip: what a worker says of an account is read in that worker's own keys, which no other can write."""
+    if not where:
         return {}
+    account_ids = list(where)
     pipe = redis.pipeline(transaction=False)
     for account_id in account_ids:
-        pipe.hgetall(keys.account_status(account_id))
+        pipe.hgetall(keys.account_state(where[account_id], account_id))
     states: dict[int, AccountState] = {}
     for account_id, raw in zip(account_ids, pipe.execute(), strict=True):
         decoded = {

@@ -9,6 +9,7 @@ something unexpected.
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -26,6 +27,17 @@ COMMAND_EXPIRES_SECONDS = 60
 def queue_for(worker_name: str) -> str:
     """The Celery queue a worker consumes: `worker.<name>`."""
     return f"{QUEUE_PREFIX}{worker_name}"
+
+
+# A task's id names the worker it is sent to (`w1:<hex>`), so a worker's own Redis login may write the results
+# of its own tasks only (`backend.worker_logins`). A colon cannot occur in a worker's name
+# (`config.WORKER_NAME_PATTERN`): `w1:` never begins an id of worker `w1.eu` or `w10`.
+TASK_ID_SEP = ":"
+
+
+def task_id_for(worker_name: str) -> str:
+    """A new task id for a message to `worker_name`: its name, TASK_ID_SEP and a random hex."""
+    return f"{worker_name}{TASK_ID_SEP}{uuid.uuid4().hex}"
 
 
 class TaskName(enum.StrEnum):

@@ -1,4 +1,5 @@
-"""Wire events on a Redis Stream: workers append, the backend's consumer group applies them in order.
+"""Wire events on Redis Streams: each worker appends to its own (`keys.worker_events`), which only its Redis login
+can write; the backend's consumer group applies them in order, and refuses what a worker says of another.
 
 An event is `kind`, `subject` (a worker name or an account id) and a small JSON `data` object; its time is
 the stream entry id (Redis server time, ms). Events never carry secrets.
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis import Redis
@@ -37,6 +39,7 @@ class WireEvent:
     subject: str
     data: dict[str, Any] = field(default_factory=dict)
     stream_id: str = ""
+    stream: str = keys.EVENTS_STREAM  # where it was read: a worker's own stream says who wrote it
 
     @property
     def at(self) -> float:
@@ -63,44 +66,82 @@ class WireEvent:
         return cls(kind, subject, data, stream_id)
 
 
-def emit(target: Redis | Pipeline, kind: WireEventKind, subject: str, data: dict[str, Any] | None = None) -> None:
-    """Append an event (on a client, or queued on a pipeline for the caller to execute)."""
+def emit(
+    target: Redis | Pipeline,
+    kind: WireEventKind,
+    subject: str,
+    data: dict[str, Any] | None = None,
+    stream: str = keys.EVENTS_STREAM,
+) -> None:
+    """Append an event (on a client, or queued on a pipeline for the caller to execute) to `stream`: a worker's
+    own (`keys.worker_events`)."""
     event = WireEvent(kind.value, subject, data or {})
-    target.xadd(keys.EVENTS_STREAM, event.fields(), maxlen=keys.EVENTS_MAXLEN, approximate=True)
+    target.xadd(stream, event.fields(), maxlen=keys.EVENTS_MAXLEN, approximate=True)
 
 
-def ensure_group(redis: Redis) -> None:
-    """Create the backend's consumer group from the stream's start (so nothing emitted earlier is missed)."""
+def streams_of(workers: Iterable[str]) -> list[str]:
+    """The streams the backend reads: the shared one (workers from before) and each worker's own."""
+    return [keys.EVENTS_STREAM, *(keys.worker_events(name) for name in sorted(set(workers)))]
+
+
+def writer_of(stream: str) -> str | None:
+    """The worker whose own stream this is (None for the shared one)."""
+    head, tail = f"{keys.PREFIX}:worker:", ":events"
+    if stream.startswith(head) and stream.endswith(tail) and len(stream) > len(head) + len(tail):
+        return stream[len(head) : -len(tail)]
+    return None
+
+
+def ensure_group(redis: Redis, streams: Iterable[str] = (keys.EVENTS_STREAM,)) -> None:
+    """Create the backend's consumer group on each stream from its start (so nothing emitted earlier is missed)."""
     from redis.exceptions import ResponseError
 
+    for stream in streams:
+        try:
+            redis.xgroup_create(stream, keys.EVENTS_GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+
+def read_group(
+    redis: Redis,
+    block_ms: int | None,
+    count: int = 500,
+    pending: bool = False,
+    streams: Iterable[str] = (keys.EVENTS_STREAM,),
+) -> list[WireEvent]:
+    """Events for the backend's consumer: new ones (`pending=False`) or those read but not yet acknowledged; each
+    says the stream it came from (`WireEvent.stream`)."""
+    from redis.exceptions import ResponseError
+
+    wanted = dict.fromkeys(streams, "0" if pending else ">")
     try:
-        redis.xgroup_create(keys.EVENTS_STREAM, keys.EVENTS_GROUP, id="0", mkstream=True)
+        response = redis.xreadgroup(
+            keys.EVENTS_GROUP, keys.EVENTS_CONSUMER, wanted, count=count, block=None if pending else block_ms
+        )
     except ResponseError as error:
-        if "BUSYGROUP" not in str(error):
+        if "NOGROUP" not in str(error):
             raise
-
-
-def read_group(redis: Redis, block_ms: int | None, count: int = 500, pending: bool = False) -> list[WireEvent]:
-    """Events for the backend's consumer: new ones (`pending=False`) or those read but not yet acknowledged."""
-    response = redis.xreadgroup(
-        keys.EVENTS_GROUP,
-        keys.EVENTS_CONSUMER,
-        {keys.EVENTS_STREAM: "0" if pending else ">"},
-        count=count,
-        block=None if pending else block_ms,
-    )
+        ensure_group(redis, wanted)  # a stream removed with its worker, or lost with Redis's data: again
+        response = redis.xreadgroup(keys.EVENTS_GROUP, keys.EVENTS_CONSUMER, wanted, count=count)
     events: list[WireEvent] = []
-    for _stream, entries in response or []:
+    for stream, entries in response or []:
+        name = stream.decode() if isinstance(stream, bytes) else str(stream)
         for stream_id, raw in entries:
             sid = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
             event = WireEvent.from_fields(sid, raw or {})
-            events.append(event if event is not None else WireEvent("invalid", "-", {}, sid))
+            found = event if event is not None else WireEvent("invalid", "-", {}, sid)
+            events.append(replace(found, stream=name))
     return events
 
 
 def acknowledge(redis: Redis, events: list[WireEvent]) -> None:
-    if events:
-        redis.xack(keys.EVENTS_STREAM, keys.EVENTS_GROUP, *[event.stream_id for event in events])
+    by_stream: dict[str, list[str]] = {}
+    for event in events:
+        by_stream.setdefault(event.stream, []).append(event.stream_id)
+    for stream, ids in by_stream.items():
+        redis.xack(stream, keys.EVENTS_GROUP, *ids)
 
 
 def _stream_id(value: object) -> tuple[int, int]:
@@ -112,11 +153,11 @@ def _stream_id(value: object) -> tuple[int, int]:
         return 0, 0
 
 
-def _our_group(redis: Redis) -> dict[str, Any] | None:
+def _our_group(redis: Redis, stream: str) -> dict[str, Any] | None:
     from redis.exceptions import ResponseError
 
     try:
-        groups = redis.xinfo_groups(keys.EVENTS_STREAM)
+        groups = redis.xinfo_groups(stream)
     except ResponseError:  # no stream yet
         return None
     for group in groups:
@@ -126,32 +167,36 @@ def _our_group(redis: Redis) -> dict[str, Any] | None:
     return None
 
 
-def trim_applied(redis: Redis) -> None:
+def trim_applied(redis: Redis, streams: Iterable[str] = (keys.EVENTS_STREAM,)) -> None:
     """Drop the entries the backend has read and acknowledged (nothing newer, nothing still pending)."""
-    group = _our_group(redis)
-    if group is None:
-        return
-    bound = _stream_id(group.get("last-delivered-id", "0-0"))
-    if int(group.get("pending") or 0):
-        summary = redis.xpending(keys.EVENTS_STREAM, keys.EVENTS_GROUP)
-        if summary.get("min"):
-            bound = min(bound, _stream_id(summary["min"]))
-    if bound > (0, 0):
-        redis.xtrim(keys.EVENTS_STREAM, minid=f"{bound[0]}-{bound[1]}", approximate=True)
+    for stream in streams:
+        group = _our_group(redis, stream)
+        if group is None:
+            continue
+        bound = _stream_id(group.get("last-delivered-id", "0-0"))
+        if int(group.get("pending") or 0):
+            summary = redis.xpending(stream, keys.EVENTS_GROUP)
+            if summary.get("min"):
+                bound = min(bound, _stream_id(summary["min"]))
+        if bound > (0, 0):
+            redis.xtrim(stream, minid=f"{bound[0]}-{bound[1]}", approximate=True)
 
 
-def unread_were_dropped(redis: Redis) -> bool:
-    """True when the cap removed entries the backend had not read yet (it was down for long).
+def unread_were_dropped(redis: Redis, streams: Iterable[str] = (keys.EVENTS_STREAM,)) -> bool:
+    """True when the cap removed entries the backend had not read yet from any stream (it was down for long).
 
     Of all entries ever added, those no longer in the stream were either read (and trimmed by the backend)
     or dropped unread: more gone than read means some were dropped.
     """
-    group = _our_group(redis)
-    if group is None:
-        return False
-    try:
-        info = redis.xinfo_stream(keys.EVENTS_STREAM)
-        added, length = int(info["entries-added"]), int(info["length"])
-    except (KeyError, TypeError, ValueError):  # a Redis older than 7.0 does not say
-        return False
-    return added - length > int(group.get("entries-read") or 0)
+    for stream in streams:
+        group = _our_group(redis, stream)
+        if group is None:
+            continue
+        try:
+            info = redis.xinfo_stream(stream)
+            added, length = int(info["entries-added"]), int(info["length"])
+        except (KeyError, TypeError, ValueError):  # a Redis older than 7.0 does not say
+            continue
+        if added - length > int(group.get("entries-read") or 0):
+            return True
+    return False

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 PREFIX = "fleet"
 
-# Sorted set: worker name -> Redis server time (epoch seconds) of its last heartbeat.
+# Sorted set: worker name -> Redis server time of its last heartbeat. Only an index of names to look at: any
+# worker may write it, so readers take the time from the worker's own report (`presence.read_heartbeats`).
 HEARTBEATS = f"{PREFIX}:heartbeats"
-# Stream of wire events (worker online/offline, account status); read by the backend's consumer group.
-# Writers cap it at EVENTS_MAXLEN only as a memory bound for when no backend reads it for a long time; the
-# backend trims what it has applied. Events are only the fast path: the scan needs none of them.
+# Stream of wire events (worker online/offline, account status) of workers from before each wrote its own
+# (`worker_events`); read by the backend's consumer group like those. Writers cap every event stream at
+# EVENTS_MAXLEN only as a memory bound for when no backend reads it for a long time; the backend trims what it has
+# applied. Events are only the fast path: the scan needs none of them.
 EVENTS_STREAM = f"{PREFIX}:events"
 EVENTS_GROUP = "backend"
 EVENTS_CONSUMER = "reconciler"
@@ -33,14 +35,25 @@ def worker_owner(name: str) -> str:
     return f"{PREFIX}:worker:{name}:owner"
 
 
-def account_status(account_id: int) -> str:
-    """Hash: the live status a worker reported for an account."""
-    return f"{PREFIX}:account:{account_id}:status"
+def account_state(worker: str, account_id: int) -> str:
+    """Hash: the live status a worker reported for an account it runs (in the worker's own keys, which no
+    other worker's Redis login can write: `backend.worker_logins`)."""
+    return f"{PREFIX}:worker:{worker}:account:{account_id}"
 
 
-def account_lease(account_id: int) -> str:
-    """String with expiry: the worker instance allowed to run this account."""
-    return f"{PREFIX}:account:{account_id}:lease"
+def worker_lease(worker: str, account_id: int) -> str:
+    """String with expiry: the instance of this worker allowed to run the account (`celery_app.leases`)."""
+    return f"{PREFIX}:worker:{worker}:lease:{account_id}"
+
+
+def account_assignment(account_id: int) -> str:
+    """Hash written by the control plane only: `worker` -> the worker the account is given to; `was:<name>` ->
+    a worker it was given to before, kept until that worker's lease is gone (`celery_app.leases`)."""
+    return f"{PREFIX}:account:{account_id}:worker"
+
+
+# Set: account ids whose assignment still names earlier workers (`was:`); the backend sweeps it every scan.
+ASSIGNMENTS_MOVING = f"{PREFIX}:assignments:moving"
 
 
 def worker_report(name: str) -> str:
@@ -60,18 +73,25 @@ def worker_specs(name: str) -> str:
     return f"{PREFIX}:worker:{name}:specs"
 
 
+def worker_events(name: str) -> str:
+    """Stream: the wire events a worker writes (`celery_app.events`), in its own keys: what comes from it is
+    known to come from it, so the backend refuses what it says of others."""
+    return f"{PREFIX}:worker:{name}:events"
+
+
 def worker_rejected(name: str) -> str:
     """Hash: reason -> how many messages the worker dropped from its queue as malformed or foreign."""
     return f"{PREFIX}:worker:{name}:rejected"
 
 
-def operation(operation_id: int) -> str:
-    """Hash with expiry: where an account operation stands, as the worker running it writes it.
+def operation(worker: str, operation_id: int) -> str:
+    """Hash with expiry, in the worker's own keys: where an account operation stands, as the worker it was sent
+    to writes it.
 
     Fields: `status` (`celery_app.operations.OperationStatus`), `worker`, `instance`, `result` (JSON),
     `error`, `until` (flood wait end), `at`. The CLI and the backend read it; the database keeps the outcome.
     """
-    return f"{PREFIX}:op:{operation_id}"
+    return f"{PREFIX}:worker:{worker}:op:{operation_id}"
 
 
 OPERATION_TTL_SECONDS = 7 * 24 * 3600
@@ -85,9 +105,9 @@ def account_plugins(account_id: int) -> str:
     return f"{PREFIX}:account:{account_id}:plugins"
 
 
-def plugin_status(account_id: int) -> str:
+def plugin_status(worker: str, account_id: int) -> str:
     """Hash: plugin name -> JSON {state, errors, last_error, at} as the worker running the account reports it."""
-    return f"{PREFIX}:account:{account_id}:plugin_status"
+    return f"{PREFIX}:worker:{worker}:account:{account_id}:plugins"
 
 
 def plugin_store(plugin: str, account_id: int) -> str:

@@ -1,9 +1,15 @@
 """Per-account leases in Redis: the one worker instance allowed to run an account.
 
-A lease is `keys.account_lease(id)` holding `<worker name>/<instance>` with an expiry; the worker name
-itself is owned by one live instance at a time (`celery_app.presence`). The running worker
-renews all of its leases in one call per heartbeat and stops any client whose lease another holder has.
-A lease that is simply gone (Redis restarted with empty data) is taken back by the renewal: the client
+A lease is `keys.worker_lease(worker, id)`, in the worker's own keys, holding `<worker name>/<instance>` with an
+expiry; the worker name itself is owned by one live instance at a time (`celery_app.presence`). Which worker may
+hold one is the control plane's word (`assign`, written where it sends the account's start or operation, and
+readable only by workers): `keys.account_assignment(id)` names the worker, and every worker it named before
+(`was:<name>`) until that worker's lease is gone (`sweep`, every scan). A worker takes a lease only while the
+account is assigned to it (or to nobody yet) and no earlier worker's lease is left; a renewal finds an account
+given to another worker lost, so its client stops and lets go. No worker's Redis login can write another's
+leases or the assignments (`backend.worker_logins`), so a worker host cannot take or hold another's account.
+The running worker renews all of its leases in one call per heartbeat and stops any client whose lease another
+holder has. A lease that is simply gone (Redis restarted with empty data) is taken back by the renewal: the client
 running under it is still the only one, and nobody else could have started the account without the lease.
 Acquire, renew and release are atomic scripts: nobody can start an account whose lease another holds.
 
@@ -63,9 +69,29 @@ local online = 0
 for _ in string.gmatch(redis.call('INFO', 'replication'), 'state=online') do online = online + 1 end
 """
 
+# KEYS: the lease, the heartbeat index. ARGV: holder, ttl ms, same-name prefix, worker, account id, lease key
+# prefix, the assignment (read, not declared: a worker's login may only read it, and Redis checks declared keys for
+# writing). Any other worker's lease for the account refuses it: the ones the assignment names, and those of every
+# worker in the index (an account running from before the control plane assigned it has no assignment).
 _ACQUIRE = (
     _ONLINE_REPLICAS
     + """
+local others = {}
+local assigned = redis.call('HGETALL', ARGV[7])
+for i = 1, #assigned, 2 do
+  local field, value = assigned[i], assigned[i + 1]
+  if field == 'worker' then
+    if value ~= ARGV[4] then return {online, 0, value .. '/'} end
+  elseif string.sub(field, 1, 4) == 'was:' then
+    others[string.sub(field, 5)] = true
+  end
+end
+for _, name in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do others[name] = true end
+others[ARGV[4]] = nil
+for name in pairs(others) do
+  local held = redis.call('GET', ARGV[6] .. name .. ':lease:' .. ARGV[5])
+  if held then return {online, 0, held} end
+end
 local current = redis.call('GET', KEYS[1])
 local same_name = current and ARGV[3] ~= '' and string.sub(current, 1, string.len(ARGV[3])) == ARGV[3]
 if (not current) or current == ARGV[1] or same_name then
@@ -76,13 +102,18 @@ return {online, 0, current}
 """
 )
 
+# KEYS: the leases. ARGV: holder, ttl ms, worker, then the leases' assignments (read only: see _ACQUIRE).
 _RENEW = (
     _ONLINE_REPLICAS
     + """
 local reply = {online}
-for i, key in ipairs(KEYS) do
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local assigned = redis.call('HGET', ARGV[3 + i], 'worker')
   local current = redis.call('GET', key)
-  if current == ARGV[1] then
+  if assigned and assigned ~= ARGV[3] then
+    table.insert(reply, i)
+  elseif current == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])
   elseif not current then
     redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
@@ -93,6 +124,18 @@ end
 return reply
 """
 )
+
+# KEYS: the assignment, the set of moving accounts. ARGV: worker, account id.
+_ASSIGN = """
+local current = redis.call('HGET', KEYS[1], 'worker')
+if current == ARGV[1] then return 0 end
+if current then
+  redis.call('HSET', KEYS[1], 'was:' .. current, '1')
+  redis.call('SADD', KEYS[2], ARGV[2])
+end
+redis.call('HSET', KEYS[1], 'worker', ARGV[1])
+return 1
+"""
 
 _RELEASE = (
     _ONLINE_REPLICAS
@@ -169,6 +212,60 @@ def holder_id(worker_name: str, instance: str) -> str:
     return f"{worker_name}/{instance}"
 
 
+def worker_of(holder: str) -> str:
+    """The worker a holder belongs to (`w1` for `w1/…` and for an operation's `w1#op/…`)."""
+    return holder.split("/", 1)[0].split("#", 1)[0]
+
+
+def _lease_key(account_id: int, holder: str) -> str:
+    return keys.worker_lease(worker_of(holder), account_id)
+
+
+def assign(redis: Redis | Any, account_id: int, worker: str) -> None:
+    """Give the account to `worker` (the control plane, before it sends the start or operation there); on a
+    client or queued on a pipeline. The worker it had before keeps its lease until it lets go: until then the
+    new one cannot take it (`acquire`), and the old one's next renewal finds the account lost."""
+    redis.eval(_ASSIGN, 2, keys.account_assignment(account_id), keys.ASSIGNMENTS_MOVING, worker, account_id)
+
+
+def sweep(redis: Redis) -> int:
+    """Forget the earlier workers of moved accounts once their leases are gone (every scan); returns how many
+    accounts are still moving."""
+    moving = [int(value) for value in redis.smembers(keys.ASSIGNMENTS_MOVING)]
+    if not moving:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for account_id in moving:
+        pipe.hgetall(keys.account_assignment(account_id))
+    earlier = {
+        account_id: [_text(field)[4:] for field in fields if _text(field).startswith("was:")]
+        for account_id, fields in zip(moving, pipe.execute(), strict=True)
+    }
+    pairs = [(account_id, worker) for account_id, workers in earlier.items() for worker in workers]
+    for account_id, worker in pairs:
+        pipe.exists(keys.worker_lease(worker, account_id))
+    gone = [pair for pair, held in zip(pairs, pipe.execute() if pairs else [], strict=True) if not held]
+    for account_id, worker in gone:
+        pipe.hdel(keys.account_assignment(account_id), f"was:{worker}")
+        earlier[account_id].remove(worker)
+    settled = [account_id for account_id, workers in earlier.items() if not workers]
+    if settled:
+        pipe.srem(keys.ASSIGNMENTS_MOVING, *settled)
+    if gone or settled:
+        pipe.execute()
+    return len(moving) - len(settled)
+
+
+def assigned_workers(redis: Redis, account_ids: list[int]) -> dict[int, str]:
+    """account id -> the worker the control plane gave it to (accounts given to none are left out)."""
+    if not account_ids:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for account_id in account_ids:
+        pipe.hget(keys.account_assignment(account_id), "worker")
+    return {i: _text(value) for i, value in zip(account_ids, pipe.execute(), strict=True) if value is not None}
+
+
 def acquire(redis: Redis, account_id: int, holder: str, ttl_seconds: float) -> tuple[bool, str]:
     """Take or renew the lease; returns (acquired, current holder).
 
@@ -178,12 +275,22 @@ def acquire(redis: Redis, account_id: int, holder: str, ttl_seconds: float) -> t
     """
     seen = _replicas_of(redis)
     if seen.online and time.monotonic() < seen.stalled_until:
-        current = holder_of(redis, account_id)
+        current = holder_of(redis, account_id, holder)
         return False, "" if current in (None, holder) else current
     same_name = holder.split("/", 1)[0] + "/"
-    key = keys.account_lease(account_id)
+    key = _lease_key(account_id, holder)
     (ok, current), acknowledged = _write(
-        redis, _ACQUIRE, [key], holder, int(ttl_seconds * 1000), same_name, again=lambda reply: bool(reply[0])
+        redis,
+        _ACQUIRE,
+        [key, keys.HEARTBEATS],
+        holder,
+        int(ttl_seconds * 1000),
+        same_name,
+        worker_of(holder),
+        account_id,
+        f"{keys.PREFIX}:worker:",
+        keys.account_assignment(account_id),
+        again=lambda reply: bool(reply[0]),
     )
     if ok and not acknowledged:
         seen.stalled_until = time.monotonic() + STALL_SECONDS
@@ -198,15 +305,23 @@ def acquire(redis: Redis, account_id: int, holder: str, ttl_seconds: float) -> t
 
 
 def renew(redis: Redis, account_ids: list[int], holder: str, ttl_seconds: float) -> list[int]:
-    """Renew (or take back, if gone) every lease this holder has; returns the ids another holder has now.
+    """Renew (or take back, if gone) every lease this holder has; returns the ids another holder has now, or
+    that the control plane has given to another worker.
 
     Raises `NotReplicated` when no replica acknowledged the renewal (and none was found held elsewhere).
     """
     if not account_ids:
         return []
-    names = [keys.account_lease(i) for i in account_ids]
+    names = [_lease_key(i, holder) for i in account_ids]
     lost, acknowledged = _write(
-        redis, _RENEW, names, holder, int(ttl_seconds * 1000), again=lambda reply: len(reply) < len(names)
+        redis,
+        _RENEW,
+        names,
+        holder,
+        int(ttl_seconds * 1000),
+        worker_of(holder),
+        *[keys.account_assignment(i) for i in account_ids],
+        again=lambda reply: len(reply) < len(names),
     )
     taken = [account_ids[int(index) - 1] for index in lost]
     if not acknowledged and not taken:
@@ -220,13 +335,14 @@ def release(redis: Redis, account_id: int, holder: str) -> bool:
     """Let go of the lease if this holder has it (when replicas are online and this process knows it, waiting
     for one to have that: a release lost in a failover delays the next holder by a lease, no more)."""
     (deleted,), _acknowledged = _write(
-        redis, _RELEASE, [keys.account_lease(account_id)], holder, again=lambda _reply: False
+        redis, _RELEASE, [_lease_key(account_id, holder)], holder, again=lambda _reply: False
     )
     return bool(deleted)
 
 
-def holder_of(redis: Redis, account_id: int) -> str | None:
-    value = redis.get(keys.account_lease(account_id))
+def holder_of(redis: Redis, account_id: int, holder: str) -> str | None:
+    """Who holds the account's lease among the instances of `holder`'s worker."""
+    value = redis.get(_lease_key(account_id, holder))
     return value.decode() if isinstance(value, bytes) else value
 
 

@@ -1,7 +1,7 @@
 """Account operations on the wire: their names, where one stands, and what a `check` concludes.
 
 An operation is run by the worker holding the account (`fleet.account.operate`); it writes where it stands
-into `keys.operation(id)` and the control plane records the outcome. Results are small JSON objects; nothing
+into `keys.operation(worker, id)` and the control plane records the outcome. Results are small JSON objects; nothing
 secret is ever in one (a changed 2FA password is reported as "changed", never shown).
 """
 

@@ -90,6 +90,7 @@ local at = now
 if ARGV[6] ~= '' then at = ARGV[6] end
 local server = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
 local key = redis.call('HGET', KEYS[2], 'public_key') or ''
+redis.call('HSET', KEYS[2], 'beat', now)
 redis.call('HSET', KEYS[4], 'at', at, 'instance', ARGV[1], 'accounts', ARGV[5], 'server', server, 'key', key)
 redis.call('PEXPIRE', KEYS[4], ARGV[2])
 return {1, ''}
@@ -113,6 +114,7 @@ local at = now
 if ARGV[5] ~= '' then at = ARGV[5] end
 local server = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
 redis.call('HSET', KEYS[3], 'at', at, 'instance', ARGV[1], 'accounts', ARGV[4], 'server', server)
+redis.call('HSET', KEYS[4], 'beat', now)
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 if current then return 1 end
 return 0
@@ -188,10 +190,11 @@ def beat(
     stamped `report_at` (the Redis time before the snapshot) when given, else the heartbeat's time."""
     result = redis.eval(
         _BEAT,
-        3,
+        4,
         keys.worker_owner(name),
         keys.HEARTBEATS,
         keys.worker_report(name),
+        keys.worker_info(name),
         instance,
         int(offline_after * 1000),
         name,
@@ -213,16 +216,12 @@ def unregister(redis: Redis, name: str, instance: str) -> bool:
 
 
 def forget(redis: Redis, name: str) -> None:
-    """Remove every trace of a worker name (used when an admin removes an offline worker)."""
+    """Remove every trace of a worker name (used when an admin removes an offline worker): its keys, all of them
+    under its own name (statuses, leases, events, ...)."""
+    own = [keys.worker_info(name), *redis.scan_iter(match=f"{keys.worker_info(name)}:*", count=1000)]
     pipe = redis.pipeline(transaction=True)
     pipe.zrem(keys.HEARTBEATS, name)
-    pipe.delete(
-        keys.worker_info(name),
-        keys.worker_owner(name),
-        keys.worker_report(name),
-        keys.worker_specs(name),
-        keys.worker_rejected(name),
-    )
+    pipe.delete(*own)
     pipe.execute()
 
 
@@ -246,28 +245,64 @@ class HeartbeatSnapshot:
         )
 
 
+# KEYS: the index. ARGV: the info key's prefix, then the names to read (none: every name in the index).
+# Returns name, score, beat (the worker's own time of its last heartbeat, or false from a worker older than
+# that) for each listed name that has registered: a name only in the index (anyone may write it) is nobody.
+_READ_BEATS = """
+local listed = {}
+if #ARGV > 1 then
+  for i = 2, #ARGV do
+    local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+    if score then listed[#listed + 1] = ARGV[i]; listed[#listed + 1] = score end
+  end
+else
+  listed = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+end
+local reply = {}
+for i = 1, #listed, 2 do
+  local own = redis.call('HMGET', ARGV[1] .. listed[i], 'beat', 'name')
+  if own[1] or own[2] then
+    reply[#reply + 1] = listed[i]
+    reply[#reply + 1] = listed[i + 1]
+    reply[#reply + 1] = own[1]
+  end
+end
+return reply
+"""
+
+
 def read_all_heartbeats(redis: Redis, with_primary: bool = False) -> HeartbeatSnapshot:
     """Every heartbeat and the server's time; with `with_primary`, from the same server, its run id."""
+    return _read_beats(redis, [], with_primary)
+
+
+def read_heartbeats(redis: Redis, names: list[str]) -> HeartbeatSnapshot:
+    """The last heartbeat of each named worker that is in the index (`keys.HEARTBEATS`), at the time the worker
+    wrote in its own keys: any worker may write the index, none another's keys, so a name put there by another
+    reads at its own last heartbeat, and a name that never registered is not read at all."""
+    if not names:
+        return HeartbeatSnapshot(server_time(redis), {})
+    return _read_beats(redis, names, False)
+
+
+def _read_beats(redis: Redis, names: list[str], with_primary: bool) -> HeartbeatSnapshot:
     pipe = redis.pipeline(transaction=False)
     pipe.time()
-    pipe.zrange(keys.HEARTBEATS, 0, -1, withscores=True)
+    pipe.eval(_READ_BEATS, 1, keys.HEARTBEATS, keys.worker_info(""), *names)
     if with_primary:
         pipe.info("server")
-    (seconds, micros), pairs, *server = pipe.execute()
-    beats = {(name.decode() if isinstance(name, bytes) else name): score for name, score in pairs}
+    (seconds, micros), flat, *server = pipe.execute()
+    beats: dict[str, float] = {}
+    for i in range(0, len(flat), 3):
+        name, score, beat = _text(flat[i]), float(flat[i + 1]), flat[i + 2]
+        # At its own time (a worker from before workers wrote it there: the index's).
+        beats[name] = min(score, float(beat)) if beat else score
     primary = str(server[0].get("run_id", "")) if server else ""
     return HeartbeatSnapshot(seconds + micros / 1_000_000, beats, primary)
 
 
-def read_heartbeats(redis: Redis, names: list[str]) -> HeartbeatSnapshot:
-    if not names:
-        return HeartbeatSnapshot(server_time(redis), {})
-    pipe = redis.pipeline(transaction=False)
-    pipe.time()
-    pipe.zmscore(keys.HEARTBEATS, names)
-    (seconds, micros), scores = pipe.execute()
-    beats = {name: score for name, score in zip(names, scores, strict=True) if score is not None}
-    return HeartbeatSnapshot(seconds + micros / 1_000_000, beats)
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def present_key(redis: Redis, name: str, public_key: str) -> None:

@@ -95,6 +95,19 @@ def spec_rows(session: Session, ids: list[int]) -> dict[int, Row[Any]]:
     return found
 
 
+def accounts_workers(session: Session, ids: list[int]) -> dict[int, str]:
+    """account id -> the name of the worker it is given to (accounts on no worker are left out)."""
+    found: dict[int, str] = {}
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        query = (
+            select(Account.id, Worker.name)
+            .join(Worker, Worker.id == Account.worker_id)
+            .where(Account.id.in_(ids[start : start + _IDS_PER_QUERY]))
+        )
+        found.update({account_id: name for account_id, name in session.execute(query)})
+    return found
+
+
 def account_for_start(session: Session, account_id: int) -> Row[Any]:
     """The account as a start needs it, with its worker's `worker_name` and `worker_active` (None if it has none)."""
     found = (

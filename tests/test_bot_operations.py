@@ -124,7 +124,7 @@ def test_the_card_shows_the_last_check_and_the_plugins_as_they_run(
         for plugin in ("autoreply", "watch", "greeter"):
             session.add(AccountPlugin(account_id=account_id, plugin=plugin, config="{}", actor="test"))
     redis_client.hset(
-        keys.plugin_status(account_id),
+        keys.plugin_status("w1", account_id),
         mapping={
             "autoreply": PluginStatus("running").to_json(),
             "watch": PluginStatus("failing", 3, "ValueError: boom <x>").to_json(),

@@ -16,10 +16,9 @@ import pytest
 from redis import Redis
 
 from backend.account_sync import AccountSync
-from backend.account_views import read_live_states
 from backend.dispatch import TaskDispatcher
 from backend.reconciler import Reconciler
-from celery_app.account_state import AccountStatus
+from celery_app.account_state import AccountStatus, read_states
 from celery_app.contract import queue_for
 from celery_app.presence import WorkerInfo
 from common.crypto import SecretBox
@@ -120,7 +119,7 @@ def _manager(
 
 def _all_running(redis: Redis, ids: list[int], timeout: float) -> None:
     def running() -> bool:
-        states = read_live_states(redis, ids)
+        states = read_states(redis, dict.fromkeys(ids, "w1"))
         return all(i in states and states[i].status == AccountStatus.RUNNING for i in ids)
 
     wait_until(running, timeout, interval=0.2, message="all running")

@@ -33,26 +33,27 @@ def pair(tmp_path: Path) -> Iterator[PrimaryWithReplica]:
 def test_a_granted_lease_is_on_the_replica_when_acquire_returns(pair: PrimaryWithReplica) -> None:
     # A fresh client knows nothing of replicas: the script's reply reveals one, and the grant waits for it.
     assert leases.acquire(pair.primary, 1, HOLDER, 30) == (True, HOLDER)
-    assert pair.replica.get(keys.account_lease(1)) == HOLDER
+    assert pair.replica.get(keys.worker_lease("w1", 1)) == HOLDER
     assert leases.renew(pair.primary, [1], HOLDER, 30) == []
     assert leases.release(pair.primary, 1, HOLDER)
-    assert pair.replica.get(keys.account_lease(1)) is None
+    assert pair.replica.get(keys.worker_lease("w1", 1)) is None
 
 
 def test_a_grant_no_replica_acknowledges_is_not_granted_and_later_acquires_are(pair: PrimaryWithReplica) -> None:
     assert leases.acquire(pair.primary, 1, HOLDER, 30)[0]  # the client now knows the replica
     pair.hold()
     assert leases.acquire(pair.primary, 2, HOLDER, 30) == (False, "")
-    assert pair.primary.get(keys.account_lease(2)) is None  # let go at once: nobody holds it
+    assert pair.primary.get(keys.worker_lease("w1", 2)) is None  # let go at once: nobody holds it
     # While the replica stalls, acquires are refused without writing (one timeout, not one per account).
     assert leases.acquire(pair.primary, 3, HOLDER, 30) == (False, "")
-    assert pair.primary.get(keys.account_lease(3)) is None
+    assert pair.primary.get(keys.worker_lease("w1", 3)) is None
     pair.release()
     wait_until(lambda: leases.acquire(pair.primary, 2, HOLDER, 30)[0], 30, interval=0.2, message="granted again")
-    assert pair.replica.get(keys.account_lease(2)) == HOLDER
+    assert pair.replica.get(keys.worker_lease("w1", 2)) == HOLDER
 
 
 def test_a_failover_loses_what_the_replica_did_not_have_but_never_a_granted_lease(pair: PrimaryWithReplica) -> None:
+    pair.primary.zadd(keys.HEARTBEATS, {"w1": 1.0, "w2": 1.0})  # both workers are known to the fleet
     assert leases.acquire(pair.primary, 1, HOLDER, 30)[0]
     pair.hold()
     pair.primary.set("probe", "written before the failover")
@@ -60,8 +61,8 @@ def test_a_failover_loses_what_the_replica_did_not_have_but_never_a_granted_leas
     promoted = pair.fail_over()
     assert promoted.get("probe") is None  # asynchronous replication lost it: the danger is real
     assert refused == (False, "")  # the lease in the same spot was never granted: nothing ran under it
-    assert promoted.get(keys.account_lease(1)) == HOLDER  # the granted one survived the failover
-    assert promoted.get(keys.account_lease(2)) is None
+    assert promoted.get(keys.worker_lease("w1", 1)) == HOLDER  # the granted one survived the failover
+    assert promoted.get(keys.worker_lease("w1", 2)) is None
     # The promoted primary has no replica of its own: leases are granted there without waiting.
     assert leases.acquire(promoted, 2, OTHER, 30) == (True, OTHER)
     assert leases.acquire(promoted, 1, OTHER, 30) == (False, HOLDER)
@@ -71,6 +72,7 @@ def test_a_renewal_no_replica_acknowledges_raises_but_leases_held_elsewhere_come
     pair: PrimaryWithReplica,
 ) -> None:
     assert leases.acquire(pair.primary, 1, HOLDER, 30)[0]
+    leases.assign(pair.primary, 2, "w2")  # the control plane gave account 2 to w2, which runs it
     assert leases.acquire(pair.primary, 2, OTHER, 30)[0]
     pair.hold()
     with pytest.raises(leases.NotReplicated):
@@ -137,6 +139,6 @@ def test_a_status_said_before_a_client_lets_go_survives_a_failover(pair: Primary
         reporter.report(AccountState(1, AccountStatus.STOPPING, "w1", active=True))
         assert reporter.flush(10)
         promoted = pair.fail_over()
-        assert promoted.hget(keys.account_status(1), "status") == "stopping"
+        assert promoted.hget(keys.account_state("w1", 1), "status") == "stopping"
     finally:
         reporter.close(1)

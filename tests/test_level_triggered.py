@@ -165,14 +165,34 @@ def test_a_stale_event_does_not_undo_what_a_newer_report_showed(reconciler: Reco
     assert recorded(reconciler, account_id)[0] == "lost"
     # A status written before that report, applied late (the backend was behind), changes nothing.
     state = AccountState(account_id, AccountStatus.RUNNING, "w1", rt=old + 1)
-    late = WireEvent(WireEventKind.ACCOUNT_STATUS.value, str(account_id), state.to_fields() | {"rt": str(old + 1)})
-    reconciler.apply_events([late])
-    assert recorded(reconciler, account_id)[0] == "lost"
-    # One written after it is news.
-    fresh = presence.server_time(redis_client) + 1
-    newer = WireEvent(WireEventKind.ACCOUNT_STATUS.value, str(account_id), state.to_fields() | {"rt": str(fresh)})
-    reconciler.apply_events([newer])
+    for rt, outcome in ((old + 1, "lost"), (presence.server_time(redis_client) + 1, "running")):  # then news
+        written = state.to_fields() | {"rt": str(rt)}
+        redis_client.hset(keys.account_state("w1", account_id), mapping=written)  # where the worker writes it
+        reconciler.apply_events([WireEvent(WireEventKind.ACCOUNT_STATUS.value, str(account_id), written)])
+        assert recorded(reconciler, account_id)[0] == outcome
+
+
+def test_a_status_event_is_recorded_only_as_the_assigned_worker_wrote_it(
+    reconciler: Reconciler, redis_client: Redis
+) -> None:
+    w1 = worker(reconciler, "w1")
+    worker(reconciler, "w2")
+    old = presence.server_time(redis_client) - 30
+    account_id = account(reconciler, w1, "running", "running", changed=old)
+    at = presence.server_time(redis_client) + 1
+    # w2 claims w1's account is banned: an event, and a status in w2's own keys. Refused.
+    forged = AccountState(account_id, AccountStatus.BANNED, "w2").to_fields() | {"rt": str(at)}
+    redis_client.hset(keys.account_state("w2", account_id), mapping=forged)
+    reconciler.apply_events([WireEvent(WireEventKind.ACCOUNT_STATUS.value, str(account_id), forged)])
     assert recorded(reconciler, account_id)[0] == "running"
+    # ...and an event naming w1 with words w1 never wrote: only what w1's own keys say is recorded.
+    lie = forged | {"worker": "w1"}
+    reconciler.apply_events([WireEvent(WireEventKind.ACCOUNT_STATUS.value, str(account_id), lie)])
+    assert recorded(reconciler, account_id)[0] == "running"
+    said = AccountState(account_id, AccountStatus.FLOOD_WAIT, "w1", until=2e9).to_fields() | {"rt": str(at)}
+    redis_client.hset(keys.account_state("w1", account_id), mapping=said)
+    reconciler.apply_events([WireEvent(WireEventKind.ACCOUNT_STATUS.value, str(account_id), lie)])
+    assert recorded(reconciler, account_id)[0] == "flood_wait"
 
 
 def test_a_record_newer_than_the_report_waits_for_the_next_report(reconciler: Reconciler, redis_client: Redis) -> None:
@@ -203,7 +223,7 @@ def test_the_listed_status_corrects_the_record_with_the_workers_detail(
     w1 = worker(reconciler, "w1")
     account_id = account(reconciler, w1, "running", "lost", changed=presence.server_time(redis_client) - 60)
     state = AccountState(account_id, AccountStatus.FLOOD_WAIT, "w1", "Telegram asks to wait 300 s", until=2e9)
-    redis_client.hset(keys.account_status(account_id), mapping=state.to_fields())
+    redis_client.hset(keys.account_state("w1", account_id), mapping=state.to_fields())
     beat(redis_client, "w1", {account_id: "flood_wait"})
     reconciler.scan()
     assert recorded(reconciler, account_id) == ("flood_wait", "Telegram asks to wait 300 s")
@@ -374,7 +394,7 @@ def test_views_show_a_status_only_when_a_live_source_reports_it(
     # What the worker wrote after its last heartbeat is the newest word.
     at = beat(redis_client, "w1", {})
     state = AccountState(ghost, AccountStatus.STARTING, "w1", "connecting", active=True)
-    redis_client.hset(keys.account_status(ghost), mapping=state.to_fields() | {"rt": f"{at + 0.5:.6f}"})
+    redis_client.hset(keys.account_state("w1", ghost), mapping=state.to_fields() | {"rt": f"{at + 0.5:.6f}"})
     assert shown()[ghost] == ("starting", "connecting", True)
 
 

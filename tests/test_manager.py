@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from backend.account_views import read_live_states
 from celery_app import keys, leases
-from celery_app.account_state import AccountState, AccountStatus
+from celery_app.account_state import AccountState, AccountStatus, read_states
 from celery_app.presence import WorkerInfo
 from common.crypto import SecretBox
 from common.details import detail
@@ -49,6 +48,7 @@ def make_manager(redis_client: Redis, script: Script) -> Iterator[Callable[..., 
 
     def make(name: str = "w1", threads: int = 2, lease_ttl: float = 5.0) -> AccountManager:
         manager = AccountManager(fake_telegram.factory, redis_client, name, f"inst-{name}", threads, lease_ttl)
+        redis_client.zadd(keys.HEARTBEATS, {name: 1.0})  # known to the fleet, as a registered worker is
         manager.open()
         managers.append(manager)
         return manager
@@ -63,13 +63,15 @@ def spec(account_id: int, phone: str | None = None, session: str | None = None) 
     return ClientSpec(account_id, phone, 12345, API_HASH, session if session is not None else session_for(phone))
 
 
-def live(redis: Redis, account_id: int) -> AccountState | None:
-    return read_live_states(redis, [account_id]).get(account_id)
+def live(redis: Redis, account_id: int, worker: str = "w1") -> AccountState | None:
+    return read_states(redis, {account_id: worker}).get(account_id)
 
 
-def wait_status(redis: Redis, account_id: int, *statuses: AccountStatus, timeout: float = 5) -> AccountState:
+def wait_status(
+    redis: Redis, account_id: int, *statuses: AccountStatus, timeout: float = 5, worker: str = "w1"
+) -> AccountState:
     return wait_until(
-        lambda: (s := live(redis, account_id)) and s.status in statuses and s,
+        lambda: (s := live(redis, account_id, worker)) and s.status in statuses and s,
         timeout,
         message=f"account {account_id} in {statuses}",
     )
@@ -82,13 +84,13 @@ def test_start_reports_running_with_identity_and_stop_releases_the_lease(
     assert manager.start(spec(1)).ok
     state = wait_status(redis_client, 1, AccountStatus.RUNNING)
     assert state.username == "user0001" and state.worker == "w1" and state.active
-    assert leases.holder_of(redis_client, 1) == "w1/inst-w1"
+    assert leases.holder_of(redis_client, 1, "w1/inst-w1") == "w1/inst-w1"
     outcome = manager.stop(1)
     assert outcome.ok
     state = wait_status(redis_client, 1, AccountStatus.STOPPED)
     assert not state.active
 
-    kinds = [fields["kind"] for _id, fields in redis_client.xrange(keys.EVENTS_STREAM)]
+    kinds = [fields["kind"] for _id, fields in redis_client.xrange(keys.worker_events("w1"))]
     assert kinds.count("account.status") >= 3  # starting, running, stopped
 
 
@@ -180,7 +182,7 @@ def test_a_second_worker_cannot_start_an_account_whose_lease_is_held(
     time.sleep(0.3)
     assert live(redis_client, 1).worker == "w1"  # the waiting worker wrote nothing meanwhile
     first.stop(1)
-    state = wait_status(redis_client, 1, AccountStatus.RUNNING)
+    state = wait_status(redis_client, 1, AccountStatus.RUNNING, worker="w2")
     assert state.worker == "w2"
     assert redis_client.lrange(VIOLATIONS, 0, -1) == []
 
@@ -202,14 +204,15 @@ def test_a_lost_lease_stops_the_client_at_once(
     manager.start(spec(2))
     wait_status(redis_client, 1, AccountStatus.RUNNING)
     wait_status(redis_client, 2, AccountStatus.RUNNING)
-    redis_client.set(keys.account_lease(1), "intruder/x")
+    leases.assign(redis_client, 1, "intruder")  # the control plane gave account 1 to another worker
     lost = leases.renew(redis_client, manager.held_accounts(), manager.holder, 5)
     assert lost == [1]
     manager.lease_lost(lost)
     wait_until(lambda: 1 not in manager.held_accounts(), 3, message="client 1 stopped")
     assert not redis_client.exists("fake:connected:+15550000001")
     assert redis_client.exists("fake:connected:+15550000002")
-    assert redis_client.get(keys.account_lease(1)) == "intruder/x"  # not ours: left alone
+    # Let go once stopped, so the worker it was given to need not wait for the lease to expire.
+    wait_until(lambda: not redis_client.exists(keys.worker_lease("w1", 1)), 3, message="lease let go")
 
 
 def test_the_fence_stops_every_client(make_manager: Callable[..., AccountManager], redis_client: Redis) -> None:
@@ -288,7 +291,7 @@ def test_forged_and_foreign_payloads_change_nothing(
         }
     )
     assert not garbage_session["ok"] and "session string" in garbage_session["detail"]
-    assert manager.runners == {} and live(redis_client, 1) is None and leases.holder_of(redis_client, 1) is None
+    assert manager.runners == {} and live(redis_client, 1) is None and leases.holder_of(redis_client, 1, "w1/x") is None
 
 
 def wire_spec(box: SecretBox, account_id: int) -> dict[str, Any]:
@@ -312,11 +315,12 @@ def test_fenced_accounts_are_parked_then_resumed_when_their_leases_can_be_taken(
     manager.fence(detail("no_redis", seconds=3.0))
     wait_until(lambda: not manager.runners, 3, message="all clients stopped")
     assert sorted(manager.parked) == [1, 2]
-    redis_client.set(keys.account_lease(2), "w2/other")  # meanwhile account 2 moved to another worker
+    leases.assign(redis_client, 2, "w2")  # meanwhile account 2 moved to another worker, which runs it
+    redis_client.set(keys.worker_lease("w2", 2), "w2/other")
     assert manager.resume_parked() == 1
     assert wait_status(redis_client, 1, AccountStatus.RUNNING).worker == "w1"
     assert manager.parked == {} and 2 not in manager.runners
-    assert redis_client.get(keys.account_lease(2)) == "w2/other"
+    assert redis_client.get(keys.worker_lease("w2", 2)) == "w2/other"
     assert not redis_client.exists("fake:connected:+15550000002")
 
 
@@ -327,9 +331,9 @@ def test_leases_lost_with_redis_data_are_taken_back_without_stopping_anything(
     manager.start(spec(1))
     state = wait_status(redis_client, 1, AccountStatus.RUNNING)
     connection = redis_client.get("fake:connected:+15550000001")
-    redis_client.delete(keys.account_lease(1), keys.account_status(1))  # as after a Redis restart
+    redis_client.delete(keys.worker_lease("w1", 1), keys.account_state("w1", 1))  # as after a Redis restart
     assert leases.renew(redis_client, manager.held_accounts(), manager.holder, 5) == []
-    assert leases.holder_of(redis_client, 1) == manager.holder
+    assert leases.holder_of(redis_client, 1, manager.holder) == manager.holder
     manager.reassert()
     again = wait_status(redis_client, 1, AccountStatus.RUNNING)
     assert again.run == state.run and redis_client.get("fake:connected:+15550000001") == connection

@@ -136,7 +136,9 @@ def test_an_operation_survives_its_worker_being_killed_and_runs_where_the_accoun
     asked = stack.cli("accounts", "op", "check", str(account_id), "--no-wait", "--json")
     operation_id = json.loads(asked.stdout)["operations"][0]["id"]
     wait_until(
-        lambda: redis_client.hget(f"fleet:op:{operation_id}", "status") == "running", 20, message="operation running"
+        lambda: redis_client.hget(f"fleet:worker:w1:op:{operation_id}", "status") == "running",
+        20,
+        message="operation running",
     )
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)

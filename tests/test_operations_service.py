@@ -89,7 +89,7 @@ def queued(redis: Redis, worker: str) -> list[dict[str, Any]]:
 def worker_writes(redis: Redis, operation_id: int, status: str, worker: str, instance: str, **fields: Any) -> None:
     """What `worker.operator` writes into Redis as an operation moves on."""
     redis.hset(
-        keys.operation(operation_id),
+        keys.operation(worker, operation_id),
         mapping={
             "status": status,
             "worker": worker,
@@ -207,7 +207,7 @@ def test_an_operation_whose_worker_went_away_is_sent_again_once_or_ends_as_worke
         worker_writes(redis_client, operation_id, "running", "w1", "first-life")
     redis_client.delete("worker.w1")
     # w1 restarts (a new instance): what it was running is gone with the old process.
-    presence.forget(redis_client, "w1")
+    redis_client.delete(keys.worker_owner("w1"), keys.worker_report("w1"))
     beat(redis_client, "w1", "second-life")
     # ...and one account was moved meanwhile to w2, which is online.
     w2 = add_worker(service, "w2")

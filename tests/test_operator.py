@@ -73,7 +73,7 @@ def decode(wire: AccountSpec) -> ClientSpec:
 
 
 def state(redis: Redis, operation_id: int) -> dict[str, str]:
-    return redis.hgetall(keys.operation(operation_id))
+    return redis.hgetall(keys.operation("w1", operation_id))
 
 
 def finished(redis: Redis, *operation_ids: int, timeout: float = 30) -> list[dict[str, str]]:
@@ -101,7 +101,7 @@ def test_an_account_that_is_not_running_is_connected_for_it_and_left_as_it_was(
     # Left as it was: not running, its Telegram connection closed, its lease free.
     assert operator.manager.runner_of(1) is None
     wait_until(lambda: redis_client.get("fake:connected:+15550000001") is None, 5, message="disconnected")
-    assert leases.holder_of(redis_client, 1) is None
+    assert leases.holder_of(redis_client, 1, "w1/x") is None
     assert redis_client.lrange("fake:violations", 0, -1) == []
 
 
@@ -135,7 +135,7 @@ def test_one_operation_per_account_at_a_time_and_a_bounded_number_per_worker(
             # starts in between are both seen running.
             snapshot = redis_client.pipeline(transaction=True)
             for i in range(1, 9):
-                snapshot.hget(keys.operation(i), "status")
+                snapshot.hget(keys.operation("w1", i), "status")
             statuses = snapshot.execute()
             running_at_once.append(statuses.count("running"))
             time.sleep(0.01)
@@ -239,4 +239,4 @@ def test_check_on_a_stopped_account_telegram_refuses_at_connect_reports_it_banne
     check, sessions = finished(redis_client, 13, 14)
     assert check["status"] == "done" and json.loads(check["result"])["verdict"] == "banned"
     assert sessions["status"] == "failed" and "banned" in sessions["error"]
-    assert leases.holder_of(redis_client, 7) is None
+    assert leases.holder_of(redis_client, 7, "w1/x") is None

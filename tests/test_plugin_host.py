@@ -80,7 +80,7 @@ def test_attach_apply_detach(
     loop_thread.call(host.detach(ACCOUNT), 10)
     assert host.loaded(ACCOUNT) == {} and client.list_event_handlers() == []
     assert catalogue["echo"].module.TORN_DOWN == ["A:", "B:", "C:"]
-    assert host.flush(5) and not redis_client.exists(keys.plugin_status(ACCOUNT))
+    assert host.flush(5) and not redis_client.exists(keys.plugin_status("w1", ACCOUNT))
     assert client.is_connected()
 
 

@@ -26,13 +26,13 @@ def test_desired_configuration_and_version(redis_client: Redis) -> None:
 def test_status_writes_are_fenced_by_the_lease_and_survive_a_redis_outage(redis_client: Redis) -> None:
     from scripts.embedded_redis import free_port
 
-    writer = PluginWriter(redis_client, "w1/inst")
-    redis_client.set(keys.account_lease(2), "w2/other")  # account 2 runs elsewhere now
-    redis_client.set(keys.account_lease(3), "w1/inst")
+    writer = PluginWriter(redis_client, "w1", "w1/inst")
+    redis_client.set(keys.worker_lease("w1", 2), "w1/newer")  # account 2 runs under a newer instance now
+    redis_client.set(keys.worker_lease("w1", 3), "w1/inst")
     for account in (1, 2, 3):
         writer.status(account, "watch", PluginStatus("running"))
     assert writer.flush(5)
-    found = plugin_config.read_status(redis_client, [1, 2, 3])
+    found = plugin_config.read_status(redis_client, {1: "w1", 2: "w1", 3: "w1"})
     assert set(found[1]) == {"watch"} and found[2] == {} and set(found[3]) == {"watch"}
     writer.close()
 
@@ -40,7 +40,7 @@ def test_status_writes_are_fenced_by_the_lease_and_survive_a_redis_outage(redis_
     from redis.retry import Retry
 
     down = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    writer = PluginWriter(down, None)
+    writer = PluginWriter(down, "w1", None)
     writer.MAX_PENDING_EVENTS = 3
     for index in range(5):
         writer.event(WireEventKind.PLUGIN_EVENT, 1, {"plugin": "p", "kind": "k", "text": str(index), "alert": False})
@@ -51,6 +51,6 @@ def test_status_writes_are_fenced_by_the_lease_and_survive_a_redis_outage(redis_
     assert writer.flush(10)
     texts = [event.data["text"] for event in wire_events(redis_client, "plugin.event")]
     assert texts == ["2", "3", "4"]  # the newest events kept
-    assert plugin_config.read_status(redis_client, [1])[1]["p"].state == "blocked"
+    assert plugin_config.read_status(redis_client, {1: "w1"})[1]["p"].state == "blocked"
     writer.close()
     down.close()

@@ -55,7 +55,7 @@ def status_of(stack: Stack, account_id: int, plugin: str) -> dict:
 
 
 def run_id(redis: Redis, account_id: int) -> str:
-    return redis.hget(f"fleet:account:{account_id}:status", "run") or ""
+    return redis.hget(f"fleet:worker:w1:account:{account_id}", "run") or ""
 
 
 def test_autoreply_enabled_changed_and_disabled_on_a_running_account_without_restarting_it(
@@ -98,7 +98,7 @@ def test_autoreply_enabled_changed_and_disabled_on_a_running_account_without_res
     disabled = stack.cli("plugins", "disable", "autoreply", str(account_id))
     assert disabled.returncode == 0 and "disabled for 1 account(s)" in disabled.stdout
     wait_until(lambda: status_of(stack, account_id, "autoreply") == {}, 10, message="gone from status")
-    wait_until(lambda: not redis_client.exists(f"fleet:account:{account_id}:plugin_status"), 20, message="unloaded")
+    wait_until(lambda: not redis_client.exists(f"fleet:worker:w1:account:{account_id}:plugins"), 20, message="unloaded")
     before = len(sent(redis_client, PHONE))
     deliver(redis_client, PHONE, chat_id=444, text="anyone?")
     time.sleep(1.5)  # a loaded handler would answer within a poll (0.1 s); none must

@@ -81,7 +81,7 @@ def test_keeper_reregisters_after_redis_loses_everything(redis_client: Redis) ->
 
 
 def _stream(redis: Redis) -> list[events.WireEvent]:
-    return [events.WireEvent.from_fields(i, f) for i, f in redis.xrange(keys.EVENTS_STREAM)]  # type: ignore[misc]
+    return [events.WireEvent.from_fields(i, f) for i, f in redis.xrange(keys.worker_events("w1"))]  # type: ignore[misc]
 
 
 def test_malformed_stream_entries_are_recognised(redis_client: Redis) -> None:
@@ -99,7 +99,7 @@ def test_a_status_written_after_the_heartbeat_snapshot_reads_as_newer(redis_clie
     from celery_app.report import encode, read_reports
     from worker.status import StatusReporter
 
-    reporter = StatusReporter(redis_client, "i1")
+    reporter = StatusReporter(redis_client, "w1/i1")
     reporter.start()
 
     def snapshot_then_change() -> str:
@@ -113,7 +113,7 @@ def test_a_status_written_after_the_heartbeat_snapshot_reads_as_newer(redis_clie
     try:
         snapshot = presence.read_all_heartbeats(redis_client)
         worker = sight("w1", snapshot.beats["w1"], snapshot.now, 5, read_reports(redis_client, ["w1"])["w1"])
-        latest = read_states(redis_client, [7])[7]
+        latest = read_states(redis_client, {7: "w1"})[7]
         seen = observe(7, Recorded("starting", "", None, "running"), worker, latest)
         assert seen.status == "running" and seen.live
     finally:
@@ -129,7 +129,7 @@ def test_flush_waits_for_what_was_reported_before_it_not_for_a_quiet_queue(redis
     from celery_app.account_state import AccountState, AccountStatus, read_states
     from worker.status import StatusReporter
 
-    reporter = StatusReporter(redis_client, "i1")
+    reporter = StatusReporter(redis_client, "w1/i1")
     reporter.start()
     busy = threading.Event()
     done = threading.Event()
@@ -148,7 +148,7 @@ def test_flush_waits_for_what_was_reported_before_it_not_for_a_quiet_queue(redis
         assert busy.wait(30)
         reporter.report(AccountState(7, AccountStatus.STOPPED, "w1", active=False))
         assert reporter.flush(timeout=30), "flush waited for a quiet queue"
-        assert read_states(redis_client, [7])[7].status == AccountStatus.STOPPED
+        assert read_states(redis_client, {7: "w1"})[7].status == AccountStatus.STOPPED
     finally:
         done.set()
         thread.join(10)

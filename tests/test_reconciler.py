@@ -112,10 +112,11 @@ def test_a_scan_costs_a_fixed_number_of_statements_and_round_trips(reconciler: R
     # Statements do not grow with the number of workers (executemany counts once).
     assert first <= 6, statements
     assert len(statements) <= 6, statements
-    # Redis: TIME + ZRANGE + INFO (the primary's run id) in one pipeline, plus one pipelined HGETALL per newly
-    # discovered worker.
-    assert discovery_commands == 3 + 300
-    assert steady_commands == 3
+    # Redis, in one round trip: TIME, INFO (the primary's run id) and a script reading the index and every
+    # worker's own last heartbeat (its ZRANGE and an HGET per worker count as commands); plus one pipelined
+    # HGETALL per newly discovered worker, and the backend's group on each new worker's event stream.
+    assert discovery_commands == 3 + 1 + 300 + 300 + 300
+    assert steady_commands == 3 + 1 + 300
 
 
 def test_only_the_lock_holder_leads(redis_client: Redis) -> None:

@@ -283,7 +283,7 @@ def test_a_worker_registers_what_it_was_asked_to_start_once_it_has_answered(
     # No backend runs: only the worker's own step after its answer writes the registry.
     wait_until(lambda: redis_client.hexists(keys.worker_specs("w1"), str(account_id)), 10, message="registered")
     state = wait_until(
-        lambda: redis_client.hget(keys.account_status(account_id), "status") == AccountStatus.RUNNING.value,
+        lambda: redis_client.hget(keys.account_state("w1", account_id), "status") == AccountStatus.RUNNING.value,
         10,
         message="running",
     )

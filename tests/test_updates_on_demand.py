@@ -46,7 +46,7 @@ def test_a_plugin_enabled_on_a_running_account_subscribes_it_to_updates_without_
     account_id = import_account(stack, "w1", server.session_string(PHONE), PHONE)
     assert stack.cli("accounts", "start", str(account_id)).returncode == 0
     wait_status(stack, account_id, "running")
-    run = redis_client.hget(f"fleet:account:{account_id}:status", "run")
+    run = redis_client.hget(f"fleet:worker:w1:account:{account_id}", "run")
 
     assert server.deliver(PHONE, "before any plugin", sender=SENDER) == 0  # not subscribed: nothing pushed
     methods = [call.method for call in server.calls(PHONE)]
@@ -67,5 +67,5 @@ def test_a_plugin_enabled_on_a_running_account_subscribes_it_to_updates_without_
     assert server.deliver(PHONE, "hello", sender=SENDER) == 1  # pushed to its live connection
     wait_until(lambda: answers(server), 30, message="the plugin answers the message")
     assert answers(server) == ["away"]  # "before any plugin" (missed while unsubscribed) is not answered
-    assert redis_client.hget(f"fleet:account:{account_id}:status", "run") == run  # the same run: no restart
+    assert redis_client.hget(f"fleet:worker:w1:account:{account_id}", "run") == run  # the same run: no restart
     assert server.peak_connections(PHONE) == 1

@@ -25,7 +25,7 @@ REFUSED = detail("worker_full", worker="w1", limit=2)
 
 
 def status(redis: Redis, account_id: int) -> dict[str, str]:
-    return redis.hgetall(keys.account_status(account_id))
+    return redis.hgetall(keys.account_state("w1", account_id))
 
 
 def test_a_start_beyond_the_capacity_is_refused_with_its_reason_until_there_is_room(

@@ -305,7 +305,7 @@ class AccountManager(LoginMethods, PluginMethods):
                 runner.done.result(timeout)
         self.reporter.flush(2.0)
         deadline = time.monotonic() + 2.0
-        while leases.holder_of(self.redis, account_id) == self.holder and time.monotonic() < deadline:
+        while leases.holder_of(self.redis, account_id, self.holder) == self.holder and time.monotonic() < deadline:
             time.sleep(0.01)
         return CommandOutcome(True, AccountStatus.STOPPED, reason, runner.run_id)
 
@@ -351,14 +351,15 @@ class AccountManager(LoginMethods, PluginMethods):
             return [account_id for account_id, runner in self.runners.items() if runner.holds_lease]
 
     def lease_lost(self, account_ids: list[int]) -> None:
-        """Another worker holds these leases now: stop the clients at once (their registry entries go)."""
+        """Another instance holds these leases now, or the control plane gave the accounts to another worker:
+        stop the clients at once (their registry entries go), then let go of what is still ours, so that the
+        worker they were given to can take them without waiting for the leases to expire."""
         for account_id in account_ids:
             with self._lock:
                 runner = self.runners.get(account_id)
             if runner is not None:
-                log.error("account %d: another worker holds its lease now; stopping its client", account_id)
-                # The status is written only while the lease is ours or free: the new holder's stays.
-                runner.request_stop(detail("lease_taken"), keep_lease=True)
+                log.error("account %d: given to another worker, or its lease taken; stopping its client", account_id)
+                runner.request_stop(detail("lease_taken"))
 
     def fence(self, reason: Detail) -> None:
         """Cut off from Redis for too long: stop every client before the leases can expire elsewhere.

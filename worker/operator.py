@@ -8,7 +8,7 @@
   the operation under its lease (with a holder of its own, so the account cannot start twice meanwhile) and
   disconnected afterwards: it is left as it was.
 
-Where each operation stands is written to `keys.operation(id)` (Redis) as it changes; the control plane
+Where each operation stands is written to `keys.operation(worker, id)` (Redis) as it changes; the control plane
 records the outcome. The operations themselves are in `worker.operations`.
 """
 
@@ -122,7 +122,7 @@ class OperationExecutor:
     def _known(self, operation_id: int) -> bool:
         """Queued or run by this worker process already (Celery may deliver a message twice)."""
         try:
-            raw = self.redis.hmget(keys.operation(operation_id), "instance", "status")
+            raw = self.redis.hmget(keys.operation(self.manager.worker_name, operation_id), "instance", "status")
         except RedisError:
             return False
         instance, status = (v.decode() if isinstance(v, bytes) else v for v in raw)
@@ -365,7 +365,7 @@ class OperationExecutor:
             "until": "" if until is None else f"{until:.3f}",
             "at": f"{time.time():.3f}",
         }
-        key = keys.operation(request.operation_id)
+        key = keys.operation(self.manager.worker_name, request.operation_id)
         for attempt in range(3):
             try:
                 pipe = self.redis.pipeline(transaction=True)
@@ -377,6 +377,7 @@ class OperationExecutor:
                     events.WireEventKind.OPERATION_STATUS,
                     str(request.operation_id),
                     {name: fields[name] for name in ("account_id", "name", "status", "error", "code", "until")},
+                    keys.worker_events(self.manager.worker_name),
                 )
                 pipe.execute()
                 return

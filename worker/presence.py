@@ -28,7 +28,7 @@ from typing import Literal
 from redis import Redis
 from redis.exceptions import RedisError
 
-from celery_app import events, presence
+from celery_app import events, keys, presence
 from celery_app.leases import NotReplicated
 from celery_app.presence import BeatResult, WorkerInfo
 from common.details import Detail, detail
@@ -108,7 +108,13 @@ class PresenceKeeper:
                     "choose another WORKER_NAME or stop that worker first"
                 )
         self.last_contact = time.monotonic()
-        events.emit(self.redis, events.WireEventKind.WORKER_ONLINE, self.info.name, self.info.to_dict())
+        events.emit(
+            self.redis,
+            events.WireEventKind.WORKER_ONLINE,
+            self.info.name,
+            self.info.to_dict(),
+            keys.worker_events(self.info.name),
+        )
         log.info("registered as worker %r (instance %s)", self.info.name, self.info.instance)
 
     def _snapshot(self) -> tuple[str, float]:
@@ -223,6 +229,7 @@ class PresenceKeeper:
                     events.WireEventKind.WORKER_OFFLINE,
                     self.info.name,
                     {"reason": "stopped", "code": detail("stopped").encode()},
+                    keys.worker_events(self.info.name),
                 )
             log.info("worker %r is offline", self.info.name)
         except RedisError as error:

@@ -1,9 +1,10 @@
 """Reports account statuses to Redis and the event stream, batched, from one thread.
 
 Loop threads enqueue states without blocking; this thread writes them in one script call per batch. The
-script writes a status only while this worker holds the account's lease or nobody does, so a worker that was
-cut off cannot overwrite the status of the worker that took over; it stamps each with Redis server time
-(`rt`), which readers compare with the time of the worker's heartbeat report.
+script writes a status, in the worker's own keys (`keys.account_state`), only while this instance holds the
+account's lease or no instance of the worker does, so an instance that was cut off cannot overwrite what the
+one that took over says; it stamps each with Redis server time (`rt`), which readers compare with the time of
+the worker's heartbeat report. Readers read the status where the account is assigned.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class StatusReporter:
     def __init__(self, redis: Redis, holder: str) -> None:
         self.redis = redis
         self.holder = holder
+        self.worker = leases.worker_of(holder)
         self._queue: queue.Queue[tuple[int, AccountState] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
         self._progress = threading.Condition()
@@ -133,15 +135,16 @@ class StatusReporter:
     def _write(self, pending: dict[int, AccountState], order: list[int]) -> bool:
         updates = [
             {
-                "key": keys.account_status(account_id),
-                "lease": keys.account_lease(account_id),
+                "key": keys.account_state(self.worker, account_id),
+                "lease": keys.worker_lease(self.worker, account_id),
                 "fields": pending[account_id].to_fields(),
             }
             for account_id in order
         ]
         try:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.eval(_WRITE, 0, self.holder, keys.EVENTS_STREAM, keys.EVENTS_MAXLEN, json.dumps(updates))
+            stream = keys.worker_events(self.worker)
+            pipe.eval(_WRITE, 0, self.holder, stream, keys.EVENTS_MAXLEN, json.dumps(updates))
             if leases.replicas_online(self.redis):
                 # On the write's own connection: once a replica has it, a failover cannot undo it (a "stopping"
                 # lost with the old primary would read "running" on the new one while nothing runs).

@@ -226,11 +226,11 @@ def apply(loop_thread: LoopThread, host: PluginHost, configs: dict[str, dict[str
 
 def statuses(redis: Redis, host: PluginHost) -> dict[str, PluginStatus]:
     assert host.flush(5)
-    return plugin_config.read_status(redis, [ACCOUNT])[ACCOUNT]
+    return plugin_config.read_status(redis, {ACCOUNT: "w1"})[ACCOUNT]
 
 
 def wire_events(redis: Redis, kind: str) -> list[WireEvent]:
-    found = [WireEvent.from_fields(sid, raw) for sid, raw in redis.xrange(keys.EVENTS_STREAM)]
+    found = [WireEvent.from_fields(sid, raw) for sid, raw in redis.xrange(keys.worker_events("w1"))]
     return [event for event in found if event is not None and event.kind == kind]
 
 

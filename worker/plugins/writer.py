@@ -61,9 +61,10 @@ class PluginWriter:
     BATCH = 500
     MAX_PENDING_EVENTS = 10_000
 
-    def __init__(self, redis: Redis, holder: str | None) -> None:
+    def __init__(self, redis: Redis, worker: str, holder: str | None) -> None:
         self.redis = redis
         self.holder = holder or ""
+        self.worker = worker
         self._queue: queue.SimpleQueue[tuple[int, dict[str, Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="plugin-writer", daemon=True)
         self._lock = threading.Lock()
@@ -86,15 +87,15 @@ class PluginWriter:
         self.put(
             {
                 "op": "hset",
-                "key": keys.plugin_status(account_id),
+                "key": keys.plugin_status(self.worker, account_id),
                 "field": plugin,
                 "value": status.to_json(),
-                "lease": keys.account_lease(account_id),
+                "lease": keys.worker_lease(self.worker, account_id),
             }
         )
 
     def forget(self, account_id: int, plugin: str | None = None) -> None:
-        key, lease = keys.plugin_status(account_id), keys.account_lease(account_id)
+        key, lease = keys.plugin_status(self.worker, account_id), keys.worker_lease(self.worker, account_id)
         if plugin is None:
             self.put({"op": "del", "key": key, "lease": lease})
         else:
@@ -102,7 +103,8 @@ class PluginWriter:
 
     def event(self, kind: WireEventKind, account_id: int, data: dict[str, Any]) -> None:
         fields = WireEvent(kind.value, str(account_id), data).fields()
-        self.put({"op": "xadd", "key": keys.EVENTS_STREAM, "lease": keys.account_lease(account_id), **fields})
+        lease = keys.worker_lease(self.worker, account_id)
+        self.put({"op": "xadd", "key": keys.worker_events(self.worker), "lease": lease, **fields})
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything enqueued so far is written (or the timeout passes)."""
