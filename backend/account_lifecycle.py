@@ -8,8 +8,11 @@ registry, so the worker does not resume it by itself.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from redis.exceptions import RedisError
 
 from backend.account_base import AccountServiceBase, account_spec, not_assigned
 from backend.dispatch import WorkerDidNotAnswer, WorkerRejectedCall
@@ -21,6 +24,7 @@ from database import workers as workers_db
 from database.audit import audited, named, plus_results
 from database.models import DesiredState
 
+log = logging.getLogger(__name__)
 _ACCOUNT = named(("account", "account_id"))
 STOP_TIMEOUT = 30.0
 BULK_TIMEOUT = 120.0
@@ -177,6 +181,7 @@ class AccountLifecycle(AccountServiceBase):
             account = accounts_db.get_account(session, account_id)
             accounts_db.assign_worker(session, account, workers_db.get_worker(session, target.name), actor, old)
             spec = account_spec(account) if should_run else None
+        self._reseal_plugins(account_id)
         if spec is not None:
             self.dispatcher.send(
                 target.name, TaskName.START_ACCOUNT, StartAccount(spec=spec, wait_for_lease=self.lease_wait)
@@ -185,6 +190,17 @@ class AccountLifecycle(AccountServiceBase):
                 account_id, f"account {account_id} moved from {old} to {target.name} and is starting there", True
             )
         return ActionResult(account_id, f"account {account_id} moved from {old} to {target.name}", False)
+
+    def _reseal_plugins(self, account_id: int) -> None:
+        """The account's secret plugin configuration sealed for its new worker before it starts there (else the
+        backend's next scan does it: `backend.plugin_secrets`)."""
+        from backend.plugin_secrets import PluginMirror
+
+        try:
+            with self.sessions() as session:
+                PluginMirror(self.redis, self._secret_box).reseal(session, [account_id])
+        except RedisError as error:
+            log.warning("account %d: plugin secrets not sealed for its new worker yet (%s)", account_id, error)
 
     @audited("account.remove", _ACCOUNT)
     def remove(self, account_id: int, actor: str) -> ActionResult:
@@ -202,7 +218,11 @@ class AccountLifecycle(AccountServiceBase):
         with self.sessions.begin() as session:
             accounts_db.delete_account(session, accounts_db.get_account(session, account_id), actor)
         self._forget_on_worker(name, account_id)
-        self.redis.delete(keys.account_status(account_id))
+        stale = [keys.account_assignment(account_id), keys.account_plugins(account_id)]
+        if name is not None:
+            stale += [keys.account_state(name, account_id), keys.plugin_status(name, account_id)]
+        self.redis.delete(*stale)
+        self.redis.srem(keys.ASSIGNMENTS_MOVING, account_id)
         return ActionResult(account_id, f"account {account_id} removed and its secrets wiped", name is not None)
 
     @audited(

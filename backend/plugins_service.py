@@ -3,7 +3,11 @@
 The database holds what each account should run (`account_plugins`); Redis holds its mirror, which workers
 read (`celery_app.plugin_config`): every change rewrites the accounts' mirror and bumps the version, and the
 worker running an account applies it without restarting the account. The backend's scan writes the whole
-mirror again when Redis lost it (`restore_mirror`). What runs is shown only from the worker's live report.
+mirror again when Redis lost it, and seals secret values again for the worker an account moved to
+(`restore_mirror`). What runs is shown only from the worker's live report.
+
+Configuration a plugin declares secret (`SECRET_CONFIG`) is kept encrypted, shown and audited as `***`, and
+mirrored sealed to the account's worker (`backend.plugin_secrets`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +24,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.errors import AccountError
+from backend.plugin_secrets import (
+    MissingSecret,
+    PluginMirror,
+    Stored,
+    masks_kept,
+    resolved,
+    secret_values,
+    stored,
+)
 from celery_app import keys, plugin_config
 from celery_app.plugin_config import PluginStatus
 from common.details import detail
@@ -29,6 +42,7 @@ from database.models import Account, AccountPlugin, FleetEventKind, Worker, utcn
 from database.workers import get_worker
 
 if TYPE_CHECKING:
+    from common.crypto import SecretBox
     from common.plugin_catalogue import PluginInfo
 
 log = logging.getLogger(__name__)
@@ -82,11 +96,27 @@ def parse_config(text: str) -> dict[str, Any]:
 
 
 class PluginsService:
-    def __init__(self, redis: Redis, sessions: sessionmaker[Session], plugins_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        sessions: sessionmaker[Session],
+        plugins_dir: str | None = None,
+        box: Callable[[], SecretBox] | None = None,
+    ) -> None:
+        """`box` gives SECRET_KEY's box, asked for only when a configuration has secret values."""
         self.redis = redis
         self.sessions = sessions
         self.plugins_dir = plugins_dir
         self._catalogue: dict[str, PluginInfo] | None = None
+        self._box = box
+        self.mirror = PluginMirror(redis, self.box)
+
+    def box(self) -> SecretBox:
+        if self._box is None:
+            raise AccountError(
+                "this process has no SECRET_KEY, which secret plugin configuration needs", "plugin_secret_no_key"
+            )
+        return self._box()
 
     def catalogue(self) -> dict[str, PluginInfo]:
         """The plugins found on this host (entry points, PLUGINS_DIR, the shipped ones); workers find theirs."""
@@ -140,13 +170,33 @@ class PluginsService:
             raise AccountError("no accounts match", "no_accounts")
         return found
 
-    @audited("plugin.enable", _PLUGIN_TARGETS, params=("name", "config", "worker"))
+    def _shown(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The audited parameters with the plugin's secret configuration values masked (all of them when the
+        plugin is not known here)."""
+        from common.plugin_catalogue import shown_config
+
+        config = params.get("config")
+        if isinstance(config, dict):
+            info = self.catalogue().get(str(params.get("name")))
+            params = {**params, "config": shown_config(info, config)}
+        return params
+
+    @audited(
+        "plugin.enable",
+        _PLUGIN_TARGETS,
+        params=("name", "config", "worker"),
+        shown=lambda service, params: service._shown(params),
+    )
     def enable(
         self, name: str, account_ids: Iterable[int], config: dict[str, Any], actor: str, worker: str | None = None
     ) -> list[int]:
-        """Enable (or reconfigure) `name` for the accounts; all or nothing: any refusal changes nothing."""
-        self.validate(name, config)
-        text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+        """Enable (or reconfigure) `name` for the accounts; all or nothing: any refusal changes nothing. A
+        secret key's value given as `***` keeps the value stored for each account (refused where none is)."""
+        secret = self.plugin(name).secret_keys
+        keeping = masks_kept(config, secret)
+        if not keeping:
+            self.validate(name, config)
+            given = stored(config, secret, self.box)
         with self.sessions.begin() as session:
             accounts = self._accounts(session, account_ids, worker)
             deactivated = self._on_deactivated_workers(session, accounts)
@@ -167,12 +217,21 @@ class PluginsService:
             now = utcnow()
             for account_id in ids:
                 row = existing.get(account_id)
+                this = self._keeping(name, account_id, config, secret, row) if keeping else given
                 if row is None:
                     session.add(
-                        AccountPlugin(account_id=account_id, plugin=name, config=text, actor=actor[:64], created_at=now)
+                        AccountPlugin(
+                            account_id=account_id,
+                            plugin=name,
+                            config=this.config,
+                            secrets_enc=this.secrets_enc,
+                            actor=actor[:64],
+                            created_at=now,
+                        )
                     )
                 else:
-                    row.config, row.actor, row.updated_at = text, actor[:64], now
+                    row.config, row.secrets_enc = this.config, this.secrets_enc
+                    row.actor, row.updated_at = actor[:64], now
             named = detail("plugin_name", plugin=name)
             record_events(
                 session,
@@ -181,6 +240,32 @@ class PluginsService:
             session.flush()
             self._mirror(session, ids)
         return ids
+
+    def _keeping(
+        self, name: str, account_id: int, config: dict[str, Any], secret: frozenset[str], row: AccountPlugin | None
+    ) -> Stored:
+        """`config` for one account whose stored secret values it keeps (given as `***`), checked and split."""
+        from common.crypto import SecretError
+
+        try:
+            clear = resolved(config, secret, secret_values(self.box(), row.secrets_enc if row else None))
+        except MissingSecret as missing:
+            raise AccountError(
+                f"account {account_id} has no stored value of {missing.key!r} to keep (*** keeps the stored one): "
+                "give the value itself",
+                "plugin_secret_not_stored",
+                id=account_id,
+                field=missing.key,
+            ) from None
+        except (SecretError, ValueError):
+            raise AccountError(
+                f"the stored secret configuration of account {account_id} does not open with this SECRET_KEY: "
+                "give the values themselves",
+                "plugin_secret_unreadable",
+                id=account_id,
+            ) from None
+        self.validate(name, clear)
+        return stored(clear, secret, self.box)
 
     @audited("plugin.disable", _PLUGIN_TARGETS, params=("name", "worker"))
     def disable(self, name: str, account_ids: Iterable[int], actor: str, worker: str | None = None) -> list[int]:
@@ -219,33 +304,22 @@ class PluginsService:
         }
         return [(a.id, inactive[a.worker_id]) for a in accounts if a.worker_id in inactive]
 
-    def _desired(self, session: Session, account_ids: list[int] | None) -> dict[int, dict[str, dict[str, Any]]]:
-        query = select(AccountPlugin.account_id, AccountPlugin.plugin, AccountPlugin.config)
-        if account_ids is not None:
-            query = query.where(AccountPlugin.account_id.in_(account_ids))
-        desired: dict[int, dict[str, dict[str, Any]]] = {i: {} for i in account_ids or []}
-        for account_id, plugin, config in session.execute(query):
-            try:
-                desired.setdefault(account_id, {})[plugin] = json.loads(config)
-            except ValueError:
-                log.warning("account %d: plugin %r has an unreadable configuration; not mirrored", account_id, plugin)
-        return desired
-
     def _mirror(self, session: Session, account_ids: list[int]) -> None:
-        plugin_config.write_desired_many(self.redis, self._desired(session, account_ids))
+        self.mirror.write(session, account_ids)
 
     def restore_mirror(self) -> bool:
-        """Write the whole mirror again if Redis lost it (the version counter is gone); True if it did."""
+        """Called after every scan: write the whole mirror again if Redis lost it (the version counter is gone;
+        then True), else seal secret values again where the account's worker or its key changed."""
         if plugin_config.version(self.redis) is not None:
+            with self.sessions() as session:
+                self.mirror.reseal(session)
             return False
         with self.sessions() as session:
-            desired = self._desired(session, None)
-        if desired:
-            plugin_config.write_desired_many(self.redis, desired)
+            written = self.mirror.write(session, None)
         # A version no worker has applied yet (a counter restarted from 0 could repeat one), so every worker
         # re-reads its accounts' configuration.
         self.redis.set(keys.PLUGINS_VERSION, time.time_ns() // 1_000_000)
-        log.info("plugin configuration of %d account(s) written to Redis again", len(desired))
+        log.info("plugin configuration of %d account(s) written to Redis again", written)
         return True
 
     # --- views
@@ -261,8 +335,10 @@ class PluginsService:
         given `running` (the accounts a live worker reports running), a status left behind by a worker that
         died is not shown as a fact."""
         with self.sessions() as session:
-            query = select(AccountPlugin, Account.phone_masked, Account.worker_id).join(
-                Account, Account.id == AccountPlugin.account_id
+            query = (
+                select(AccountPlugin, Account.phone_masked, Worker.name.label("worker_name"))
+                .join(Account, Account.id == AccountPlugin.account_id)
+                .outerjoin(Worker, Worker.id == Account.worker_id)
             )
             ids = sorted(set(account_ids))
             if ids:
@@ -272,7 +348,9 @@ class PluginsService:
             if plugin:
                 query = query.where(AccountPlugin.plugin == plugin)
             rows = session.execute(query.order_by(AccountPlugin.account_id, AccountPlugin.plugin)).all()
-        live = plugin_config.read_status(self.redis, sorted({row.AccountPlugin.account_id for row in rows}))
+        live = plugin_config.read_status(
+            self.redis, {row.AccountPlugin.account_id: row.worker_name for row in rows if row.worker_name is not None}
+        )
         result = []
         for row in rows:
             enabled: AccountPlugin = row.AccountPlugin

@@ -3,8 +3,8 @@
 Rotation: put the new key first in SECRET_KEY on every host (`SECRET_KEY=new,old`: all keys decrypt, lookups
 match under all), restart, run `rekey`, then drop the old key. Covered: accounts (phone, API hash, session,
 proxy, 2FA password; the keyed hashes of the phone and the session), the pool's API apps (hash), board users
-(Telegram id and its keyed hash), the workers' spec registries and the admin bot's wizard state in Redis, and
-the key canary. A value no listed key can decrypt is counted and left as it is.
+(Telegram id and its keyed hash), plugins' secret configuration, the workers' spec registries and the admin
+bot's wizard state in Redis, and the key canary. A value no listed key can decrypt is counted and left as it is.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class RekeyReport:
     accounts: int = 0
     apps: int = 0
     board_users: int = 0
+    plugin_configs: int = 0
     redis_entries: int = 0
     failed: list[str] = field(default_factory=list)  # what could not be decrypted, by kind and id (no content)
 
@@ -36,6 +37,7 @@ class RekeyReport:
             "accounts": self.accounts,
             "apps": self.apps,
             "board_users": self.board_users,
+            "plugin_configs": self.plugin_configs,
             "redis_entries": self.redis_entries,
             "failed": self.failed,
         }
@@ -47,6 +49,7 @@ def rekey(sessions: sessionmaker[Session], redis: Redis, box: SecretBox) -> Reke
     _apps(sessions, box, report)
     _board_users(sessions, box, report)
     _proxies(sessions, box, report)
+    _plugin_secrets(sessions, box, report)
     _redis(redis, box, report)
     return report
 
@@ -57,6 +60,19 @@ def _proxies(sessions: sessionmaker[Session], box: SecretBox, report: RekeyRepor
 
     with sessions.begin() as session:
         report.failed += rekey_proxies(session, box)
+
+
+def _plugin_secrets(sessions: sessionmaker[Session], box: SecretBox, report: RekeyReport) -> None:
+    """Plugins' secret configuration values (`backend.plugin_secrets`)."""
+    from database.models import AccountPlugin
+
+    with sessions.begin() as session:
+        for row in session.scalars(select(AccountPlugin).where(AccountPlugin.secrets_enc.is_not(None))):
+            try:
+                row.secrets_enc = box.rotate(row.secrets_enc or "")
+                report.plugin_configs += 1
+            except SecretError:
+                report.failed.append(f"plugin {row.plugin} of account {row.account_id}")
 
 
 def _accounts(sessions: sessionmaker[Session], box: SecretBox, report: RekeyReport) -> None:

@@ -6,7 +6,13 @@ same transaction; a worker compares `version` with the one it last applied and r
 running accounts (`read_desired`) when it differs. `version` is None when the counter is missing (Redis lost
 its data): the control plane writes the mirror again.
 
-Observed state: `keys.plugin_status(id)`, a hash plugin name -> JSON {state, errors, last_error, at}, written
+A value the plugin declares secret is in the mirror only sealed to the worker that runs the account
+(`common.sealing`, as `sealed_field(account, plugin, key)`), or not at all while that worker has no pinned key;
+the hash's `SEALED_TO` field says which public key its values are sealed to ("" none), so the control plane
+sees which mirrors a move or a new key left behind. Fields starting with "$" are not plugins (a plugin's name
+cannot start so).
+
+Observed state: `keys.plugin_status(worker, id)`, a hash plugin name -> JSON {state, errors, last_error, at}, written
 by the worker running the account (`worker.plugins`) and read by the CLI, the bot and the backend
 (`read_status`).
 
@@ -75,19 +81,46 @@ def _encode(config: Mapping[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
-def write_desired_many(redis: Redis, desired: Mapping[int, Mapping[str, Mapping[str, Any]]]) -> None:
+SEALED_TO = "$sealed_to"  # the mirror's field naming the public key its secret values are sealed to
+
+
+def sealed_field(account_id: int, plugin: str, key: str) -> str:
+    """What a secret configuration value is sealed as: it opens for this account, plugin and key only."""
+    return f"plugin:{account_id}:{plugin}:{key}"
+
+
+def write_desired_many(
+    redis: Redis,
+    desired: Mapping[int, Mapping[str, Mapping[str, Any]]],
+    sealed_to: Mapping[int, str] | None = None,
+) -> None:
     """Replace the plugins each account should run (id -> {name -> config}; empty: none), in one transaction
-    that bumps the version once."""
+    that bumps the version once; `sealed_to` gives, for the accounts with secret values, the public key they
+    are sealed to ("" when they were left out)."""
     if not desired:
         return
+    sealed_to = sealed_to or {}
     pipe = redis.pipeline(transaction=True)
     for account_id, configs in desired.items():
         key = keys.account_plugins(account_id)
         pipe.delete(key)
         if configs:
             pipe.hset(key, mapping={name: _encode(config) for name, config in configs.items()})
+            if account_id in sealed_to:
+                pipe.hset(key, SEALED_TO, sealed_to[account_id])
     pipe.incr(keys.PLUGINS_VERSION)
     pipe.execute()
+
+
+def read_sealed_to(redis: Redis, account_ids: Iterable[int]) -> dict[int, str | None]:
+    """account id -> the public key its mirror's secret values are sealed to ("" none; None: no such field)."""
+    ids = list(account_ids)
+    pipe = redis.pipeline(transaction=False)
+    for account_id in ids:
+        pipe.hget(keys.account_plugins(account_id), SEALED_TO)
+    return {
+        account_id: None if raw is None else _text(raw) for account_id, raw in zip(ids, pipe.execute(), strict=True)
+    }
 
 
 def read_desired(redis: Redis, account_ids: Iterable[int]) -> dict[int, dict[str, dict[str, Any]]]:
@@ -103,6 +136,8 @@ def read_desired(redis: Redis, account_ids: Iterable[int]) -> dict[int, dict[str
     for account_id, raw in zip(ids, pipe.execute(), strict=True):
         configs: dict[str, dict[str, Any]] = {}
         for name, value in (raw or {}).items():
+            if _text(name).startswith("$"):
+                continue  # the mirror's own bookkeeping (SEALED_TO), not a plugin
             try:
                 config = json.loads(value)
             except ValueError:
@@ -126,12 +161,13 @@ def version(redis: Redis) -> int | None:
         return None
 
 
-def read_status(redis: Redis, account_ids: Iterable[int]) -> dict[int, dict[str, PluginStatus]]:
-    """account id -> plugin name -> its status as the worker running the account reports it; one round trip."""
-    ids = list(account_ids)
+def read_status(redis: Redis, where: Mapping[int, str]) -> dict[int, dict[str, PluginStatus]]:
+    """account id -> plugin name -> its status as the worker running the account (account id -> worker name)
+    reports it, in that worker's own keys; one round trip."""
+    ids = list(where)
     pipe = redis.pipeline(transaction=False)
     for account_id in ids:
-        pipe.hgetall(keys.plugin_status(account_id))
+        pipe.hgetall(keys.plugin_status(where[account_id], account_id))
     result: dict[int, dict[str, PluginStatus]] = {}
     for account_id, raw in zip(ids, pipe.execute(), strict=True):
         statuses: dict[str, PluginStatus] = {}

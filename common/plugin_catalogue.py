@@ -9,6 +9,11 @@ helpers there); on a name clash the later source wins, with a warning. A plugin 
 no `setup` or declares a schema that is not valid JSON Schema is listed with its error (logged once) and
 cannot be enabled; the others are unaffected. `validate_config` checks a configuration against the schema
 (`jsonschema_rs`) and the module's own `validate`.
+
+Secret configuration: a plugin names the top-level keys of its configuration that hold secrets (an API token,
+a webhook's password) in `SECRET_CONFIG` (`PluginInfo.secret_keys`); their values are strings. The control
+plane keeps them encrypted and seals them to the worker that runs the account (`backend.plugin_secrets`); what
+`validate_config` says about a configuration never repeats a secret value (`MASK` in its place).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import json
 import logging
 import os
 import pkgutil
@@ -39,11 +45,12 @@ SHIPPED_PACKAGE = "fleet_plugins"
 DEFAULT_SCHEMA: dict[str, Any] = {"type": "object"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAX_ERROR = 200
+MASK = "***"  # what is shown in place of a secret value
 
 
-def describe(error: BaseException) -> str:
-    """`ExceptionType: message` on one line, short, with anything phone-like masked."""
-    message = safe_detail(str(error), MAX_ERROR)
+def describe(error: BaseException, secrets: Sequence[Any] = ()) -> str:
+    """`ExceptionType: message` on one line, short, with anything phone-like masked (and `secrets`: MASK)."""
+    message = safe_detail(_masked(str(error), secrets), MAX_ERROR)
     name = type(error).__name__
     return safe_detail(f"{name}: {message}" if message else name, MAX_ERROR)
 
@@ -60,6 +67,7 @@ class PluginInfo:
     module: Any | None  # None when it could not be imported
     error: str | None = None  # why it cannot be used (one line); None when usable
     validator: Any = field(default=None, repr=False, compare=False)
+    secret_keys: frozenset[str] = frozenset()  # top-level configuration keys holding secrets (`SECRET_CONFIG`)
 
 
 def _broken(name: str, source: str, error: str, module: Any | None = None) -> PluginInfo:
@@ -90,7 +98,18 @@ def _inspect(module: Any, default_name: str, source: str) -> PluginInfo:
     except (jsonschema_rs.ValidationError, ValueError, TypeError) as error:
         first = str(getattr(error, "message", None) or error).strip().splitlines()[0]
         return _broken(name, source, f"CONFIG_SCHEMA is not a valid JSON Schema: {safe_detail(first, 160)}", module)
-    return PluginInfo(name, safe_detail(str(description), 200), schema, source, module, None, validator)
+    secret = getattr(module, "SECRET_CONFIG", None) or ()
+    if isinstance(secret, str) or not all(isinstance(key, str) and key for key in _iterable(secret)):
+        return _broken(name, source, "SECRET_CONFIG must be a set of configuration keys (strings)", module)
+    about = safe_detail(str(description), 200)
+    return PluginInfo(name, about, schema, source, module, None, validator, secret_keys=frozenset(secret))
+
+
+def _iterable(value: Any) -> list[Any]:
+    try:
+        return list(value)
+    except TypeError:
+        return [None]
 
 
 def _import_failure(error: BaseException) -> str:
@@ -202,16 +221,27 @@ def _path(parts: Sequence[str | int]) -> str:
 
 
 def validate_config(info: PluginInfo, config: Any) -> list[str]:
-    """What is wrong with `config` for this plugin, in words; an empty list when it is valid."""
+    """What is wrong with `config` for this plugin, in words; an empty list when it is valid. A secret value is
+    never repeated: a problem with one names its key and the rule it breaks, and `MASK` stands in for it."""
     if info.error is not None:
         return [f"plugin {info.name} cannot be used: {info.error}"]
     if not isinstance(config, dict):
         return ["the configuration must be a JSON object"]
-    validator = info.validator or jsonschema_rs.validator_for(info.schema)
+    secrets = secret_values(info, config)
     problems: list[str] = []
+    for key in sorted(info.secret_keys):
+        if key in config and not isinstance(config[key], str):
+            problems.append(f"{key}: a secret value must be a string")
+    validator = info.validator or jsonschema_rs.validator_for(info.schema)
     for error in validator.iter_errors(config):
-        where = _path(list(error.instance_path))
-        message = f"{where}: {error.message}" if where else error.message
+        path = list(error.instance_path)
+        where = _path(path)
+        if path and path[0] in info.secret_keys:
+            rule = type(error.kind).__name__
+            message = f"{where}: the secret value breaks the schema's {rule[:1].lower() + rule[1:]} rule"
+        else:
+            message = f"{where}: {error.message}" if where else error.message
+        message = _masked(message, secrets)
         if message not in problems:
             problems.append(message)
     if problems:
@@ -221,9 +251,33 @@ def validate_config(info: PluginInfo, config: Any) -> list[str]:
         try:
             extra = check(config)
         except Exception as error:  # noqa: BLE001 - a broken validator is the plugin's bug, shown as such
-            return [f"the plugin's validate() raised {describe(error)}"]
-        problems.extend(str(item) for item in extra or [])
+            return [f"the plugin's validate() raised {describe(error, secrets)}"]
+        problems.extend(_masked(str(item), secrets) for item in extra or [])
     return problems
+
+
+def secret_values(info: PluginInfo, config: dict[str, Any]) -> list[Any]:
+    """The values of `config`'s secret keys (to mask wherever a text might repeat them: `describe`)."""
+    return [config[key] for key in sorted(info.secret_keys) if config.get(key) not in (None, "")]
+
+
+def _masked(text: str, secrets: Sequence[Any]) -> str:
+    """`text` with every secret value in it (quoted as JSON renders it, or bare) replaced by MASK."""
+    for value in secrets:
+        for shown in {json.dumps(value, ensure_ascii=False), json.dumps(value), str(value)}:
+            if len(shown) >= 3 or shown.startswith('"'):
+                text = text.replace(shown, json.dumps(MASK) if shown.startswith('"') else MASK)
+    return text
+
+
+def shown_config(info: PluginInfo | None, config: dict[str, Any]) -> dict[str, Any]:
+    """`config` as it may be shown: each secret key's value (of `info`) replaced by MASK; every value masked
+    when the plugin is unknown here (which keys are secret cannot be told)."""
+    if info is None or info.error is not None:
+        return {key: MASK for key in config}
+    return {
+        key: MASK if key in info.secret_keys and value not in (None, "") else value for key, value in config.items()
+    }
 
 
 def with_defaults(schema: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

@@ -163,12 +163,15 @@ def audited(
     targets: TargetsOf | None = None,
     params: Sequence[str] = (),
     outcome: Callable[[Any], str] | None = None,
+    shown: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Record one audit row per outermost call of the wrapped service method (its owner has `sessions`).
 
     `targets(arguments, result)` names what it acted on (`result` is None when it raised); `params` are the
     argument names to record; `outcome(result)` says how a returned call ended when not simply `ok`; `action`
-    may depend on the arguments (`worker.activate` or `worker.deactivate` from one method)."""
+    may depend on the arguments (`worker.activate` or `worker.deactivate` from one method); `shown(owner,
+    params)` gives the parameters as they may be written where their names do not tell what is secret (a
+    plugin's secret configuration keys), before the masking by name."""
 
     def decorate(method: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.signature(method)
@@ -185,11 +188,11 @@ def audited(
             try:
                 result = method(*args, **kwargs)
             except Exception as error:
-                _write(owner, action, arguments, None, error_outcome(error), targets, params)
+                _write(owner, action, arguments, None, error_outcome(error), targets, params, shown)
                 raise
             finally:
                 _inside.reset(token)
-            _write(owner, action, arguments, result, outcome(result) if outcome else "ok", targets, params)
+            _write(owner, action, arguments, result, outcome(result) if outcome else "ok", targets, params, shown)
             return result
 
         wrapper.audited = True  # type: ignore[attr-defined]
@@ -206,6 +209,7 @@ def _write(
     ending: str,
     targets: TargetsOf | None,
     names: Sequence[str],
+    shown: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
 ) -> None:
     current = acting.get()
     actor = str(arguments.get("actor") or (current.actor if current else "") or "backend")
@@ -214,6 +218,8 @@ def _write(
     except Exception:  # noqa: BLE001 - a result without what targets expected (it raised half way)
         named = []
     recorded = {name: arguments.get(name) for name in names if name in arguments}
+    if shown is not None:
+        recorded = shown(owner, recorded)
     if callable(action):
         action = action(arguments)
     sessions: sessionmaker[Session] = owner.sessions

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # The newest migration's revision id; tests check it against the migrations folder.
-SCHEMA_HEAD = "0014_worker_keys"
+SCHEMA_HEAD = "0015_plugin_secrets"
 _PG_MIGRATION_LOCK_ID = 7_302_113
 
 

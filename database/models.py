@@ -297,7 +297,11 @@ class AccountOperation(Base):
 
 
 class AccountPlugin(Base):
-    """A plugin enabled for an account, with its configuration (JSON, valid for the plugin's schema)."""
+    """A plugin enabled for an account, with its configuration (JSON, valid for the plugin's schema).
+
+    The values of the keys the plugin declares secret are not in `config` (which shows `***` in their place) but
+    in `secrets_enc`: a JSON object key -> value, encrypted with SECRET_KEY (`backend.plugin_secrets`).
+    """
 
     __tablename__ = "account_plugins"
     __table_args__ = (Index("uq_account_plugins_account_id_plugin", "account_id", "plugin", unique=True),)
@@ -306,6 +310,7 @@ class AccountPlugin(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     plugin: Mapped[str] = mapped_column(String(64))
     config: Mapped[str] = mapped_column(Text, default="{}")
+    secrets_enc: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(64), default="system")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

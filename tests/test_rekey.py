@@ -60,7 +60,14 @@ def test_rotate_then_rekey_then_drop_the_old_key(stack: Stack, redis_client: Red
 
     done = rekey(stack, f"{NEW},{OLD}")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"accounts": 1, "apps": 1, "board_users": 1, "redis_entries": 2, "failed": []}
+    assert json.loads(done.stdout) == {
+        "accounts": 1,
+        "apps": 1,
+        "board_users": 1,
+        "plugin_configs": 0,
+        "redis_entries": 2,
+        "failed": [],
+    }
 
     # The old key gone: everything is readable, found and matched under the new one alone.
     accounts, board = services(stack, redis_client, NEW)

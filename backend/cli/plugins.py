@@ -1,8 +1,13 @@
 """`run_cli.py plugins …`: the operator's code in accounts — list what exists, enable with a configuration,
-disable, and see how each fares where it runs. Thin commands over `backend.plugins_service`."""
+disable, and see how each fares where it runs. Thin commands over `backend.plugins_service`.
+
+A value the plugin declares secret (`SECRET_CONFIG`) can be in the configuration file, or be asked for without
+echo (`--secret KEY`; `--secrets-from-stdin` reads them from standard input instead, one line each); it is
+never an argument, and shown only as `***` (`***` given back keeps the stored value)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ from backend.cli.base import (
     yes_option,
 )
 
+MAX_SECRET_LINE = 16 * 1024
 STATE_ICONS = {"running": "🟢", "failing": "⚠️", "blocked": "🐢", "error": "❌", "not running": "⚪"}
 
 
@@ -47,6 +53,7 @@ def list_plugins(context: Context, as_json: bool) -> None:
                     "description": info.description,
                     "source": info.source,
                     "schema": info.schema,
+                    "secret_config": sorted(info.secret_keys),
                     "error": info.error,
                 }
                 for info in sorted(catalogue.values(), key=lambda i: i.name)
@@ -79,6 +86,32 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     return parse_config(text)
 
 
+def _read_secrets(keys: tuple[str, ...], declared: frozenset[str], plugin: str, from_stdin: bool) -> dict[str, str]:
+    """The values of `--secret KEY`s: asked for without echo, or read from standard input one line each."""
+    unknown = [key for key in keys if key not in declared]
+    if unknown:
+        listed = ", ".join(sorted(declared)) or "none"
+        raise click.BadParameter(
+            f"plugin {plugin} declares no secret {unknown[0]!r} (its secret keys: {listed})", param_hint="--secret"
+        )
+    if len(set(keys)) != len(keys):
+        raise click.BadParameter("each secret key once", param_hint="--secret")
+    if keys and not from_stdin and not sys.stdin.isatty():
+        raise click.UsageError(
+            "no terminal to ask for the secret values on: pipe them in with --secrets-from-stdin, one line each"
+        )
+    values: dict[str, str] = {}
+    for key in keys:
+        if from_stdin:
+            value = sys.stdin.readline(MAX_SECRET_LINE).rstrip("\r\n")
+        else:
+            value = str(click.prompt(f"{key} for plugin {plugin} (not shown)", hide_input=True, err=True))
+        if not value:
+            raise click.BadParameter(f"the value of {key!r} is empty: nothing changed", param_hint="--secret")
+        values[key] = value
+    return values
+
+
 def _targets(account_ids: tuple[int, ...], worker: str | None) -> None:
     if not account_ids and not worker:
         raise click.UsageError("give account IDs or --worker NAME")
@@ -98,6 +131,14 @@ def _confirm_many(yes: bool, count: int, worker: str | None, doing: str) -> None
 @click.option(
     "--config", "config_path", type=click.Path(path_type=Path), help="A JSON file with the plugin's configuration."
 )
+@click.option(
+    "--secret",
+    "secret_keys",
+    multiple=True,
+    metavar="KEY",
+    help="A secret key of the plugin whose value is asked for without echo (repeatable).",
+)
+@click.option("--secrets-from-stdin", is_flag=True, help="Read the --secret values from standard input, one a line.")
 @yes_option
 @pass_context
 def enable(
@@ -106,12 +147,20 @@ def enable(
     account_ids: tuple[int, ...],
     worker: str | None,
     config_path: Path | None,
+    secret_keys: tuple[str, ...],
+    secrets_from_stdin: bool,
     yes: bool,
 ) -> None:
     """Enable (or reconfigure) a plugin for accounts; running accounts pick it up without a restart. For more
-    than one account, or a worker's, asks first."""
+    than one account, or a worker's, asks first. Secret values (the plugin's SECRET_CONFIG) are kept encrypted,
+    reach only the worker that runs the account, and show as ***; *** given for one keeps the stored value."""
     _targets(account_ids, worker)
+    if secrets_from_stdin and not secret_keys:
+        raise click.UsageError("--secrets-from-stdin reads the values of --secret KEY: name the keys")
     config = _read_config(config_path)
+    if secret_keys:
+        declared = context.plane().plugins.plugin(name).secret_keys
+        config.update(_read_secrets(secret_keys, declared, name, secrets_from_stdin))
     count = len(set(account_ids))
     if worker:
         on_worker = {view.id for view in context.plane().accounts.list_accounts(worker=worker)}

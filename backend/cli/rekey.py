@@ -44,7 +44,8 @@ def rekey_command(context: Context, yes: bool, as_json: bool) -> None:
         emit_json(report.to_json())
     else:
         click.echo(
-            f"re-encrypted {report.accounts} account(s), {report.apps} app(s), {report.board_users} board user(s) and "
+            f"re-encrypted {report.accounts} account(s), {report.apps} app(s), {report.board_users} board user(s), "
+            f"{report.plugin_configs} plugin configuration(s) and "
             f"{report.redis_entries} Redis entr{'y' if report.redis_entries == 1 else 'ies'}"
         )
         for what in report.failed:

@@ -2,14 +2,17 @@
 disables it, tapping another asks for its JSON configuration (or offers {} when its schema takes it).
 
 A configuration the plugin refuses (not JSON, not an object, against its schema) is shown with the reason and
-asked for again; nothing changes until one fits.
+asked for again; nothing changes until one fits. For a plugin that declares secret configuration
+(`SECRET_CONFIG`) the message holding it is deleted from the chat once read.
 """
 
 from __future__ import annotations
 
+import contextlib
 from html import escape
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
@@ -105,6 +108,12 @@ async def _enable(
 
 
 async def got_config(message: Message, state: FSMContext, services: BotServices, lang: str) -> None:
+    assert services.plugins is not None
+    catalogue = await services.call(services.plugins.catalogue)
+    info = catalogue.get(str((await state.get_data()).get("plugin")))
+    if info is not None and info.secret_keys:  # the chat is no place to keep a secret
+        with contextlib.suppress(TelegramBadRequest):
+            await message.delete()
     await _enable(message, state, services, lang, message.text or "")
 
 

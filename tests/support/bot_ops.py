@@ -38,7 +38,7 @@ def add_operations(harness: BotHarness, redis_url: str, plugins_dir: str | None 
     harness.services.operations = OperationsService(
         accounts.redis, accounts.sessions, TaskDispatcher(redis_url), OPERATIONS_OFFLINE_AFTER, accounts
     )
-    harness.services.plugins = PluginsService(accounts.redis, accounts.sessions, plugins_dir)
+    harness.services.plugins = PluginsService(accounts.redis, accounts.sessions, plugins_dir, box=lambda: accounts.box)
     return harness
 
 
@@ -95,9 +95,9 @@ class SimulatedWorker:
         error: Detail | None = None,
         until: float | None = None,
     ) -> None:
-        """What `worker.operator._write` puts into `keys.operation(id)`."""
+        """What `worker.operator._write` puts into `keys.operation(worker, id)`."""
         self.redis.hset(
-            keys.operation(operation.id),
+            keys.operation(self.name, operation.id),
             mapping={
                 "status": status.value,
                 "account_id": str(operation.account_id),

@@ -5,6 +5,8 @@ A plugin is a Python module (or package) with:
     NAME = "greeter"                   # optional; default: the module's (or entry point's) name
     DESCRIPTION = "Says hello back"    # one line, shown by `plugins list`
     CONFIG_SCHEMA = {...}              # JSON Schema of its per-account configuration; default {"type": "object"}
+    SECRET_CONFIG = {"token"}          # optional: configuration keys holding secrets (strings): kept encrypted,
+                                       # sealed to the worker that runs the account, shown as ***
 
     def validate(config) -> list[str]: # optional: checks a schema cannot express; [] when the config is fine
         ...

@@ -28,10 +28,18 @@ from telethon import events
 from celery_app.events import WireEventKind
 from celery_app.plugin_config import PluginState, PluginStatus
 from common.details import Detail, detail, free
-from common.plugin_catalogue import MAX_ERROR, PluginInfo, describe, validate_config, with_defaults
+from common.plugin_catalogue import (
+    MAX_ERROR,
+    PluginInfo,
+    describe,
+    secret_values,
+    validate_config,
+    with_defaults,
+)
 from common.redaction import safe_detail
 from worker.plugins.api import PluginClient, PluginContext
 from worker.plugins.loaded import LoadedPlugin, task_name
+from worker.plugins.sealed import Opener, open_config
 from worker.plugins.watchdog import LoopWatchdog
 from worker.plugins.writer import PluginWriter
 
@@ -68,7 +76,9 @@ class PluginHost:
     `attach(account_id, client, configs)` once the account's client runs, `apply(account_id, configs)` when
     its desired plugins change, `detach(account_id)` before the client stops (all three on the account's
     loop); `watch(loop)` once per event loop (idempotent); `close()` at shutdown. `holder` (the worker's lease
-    holder id) fences status and event writes by the account's lease.
+    holder id) fences status and event writes by the account's lease. `opener` (the worker's
+    `WorkerSecrets.decrypt`) opens secret configuration values sealed to this worker (`worker.plugins.sealed`):
+    a plugin gets them clear, in memory only.
     """
 
     def __init__(
@@ -80,13 +90,15 @@ class PluginHost:
         *,
         holder: str | None = None,
         clock: Callable[[], float] = time.time,
+        opener: Opener | None = None,
     ) -> None:
         self.redis = redis
+        self.opener = opener
         self.worker_name = worker_name
         self.catalogue = catalogue
         self.block_threshold = block_threshold
         self.clock = clock
-        self.writer = PluginWriter(redis, holder)
+        self.writer = PluginWriter(redis, worker_name, holder)
         self._accounts: dict[int, _Account] = {}
         self._lock = threading.Lock()  # the accounts table, and counters the watchdog threads touch
         self._watchdogs: dict[int, LoopWatchdog] = {}
@@ -109,7 +121,7 @@ class PluginHost:
             self._accounts[account_id] = account
         async with account.lock:
             for name in sorted(configs):
-                await self._load(account, name, configs[name])
+                await self._load(account, name, *self._opened(account_id, name, configs[name]))
 
     async def apply(self, account_id: int, configs: dict[str, dict[str, Any]]) -> None:
         """Bring the account's plugins to `configs`: unload the removed, load the added, reload those whose
@@ -126,10 +138,11 @@ class PluginHost:
                 account.desired.pop(name, None)
                 self.writer.forget(account_id, name)
             for name in sorted(configs):
-                if name in account.desired and account.desired[name] == configs[name]:
-                    continue
+                config, refusal = self._opened(account_id, name, configs[name])
+                if name in account.desired and account.desired[name] == config:
+                    continue  # (a secret value sealed again, to this worker: the same once opened)
                 await self._unload(account, name)
-                await self._load(account, name, configs[name])
+                await self._load(account, name, config, refusal)
 
     async def detach(self, account_id: int) -> None:
         """Unload every plugin of the account and remove its plugin statuses."""
@@ -186,8 +199,15 @@ class PluginHost:
         log.error("account %d: plugin %s not loaded: %s", account.account_id, name, reason.text)
         self._status(account.account_id, name, PluginState.ERROR.value, 1, reason)
 
-    async def _load(self, account: _Account, name: str, config: dict[str, Any]) -> None:
+    def _opened(self, account_id: int, name: str, config: dict[str, Any]) -> tuple[dict[str, Any], Detail | None]:
+        """The configuration with its sealed secret values opened (or as it came, and why it cannot be used)."""
+        return open_config(config, account_id, name, self.opener)
+
+    async def _load(self, account: _Account, name: str, config: dict[str, Any], refusal: Detail | None = None) -> None:
         account.desired[name] = copy.deepcopy(config)
+        if refusal is not None:
+            self._refuse(account, name, refusal)
+            return
         info = self.catalogue.get(name)
         if info is None:
             self._refuse(account, name, detail("plugin_unknown", worker=self.worker_name))
@@ -212,7 +232,7 @@ class PluginHost:
             reason = (
                 detail("plugin_setup_timeout", seconds=SETUP_TIMEOUT)
                 if isinstance(error, TimeoutError)
-                else detail("plugin_setup_failed", cause=free(describe(error)))
+                else detail("plugin_setup_failed", cause=free(describe(error, secret_values(info, config))))
             )
             log.error(
                 "account %d: plugin %s: %s",
@@ -324,7 +344,7 @@ class PluginHost:
 
     def _failed(self, loaded: LoadedPlugin, error: BaseException) -> None:
         """A handler or task of a plugin raised: count, log, report, mark it failing."""
-        text = describe(error)
+        text = describe(error, secret_values(loaded.info, loaded.config))  # never its secret, even in its error
         if loaded.closed:
             log.info("account %d: plugin %s raised %s while unloading", loaded.account_id, loaded.info.name, text)
             return
