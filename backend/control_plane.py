@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from backend.proxies_service import ProxiesService
     from backend.sealing import Sealer
     from backend.session_export import SessionExporter
+    from backend.worker_logins import WorkerLogins
     from board.service import BoardService
     from common.crypto import SecretBox
     from config import BoardLimits
@@ -133,7 +134,14 @@ class ControlPlane:
         from backend.fleet import FleetService
         from database.accounts import account_counts
 
-        return FleetService(self.redis, self.sessions, self.offline_after, account_counts)
+        return FleetService(self.redis, self.sessions, self.offline_after, account_counts, self.worker_logins)
+
+    @cached_property
+    def worker_logins(self) -> WorkerLogins:
+        """Workers' own Redis logins, issued on this control plane's Redis (every data node with Sentinel)."""
+        from backend.worker_logins import WorkerLogins
+
+        return WorkerLogins(self.redis, self.redis_url, self.sessions)
 
     @cached_property
     def accounts(self) -> AccountService:
@@ -163,7 +171,7 @@ class ControlPlane:
     def plugins(self) -> PluginsService:
         from backend.plugins_service import PluginsService
 
-        return PluginsService(self.redis, self.sessions, self._plugins_dir())
+        return PluginsService(self.redis, self.sessions, self._plugins_dir(), box=lambda: self.box)
 
     @cached_property
     def proxies(self) -> ProxiesService:

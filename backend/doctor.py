@@ -22,9 +22,12 @@ class Check:
     message: str
     lines: tuple[str, ...] = ()  # the details, one per line, shown under the message
     details: dict[str, Any] | None = field(default=None)  # the same as data, for --json
+    warning: bool = False  # ok, but worth a look (not counted as a problem)
 
     def to_json(self) -> dict[str, object]:
         found: dict[str, object] = {"name": self.name, "ok": self.ok, "message": self.message}
+        if self.warning:
+            found["warning"] = True
         if self.details is not None:
             found["details"] = self.details
         return found
@@ -122,7 +125,39 @@ def run_checks() -> list[Check]:
         checks.append(
             keys_check(engine, sorted(n for n, i in presence.read_infos(redis, online).items() if not i.public_key))
         )
+        checks.append(logins_check(engine, redis))
     return checks
+
+
+def logins_check(engine: Any, redis: Redis) -> Check:
+    """Workers that log in to Redis with the shared login (no `fleet-worker-NAME` of their own): a warning, as is a
+    control plane that may not ask (said once)."""
+    from sqlalchemy import select
+
+    from backend.worker_logins import own_logins
+    from database.models import Worker
+
+    with engine.connect() as connection:
+        names = sorted(connection.scalars(select(Worker.name)))
+    found = own_logins(redis, names)
+    if found is None:
+        return Check(
+            "worker logins",
+            True,
+            "cannot tell which workers have their own Redis login: the control plane's Redis login may not run ACL "
+            "commands (or Redis is older than 6)",
+            warning=True,
+        )
+    shared = [name for name in names if not found[name]]
+    if not shared:
+        said = "every worker has its own Redis login" if names else "no workers recorded"
+        return Check("worker logins", True, said, details={"shared": []})
+    lines = tuple(f"shared Redis login: {name} (`run_cli.py workers login {name}` issues its own)" for name in shared)
+    message = (
+        f"{len(shared)} of {len(names)} worker(s) use the shared Redis login: each can reach every worker's keys "
+        "and queues"
+    )
+    return Check("worker logins", True, message, lines, {"shared": shared}, warning=True)
 
 
 def keys_check(engine: Any, keyless: list[str]) -> Check:

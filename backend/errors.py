@@ -10,6 +10,7 @@ from backend.admins_service import AdminError
 from backend.audit_service import InvalidSince
 from backend.dispatch import WorkerDidNotAnswer
 from backend.fleet import InvalidInput
+from backend.worker_logins import LoginError as WorkerLoginError
 from common.errors import FleetError
 from database.errors import (
     AccountExists,
@@ -53,4 +54,5 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     ProxyError,
     AdminError,
     InvalidSince,
+    WorkerLoginError,
 )

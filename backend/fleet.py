@@ -8,11 +8,14 @@ the worker is silent; everything else comes from the database.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app import presence, rejections, report
@@ -30,10 +33,19 @@ from database.audit import audited, named
 from database.errors import WorkerNotFound
 from database.models import FleetEvent, Worker, epoch_to_datetime
 
+log = logging.getLogger(__name__)
 MAX_ADDRESS_LENGTH = 255
 
 # Filled in by the accounts layer: worker id -> (running, total) accounts (for the given worker ids, or all).
 AccountCounter = Callable[..., dict[int, tuple[int, int]]]
+
+
+class Logins(Protocol):
+    """Workers' own Redis logins (`backend.worker_logins.WorkerLogins`): whether one has one, and deleting it."""
+
+    def has_own_login(self, name: str) -> bool | None: ...
+
+    def revoke(self, name: str, actor: str) -> bool: ...
 
 
 class InvalidInput(FleetError, ValueError):
@@ -143,6 +155,7 @@ class WorkerDetail:
     worker: WorkerView
     events: list[EventView]
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> messages dropped from its queue
+    own_login: bool | None = None  # a Redis login of its own (backend.worker_logins); None: Redis will not say
 
     @property
     def rejected_total(self) -> int:
@@ -151,6 +164,7 @@ class WorkerDetail:
     def to_json(self) -> dict[str, object]:
         return {
             **self.worker.to_json(),
+            "own_login": self.own_login,
             "rejected_messages": dict(sorted(self.rejected.items())),
             "events": [event.to_json() for event in self.events],
         }
@@ -208,11 +222,14 @@ class FleetService:
         sessions: sessionmaker[Session],
         offline_after: float,
         account_counter: AccountCounter = _no_accounts,
+        logins: Logins | None = None,
     ) -> None:
+        """`logins`: workers' own Redis logins, shown with a worker and deleted with it (None: not looked at)."""
         self.redis = redis
         self.sessions = sessions
         self.offline_after = offline_after
         self.account_counter = account_counter
+        self.logins = logins
 
     def _view(
         self,
@@ -376,14 +393,17 @@ class FleetService:
                 live = self._live_but_unrecorded(snapshot, set())
                 if not live:
                     raise WorkerNotFound(name)
-                return WorkerDetail(live[0], [], self._rejected(name))
+                return WorkerDetail(live[0], [], self._rejected(name), self._own_login(name))
             info = presence.read_infos(self.redis, [name]).get(name)
             reports = self._reports(snapshot, [name])
             view = self._view(worker, snapshot, self.account_counter(session, [worker.id]), reports, info)
             events = [
                 EventView.of(event) for event in events_db.recent_events(session, subject=name, limit=event_limit)
             ]
-        return WorkerDetail(view, events, self._rejected(name))
+        return WorkerDetail(view, events, self._rejected(name), self._own_login(name))
+
+    def _own_login(self, name: str) -> bool | None:
+        return None if self.logins is None else self.logins.has_own_login(name)
 
     def _rejected(self, name: str) -> dict[str, int]:
         return rejections.read(self.redis, [name]).get(name, {})
@@ -408,6 +428,16 @@ class FleetService:
         with self.sessions.begin() as session:
             workers_db.remove_worker(session, name, actor, is_online=online)
         presence.forget(self.redis, name)
+        if self.logins is not None:
+            try:
+                self.logins.revoke(name, actor)
+            except (FleetError, RedisError) as error:  # the worker is gone; its login stays until deleted by hand
+                log.warning(
+                    "worker %r removed, but its Redis login was not deleted (%s): ACL DELUSER fleet-worker-%s",
+                    name,
+                    error,
+                    name,
+                )
 
     @audited("worker.trust_key", named(("worker", "name")))
     def trust_key(self, name: str, actor: str) -> str:

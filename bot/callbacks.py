@@ -31,6 +31,8 @@ class WorkerAction(enum.StrEnum):
     DEACTIVATE = "off"
     REMOVE = "rm"
     REMOVE_CONFIRMED = "rm!"
+    LOGIN = "lg"  # its own Redis login: asks first
+    LOGIN_CONFIRMED = "lg!"  # issued, shown once
 
 
 class AccountAction(enum.StrEnum):

@@ -89,6 +89,8 @@ CALLBACKS: dict[type[CallbackData], Rule | Variants] = {
             cb.WorkerAction.DEACTIVATE: Rule(OPERATE, CHANGES),
             cb.WorkerAction.REMOVE: Rule(OPERATE, ASKS),
             cb.WorkerAction.REMOVE_CONFIRMED: Rule(OPERATE, CONFIRMED),
+            cb.WorkerAction.LOGIN: Rule(SECRETS, ASKS),  # a Redis password, shown once
+            cb.WorkerAction.LOGIN_CONFIRMED: Rule(SECRETS, CONFIRMED),
         },
     ),
     cb.AccountsPage: Rule(VIEW),

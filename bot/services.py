@@ -17,6 +17,7 @@ from backend.operations_service import OperationsService
 from backend.plugins_service import PluginsService
 from backend.proxies_service import ProxiesService
 from backend.session_export import SessionExporter
+from backend.worker_logins import WorkerLogins
 from board.service import BoardService
 
 P = ParamSpec("P")
@@ -34,6 +35,7 @@ class BotServices:
     proxies: ProxiesService | None = None  # the pool of proxies (the Proxies page)
     admins: AdminsService | None = None  # who is an admin, in which role (the gate, alerts, the Admins page)
     audit: AuditService | None = None  # the audit log (the Audit page)
+    logins: WorkerLogins | None = None  # workers' own Redis logins (issued from a worker's card)
     sandbox: bool = False  # the fleet is the Telegram sandbox's demo: every menu says so
 
     @classmethod
@@ -57,6 +59,7 @@ class BotServices:
             proxies=plane.proxies if proxies else None,
             admins=plane.admins,
             audit=plane.audit,
+            logins=plane.worker_logins,
         )
 
     async def call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

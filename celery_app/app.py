@@ -19,9 +19,23 @@ TASK_SOFT_TIME_LIMIT = 240
 TASK_TIME_LIMIT = 300
 
 
-def create_celery_app(redis_url: str) -> Celery:
+def unacked_keys(worker: str) -> dict[str, str]:
+    """Where a worker's Kombu keeps the messages it has taken and not yet acknowledged: in the worker's own keys,
+    not the shared `unacked` hash. Each worker restores only its own messages (to its own queue), and a worker
+    logged in as itself (`backend.worker_logins`) is never asked to push another worker's message back onto a
+    queue its login may not reach (Redis refuses it, and Kombu would stop the worker with it)."""
+    own = f"fleet:worker:{worker}"
+    return {
+        "unacked_key": f"{own}:unacked",
+        "unacked_index_key": f"{own}:unacked_index",
+        "unacked_mutex_key": f"{own}:unacked_mutex",
+    }
+
+
+def create_celery_app(redis_url: str, worker: str | None = None) -> Celery:
     """The app on `redis_url`: one server's URL, or a Sentinel target (common.redis_target), in which case the
-    broker and the result backend find the primary through the sentinels and follow a failover."""
+    broker and the result backend find the primary through the sentinels and follow a failover. `worker`: the
+    name of the worker that consumes with it (its unacknowledged messages are kept in its own keys)."""
     # Sentinels that stop answering must not hang a call: they get the data nodes' connect timeout.
     connection = celery_connection(redis_url, socket_timeout=5, socket_connect_timeout=5)
     app = Celery("fleet", broker=connection.broker_url, backend=connection.backend_url, set_as_current=False)
@@ -54,6 +68,7 @@ def create_celery_app(redis_url: str) -> Celery:
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
             **connection.broker_options,
+            **(unacked_keys(worker) if worker else {}),
         },
         result_backend_transport_options={
             "socket_timeout": 10,

@@ -169,6 +169,7 @@ ENGLISH: dict[str, str] = {
     "plugin_unknown": "unknown plugin: worker {worker} does not have it",
     "plugin_not_importable": "it could not be imported",
     "plugin_config_invalid": "invalid configuration: {problems}",
+    "plugin_secret_unopened": "its secret {field} does not open with this worker's key (sealed for another worker)",
     "plugin_setup_timeout": "setup did not finish within {seconds:g} s",
     "plugin_setup_failed": "setup failed: {cause}",
     "plugin_blocked": "blocked its event loop for {seconds:.1f} s",

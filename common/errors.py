@@ -24,6 +24,8 @@ CODES: dict[str, str] = {
     "worker_has_accounts": "a worker with accounts cannot be removed",
     "worker_key_untrusted": "the worker presents a key other than its pinned one; it gets no work until trusted",
     "worker_key_not_pending": "the worker presents no new key to trust",
+    "acl_not_permitted": "the control plane's Redis login may not run ACL commands (a worker's own login)",
+    "acl_unsupported": "the Redis server cannot issue a worker's own login (Redis 7 or newer needed)",
     "worker_key_untrusted_start_later": "the worker's key is not trusted; the account can start once it is",
     "secret_key_mismatch": "this process's SECRET_KEY is not the one the rest of the fleet uses",
     "worker_offline": "the worker is offline",
@@ -116,6 +118,9 @@ CODES: dict[str, str] = {
     "config_not_object": "a plugin configuration that is not an object",
     "unknown_plugin": "no plugin of that name",
     "plugin_broken": "a plugin that cannot be loaded",
+    "plugin_secret_not_stored": "*** given for a secret plugin value the account has none stored of",
+    "plugin_secret_unreadable": "stored secret plugin configuration that this SECRET_KEY does not open",
+    "plugin_secret_no_key": "secret plugin configuration in a process without SECRET_KEY",
     # admins and roles
     "admin_not_found": "no admin with that Telegram id",
     "admin_exists": "that Telegram id is an admin already",

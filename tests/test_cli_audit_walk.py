@@ -180,6 +180,7 @@ def steps(s: dict[str, str]) -> list[Step]:
         Step("rekey", (yes,), "rekey"),
         Step("workers trust", ("w1", yes), "worker.trust_key"),
         Step("workers rotate-key", ("w1",), "worker.rotate_key"),
+        Step("workers login", ("w2", yes), "worker.issue_login"),
         Step("sandbox status", ()),
         Step("sandbox chat", ("@demo01",)),
         Step("sandbox send", ("--to", "@demo01", "--text", "hi")),

@@ -22,7 +22,7 @@ from redis import Redis
 
 from backend.dispatch import TaskDispatcher, WorkerRejectedCall
 from celery_app import keys, rejections
-from celery_app.app import create_celery_app
+from celery_app.app import create_celery_app, unacked_keys
 from celery_app.contract import AccountRef, TaskName, queue_for
 from celery_app.rejections import MAX_MESSAGE_BYTES, Rejection, TaskRejected
 from tests.support.stack import Stack, wait_until
@@ -63,7 +63,10 @@ def rejected(redis: Redis) -> dict[str, int]:
 
 
 def unacked(redis: Redis) -> int:
-    return redis.hlen("unacked") + redis.zcard("unacked_index")
+    """Messages left unacknowledged: in w1's own keys (`celery_app.app.unacked_keys`), and in the shared ones."""
+    own = unacked_keys("w1")
+    shared = redis.hlen("unacked") + redis.zcard("unacked_index")
+    return shared + redis.hlen(own["unacked_key"]) + redis.zcard(own["unacked_index_key"])
 
 
 def poison_items(app: Celery, redis: Redis) -> list[tuple[bytes, Rejection]]:

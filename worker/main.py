@@ -107,7 +107,12 @@ def run_worker(settings: WorkerSettings) -> int:
         max_accounts=settings.max_accounts,
     )
 
-    manager.plugins = plugin_host(redis, settings, manager.holder)
+    def control_key() -> str | None:
+        found = redis.get(keys.CONTROL_PUBLIC_KEY)
+        return found.decode() if isinstance(found, bytes) else found
+
+    box = WorkerSecrets(identity, SecretBox(settings.secret_key) if settings.secret_key else None, control_key)
+    manager.plugins = plugin_host(redis, settings, manager.holder, box)
 
     def renew_leases_and_resume() -> None:
         lost = leases.renew(redis, manager.held_accounts(), manager.holder, lease_ttl)
@@ -133,18 +138,13 @@ def run_worker(settings: WorkerSettings) -> int:
         keeper.go_offline()
 
     signals.worker_shutting_down.connect(_announce_offline, weak=False)
-    app = create_celery_app(settings.redis_url)
+    app = create_celery_app(settings.redis_url, worker=settings.worker_name)
 
     def count_rejection(reason: Rejection) -> None:
         rejections.count(redis, settings.worker_name, reason)
 
     consumer_cls = poison.install(app, settings.redis_url, queue_for(settings.worker_name), count_rejection)
 
-    def control_key() -> str | None:
-        found = redis.get(keys.CONTROL_PUBLIC_KEY)
-        return found.decode() if isinstance(found, bytes) else found
-
-    box = WorkerSecrets(identity, SecretBox(settings.secret_key) if settings.secret_key else None, control_key)
     operator = OperationExecutor(manager, box, info.instance, settings.operations)
     checker = ProxyChecker(redis, settings.worker_name, settings.proxy_check_seconds, settings.mtproto)
     runtime = WorkerRuntime(
@@ -228,8 +228,9 @@ def follow_plugin_changes(manager: AccountManager, interval: float) -> None:
     threading.Thread(target=run, name="plugins-sync", daemon=True).start()
 
 
-def plugin_host(redis: Redis, settings: WorkerSettings, holder: str) -> Any:
-    """The plugins this worker can load (`worker.plugins`): found once at start, loaded per account."""
+def plugin_host(redis: Redis, settings: WorkerSettings, holder: str, secrets: WorkerSecrets) -> Any:
+    """The plugins this worker can load (`worker.plugins`): found once at start, loaded per account; their
+    secret configuration opened with this worker's key."""
     from common.plugin_catalogue import discover
     from worker.plugins.host import PluginHost
 
@@ -237,5 +238,10 @@ def plugin_host(redis: Redis, settings: WorkerSettings, holder: str) -> Any:
     usable = sorted(name for name, info in catalogue.items() if info.error is None)
     log.info("plugins available: %s", ", ".join(usable) or "none")
     return PluginHost(
-        redis, settings.worker_name, catalogue, block_threshold=settings.plugin_block_seconds, holder=holder
+        redis,
+        settings.worker_name,
+        catalogue,
+        block_threshold=settings.plugin_block_seconds,
+        holder=holder,
+        opener=secrets.decrypt,
     )

@@ -25,7 +25,7 @@ def doctor(context: Context, as_json: bool) -> None:
             sys.exit(1)
         return
     for check in checks:
-        mark = "ok  " if check.ok else "FAIL"
+        mark = ("WARN" if check.warning else "ok  ") if check.ok else "FAIL"
         say(f"{mark}  {check.name:<10} {check.message}")
         for line in check.lines:
             say(f"{'':<16} {line}")

@@ -41,13 +41,14 @@ EFFECTS: dict[str, Effect] = {
     # workers
     "list": READS,
     "show": READS,
-    "add": ACTS,
+    "add": Effect(True, why="a record; with --issue-login a second row: the login issued (for a worker with none)"),
     "activate": ACTS,
     "deactivate": ACTS,
     "remove": asks(Confirm.ALWAYS, "a worker's record goes; only adding it again brings it back"),
     "doctor": READS,
     "workers trust": asks(Confirm.ALWAYS, "a new identity gets the worker's work (and, sealed to it, its secrets)"),
     "workers rotate-key": Effect(True, why="the worker's own new key, pinned at once; rotating again is as easy"),
+    "workers login": asks(Confirm.ALWAYS, "a password shown once; a worker's current one stops working at once"),
     # accounts
     "accounts list": READS,
     "accounts show": READS,

@@ -1,4 +1,5 @@
-"""`run_cli.py list | show | activate | deactivate | add | remove`: the fleet's workers, over the fleet service."""
+"""`run_cli.py list | show | activate | deactivate | add | remove` and `workers trust | rotate-key | login`: the
+fleet's workers, over the fleet service (and `backend.worker_logins` for a worker's own Redis login)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from backend.cli.base import (
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+    from backend.worker_logins import IssuedLogin
 
 
 def _status_cell(status: str, is_active: bool) -> str:
@@ -90,6 +93,7 @@ def show_worker(context: Context, name: str, as_json: bool) -> None:
         ("Version", w.version or "-"),
         ("Accounts", f"{_count(w.accounts_running)} running of {w.accounts}"),
         ("Key", _key_cell(w.key, w.key_pending, w.name)),
+        ("Redis login", _login_cell(detail.own_login, w.name)),
     ]
     if detail.rejected:
         reasons = ", ".join(f"{rejections.describe(r)} ×{n}" for r, n in sorted(detail.rejected.items()))
@@ -107,6 +111,41 @@ def _key_cell(key: str | None, pending: str | None, name: str) -> str:
     if pending is not None:
         return f"⚠️ presents {pending}, not the pinned {key}: no work until trusted (run_cli.py workers trust {name})"
     return f"{key} (pinned)" if key else "none presented yet"
+
+
+def _login_cell(own: bool | None, name: str) -> str:
+    if own is None:
+        return "unknown (the control plane's Redis login may not run ACL commands)"
+    if own:
+        return f"its own (fleet-worker-{name})"
+    return f"⚠️ the shared one: issue its own with `run_cli.py workers login {name}`"
+
+
+def _print_login(issued: IssuedLogin) -> None:
+    """The login, once: REDIS_URL and the worker host's .env on stdout; what to know about it on stderr."""
+    where = ", ".join(issued.nodes)
+    say(f"Redis login {issued.username} issued on {where}. It is stored nowhere and shown only now:", err=True)
+    click.echo(f"REDIS_URL={issued.redis_url}")
+    click.echo(err=True)
+    say(".env for the worker's host (chmod 600; it needs no SECRET_KEY):", err=True)
+    click.echo(issued.env, nl=False)
+    _login_warnings(issued)
+
+
+def _login_warnings(issued: IssuedLogin) -> None:
+    for missed in issued.missed:
+        say(f"warning: not set on {missed}; issue it again once that node is back, or copy its ACL file", err=True)
+    if not issued.saved:
+        say(
+            "warning: Redis has no ACL file (`aclfile` in redis.conf): the login lives in memory and is lost when "
+            "Redis restarts",
+            err=True,
+        )
+    say(
+        "A worker still running with an old password keeps the connections it has, and any new one is refused: "
+        "put these settings on its host and restart it there.",
+        err=True,
+    )
 
 
 @click.group("workers")
@@ -128,6 +167,35 @@ def trust(context: Context, name: str, yes: bool) -> None:
             "Only if you reinstalled it yourself",
         )
     say(f"worker '{name}': key {context.plane().fleet.trust_key(name, actor())} trusted")
+
+
+@workers.command("login")
+@click.argument("name")
+@yes_option
+@json_option
+@pass_context
+def login(context: Context, name: str, yes: bool, as_json: bool) -> None:
+    """Issue a Redis login of the worker's own (again: a new password), printed once.
+
+    The login (ACL user fleet-worker-NAME) reaches only that worker's keys, queue and channels, with the
+    commands a worker runs; put the printed REDIS_URL (or the .env) on its host and restart it there. With
+    Redis Sentinel it is set on the primary and every replica. Nothing of it is stored: lost, issue it again."""
+    plane = context.plane()
+    detail = plane.fleet.get_worker(name, event_limit=0)
+    if detail.own_login:
+        question = (
+            f"Issue a new Redis login for worker {name}? Its current password stops working at once: "
+            "put the new settings on its host and restart it."
+        )
+    else:
+        question = f"Issue a Redis login of its own for worker {name}? It is shown once and stored nowhere."
+    confirm_or_refuse(yes, question)
+    issued = plane.worker_logins.issue(name, actor())
+    if as_json:
+        emit_json(issued.to_json())
+        _login_warnings(issued)
+        return
+    _print_login(issued)
 
 
 @workers.command("rotate-key")
@@ -159,14 +227,30 @@ def deactivate(context: Context, name: str) -> None:
 @click.command("add")
 @click.argument("name")
 @click.option("--address", required=True, help="The server's address, shown to admins.")
+@click.option(
+    "--issue-login",
+    is_flag=True,
+    help="Also issue the worker's own Redis login (only its keys and queue) and print it once, with the .env "
+    "for its host.",
+)
 @pass_context
-def add(context: Context, name: str, address: str) -> None:
+def add(context: Context, name: str, address: str, issue_login: bool) -> None:
     """Pre-register a server; it shows 🔴 until a worker of that name heartbeats."""
-    view = context.plane().fleet.add_worker(name, address, actor())
+    from backend.worker_logins import LoginError
+
+    plane = context.plane()
+    view = plane.fleet.add_worker(name, address, actor())
     click.echo(
         f"worker '{view.name}' added ({view.address}); it shows 🔴 until `run_worker.py` "
         f"starts there with WORKER_NAME={view.name}"
     )
+    if not issue_login:
+        return
+    try:
+        issued = plane.worker_logins.issue(view.name, actor())
+    except LoginError as error:
+        raise click.ClickException(f"worker '{view.name}' added, but its Redis login was not issued: {error}") from None
+    _print_login(issued)
 
 
 @click.command("remove")
@@ -174,7 +258,7 @@ def add(context: Context, name: str, address: str) -> None:
 @yes_option
 @pass_context
 def remove(context: Context, name: str, yes: bool) -> None:
-    """Forget an offline worker that runs no accounts (asks first)."""
+    """Forget an offline worker that runs no accounts (asks first); its own Redis login is deleted with it."""
     fleet = context.plane().fleet
     worker = fleet.get_worker(name, event_limit=0).worker
     if worker.status.value != "online" and not worker.accounts:  # else the service says why not: nothing to ask

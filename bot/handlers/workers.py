@@ -1,4 +1,5 @@
-"""Workers: the paged list with live 🟢/🔴, a worker's card and its switches, removing, adding."""
+"""Workers: the paged list with live 🟢/🔴, a worker's card and its switches, removing, adding, and issuing a
+worker's own Redis login (`backend.worker_logins`), shown once."""
 
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ async def workers_page(query: CallbackQuery, callback_data: WorkersPage, service
 async def render_card(event: Message | CallbackQuery, services: BotServices, lang: str, worker_id: int) -> None:
     name = await services.call(services.fleet.name_of, worker_id)
     detail = await services.call(services.fleet.get_worker, name)
-    await show(event, *worker_views.worker_card(lang, worker_id, detail.worker, detail.rejected_total))
+    await show(
+        event, *worker_views.worker_card(lang, worker_id, detail.worker, detail.rejected_total, detail.own_login)
+    )
 
 
 async def card(query: CallbackQuery, callback_data: WorkerCard, services: BotServices, lang: str) -> None:
@@ -71,6 +74,20 @@ async def remove_confirmed(query: CallbackQuery, callback_data: WorkerCard, serv
     await render_workers(query, services, lang, 0)
 
 
+async def login(query: CallbackQuery, callback_data: WorkerCard, services: BotServices, lang: str) -> None:
+    name = await services.call(services.fleet.name_of, callback_data.id)
+    detail = await services.call(services.fleet.get_worker, name, 0)
+    await show(query, *worker_views.login_question(lang, callback_data.id, name, detail.own_login))
+
+
+async def login_confirmed(query: CallbackQuery, callback_data: WorkerCard, services: BotServices, lang: str) -> None:
+    """Issue the login and show it in place of the question: the one time it is shown."""
+    assert services.logins is not None, "issuing a login needs the worker logins service"
+    name = await services.call(services.fleet.name_of, callback_data.id)
+    issued = await services.call(services.logins.issue, name, actor(query.from_user))
+    await show(query, *worker_views.issued_login(lang, callback_data.id, issued))
+
+
 async def add_worker(query: CallbackQuery, state: FSMContext, lang: str) -> None:
     await state.set_state(AddWorker.name)
     await show(query, t(lang, "worker.add.name"))
@@ -96,8 +113,9 @@ async def add_worker_address(message: Message, state: FSMContext, services: BotS
         await message.answer(t(lang, "wizard.retry", error=error_text(lang, error)))
         return
     await state.clear()
-    await message.answer(t(lang, "worker.added", name=escape(name)))
     worker_id = await services.call(services.fleet.id_of, name)
+    text, markup = worker_views.added(lang, worker_id, name)
+    await message.answer(text, reply_markup=markup)
     await render_card(message, services, lang, worker_id)
 
 
@@ -117,6 +135,8 @@ def build_router() -> Router:
     )
     router.callback_query.register(remove, WorkerCard.filter(F.action == WorkerAction.REMOVE))
     router.callback_query.register(remove_confirmed, WorkerCard.filter(F.action == WorkerAction.REMOVE_CONFIRMED))
+    router.callback_query.register(login, WorkerCard.filter(F.action == WorkerAction.LOGIN))
+    router.callback_query.register(login_confirmed, WorkerCard.filter(F.action == WorkerAction.LOGIN_CONFIRMED))
     router.callback_query.register(add_worker, Menu.filter(F.action == MenuAction.ADD_WORKER))
     router.message.register(add_worker_name, AddWorker.name, F.text)
     router.message.register(add_worker_address, AddWorker.address, F.text)

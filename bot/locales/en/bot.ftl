@@ -158,6 +158,21 @@ worker-add-name = Name of the new worker (letters, digits, <code>.</code>, <code
 worker-add-address = Server address of worker <b>{ $name }</b> (IP or host name):
 worker-added =
     ✅ Worker <b>{ $name }</b> added. It shows 🔴 until <code>run_worker.py</code> starts on the server with <code>WORKER_NAME={ $name }</code>.
+worker-login_own = 🔐 Own Redis login
+worker-login_shared = 🔓 Shared Redis login: whoever holds this server can reach every worker's keys and queues
+worker-btn-login = 🔐 Redis login
+worker-btn-issue_login = 🔐 Issue
+worker-login-confirm = Issue worker <b>{ $name }</b> a Redis login of its own? It reaches only this worker's keys and queue. The password is shown once and stored nowhere.
+worker-login-rotates = ⚠️ It has one already: the current password stops working at once. Put the new settings on its server and restart the worker there.
+worker-login-issued =
+    🔐 Redis login of worker <b>{ $name }</b> (user <code>{ $user }</code>). Shown only now and stored nowhere: copy it, then delete this message.
+
+    <code>REDIS_URL={ $url }</code>
+
+    <code>.env</code> for its server (<code>chmod 600</code>, no <code>SECRET_KEY</code> needed):
+    <pre>{ $env }</pre>
+worker-login-missed = ⚠️ Not set on: { $nodes }. Issue it again once they are back, or copy Redis's ACL file there.
+worker-login-unsaved = ⚠️ Redis has no ACL file (<code>aclfile</code>): the login is lost when Redis restarts.
 
 ## Times: how long ago, how long
 
@@ -356,6 +371,7 @@ detail-plugin_blocked_loop = { $plugin } blocked its event loop: { $cause }
 detail-plugin_unknown = unknown plugin: worker { $worker } does not have it
 detail-plugin_not_importable = it could not be imported
 detail-plugin_config_invalid = invalid configuration: { $problems }
+detail-plugin_secret_unopened = its secret { $field } does not open with this worker's key (sealed for another worker)
 detail-plugin_setup_timeout = setup did not finish within { $seconds } s
 detail-plugin_setup_failed = setup failed: { $cause }
 detail-plugin_blocked = blocked its event loop for { $seconds } s
@@ -517,6 +533,8 @@ err-worker_still_online = Worker { $name } is online; stop it before removing it
 err-worker_has_accounts = Worker { $name } still has accounts; move or remove them first.
 err-worker_key_untrusted = Worker { $worker } presents a key other than its pinned one: it gets no work until an owner trusts it (<code>run_cli.py workers trust { $worker }</code>).
 err-worker_key_not_pending = Worker { $name } presents no new key to trust.
+err-acl_not_permitted = Redis ({ $node }) does not let the control plane run ACL commands, so it cannot issue a worker's own login. Give the control plane a Redis user that may.
+err-acl_unsupported = Redis ({ $node }) cannot issue a worker's own login: it needs Redis 7 or newer.
 err-secret_key_mismatch = This bot's SECRET_KEY is not the one the rest of the fleet uses: what it stores, the backend and the workers cannot read.
 err-worker_key_untrusted_start_later = Worker { $worker } presents a key other than its pinned one; the account can be asked to start once the key is trusted.
 err-session = The session cannot be used: { $detail }
@@ -579,6 +597,9 @@ err-config_not_json = The settings are not valid <code>JSON</code> ({ $problem }
 err-config_not_object = The settings must be a <code>JSON</code> object.
 err-unknown_plugin = There is no plugin { $name }. Available: { $known }.
 err-plugin_broken = Plugin { $name } cannot be loaded: { $problem }
+err-plugin_secret_not_stored = Account { $id } has no stored value of { $field } to keep (<code>***</code> keeps the stored one): give the value itself.
+err-plugin_secret_unreadable = The stored secret settings of account { $id } do not open with this <code>SECRET_KEY</code>: give the values themselves.
+err-plugin_secret_no_key = This process has no <code>SECRET_KEY</code>, which secret plugin settings need.
 
 ## Account operations (the card, a worker's accounts page), plugins, and their alerts
 

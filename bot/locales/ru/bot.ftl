@@ -151,6 +151,21 @@ worker-add-name = Введите имя нового воркера (латин�
 worker-add-address = Адрес сервера воркера <b>{ $name }</b> (IP или имя хоста):
 worker-added =
     ✅ Воркер <b>{ $name }</b> добавлен. Он будет 🔴, пока на сервере не запустят <code>run_worker.py</code> с <code>WORKER_NAME={ $name }</code>.
+worker-login_own = 🔐 Свой логин Redis
+worker-login_shared = 🔓 Общий логин Redis: кто завладеет этим сервером, достанет ключи и очереди всех воркеров
+worker-btn-login = 🔐 Логин Redis
+worker-btn-issue_login = 🔐 Выдать
+worker-login-confirm = Выдать воркеру <b>{ $name }</b> свой логин Redis? С ним доступны только ключи и очередь этого воркера. Пароль показывается один раз и нигде не хранится.
+worker-login-rotates = ⚠️ Свой логин у него уже есть: нынешний пароль сразу перестанет работать. Пропишите новые настройки на его сервере и перезапустите там воркер.
+worker-login-issued =
+    🔐 Логин Redis воркера <b>{ $name }</b> (пользователь <code>{ $user }</code>). Показывается только сейчас и нигде не хранится: скопируйте его и удалите это сообщение.
+
+    <code>REDIS_URL={ $url }</code>
+
+    <code>.env</code> для его сервера (<code>chmod 600</code>, <code>SECRET_KEY</code> не нужен):
+    <pre>{ $env }</pre>
+worker-login-missed = ⚠️ Не выдан на: { $nodes }. Выдайте заново, когда они вернутся, или скопируйте туда файл <code>aclfile</code> Redis.
+worker-login-unsaved = ⚠️ У Redis нет файла <code>aclfile</code>: после перезапуска Redis логин пропадёт.
 
 ## Times: how long ago, how long
 
@@ -357,6 +372,7 @@ detail-plugin_blocked_loop = { $plugin } блокирует цикл событ�
 detail-plugin_unknown = неизвестный плагин: на воркере { $worker } его нет
 detail-plugin_not_importable = его не удалось импортировать
 detail-plugin_config_invalid = неверные настройки: { $problems }
+detail-plugin_secret_unopened = секрет { $field } не открывается ключом этого воркера (запечатан для другого воркера)
 detail-plugin_setup_timeout = <code>setup</code> не завершился за { $seconds } с
 detail-plugin_setup_failed = ошибка в <code>setup</code>: { $cause }
 detail-plugin_blocked = заблокировал цикл событий на { $seconds } с
@@ -516,6 +532,8 @@ err-worker_still_online = Воркер { $name } онлайн: сначала о
 err-worker_has_accounts = На воркере { $name } ещё есть аккаунты: сначала перенесите или удалите их.
 err-worker_key_untrusted = Воркер { $worker } предъявил не тот ключ, что закреплён: работы ему не будет, пока владелец не доверится ключу (<code>run_cli.py workers trust { $worker }</code>).
 err-worker_key_not_pending = Воркер { $name } не предъявлял нового ключа.
+err-acl_not_permitted = Redis ({ $node }) не даёт панели управления выполнять команды <code>ACL</code>, поэтому свой логин воркеру не выдать. Дайте панели пользователя Redis, которому это можно.
+err-acl_unsupported = Redis ({ $node }) не может выдать воркеру свой логин: нужен Redis 7 или новее.
 err-secret_key_mismatch = SECRET_KEY этого бота не тот, что у остального флота: то, что он сохраняет, ни бэкенд, ни воркеры прочитать не смогут.
 err-worker_key_untrusted_start_later = Воркер { $worker } предъявил не тот ключ, что закреплён; аккаунт можно будет запустить, когда ключу доверятся.
 err-session = Сессия не подходит: { $detail }
@@ -582,6 +600,9 @@ err-config_not_json = Настройки — не <code>JSON</code> ({ $problem 
 err-config_not_object = Настройки должны быть объектом <code>JSON</code>.
 err-unknown_plugin = Плагина { $name } нет. Есть: { $known }.
 err-plugin_broken = Плагин { $name } не загружается: { $problem }
+err-plugin_secret_not_stored = У аккаунта { $id } нет сохранённого значения { $field } (<code>***</code> оставляет сохранённое): укажите само значение.
+err-plugin_secret_unreadable = Сохранённые секретные настройки аккаунта { $id } не открываются этим <code>SECRET_KEY</code>: укажите сами значения.
+err-plugin_secret_no_key = У этого процесса нет <code>SECRET_KEY</code>, а он нужен для секретных настроек плагинов.
 
 ## Account operations (the card, a worker's accounts page), plugins, and their alerts
 
