@@ -271,7 +271,8 @@ def test_with_several_chats_a_reply_decides_or_the_sender_chooses(redis_url: str
         author.click("Велосипед", chooser)
         [copy] = copies_to(h, GUEST, before)
         assert copy.params["message_id"] == str(waiting["message_id"])
-        assert h.service.counterpart(author.ref, bike, waiting["message_id"]) is not None
+        # Where the copy landed is recorded once Telegram's answer is in (as for the album above).
+        wait_until(lambda: h.service.counterpart(author.ref, bike, waiting["message_id"]), 10, message="recorded")
         edited = h.core.messages[(AUTHOR, chooser["message_id"])]
         assert edited["text"].startswith("➡️ Отправлено: Собеседник #") and "reply_markup" not in edited
         before = mark(h)

@@ -351,6 +351,7 @@ def test_worker_processes_without_secret_key_run_the_plugin_with_its_secret_acro
     stack.start_backend()
     for name in ("w1", "w2"):
         stack.start_worker(name, unset=("SECRET_KEY",))
+    wait_until(lambda: {"w1", "w2"} <= set(stack.workers()), 30, message="both workers recorded")
     wait_until(lambda: all(stack.cli_json("show", n)["key"] for n in ("w1", "w2")), 30, message="both keys pinned")
     account_id = import_account(stack, "w1", "+15550007002")
     assert stack.cli("accounts", "start", str(account_id)).returncode == 0

@@ -105,7 +105,7 @@ def test_a_real_client_that_cannot_connect_is_reported_and_retried(
     real_manager: AccountManager, redis_client: Redis
 ) -> None:
     real_manager.start(ClientSpec(1, "+15550000001", 12345, API_HASH, _production_session()))
-    state = wait_status(redis_client, 1, AccountStatus.ERROR, timeout=20)
+    state = wait_status(redis_client, 1, AccountStatus.ERROR, timeout=20, worker="real")
     assert state.detail.startswith("network:") and "retry 1" in state.detail and state.active
 
 
@@ -119,11 +119,11 @@ def test_a_real_client_against_a_hung_server_times_out(
     manager.open()
     try:
         manager.start(ClientSpec(1, "+15550000001", 12345, API_HASH, _production_session()))
-        state = wait_status(redis_client, 1, AccountStatus.ERROR, timeout=10)
+        state = wait_status(redis_client, 1, AccountStatus.ERROR, timeout=10, worker="real")
         assert "timed out" in state.detail
     finally:
         manager.shutdown(timeout=5)
-    assert live(redis_client, 1) is not None
+    assert live(redis_client, 1, "real") is not None
 
 
 def test_a_real_login_that_cannot_connect_says_so(real_manager: AccountManager) -> None:
