@@ -140,6 +140,7 @@ class Reconciler:
         self.grace = FailoverGrace(offline_after)  # after a failover: lost heartbeats make no worker offline
         self._other_key: dict[str, str] = {}  # worker -> a key other than its pinned one, seen in the last scan
         self.event_streams = events.streams_of([])  # the shared one and each known worker's own (every scan)
+        self._listed = -1  # names in the heartbeat index when `follow_new_workers` last looked
 
     def scan(self) -> ScanReport:
         with _collector_paused():
@@ -212,7 +213,12 @@ class Reconciler:
         return self.event_streams
 
     def follow_new_workers(self) -> list[str]:
-        """Between scans: the streams of workers that registered since (their first events are read at once)."""
+        """Between scans: the streams of workers that registered since (their first events are read at once);
+        the index is read again only when the number of names in it changed (the scan follows the rest)."""
+        listed = int(self.redis.zcard(keys.HEARTBEATS))
+        if listed == self._listed:
+            return self.event_streams
+        self._listed = listed
         followed = {events.writer_of(stream) for stream in self.event_streams}
         new = [name for name in map(str, self.redis.zrange(keys.HEARTBEATS, 0, -1)) if name not in followed]
         if new:
@@ -225,14 +231,15 @@ class Reconciler:
         """Read the events of every worker known by record or heard from (a new one's from its first), and of any
         stream still holding events not read yet (a worker that came and went while no backend ran)."""
         streams = events.streams_of(workers)
-        others = [stream for stream in self.event_streams if stream not in streams]
+        wanted = set(streams)
+        others = [stream for stream in self.event_streams if stream not in wanted]
         if others:
             pipe = self.redis.pipeline(transaction=False)
             for stream in others:
                 pipe.xlen(stream)
             streams += [stream for stream, length in zip(others, pipe.execute(), strict=True) if length]
         if streams != self.event_streams:
-            events.ensure_group(self.redis, set(streams) - set(self.event_streams))
+            events.ensure_group(self.redis, set(streams).difference(self.event_streams))
             self.event_streams = streams
 
     def _judged_keys(self, presented: dict[str, str], rows: dict[str, WorkerRow]) -> dict[str, str]:

@@ -94,14 +94,12 @@ def writer_of(stream: str) -> str | None:
 
 def ensure_group(redis: Redis, streams: Iterable[str] = (keys.EVENTS_STREAM,)) -> None:
     """Create the backend's consumer group on each stream from its start (so nothing emitted earlier is missed)."""
-    from redis.exceptions import ResponseError
-
+    pipe = redis.pipeline(transaction=False)
     for stream in streams:
-        try:
-            redis.xgroup_create(stream, keys.EVENTS_GROUP, id="0", mkstream=True)
-        except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
+        pipe.xgroup_create(stream, keys.EVENTS_GROUP, id="0", mkstream=True)
+    for reply in pipe.execute(raise_on_error=False):
+        if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+            raise reply
 
 
 def read_group(
