@@ -48,6 +48,7 @@ from redis import Redis
 from redis.connection import parse_url
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
+from celery_app import keys
 from celery_app.contract import TASK_ID_SEP
 from common.errors import FleetError
 from common.redis_target import SentinelTarget, open_sentinels, parse_target
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-USER_PREFIX = "fleet-worker-"
+USER_PREFIX = keys.WORKER_LOGIN_PREFIX
 NODE_TIMEOUT = 3.0
 KOMBU_SEP = "\x06\x16"  # Kombu's separator: the priority sub-queues of `worker.w1` are `worker.w1` + SEP + digit
 _NO_ACL_FILE = "not configured to use an ACL file"

@@ -21,6 +21,8 @@ SECRET_CANARY = f"{PREFIX}:secret_canary"
 CONTROL_PUBLIC_KEY = f"{PREFIX}:control:public_key"
 # Hash: alert kind -> how many the admin bot sent (the backend serves it as a Prometheus counter).
 ALERTS_SENT = f"{PREFIX}:metrics:alerts_sent"
+# The Redis ACL user of a worker's own login is this prefix and the worker's name (`backend.worker_logins`).
+WORKER_LOGIN_PREFIX = "fleet-worker-"
 # Held (with expiry) by the one backend that acts; others stand by.
 BACKEND_LEADER = f"{PREFIX}:backend:leader"
 

@@ -44,8 +44,20 @@ def test_worker_check_passes_on_a_good_host(stack: Stack) -> None:
     result = run(stack, "run_worker.py", "--check", WORKER_NAME="w1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout and "worker name 'w1' is free" in result.stdout
+    assert "shared Redis login 'default'" in result.stdout and "run_cli.py workers login w1" in result.stdout
     assert f"no key yet: the first start makes it at {stack.workdir / 'worker-w1.key'}" in result.stdout
     assert not (stack.workdir / "worker-w1.key").exists()  # a check makes nothing
+
+
+def test_worker_check_says_which_redis_login_the_worker_uses(stack: Stack) -> None:
+    added = stack.cli("add", "w1", "--address", "127.0.0.1", "--issue-login")
+    assert added.returncode == 0, added.stderr
+    url = next(line for line in added.stdout.splitlines() if line.startswith("REDIS_URL=")).removeprefix("REDIS_URL=")
+    own = run(stack, "run_worker.py", "--check", WORKER_NAME="w1", REDIS_URL=url)
+    assert own.returncode == 0 and "Redis login fleet-worker-w1: this worker's own" in own.stdout, own.stdout
+    assert url.split("@")[0] not in own.stdout + own.stderr  # the password is never shown
+    borrowed = run(stack, "run_worker.py", "--check", WORKER_NAME="w2", REDIS_URL=url)
+    assert borrowed.returncode == 1 and "fleet-worker-w1 is another worker's" in borrowed.stdout
 
 
 def test_worker_check_names_each_problem(stack: Stack, redis_client: Redis) -> None:

@@ -1,4 +1,5 @@
-"""`run_worker.py --check`: can this host run its worker? Redis reachable, SECRET_KEY right, the name free.
+"""`run_worker.py --check`: can this host run its worker? Redis reachable (and on which login), SECRET_KEY right,
+the name free.
 
 Registers nothing and starts nothing. SECRET_KEY is checked against what the control plane encrypted: the
 canary the backend keeps in Redis (`keys.SECRET_CANARY`) and this worker's own spec registry, if any.
@@ -38,6 +39,7 @@ def run_checks(settings: WorkerSettings) -> list[Check]:
         return [*checks, Check("redis", False, f"Redis at {mask_url(settings.redis_url)} unreachable: {error}")]
     checks.append(Check("redis", True, f"Redis at {mask_url(settings.redis_url)} answers"))
     try:
+        checks.append(_login(redis, settings.worker_name))
         checks.append(_secret_key(redis, settings))
         checks.append(_name(redis, settings.worker_name))
     except RedisError as error:
@@ -57,6 +59,26 @@ def _key_file(settings: WorkerSettings) -> Check:
     except KeyFileError as error:
         return Check("key", False, f"{path}: {error}")
     return Check("key", True, f"key {pair.fingerprint} ({path})")
+
+
+def _login(redis: Redis, name: str) -> Check:
+    """Which Redis login this worker uses: its own (`run_cli.py add NAME --issue-login`), the shared one (works,
+    but any worker on it can touch every other's work), or another worker's (refused: it would run as that one)."""
+    try:
+        user = str(redis.acl_whoami())
+    except RedisError:  # a Redis older than 6 has no logins: the shared one
+        user = "default"
+    own = f"{keys.WORKER_LOGIN_PREFIX}{name}"
+    if user == own:
+        return Check("login", True, f"Redis login {user}: this worker's own")
+    if user.startswith(keys.WORKER_LOGIN_PREFIX):
+        return Check("login", False, f"Redis login {user} is another worker's; this worker's is {own}")
+    return Check(
+        "login",
+        True,
+        f"shared Redis login {user!r}: works, but gives this host every worker's keys and queues; "
+        f"issue it one of its own: run_cli.py workers login {name}",
+    )
 
 
 def _secret_key(redis: Redis, settings: WorkerSettings) -> Check:
