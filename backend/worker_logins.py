@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 
 USER_PREFIX = keys.WORKER_LOGIN_PREFIX
 NODE_TIMEOUT = 3.0
+UNANSWERED_SECONDS = 600.0  # after Redis would not say which workers have logins, how long it is not asked again
 KOMBU_SEP = "\x06\x16"  # Kombu's separator: the priority sub-queues of `worker.w1` are `worker.w1` + SEP + digit
 _NO_ACL_FILE = "not configured to use an ACL file"
 NEWER_RULES = ("+client|setinfo",)  # rules a Redis 7.0 or 7.1 does not know: left out there
@@ -244,6 +246,7 @@ class WorkerLogins:
         self.redis = redis
         self.target = target
         self.sessions = sessions  # the workers, and the audit log
+        self._unanswered_until = 0.0  # monotonic time until which `has_own_login` does not ask (see there)
 
     # ---- issuing --------------------------------------------------------------------------------------
 
@@ -367,8 +370,13 @@ class WorkerLogins:
     def has_own_login(self, name: str) -> bool | None:
         """Whether worker `name` has a login of its own; None when Redis will not say (the control plane's login
         may not run ACL, or Redis is older than 6)."""
+        if time.monotonic() < self._unanswered_until:
+            return None
         found = own_logins(self.redis, [name])
-        return None if found is None else found[name]
+        if found is None:  # not asked again for a while: each refusal is an entry in Redis's ACL log
+            self._unanswered_until = time.monotonic() + UNANSWERED_SECONDS
+            return None
+        return found[name]
 
     @audited("worker.revoke_login", named(("worker", "name")))
     def revoke(self, name: str, actor: str) -> bool:

@@ -271,7 +271,13 @@ def test_a_login_for_an_unknown_worker_is_refused_and_a_control_plane_without_ac
     with pytest.raises(LoginError) as refusal:
         logins.issue("w1", "test")
     assert refusal.value.code == "acl_not_permitted"
-    assert logins.has_own_login("w1") is None and own_logins(limited, ["w1", "w2"]) is None
+    with Redis.from_url(redis_url, decode_responses=True) as admin:
+        admin.execute_command("ACL", "LOG", "RESET")
+        assert logins.has_own_login("w1") is None and own_logins(limited, ["w1", "w2"]) is None
+        refusals = sum(int(entry["count"]) for entry in admin.acl_log())
+        assert refusals >= 1
+        assert logins.has_own_login("w2") is None  # a card view: not asked again for a while
+        assert sum(int(entry["count"]) for entry in admin.acl_log()) == refusals
     with pytest.raises(LoginError):
         logins.revoke("w1", "test")
     limited.close()
