@@ -85,8 +85,20 @@ class TaskDispatcher:
         """Send one task by name to `worker`'s queue; `ignore_result` for a message nobody waits on: the
         worker stores no result, and this process does not subscribe to it. `options` go to Celery's publish.
         The task id names the worker (`task_id_for`): its own Redis login writes only its own tasks' results."""
-        if producer is None:  # `send_many` gave its messages' accounts out in one go
-            self._assign([(worker, payload)])
+        self._assign([(worker, payload)])
+        return self._publish(worker, task, payload, expires, producer, ignore_result, **options)
+
+    def _publish(
+        self,
+        worker: str,
+        task: TaskName,
+        payload: Payload | None,
+        expires: float,
+        producer: Any,
+        ignore_result: bool,
+        **options: Any,
+    ) -> Any:
+        """The message as it goes, its secrets sealed to the worker (the accounts it runs already given out)."""
         if payload is not None and self.sealer is not None:
             payload = self.sealer.for_worker(worker, payload)
         args = [payload.model_dump(mode="json")] if payload is not None else []
@@ -118,7 +130,7 @@ class TaskDispatcher:
         self._assign([(worker, payload) for worker, _task, payload in messages])
         with self.app.producer_or_acquire() as producer, producer.batch(PUBLISH_BATCH):
             for worker, task, payload in messages:
-                self.send(worker, task, payload, producer=producer, ignore_result=True, declare=[])
+                self._publish(worker, task, payload, COMMAND_EXPIRES_SECONDS, producer, True, declare=[])
 
     def call(
         self, worker: str, task: TaskName, payload: Payload | None = None, timeout: float = 30.0

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
+from celery_app import keys
 from common.redis_target import celery_connection
 
 RESULT_EXPIRES_SECONDS = 3600
@@ -24,7 +25,7 @@ def unacked_keys(worker: str) -> dict[str, str]:
     not the shared `unacked` hash. Each worker restores only its own messages (to its own queue), and a worker
     logged in as itself (`backend.worker_logins`) is never asked to push another worker's message back onto a
     queue its login may not reach (Redis refuses it, and Kombu would stop the worker with it)."""
-    own = f"fleet:worker:{worker}"
+    own = keys.worker_info(worker)
     return {
         "unacked_key": f"{own}:unacked",
         "unacked_index_key": f"{own}:unacked_index",

@@ -71,22 +71,27 @@ for _ in string.gmatch(redis.call('INFO', 'replication'), 'state=online') do onl
 
 # KEYS: the lease, the heartbeat index. ARGV: holder, ttl ms, same-name prefix, worker, account id, lease key
 # prefix, the assignment (read, not declared: a worker's login may only read it, and Redis checks declared keys for
-# writing). Any other worker's lease for the account refuses it: the ones the assignment names, and those of every
-# worker in the index (an account running from before the control plane assigned it has no assignment).
+# writing). Another worker's lease for the account refuses it: one the assignment names (`assign` recorded every
+# lease left when it gave the account), or, for an account never assigned (started from before assignments, or sent
+# without the dispatcher), one of any worker in the index.
 _ACQUIRE = (
     _ONLINE_REPLICAS
     + """
 local others = {}
+local given = false
 local assigned = redis.call('HGETALL', ARGV[7])
 for i = 1, #assigned, 2 do
   local field, value = assigned[i], assigned[i + 1]
   if field == 'worker' then
     if value ~= ARGV[4] then return {online, 0, value .. '/'} end
+    given = true
   elseif string.sub(field, 1, 4) == 'was:' then
     others[string.sub(field, 5)] = true
   end
 end
-for _, name in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do others[name] = true end
+if not given then
+  for _, name in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do others[name] = true end
+end
 others[ARGV[4]] = nil
 for name in pairs(others) do
   local held = redis.call('GET', ARGV[6] .. name .. ':lease:' .. ARGV[5])
@@ -125,14 +130,25 @@ return reply
 """
 )
 
-# KEYS: the assignment, the set of moving accounts. ARGV: worker, account id.
+# KEYS: the assignment, the set of moving accounts, the heartbeat index. ARGV: worker, account id, lease key prefix.
+# The worker it had before is remembered (`was:`) until its lease is gone; an account given to nobody yet may still
+# run under a lease taken before assignments: each such lease is remembered the same way (once, here, so that a
+# worker's acquire, retried while it waits, reads only the assignment).
 _ASSIGN = """
 local current = redis.call('HGET', KEYS[1], 'worker')
 if current == ARGV[1] then return 0 end
+local earlier = {}
 if current then
-  redis.call('HSET', KEYS[1], 'was:' .. current, '1')
-  redis.call('SADD', KEYS[2], ARGV[2])
+  earlier[1] = current
+else
+  for _, name in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    if name ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. name .. ':lease:' .. ARGV[2]) == 1 then
+      earlier[#earlier + 1] = name
+    end
+  end
 end
+for _, name in ipairs(earlier) do redis.call('HSET', KEYS[1], 'was:' .. name, '1') end
+if #earlier > 0 then redis.call('SADD', KEYS[2], ARGV[2]) end
 redis.call('HSET', KEYS[1], 'worker', ARGV[1])
 return 1
 """
@@ -225,7 +241,16 @@ def assign(redis: Redis | Any, account_id: int, worker: str) -> None:
     """Give the account to `worker` (the control plane, before it sends the start or operation there); on a
     client or queued on a pipeline. The worker it had before keeps its lease until it lets go: until then the
     new one cannot take it (`acquire`), and the old one's next renewal finds the account lost."""
-    redis.eval(_ASSIGN, 2, keys.account_assignment(account_id), keys.ASSIGNMENTS_MOVING, worker, account_id)
+    redis.eval(
+        _ASSIGN,
+        3,
+        keys.account_assignment(account_id),
+        keys.ASSIGNMENTS_MOVING,
+        keys.HEARTBEATS,
+        worker,
+        account_id,
+        f"{keys.PREFIX}:worker:",
+    )
 
 
 def sweep(redis: Redis) -> int:

@@ -62,7 +62,9 @@ def test_an_account_running_from_before_assignments_is_not_taken_by_another(redi
     assert leases.acquire(redis_client, 7, A, 30)[0]  # no assignment (an upgrade, or Redis lost it)
     assert leases.acquire(redis_client, 7, B, 30) == (False, A)
     leases.assign(redis_client, 7, "wb")  # the control plane moves it: wa had no assignment to remember
-    assert leases.acquire(redis_client, 7, B, 30) == (False, A)  # wa's lease is still seen
+    assert redis_client.hget(keys.account_assignment(7), "was:wa") == "1"  # the lease it found, remembered
+    assert leases.acquire(redis_client, 7, B, 30) == (False, A)  # so wb waits for wa to let go
+    assert leases.release(redis_client, 7, A) and leases.acquire(redis_client, 7, B, 30) == (True, B)
 
 
 def test_concurrent_acquires_of_a_free_account_grant_it_once(redis_client: Redis) -> None:
